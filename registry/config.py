@@ -1,0 +1,105 @@
+"""Settings shared by every Shadowline process, and the one place that turns env into settings.
+
+Each process has exactly one settings class (the scorer's lives in ``service``, the retrain
+worker's in ``retrain``, the local stack's in ``shadowline``); they all derive from
+:class:`SharedSettings`, so the connection settings are spelled the same everywhere, including in
+``docker-compose.yml``.  Values come from ``SHADOWLINE_*`` environment variables first, then from
+the file that ``shadowline stack up`` writes (``.shadowline/stack.env``), then the defaults.
+Nothing else in the code base reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "SHADOWLINE_"
+STACK_ENV_FILE = ".shadowline/stack.env"
+
+
+class SettingsError(Exception):
+    """A setting has a bad value.  The message names each variable and what is wrong with it."""
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    STAGING = "staging"
+    PRODUCTION = "production"
+
+
+class SharedSettings(BaseSettings):
+    """Connection settings every process needs.  Subclass it once per process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=STACK_ENV_FILE,
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    environment: Environment = Environment.DEVELOPMENT
+    # One DSN for Redis (it may carry a password, hence SecretStr); parsed in one place,
+    # registry.connections.
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    scores_topic: str = Field(default="shadowline.scores", min_length=1)
+    labels_topic: str = Field(default="shadowline.labels", min_length=1)
+    artifact_dir: str = Field(default=".shadowline/artifacts", min_length=1)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_is_a_redis_dsn(cls, value: SecretStr) -> SecretStr:
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in {"redis", "rediss", "unix"}:
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        if parts.scheme != "unix" and not parts.hostname:
+            raise ValueError("must name a host, e.g. redis://127.0.0.1:6379/0")
+        return value
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_is_host_port_list(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"{server.strip()!r} is not host:port (comma-separate several)")
+        return value
+
+    @property
+    def kafka_servers(self) -> list[str]:
+        """The bootstrap servers as the list Kafka clients take."""
+        return [server.strip() for server in self.kafka_bootstrap.split(",")]
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def load_settings(cls: type[SettingsT], **overrides: Any) -> SettingsT:
+    """Build a settings object once at start-up; turn validation errors into one clear message.
+
+    Raises :class:`SettingsError` naming each bad variable (``SHADOWLINE_PORT``), the value
+    it had, and what is wrong with it.  Secret values are never echoed.
+    """
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_describe(cls, exc)) from None
+
+
+def _describe(cls: type[BaseSettings], exc: ValidationError) -> str:
+    prefix = str(cls.model_config.get("env_prefix", ""))
+    secret_fields = {
+        name for name, field in cls.model_fields.items() if field.annotation is SecretStr
+    }
+    lines = [f"invalid settings for {cls.__name__}:"]
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "?"
+        variable = f"{prefix}{field}".upper()
+        shown = "<hidden>" if field in secret_fields else repr(error.get("input"))
+        lines.append(f"  {variable}={shown}: {error['msg']}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Shadowline service package."""

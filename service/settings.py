@@ -1,0 +1,39 @@
+"""Settings of the scorer process (``shadowline serve``)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, model_validator
+
+from registry.config import Environment, SharedSettings
+
+PLACEHOLDER_TOKEN = "change-me"  # noqa: S105 - the placeholder that is refused outside development
+
+
+class ServiceSettings(SharedSettings):
+    """Everything the scorer reads at start-up; built once and passed down."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    model_name: str = Field(default="fraud", min_length=1, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    admin_token: SecretStr = SecretStr(PLACEHOLDER_TOKEN)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_batch: int = Field(default=500, ge=1, le=100_000)
+    shadow_queue_size: int = Field(default=10_000, ge=1)
+    shadow_time_budget_ms: float = Field(default=50.0, gt=0)
+    kafka_buffer_records: int = Field(default=100_000, ge=1)
+    reconcile_interval_s: float = Field(default=1.0, gt=0, le=2.0)
+    access_log: bool = False
+    log_level: str = Field(default="info", pattern=r"^(critical|error|warning|info|debug)$")
+
+    @model_validator(mode="after")
+    def _no_placeholder_token_outside_development(self) -> ServiceSettings:
+        token = self.admin_token.get_secret_value()
+        if self.environment is not Environment.DEVELOPMENT and token == PLACEHOLDER_TOKEN:
+            raise ValueError(
+                "SHADOWLINE_ADMIN_TOKEN is still the placeholder; set a real secret "
+                f"when SHADOWLINE_ENVIRONMENT={self.environment.value}"
+            )
+        if len(token) < 8:
+            raise ValueError("SHADOWLINE_ADMIN_TOKEN must be at least 8 characters")
+        return self

@@ -1,0 +1,128 @@
+"""The local stack against the real redis-server and broker binaries."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import psutil
+import pytest
+import redis
+from kafka import KafkaConsumer, KafkaProducer
+from typer.testing import CliRunner
+
+from shadowline.cli import app
+from shadowline.stack import Component, LocalStack, StackError, ping_broker
+
+runner = CliRunner()
+
+
+def test_session_stack_answers_real_requests(
+    redis_client: redis.Redis, make_topic: object, kafka_bootstrap: str
+) -> None:
+    redis_client.set("k", "v")
+    assert redis_client.get("k") == "v"
+
+    assert callable(make_topic)
+    topic = make_topic("roundtrip")
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks=1)
+    producer.send(topic, key=b"tx-1", value=b"hello").get(timeout=10)
+    producer.close()
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+    )  # fmt: skip
+    values = [(m.key, m.value) for m in consumer]
+    consumer.close()
+    assert values == [(b"tx-1", b"hello")]
+
+
+def test_redis_client_fixture_starts_with_no_keys(redis_client: redis.Redis) -> None:
+    assert redis_client.dbsize() == 0
+
+
+def test_cli_up_status_down_leaves_no_process(in_tmp_cwd: Path) -> None:
+    up = runner.invoke(app, ["stack", "up", "--json"])
+    assert up.exit_code == 0, up.output
+    started = json.loads(up.output)
+    assert {c["name"] for c in started} == {"redis", "kafka"}
+    env_file = (in_tmp_cwd / ".shadowline" / "stack.env").read_text()
+    for comp in started:
+        assert comp["address"] in env_file
+
+    status = runner.invoke(app, ["stack", "status", "--json"])
+    assert status.exit_code == 0, status.output
+    health = json.loads(status.output)
+    assert [h["healthy"] for h in health] == [True, True]
+    assert "shadowline.scores" in health[1]["detail"]  # topics created at start
+
+    # A second `up` keeps the healthy stack rather than starting another.
+    again = runner.invoke(app, ["stack", "up", "--json"])
+    assert [c["pid"] for c in json.loads(again.output)] == [c["pid"] for c in started]
+
+    down = runner.invoke(app, ["stack", "down"])
+    assert down.exit_code == 0
+    assert "stopped: redis, kafka" in down.output
+    for comp in started:
+        assert not psutil.pid_exists(comp["pid"]) or (
+            psutil.Process(comp["pid"]).status() == psutil.STATUS_ZOMBIE
+        )
+    assert not (in_tmp_cwd / ".shadowline" / "stack.env").exists()
+
+    after = runner.invoke(app, ["stack", "status"])
+    assert after.exit_code == 1
+    assert "not running" in after.output
+
+
+def test_status_reports_a_dead_component(tmp_path: Path) -> None:
+    stack = LocalStack(tmp_path)
+    components = stack.up()
+    redis_comp = next(c for c in components if c.name == "redis")
+    psutil.Process(redis_comp.pid).kill()
+    psutil.Process(redis_comp.pid).wait(5)
+    health = {h.name: h for h in stack.status()}
+    assert not health["redis"].healthy
+    assert health["redis"].detail == "process not running"
+    assert health["kafka"].healthy
+    assert stack.down() == ["kafka"]
+
+
+def test_busy_port_is_refused_by_name(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        busy = sock.getsockname()[1]
+        with pytest.raises(StackError, match=f"^redis port {busy} on 127.0.0.1 is already in use$"):
+            LocalStack(tmp_path).up(redis_port=busy)
+    assert LocalStack(tmp_path).components() == []
+
+
+def test_unreadable_state_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "stack.json").write_text("{not json")
+    with pytest.raises(StackError, match=r"stack state file .*stack\.json is unreadable"):
+        LocalStack(tmp_path).components()
+
+
+def test_missing_redis_binary_is_named(tmp_path: Path) -> None:
+    with pytest.raises(StackError, match="no-such-redis is not on PATH"):
+        LocalStack(tmp_path, redis_server="no-such-redis").up()
+
+
+def test_recycled_pid_is_not_signalled(tmp_path: Path) -> None:
+    # A state file naming a live process with a different start time (e.g. pid reuse after a
+    # reboot) must not be treated as ours.
+    me = psutil.Process()
+    fake = Component("redis", me.pid, me.create_time() - 100, 1, "x.log")
+    (tmp_path / "stack.json").write_text(json.dumps({"components": [fake.__dict__]}))
+    stack = LocalStack(tmp_path)
+    assert [h.running for h in stack.status()] == [False]
+    assert stack.down() == []
+
+
+def test_ping_broker_fails_on_closed_port() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(ConnectionRefusedError):
+        ping_broker(port, timeout_s=0.5)

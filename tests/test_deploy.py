@@ -1,0 +1,76 @@
+"""The deployment files agree with the code: compose variables, image targets, alert rules."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic_settings import BaseSettings
+
+from retrain.settings import RetrainSettings
+from service.settings import ServiceSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+PROCESS_SETTINGS: dict[str, type[BaseSettings]] = {
+    "scorer": ServiceSettings,
+    "retrain-worker": RetrainSettings,
+}
+
+
+def _variables(cls: type[BaseSettings]) -> set[str]:
+    prefix = str(cls.model_config.get("env_prefix", ""))
+    return {f"{prefix}{name}".upper() for name in cls.model_fields}
+
+
+def _compose() -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_every_shadowline_variable_in_compose_is_a_setting() -> None:
+    services = _compose()["services"]
+    checked = 0
+    for name, service in services.items():
+        env = service.get("environment") or {}
+        names = set(env) if isinstance(env, dict) else {item.split("=", 1)[0] for item in env}
+        ours = {var for var in names if var.startswith("SHADOWLINE_")}
+        if not ours:
+            continue
+        assert name in PROCESS_SETTINGS, f"service {name} sets {sorted(ours)} but has no settings"
+        unknown = ours - _variables(PROCESS_SETTINGS[name])
+        assert not unknown, f"service {name} sets variables no setting defines: {sorted(unknown)}"
+        checked += len(ours)
+    assert checked >= 10
+
+
+def test_compose_runs_every_part_of_the_system() -> None:
+    services = set(_compose()["services"])
+    assert {"kafka", "redis", "prometheus", "grafana", "scorer", "retrain-worker"} <= services
+
+
+def test_compose_builds_the_dockerfile_targets() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    targets = set(re.findall(r"^FROM \S+ AS (\S+)$", dockerfile, flags=re.MULTILINE))
+    services = _compose()["services"]
+    built = {svc["build"]["target"] for svc in services.values() if "build" in svc}
+    assert built == {"scorer", "retrain-worker"}
+    assert built <= targets
+
+
+def test_images_run_as_non_root_with_a_healthcheck() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for target in ("scorer", "retrain-worker"):
+        stage = dockerfile.split(f" AS {target}\n", 1)[1].split("\nFROM ", 1)[0]
+        assert "\nUSER 1000\n" in stage, target
+        assert "HEALTHCHECK" in stage, target
+
+
+def test_prometheus_config_loads_the_alert_rules() -> None:
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
+    rules = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
+    names = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
+    assert "ShadowlineRetrainRunFailed" in names
