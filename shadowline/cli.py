@@ -1,7 +1,9 @@
 """``shadowline``: the one command.  Each package mounts its own Typer app here.
 
-Sub-apps are mounted lazily (imported inside ``main``'s app factory) so that
-``shadowline stack status`` does not import onnxruntime or training libraries.
+Each package's ``cli`` module keeps its module-level imports light (heavy libraries are
+imported inside the commands), so ``shadowline stack status`` does not load onnxruntime or
+training libraries, and the scorer image, which has no training libraries, can still run
+every command but ``retrain``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,11 @@ from typing import Annotated
 
 import typer
 
+from loadtest import cli as loadtest_cli
+from registry import cli as registry_cli
 from registry.config import SettingsError, load_settings
+from retrain import cli as retrain_cli
+from service import cli as service_cli
 from shadowline.settings import STATE_DIR, StackSettings
 from shadowline.stack import LocalStack, StackError
 
@@ -22,6 +28,15 @@ stack_app = typer.Typer(
     help="The local stack: Redis and a Kafka-protocol broker.", no_args_is_help=True
 )
 app.add_typer(stack_app, name="stack")
+app.add_typer(
+    registry_cli.app, name="models", help="The model registry: register, shadow, promote."
+)
+app.add_typer(
+    retrain_cli.app, name="retrain", help="The retrain pipeline and its scheduled worker."
+)
+app.add_typer(loadtest_cli.app, name="loadtest", help="Open-loop HTTP load tests.")
+# The scorer mounts its commands (`serve`) at the top level.
+app.registered_commands.extend(service_cli.app.registered_commands)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 

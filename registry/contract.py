@@ -1,0 +1,140 @@
+"""Checking rows against a model's input schema and turning them into the graph's inputs.
+
+Shared by registration (golden examples), the scorer (every request) and the retrain pipeline
+(evaluation), so the three cannot disagree about what a row means.  A :class:`RowCodec` is
+compiled once per model; ``check`` and ``encode`` do no per-call set-up.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from registry.manifest import FieldType, InputField, InputSchema, OutputSpec
+
+NUMERIC_INPUT = "numeric"
+CATEGORICAL_INPUT = "categorical"
+_SHOWN_ALLOWED = 8
+
+
+@dataclass(frozen=True, slots=True)
+class FieldProblem:
+    """What is wrong with one field of one row."""
+
+    field: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.problem}"
+
+
+def _numeric_problem(spec: InputField, value: object) -> str | None:
+    if spec.type is FieldType.BOOL:
+        return None if isinstance(value, bool) else "must be true or false"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "must be a number"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number (NaN and infinity are refused)"
+    if spec.type is FieldType.INT and isinstance(value, float) and not value.is_integer():
+        return "must be a whole number"
+    if spec.minimum is not None and value < spec.minimum:
+        return f"must be >= {spec.minimum:g} (got {value:g})"
+    if spec.maximum is not None and value > spec.maximum:
+        return f"must be <= {spec.maximum:g} (got {value:g})"
+    return None
+
+
+def _categorical_problem(spec: InputField, value: object) -> str | None:
+    if not isinstance(value, str):
+        return "must be a string"
+    if spec.allowed is not None and value not in spec.allowed:
+        shown = ", ".join(spec.allowed[:_SHOWN_ALLOWED])
+        more = f", ... ({len(spec.allowed)} in all)" if len(spec.allowed) > _SHOWN_ALLOWED else ""
+        return f"{value!r} is not an allowed value ({shown}{more})"
+    return None
+
+
+class RowCodec:
+    """Validates rows against one :class:`InputSchema` and encodes them as graph inputs."""
+
+    def __init__(self, schema: InputSchema) -> None:
+        self.schema = schema
+        self._numeric = schema.numeric
+        self._categorical = schema.categorical
+        self._allowed = {f.name: frozenset(f.allowed) for f in schema.fields if f.allowed}
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The graph inputs a model with this schema must declare."""
+        names = [NUMERIC_INPUT] if self._numeric else []
+        return (*names, CATEGORICAL_INPUT) if self._categorical else tuple(names)
+
+    def check(self, row: Mapping[str, object]) -> list[FieldProblem]:
+        """Every problem of ``row`` (empty when it is valid).  Unknown keys are not problems:
+        they may be inputs of a shadow model, and the scorer keeps them for replay."""
+        problems: list[FieldProblem] = []
+        for spec in self._numeric:
+            value = row.get(spec.name)
+            if value is None:
+                if spec.required:
+                    problems.append(FieldProblem(spec.name, "is required"))
+                continue
+            problem = _numeric_problem(spec, value)
+            if problem is not None:
+                problems.append(FieldProblem(spec.name, problem))
+        for spec in self._categorical:
+            value = row.get(spec.name)
+            if value is None:
+                if spec.required:
+                    problems.append(FieldProblem(spec.name, "is required"))
+                continue
+            if not isinstance(value, str) or (
+                spec.name in self._allowed and value not in self._allowed[spec.name]
+            ):
+                problems.append(FieldProblem(spec.name, str(_categorical_problem(spec, value))))
+        return problems
+
+    def encode(self, rows: Sequence[Mapping[str, object]]) -> dict[str, npt.NDArray[np.generic]]:
+        """The graph inputs for already-checked rows (missing optional values: NaN and "")."""
+        feeds: dict[str, npt.NDArray[np.generic]] = {}
+        if self._numeric:
+            nan = math.nan
+            feeds[NUMERIC_INPUT] = np.array(
+                [[nan if (v := row.get(f.name)) is None else v for f in self._numeric]
+                 for row in rows],
+                dtype=np.float32,
+            )  # fmt: skip
+        if self._categorical:
+            feeds[CATEGORICAL_INPUT] = np.array(
+                [[row.get(f.name) or "" for f in self._categorical] for row in rows],
+                dtype=object,
+            )
+        return feeds
+
+
+def scores_from_output(
+    spec: OutputSpec, output: npt.NDArray[np.generic]
+) -> npt.NDArray[np.float64]:
+    """The fraud probability per row from the graph output named by ``spec``.
+
+    Raises ValueError naming the shape when it does not fit the spec.
+    """
+    array = np.asarray(output)
+    if array.ndim == 2 and spec.column is not None:
+        if spec.column >= array.shape[1]:
+            raise ValueError(
+                f"output {spec.name} has {array.shape[1]} columns; column {spec.column} requested"
+            )
+        array = array[:, spec.column]
+    elif array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    elif array.ndim != 1:
+        raise ValueError(
+            f"output {spec.name} has shape {list(array.shape)}; expected [N] or [N, 1] "
+            "(or set output.column)"
+        )
+    return array.astype(np.float64)

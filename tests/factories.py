@@ -1,0 +1,163 @@
+"""Tiny real ONNX models and their manifests, for tests of the registry and the scorer.
+
+``logistic_model`` builds a graph that follows the Shadowline input convention (``numeric``
+float32 [N, k], ``categorical`` string [N, m]): missing numerics become 0, each categorical
+value is mapped to a weight by an ``ai.onnx.ml`` LabelEncoder, and the sum goes through a
+sigmoid.  ``make_manifest`` runs the real model with onnxruntime to fill the golden examples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Sequence
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper
+
+from registry.contract import CATEGORICAL_INPUT, NUMERIC_INPUT, RowCodec, scores_from_output
+from registry.manifest import (
+    FieldType,
+    GoldenExample,
+    InputField,
+    InputSchema,
+    Manifest,
+    Scalar,
+    Thresholds,
+)
+
+OPSET = 17
+
+DEFAULT_SCHEMA = InputSchema(
+    fields=(
+        InputField(name="amount", type=FieldType.FLOAT, minimum=0, maximum=1_000_000),
+        InputField(name="card_age_days", type=FieldType.INT, minimum=0),
+        InputField(name="is_foreign", type=FieldType.BOOL),
+        InputField(name="device_age_days", type=FieldType.FLOAT, required=False, minimum=0),
+        InputField(name="country", type=FieldType.CATEGORICAL, allowed=("US", "GB", "DE", "BR")),
+        InputField(name="merchant_category", type=FieldType.CATEGORICAL, required=False),
+    )
+)
+
+
+def logistic_model(
+    schema: InputSchema = DEFAULT_SCHEMA,
+    *,
+    weights: Sequence[float] | None = None,
+    bias: float = -2.0,
+    category_weights: dict[str, float] | None = None,
+) -> bytes:
+    """Serialized ONNX bytes of a logistic model over ``schema``; different weights give a
+    different model (and a different sha256)."""
+    numeric, categorical = schema.numeric, schema.categorical
+    weights = list(weights) if weights is not None else [0.001] * len(numeric)
+    inputs, initializers, nodes, terms = [], [], [], []
+    if numeric:
+        inputs.append(
+            helper.make_tensor_value_info(NUMERIC_INPUT, TensorProto.FLOAT, [None, len(numeric)])
+        )
+        initializers += [
+            helper.make_tensor("w", TensorProto.FLOAT, [len(numeric), 1], weights),
+            helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+        ]
+        nodes += [
+            helper.make_node("IsNaN", [NUMERIC_INPUT], ["nan_mask"]),
+            helper.make_node("Where", ["nan_mask", "zero", NUMERIC_INPUT], ["filled"]),
+            helper.make_node("MatMul", ["filled", "w"], ["num_term"]),
+        ]
+        terms.append("num_term")
+    if categorical:
+        mapping = category_weights or {"BR": 1.5, "DE": 0.2}
+        inputs.append(
+            helper.make_tensor_value_info(
+                CATEGORICAL_INPUT, TensorProto.STRING, [None, len(categorical)]
+            )
+        )
+        nodes += [
+            helper.make_node(
+                "LabelEncoder", [CATEGORICAL_INPUT], ["cat_values"], domain="ai.onnx.ml",
+                keys_strings=list(mapping), values_floats=list(mapping.values()), default_float=0.0,
+            ),
+            helper.make_node("ReduceSum", ["cat_values", "axis1"], ["cat_term"], keepdims=1),
+        ]  # fmt: skip
+        initializers.append(helper.make_tensor("axis1", TensorProto.INT64, [1], [1]))
+        terms.append("cat_term")
+    initializers.append(helper.make_tensor("bias", TensorProto.FLOAT, [], [bias]))
+    nodes += [
+        helper.make_node("Sum", [*terms, "bias"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], ["probability"]),
+    ]
+    output = helper.make_tensor_value_info("probability", TensorProto.FLOAT, [None, 1])
+    graph = helper.make_graph(nodes, "shadowline_test_logistic", inputs, [output], initializers)
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("ai.onnx.ml", 3)],
+    )
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())
+
+
+def random_rows(
+    schema: InputSchema = DEFAULT_SCHEMA, n: int = 12, seed: int = 7
+) -> list[dict[str, Scalar]]:
+    """Valid rows for ``schema`` (optional fields sometimes missing)."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        row: dict[str, Scalar] = {}
+        for field in schema.fields:
+            if not field.required and rng.random() < 0.3:
+                continue
+            if field.type is FieldType.BOOL:
+                row[field.name] = rng.random() < 0.5
+            elif field.type is FieldType.INT:
+                row[field.name] = rng.randint(0, 3000)
+            elif field.type is FieldType.FLOAT:
+                row[field.name] = round(rng.uniform(0, 2000), 2)
+            else:
+                row[field.name] = rng.choice(field.allowed or ("grocery", "travel", "gaming"))
+        rows.append(row)
+    return rows
+
+
+def score_rows(model: bytes, schema: InputSchema, rows: list[dict[str, Scalar]]) -> list[float]:
+    """Score ``rows`` with the real model through onnxruntime."""
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    feeds = RowCodec(schema).encode(rows)
+    output = session.run(["probability"], feeds)[0]
+    return [
+        float(x)
+        for x in scores_from_output(Manifest.model_fields["output"].default, np.asarray(output))
+    ]
+
+
+def make_manifest(
+    model: bytes,
+    *,
+    name: str = "fraud",
+    version: str = "v1",
+    schema: InputSchema = DEFAULT_SCHEMA,
+    with_sha: bool = False,
+    **extra: object,
+) -> Manifest:
+    """A valid manifest for ``model`` whose golden examples are the model's real scores."""
+    rows = random_rows(schema)
+    scores = score_rows(model, schema, rows)
+    fields: dict[str, object] = {
+        "name": name,
+        "version": version,
+        "input_schema": schema,
+        "thresholds": Thresholds(review=0.5, block=0.9),
+        "golden_examples": tuple(
+            GoldenExample(inputs=row, expected_score=score)
+            for row, score in zip(rows, scores, strict=True)
+        ),
+        "metrics": {"roc_auc": 0.9},
+    }
+    if with_sha:
+        fields["sha256"] = hashlib.sha256(model).hexdigest()
+    fields.update(extra)
+    return Manifest.model_validate(fields)

@@ -1,0 +1,115 @@
+"""Row checking and encoding against an input schema, and the tiny test model."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from registry.contract import FieldProblem, RowCodec, scores_from_output
+from registry.manifest import (
+    Decision,
+    FieldType,
+    InputField,
+    InputSchema,
+    Manifest,
+    OutputSpec,
+    Thresholds,
+)
+from tests.factories import DEFAULT_SCHEMA, logistic_model, make_manifest, random_rows
+
+codec = RowCodec(DEFAULT_SCHEMA)
+GOOD = {"amount": 12.5, "card_age_days": 30, "is_foreign": False, "country": "US"}
+
+
+def test_valid_row_has_no_problems_and_unknown_keys_are_kept_out() -> None:
+    assert codec.check({**GOOD, "transaction_note": "x"}) == []
+
+
+def test_every_bad_field_is_named() -> None:
+    row = {
+        "amount": -1,
+        "card_age_days": 1.5,
+        "is_foreign": "yes",
+        "device_age_days": math.inf,
+        "country": "FR",
+        "merchant_category": 7,
+    }
+    assert [str(p) for p in codec.check(row)] == [
+        "amount: must be >= 0 (got -1)",
+        "card_age_days: must be a whole number",
+        "is_foreign: must be true or false",
+        "device_age_days: must be a finite number (NaN and infinity are refused)",
+        "country: 'FR' is not an allowed value (US, GB, DE, BR)",
+        "merchant_category: must be a string",
+    ]
+
+
+def test_missing_required_and_wrong_types() -> None:
+    assert codec.check({"amount": "12", "card_age_days": True}) == [
+        FieldProblem("amount", "must be a number"),
+        FieldProblem("card_age_days", "must be a number"),
+        FieldProblem("is_foreign", "is required"),
+        FieldProblem("country", "is required"),
+    ]
+    assert codec.check({**GOOD, "amount": 2e6}) == [
+        FieldProblem("amount", "must be <= 1e+06 (got 2e+06)")
+    ]
+
+
+def test_encode_packs_numeric_and_categorical_inputs() -> None:
+    feeds = codec.encode([GOOD, {**GOOD, "device_age_days": 3.0, "merchant_category": "travel"}])
+    assert codec.input_names == ("numeric", "categorical")
+    numeric = feeds["numeric"]
+    assert numeric.dtype == np.float32
+    assert numeric.shape == (2, 4)
+    assert math.isnan(float(numeric[0, 3]))
+    assert numeric[1].tolist() == [12.5, 30.0, 0.0, 3.0]
+    assert feeds["categorical"].tolist() == [["US", ""], ["US", "travel"]]
+
+
+def test_scores_from_output_shapes() -> None:
+    spec = OutputSpec()
+    assert scores_from_output(spec, np.array([[0.2], [0.4]], dtype=np.float32)).tolist() == (
+        pytest.approx([0.2, 0.4])
+    )
+    two_cols = OutputSpec(name="probabilities", column=1)
+    assert scores_from_output(two_cols, np.array([[0.8, 0.2]])).tolist() == [0.2]
+    with pytest.raises(ValueError, match=r"has shape \[1, 2\]; expected \[N\] or \[N, 1\]"):
+        scores_from_output(spec, np.array([[0.8, 0.2]]))
+    with pytest.raises(ValueError, match="has 2 columns; column 3 requested"):
+        scores_from_output(OutputSpec(name="p", column=3), np.array([[0.8, 0.2]]))
+
+
+def test_thresholds_decide() -> None:
+    t = Thresholds(review=0.3, block=0.8)
+    assert [t.decide(s) for s in (0.1, 0.3, 0.79, 0.8)] == [
+        Decision.ALLOW, Decision.REVIEW, Decision.REVIEW, Decision.BLOCK,
+    ]  # fmt: skip
+    with pytest.raises(ValidationError, match=r"review threshold 0\.9 is above block 0\.5"):
+        Thresholds(review=0.9, block=0.5)
+
+
+def test_schema_refusals_name_the_field() -> None:
+    with pytest.raises(ValidationError, match="field amount appears twice"):
+        InputSchema(fields=(InputField(name="amount", type=FieldType.FLOAT),) * 2)
+    with pytest.raises(ValidationError, match="field c: minimum/maximum apply to numeric"):
+        InputField(name="c", type=FieldType.CATEGORICAL, minimum=1)
+    with pytest.raises(ValidationError, match="field x: allowed values apply to categorical"):
+        InputField(name="x", type=FieldType.FLOAT, allowed=("a",))
+    with pytest.raises(ValidationError, match="field x: minimum 2 > maximum 1"):
+        InputField(name="x", type=FieldType.FLOAT, minimum=2, maximum=1)
+
+
+def test_factory_model_scores_differ_by_weights_and_manifest_round_trips() -> None:
+    model = logistic_model()
+    manifest = make_manifest(model, with_sha=True)
+    assert len(manifest.golden_examples) == 12
+    assert all(0 <= g.expected_score <= 1 for g in manifest.golden_examples)
+    again = Manifest.model_validate_json(manifest.model_dump_json())
+    assert again == manifest
+    other = make_manifest(logistic_model(bias=1.0))
+    assert other.golden_examples[0].expected_score != manifest.golden_examples[0].expected_score
+    assert len(random_rows(n=3)) == 3
