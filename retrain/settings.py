@@ -5,9 +5,14 @@ Importing this module must stay cheap: it is read by the CLI and by tests that n
 
 from __future__ import annotations
 
-from pydantic import Field
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import Field, field_validator
 
 from registry.config import SharedSettings
+
+GateMetric = Literal["recall", "money_saved_share", "precision", "roc_auc", "pr_auc"]
 
 
 class RetrainSettings(SharedSettings):
@@ -20,3 +25,49 @@ class RetrainSettings(SharedSettings):
     shadow_rate: float = Field(default=1.0, gt=0, le=1)
     health_ttl_s: int = Field(default=120, ge=5)
     metrics_port: int = Field(default=9101, ge=0, le=65535)
+
+    # Time: a run trains on data known at `as_of` (None = the time the run starts).  Rows
+    # younger than `label_maturity_days` are left out: their chargebacks may not have come yet.
+    as_of: datetime | None = None
+    train_weeks: int = Field(default=8, ge=1, le=104)
+    eval_weeks: int = Field(default=2, ge=1, le=26)
+    label_maturity_days: int = Field(default=21, ge=0, le=180)
+
+    # The synthetic source (data_source="synthetic").
+    synthetic_seed: int = Field(default=7, ge=0)
+    synthetic_rows_per_week: int = Field(default=25_000, ge=500, le=2_000_000)
+
+    # Training (LightGBM unless another trainer is plugged in).
+    trainer: Literal["lightgbm"] = "lightgbm"
+    n_trees: int = Field(default=150, ge=1, le=5000)
+    num_leaves: int = Field(default=31, ge=2, le=1024)
+    learning_rate: float = Field(default=0.05, gt=0, le=1)
+    training_seed: int = Field(default=1, ge=0)
+
+    # Decision thresholds: block the riskiest `block_rate` of the evaluation set (production's
+    # block rate when there is a production model), review the next band up to `review_rate`.
+    block_rate: float = Field(default=0.005, gt=0, lt=1)
+    review_rate: float = Field(default=0.02, gt=0, lt=1)
+
+    # Gates: the candidate may not fall more than `gate_tolerance` (absolute) below production
+    # on `gate_metric`, overall and in every slice with enough rows and frauds to be measured.
+    gate_metric: GateMetric = "recall"
+    gate_tolerance: float = Field(default=0.02, ge=0, le=1)
+    gate_min_slice_rows: int = Field(default=500, ge=1)
+    gate_min_slice_frauds: int = Field(default=20, ge=1)
+
+    @field_validator("as_of")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from croniter import croniter  # only when a schedule is given
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is not a cron expression (e.g. '0 3 * * 1')")
+        return value

@@ -1,0 +1,34 @@
+"""Every error the retrain package raises derives from :class:`RetrainError`.
+
+A run that fails records ``str(error)`` as its one-line reason, so each message names what
+failed (the file, the column, the step, the measured difference) and what was expected.
+"""
+
+from __future__ import annotations
+
+
+class RetrainError(Exception):
+    """Base class of the retrain package's errors."""
+
+
+class DataError(RetrainError):
+    """Input data is missing, unreadable or does not follow the documented schema."""
+
+
+class StepError(RetrainError):
+    """A pipeline step cannot run (missing upstream output, unknown step name, bad output)."""
+
+
+class ParityError(RetrainError):
+    """The exported ONNX graph disagrees with the native model on the evaluation set."""
+
+    def __init__(self, max_abs_diff: float, tolerance: float, row: int) -> None:
+        self.max_abs_diff = max_abs_diff
+        super().__init__(
+            f"ONNX parity check failed: max abs diff {max_abs_diff:.3g} > {tolerance:g} "
+            f"(first at evaluation row {row})"
+        )
+
+
+class ScheduleError(RetrainError):
+    """The cron schedule in the settings is not a valid expression."""

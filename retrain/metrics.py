@@ -1,0 +1,49 @@
+"""Prometheus metrics of the retrain worker, on an injected ``CollectorRegistry``.
+
+``shadowline_retrain_runs_total{outcome="failed"}`` is what deploy/prometheus/alerts.yml
+pages on: keep the name and the label.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+OUTCOMES = ("succeeded", "rejected", "skipped", "failed")
+_STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
+
+
+class RetrainMetrics:
+    """The worker's counters; one instance per process, registered on ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.runs = Counter(
+            "shadowline_retrain_runs_total",
+            "Retrain runs by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in OUTCOMES:
+            self.runs.labels(outcome=outcome)  # every series exists from the start (at 0)
+        self.last_success = Gauge(
+            "shadowline_retrain_last_success_timestamp_seconds",
+            "Unix time of the last run that ended in shadow or rejected (not failed).",
+            registry=registry,
+        )
+        self.step_seconds = Histogram(
+            "shadowline_retrain_step_duration_seconds",
+            "Time spent per pipeline step.",
+            ["step"],
+            buckets=_STEP_BUCKETS,
+            registry=registry,
+        )
+        self.running = Gauge(
+            "shadowline_retrain_run_in_progress", "1 while a run is executing.", registry=registry
+        )
+
+    def value(self, outcome: str) -> float:
+        """Current count of runs with ``outcome`` (for tests and `--json` output)."""
+        sample = self.registry.get_sample_value(
+            "shadowline_retrain_runs_total", {"outcome": outcome}
+        )
+        return 0.0 if sample is None else sample

@@ -1,0 +1,122 @@
+"""The scheduled worker: run the pipeline on a cron schedule, beat a health key, serve metrics.
+
+A slot is due when the latest cron time at or before now is later than the last slot the
+worker handled (kept in Redis, so a restarted worker -- or a second replica -- does not run a
+slot twice; the run lock keeps two replicas from running at once).  A worker that was down
+over a slot runs it once when it comes back (catch-up), not once per missed slot.  A
+scheduled run uses its slot time as ``as_of``, so its data window is reproducible.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from retrain.constants import HEALTH_KEY, SCHEDULE_KEY
+from retrain.errors import ScheduleError
+from retrain.records import RunStore
+from retrain.runner import Runner, RunResult
+
+
+def latest_slot(schedule: str, now: float) -> float:
+    """The latest cron time at or before ``now`` (unix seconds)."""
+    from croniter import croniter
+
+    if not croniter.is_valid(schedule):
+        raise ScheduleError(f"schedule {schedule!r} is not a cron expression")
+    # +1 s: a time exactly on a slot counts as that slot (get_prev is strictly before).
+    return float(croniter(schedule, datetime.fromtimestamp(now + 1.0, tz=UTC)).get_prev(float))
+
+
+def next_slot(schedule: str, now: float) -> float:
+    from croniter import croniter
+
+    return float(croniter(schedule, datetime.fromtimestamp(now, tz=UTC)).get_next(float))
+
+
+class Worker:
+    """Runs what is due.  ``drain`` for tests and cron-style use; ``serve`` runs forever."""
+
+    def __init__(
+        self,
+        runner: Runner,
+        runs: RunStore,
+        *,
+        schedule: str,
+        health_ttl_s: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.runner = runner
+        self.runs = runs
+        self.schedule = schedule
+        self.health_ttl_s = health_ttl_s
+        self.clock = clock
+        self.state = "idle"
+
+    def due(self) -> float | None:
+        """The slot to run now, or None when the latest slot was handled already."""
+        slot = latest_slot(self.schedule, self.clock())
+        last = self.runs.client.get(SCHEDULE_KEY)
+        return slot if last is None or float(str(last)) < slot else None
+
+    def beat(self, **extra: Any) -> None:
+        now = self.clock()
+        self.runs.beat(
+            {
+                "state": self.state,
+                "schedule": self.schedule,
+                "next_slot": next_slot(self.schedule, now),
+                **extra,
+            },
+            self.health_ttl_s,
+        )
+
+    def tick(self) -> RunResult | None:
+        """Beat, then run the due slot if there is one."""
+        self.beat()
+        slot = self.due()
+        if slot is None:
+            return None
+        when = datetime.fromtimestamp(slot, tz=UTC)
+        self.state = f"running slot {when.isoformat()}"
+        self.beat()
+        try:
+            result = self.runner.run(as_of=when, trigger=f"schedule {when.isoformat()}")
+        finally:
+            self.runs.client.set(SCHEDULE_KEY, repr(slot))
+            self.state = "idle"
+        self.beat(last_run=result.run_id, last_outcome=result.outcome)
+        return result
+
+    def drain(self) -> list[RunResult]:
+        """Run whatever is due now, then return (at most one run: only the latest slot)."""
+        results = []
+        while (result := self.tick()) is not None:
+            results.append(result)
+        return results
+
+    def serve(self, stop: threading.Event) -> None:
+        """Tick until ``stop`` is set; wakes often enough to keep the health key alive."""
+        while not stop.is_set():
+            self.tick()
+            wait = min(
+                self.health_ttl_s / 3.0,
+                max(next_slot(self.schedule, self.clock()) - self.clock(), 0.0) + 0.5,
+            )
+            stop.wait(max(wait, 0.5))
+        self.runs.client.delete(HEALTH_KEY)  # a stopped worker is not healthy
+
+
+def check_health(runs: RunStore) -> tuple[bool, str]:
+    """(healthy, one line) from the health key: missing or expired means unhealthy."""
+    try:
+        health = runs.health()
+    except Exception as exc:  # any Redis failure means "cannot tell": unhealthy
+        return False, f"cannot read the health key: {type(exc).__name__}: {exc}"
+    if health is None:
+        return False, "no worker heartbeat (health key missing or expired)"
+    age = time.time() - float(health["at"])
+    return True, f"worker {health['state']}, last beat {age:.0f}s ago"
