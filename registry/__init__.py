@@ -23,6 +23,7 @@ from registry.errors import (
     RegistryError,
     ValidationFailed,
 )
+from registry.events import RegistryEvent, decode_event
 from registry.lifecycle import (
     Deployment,
     ModelRegistry,
@@ -56,6 +57,7 @@ __all__ = [
     "ModelStatus",
     "PolicyViolation",
     "RegistryError",
+    "RegistryEvent",
     "SettingsError",
     "ShadowEvidence",
     "SharedSettings",
@@ -63,6 +65,7 @@ __all__ = [
     "ValidationFailed",
     "allowed_moves",
     "artifact_store",
+    "decode_event",
     "load_settings",
     "model_registry",
     "redis_client",

@@ -1,56 +1,25 @@
-"""The model lifecycle in Redis: states, atomic transitions, audit entries and change events.
+"""The model lifecycle in Redis: :class:`ModelRegistry`, the API scorer and retrain use.
 
-Every write to a model name happens in one optimistic transaction (WATCH on the name's
-deployment hash, which every write touches, then MULTI/EXEC).  The state change, the revision
-bump, the hash-chained audit entries and the PUBLISH on :data:`EVENTS_CHANNEL` are queued in
-the same MULTI, so they happen together or not at all; two admins racing are serialised and
-the loser re-reads and re-decides (e.g. finds its version no longer approved).
-
-Allowed moves (anything else raises :class:`IllegalTransition` naming the state and the moves):
-
-============  ===========================================  =====================================
-from          action -> to                                 notes
-============  ===========================================  =====================================
-registered    shadow -> shadow, approve -> approved,
-              reject -> rejected, retire -> retired
-shadow        approve -> approved, reject -> rejected,     approve leaves the shadow set
-              retire -> retired, unshadow -> registered
-approved      promote -> production, reject -> rejected,
-              retire -> retired
-production    (none by version)                            replaced by ``promote`` of another
-                                                           version or by ``rollback``
-retired       (none by version)                            ``rollback`` may bring it back
-rejected      (none)                                       terminal
-============  ===========================================  =====================================
-
-``promote`` moves the old production version to retired and pushes it on the name's history;
-``rollback`` retires the current production version and returns the newest history entry to
-production, in one call.
+States and allowed moves are in :mod:`registry.states` (re-exported here); every write is one
+atomic transaction (:mod:`registry.transactions`) that changes the state, bumps the name's
+revision, appends hash-chained audit entries (:mod:`registry.audit`) and publishes on
+:data:`~registry.constants.EVENTS_CHANNEL`, all or nothing.
 """
 
 from __future__ import annotations
 
 import builtins
-import json
 import math
-import random
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, cast
 
 import redis
 from redis.client import Pipeline
 
 from registry.artifacts import ArtifactStore, sha256_hex
-from registry.audit import AuditEntry, AuditVerification, entry_hash, verify_entries
+from registry.audit import AuditEntry, AuditVerification, verify_entries
 from registry.constants import (
-    EVENTS_CHANNEL,
-    GENESIS_HASH,
     HISTORY_LIMIT,
-    MAX_TRANSACTION_ATTEMPTS,
     NAMES_KEY,
     audit_key,
     deploy_key,
@@ -61,7 +30,6 @@ from registry.constants import (
 )
 from registry.errors import (
     AlreadyRegistered,
-    Contention,
     IllegalTransition,
     InvalidRequest,
     ModelNotFound,
@@ -70,107 +38,14 @@ from registry.errors import (
 )
 from registry.manifest import Manifest
 from registry.policy import ApprovalPolicy, ShadowEvidence
+from registry.states import MOVES, Deployment, ModelStatus, State, allowed_moves
+from registry.transactions import Change, Plan, Snapshot, set_state, transact
 from registry.types import Clock, utc_now
 from registry.validation import validate_model
 
-T = TypeVar("T")
+__all__ = ["MOVES", "Deployment", "ModelRegistry", "ModelStatus", "State", "allowed_moves"]
+
 _RawEntries = list[tuple[str, dict[str, str]]]  # (stream id, fields), as XRANGE returns
-
-
-class State(StrEnum):
-    REGISTERED = "registered"
-    SHADOW = "shadow"
-    APPROVED = "approved"
-    PRODUCTION = "production"
-    RETIRED = "retired"
-    REJECTED = "rejected"
-
-
-MOVES: Mapping[State, Mapping[str, State]] = {
-    State.REGISTERED: {
-        "approve": State.APPROVED,
-        "reject": State.REJECTED,
-        "retire": State.RETIRED,
-        "shadow": State.SHADOW,
-    },
-    State.SHADOW: {
-        "approve": State.APPROVED,
-        "reject": State.REJECTED,
-        "retire": State.RETIRED,
-        "unshadow": State.REGISTERED,
-    },
-    State.APPROVED: {
-        "promote": State.PRODUCTION,
-        "reject": State.REJECTED,
-        "retire": State.RETIRED,
-    },
-    State.PRODUCTION: {},
-    State.RETIRED: {},
-    State.REJECTED: {},
-}
-"""For each state, the version-level actions allowed from it and the state each leads to."""
-
-
-def allowed_moves(state: State) -> tuple[str, ...]:
-    """The actions allowed from ``state``, alphabetically."""
-    return tuple(sorted(MOVES[state]))
-
-
-@dataclass(frozen=True)
-class Deployment:
-    """One consistent read of a model name's live set.
-
-    ``revision`` only grows: it is bumped by every transition of this name, so a scorer that
-    missed an event notices a newer revision when it polls.
-    """
-
-    name: str
-    revision: int
-    production: str | None
-    previous_production: str | None
-    shadows: Mapping[str, float]
-
-
-@dataclass(frozen=True)
-class ModelStatus:
-    """One version as ``list`` reports it."""
-
-    name: str
-    version: str
-    state: State
-    sha256: str
-    created_at: datetime | None
-    registered_at: datetime
-    shadow_rate: float | None
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    revision: int
-    production: str | None
-    head: str
-    seq: int
-
-
-@dataclass(frozen=True)
-class _Change:
-    version: str
-    action: str
-    from_state: State | None
-    to_state: State
-    reason: str = ""
-    evidence: str = ""
-    detail: str = ""
-
-
-@dataclass
-class _Plan(Generic[T]):
-    """What one transaction writes: commands, the audited state changes, and its result."""
-
-    value: T
-    writes: list[Callable[[Pipeline], object]] = field(default_factory=list)
-    changes: list[_Change] = field(default_factory=list)
-    bump: bool = True  # a transition (revision + event) rather than a note
 
 
 def _str(value: Any) -> str | None:
@@ -181,19 +56,6 @@ def _require(value: str, what: str) -> str:
     if not value or not value.strip():
         raise InvalidRequest(f"{what} must not be empty")
     return value
-
-
-def _set_state(
-    name: str, version: str, target: State, *, leaving: State
-) -> list[Callable[[Pipeline], object]]:
-    """Writes that put ``version`` in ``target``; leaving shadow also leaves the shadow set."""
-    writes: list[Callable[[Pipeline], object]] = [
-        lambda p: p.hset(version_key(name, version), "state", target.value)
-    ]
-    if leaving is State.SHADOW and target is not State.SHADOW:
-        writes.append(lambda p: p.hdel(shadows_key(name), version))
-        writes.append(lambda p: p.hdel(version_key(name, version), "rate"))
-    return writes
 
 
 class ModelRegistry:
@@ -217,69 +79,6 @@ class ModelRegistry:
         self._store = store
         self.policy = policy
         self._clock = clock
-
-    # ----------------------------------------------------------------- transactions
-
-    def _transact(
-        self, name: str, actor: str, plan: Callable[[Pipeline, _Snapshot], _Plan[T]]
-    ) -> T:
-        """Run ``plan`` under WATCH of the name's deployment hash and commit its writes,
-        audit entries and events atomically; re-run it when another writer got there first."""
-        with self._redis.pipeline() as pipe:
-            for attempt in range(MAX_TRANSACTION_ATTEMPTS):
-                try:
-                    pipe.watch(deploy_key(name))  # type: ignore[no-untyped-call]
-                    raw = cast(dict[str, str], pipe.hgetall(deploy_key(name)))
-                    snap = _Snapshot(
-                        revision=int(raw.get("revision", 0)),
-                        production=raw.get("production") or None,
-                        head=raw.get("audit_head") or GENESIS_HASH,
-                        seq=int(raw.get("audit_seq", 0)),
-                    )
-                    result = plan(pipe, snap)
-                    if not result.writes and not result.changes:
-                        pipe.reset()
-                        return result.value
-                    pipe.multi()
-                    self._queue(pipe, name, actor, snap, result)
-                    pipe.execute()
-                    return result.value
-                except redis.WatchError:
-                    # Lost the race: back off a little (more after repeated losses) and re-plan.
-                    time.sleep(random.uniform(0, 0.001) * min(attempt + 1, 20))  # noqa: S311
-        raise Contention(name, MAX_TRANSACTION_ATTEMPTS)
-
-    def _queue(
-        self, pipe: Pipeline, name: str, actor: str, snap: _Snapshot, plan: _Plan[Any]
-    ) -> None:
-        for write in plan.writes:
-            write(pipe)
-        revision = snap.revision + 1 if plan.bump else snap.revision
-        head, seq = snap.head, snap.seq
-        at = self._clock().isoformat()
-        for change in plan.changes:
-            seq += 1
-            fields = {
-                "seq": str(seq), "at": at, "actor": actor, "action": change.action,
-                "version": change.version,
-                "from": change.from_state.value if change.from_state else "",
-                "to": change.to_state.value, "reason": change.reason,
-                "evidence": change.evidence, "revision": str(revision),
-                "detail": change.detail, "prev": head,
-            }  # fmt: skip
-            fields["hash"] = head = entry_hash(fields)
-            pipe.xadd(audit_key(name), cast(Any, fields))
-            if plan.bump:
-                event = {
-                    "name": name, "version": change.version, "from": fields["from"] or None,
-                    "to": fields["to"], "revision": revision, "actor": actor, "at": at,
-                    "action": change.action,
-                }  # fmt: skip
-                pipe.publish(EVENTS_CHANNEL, json.dumps(event))
-        mapping = {"audit_head": head, "audit_seq": str(seq)}
-        if plan.bump:
-            mapping["revision"] = str(revision)
-        pipe.hset(deploy_key(name), mapping=cast(Any, mapping))
 
     @staticmethod
     def _state_of(pipe: Pipeline, name: str, version: str) -> State:
@@ -311,15 +110,15 @@ class ModelRegistry:
         set when it was in it)."""
         actor = _require(actor, "actor")
 
-        def plan(pipe: Pipeline, snap: _Snapshot) -> _Plan[None]:
+        def plan(pipe: Pipeline, snap: Snapshot) -> Plan[None]:
             state = self._check_move(pipe, name, version, action)
             target = MOVES[state][action]
-            result: _Plan[None] = _Plan(None)
-            result.writes += _set_state(name, version, target, leaving=state)
-            result.changes.append(_Change(version, action, state, target, reason, "", detail))
+            result: Plan[None] = Plan(None)
+            result.writes += set_state(name, version, target, leaving=state)
+            result.changes.append(Change(version, action, state, target, reason, "", detail))
             return result
 
-        self._transact(name, actor, plan)
+        transact(self._redis, self._clock, name, actor, plan)
 
     # ----------------------------------------------------------------- registration
 
@@ -351,14 +150,14 @@ class ModelRegistry:
         self._store.put(artifact)
         name, version = manifest.name, manifest.version
 
-        def plan(pipe: Pipeline, snap: _Snapshot) -> _Plan[Manifest]:
+        def plan(pipe: Pipeline, snap: Snapshot) -> Plan[Manifest]:
             # Re-checked under WATCH: a concurrent register of the same version may have won.
             raced = _str(pipe.hget(version_key(name, version), "manifest"))
             if raced is not None:
                 other = Manifest.model_validate_json(raced)
                 if other.sha256 != sha:
                     raise AlreadyRegistered(manifest.ref, str(other.sha256), sha)
-                return _Plan(other)
+                return Plan(other)
             record = {
                 "state": State.REGISTERED.value,
                 "sha256": sha,
@@ -366,18 +165,18 @@ class ModelRegistry:
                 "registered_at": self._clock().isoformat(),
                 "created_at": stored.created_at.isoformat() if stored.created_at else "",
             }
-            result = _Plan(stored)
+            result = Plan(stored)
             result.writes += [
                 lambda p: p.hset(version_key(name, version), mapping=cast(Any, record)),
                 lambda p: p.zadd(versions_key(name), {version: snap.revision + 1}),
                 lambda p: p.sadd(NAMES_KEY, name),
             ]
             result.changes.append(
-                _Change(version, "register", None, State.REGISTERED, reason, "", f"sha256 {sha}")
+                Change(version, "register", None, State.REGISTERED, reason, "", f"sha256 {sha}")
             )
             return result
 
-        return self._transact(name, actor, plan)
+        return transact(self._redis, self._clock, name, actor, plan)
 
     def _existing(self, name: str, version: str, sha: str) -> Manifest | None:
         raw = _str(self._redis.hget(version_key(name, version), "manifest"))
@@ -397,20 +196,20 @@ class ModelRegistry:
             raise InvalidRequest(f"shadow rate must be in (0, 1]; got {rate}")
         actor = _require(actor, "actor")
 
-        def plan(pipe: Pipeline, snap: _Snapshot) -> _Plan[None]:
+        def plan(pipe: Pipeline, snap: Snapshot) -> Plan[None]:
             state = self._check_move(pipe, name, version, "shadow")
-            result: _Plan[None] = _Plan(None)
-            result.writes += _set_state(name, version, State.SHADOW, leaving=state)
+            result: Plan[None] = Plan(None)
+            result.writes += set_state(name, version, State.SHADOW, leaving=state)
             result.writes += [
                 lambda p: p.hset(version_key(name, version), "rate", repr(float(rate))),
                 lambda p: p.hset(shadows_key(name), version, repr(float(rate))),
             ]
             result.changes.append(
-                _Change(version, "shadow", state, State.SHADOW, reason, "", f"rate {rate:g}")
+                Change(version, "shadow", state, State.SHADOW, reason, "", f"rate {rate:g}")
             )
             return result
 
-        self._transact(name, actor, plan)
+        transact(self._redis, self._clock, name, actor, plan)
 
     def unshadow(self, name: str, version: str, *, actor: str, reason: str = "") -> None:
         """shadow -> registered: stop scoring with it in shadow."""
@@ -438,7 +237,7 @@ class ModelRegistry:
         reason = _require(reason, "the reason for an approval")
         actor = _require(actor, "actor")
 
-        def plan(pipe: Pipeline, snap: _Snapshot) -> _Plan[None]:
+        def plan(pipe: Pipeline, snap: Snapshot) -> Plan[None]:
             state = self._check_move(pipe, name, version, "approve")
             raw = _str(pipe.hget(version_key(name, version), "evidence"))
             evidence = ShadowEvidence.model_validate_json(raw) if raw else None
@@ -447,52 +246,52 @@ class ModelRegistry:
                 raise PolicyViolation(f"{name}:{version}", broken)
             detail = "forced past policy: " + "; ".join(broken) if broken else "policy satisfied"
             ref = evidence.ref if evidence else ""
-            result: _Plan[None] = _Plan(None)
-            result.writes += _set_state(name, version, State.APPROVED, leaving=state)
+            result: Plan[None] = Plan(None)
+            result.writes += set_state(name, version, State.APPROVED, leaving=state)
             result.changes.append(
-                _Change(version, "approve", state, State.APPROVED, reason, ref, detail)
+                Change(version, "approve", state, State.APPROVED, reason, ref, detail)
             )
             return result
 
-        self._transact(name, actor, plan)
+        transact(self._redis, self._clock, name, actor, plan)
 
     def promote(self, name: str, version: str, *, actor: str, reason: str = "") -> None:
         """approved -> production.  The previous production version becomes retired and the
         newest entry of the rollback history, in the same atomic step."""
         actor = _require(actor, "actor")
 
-        def plan(pipe: Pipeline, snap: _Snapshot) -> _Plan[None]:
+        def plan(pipe: Pipeline, snap: Snapshot) -> Plan[None]:
             state = self._check_move(pipe, name, version, "promote")
             old = snap.production
-            result: _Plan[None] = _Plan(None)
+            result: Plan[None] = Plan(None)
             if old is not None:
-                result.writes += _set_state(name, old, State.RETIRED, leaving=State.PRODUCTION)
+                result.writes += set_state(name, old, State.RETIRED, leaving=State.PRODUCTION)
                 result.writes += [
                     lambda p: p.lpush(history_key(name), old),
                     lambda p: p.ltrim(history_key(name), 0, HISTORY_LIMIT - 1),
                 ]
                 result.changes.append(
-                    _Change(
+                    Change(
                         old, "promote", State.PRODUCTION, State.RETIRED, reason, "",
                         f"replaced by {version}",
                     )
                 )  # fmt: skip
-            result.writes += _set_state(name, version, State.PRODUCTION, leaving=state)
+            result.writes += set_state(name, version, State.PRODUCTION, leaving=state)
             result.writes.append(lambda p: p.hset(deploy_key(name), "production", version))
             detail = f"replaces {old}" if old else "first production version"
             result.changes.append(
-                _Change(version, "promote", state, State.PRODUCTION, reason, "", detail)
+                Change(version, "promote", state, State.PRODUCTION, reason, "", detail)
             )
             return result
 
-        self._transact(name, actor, plan)
+        transact(self._redis, self._clock, name, actor, plan)
 
     def rollback(self, name: str, *, actor: str, reason: str = "") -> str:
         """Retire the production version and return the previous one to production, in one
         atomic step.  Returns the version now in production."""
         actor = _require(actor, "actor")
 
-        def plan(pipe: Pipeline, snap: _Snapshot) -> _Plan[str]:
+        def plan(pipe: Pipeline, snap: Snapshot) -> Plan[str]:
             current = snap.production
             if current is None:
                 raise IllegalTransition(
@@ -504,26 +303,26 @@ class ModelRegistry:
                     f"cannot roll back model {name}: production version {current} "
                     "has no previous production version"
                 )
-            result: _Plan[str] = _Plan(target)
-            result.writes += _set_state(name, current, State.RETIRED, leaving=State.PRODUCTION)
-            result.writes += _set_state(name, target, State.PRODUCTION, leaving=State.RETIRED)
+            result: Plan[str] = Plan(target)
+            result.writes += set_state(name, current, State.RETIRED, leaving=State.PRODUCTION)
+            result.writes += set_state(name, target, State.PRODUCTION, leaving=State.RETIRED)
             result.writes += [
                 lambda p: p.lpop(history_key(name)),
                 lambda p: p.hset(deploy_key(name), "production", target),
             ]
             result.changes += [
-                _Change(
+                Change(
                     current, "rollback", State.PRODUCTION, State.RETIRED, reason, "",
                     f"rolled back to {target}",
                 ),
-                _Change(
+                Change(
                     target, "rollback", State.RETIRED, State.PRODUCTION, reason, "",
                     f"replaces {current}",
                 ),
             ]  # fmt: skip
             return result
 
-        return self._transact(name, actor, plan)
+        return transact(self._redis, self._clock, name, actor, plan)
 
     # ----------------------------------------------------------------- evidence and notes
 
@@ -534,10 +333,10 @@ class ModelRegistry:
         if evidence.recorded_at is None:
             stored = evidence.model_copy(update={"recorded_at": self._clock()})
 
-        def plan(pipe: Pipeline, snap: _Snapshot) -> _Plan[None]:
+        def plan(pipe: Pipeline, snap: Snapshot) -> Plan[None]:
             state = self._state_of(pipe, name, version)
             payload = stored.model_dump_json()
-            result: _Plan[None] = _Plan(None, bump=False)
+            result: Plan[None] = Plan(None, bump=False)
             result.writes.append(lambda p: p.hset(version_key(name, version), "evidence", payload))
             versus = (
                 f" vs production {stored.production_version} {stored.production_value:.4f}"
@@ -548,12 +347,10 @@ class ModelRegistry:
                 f"{stored.shadow_records} shadow records, {stored.labeled_records} labeled; "
                 f"{stored.metric} {stored.challenger_value:.4f}{versus}"
             )
-            result.changes.append(
-                _Change(version, "evidence", state, state, "", stored.ref, detail)
-            )
+            result.changes.append(Change(version, "evidence", state, state, "", stored.ref, detail))
             return result
 
-        self._transact(name, "shadow-analysis", plan)
+        transact(self._redis, self._clock, name, "shadow-analysis", plan)
 
     def evidence(self, name: str, version: str) -> ShadowEvidence | None:
         """The shadow evidence recorded for ``version``, if any."""
@@ -566,13 +363,13 @@ class ModelRegistry:
         message = _require(message, "the note")
         actor = _require(actor, "actor")
 
-        def plan(pipe: Pipeline, snap: _Snapshot) -> _Plan[None]:
+        def plan(pipe: Pipeline, snap: Snapshot) -> Plan[None]:
             state = self._state_of(pipe, name, version)
-            result: _Plan[None] = _Plan(None, bump=False)
-            result.changes.append(_Change(version, "note", state, state, message))
+            result: Plan[None] = Plan(None, bump=False)
+            result.changes.append(Change(version, "note", state, state, message))
             return result
 
-        self._transact(name, actor, plan)
+        transact(self._redis, self._clock, name, actor, plan)
 
     # ----------------------------------------------------------------- reads
 
