@@ -107,22 +107,26 @@ def verify_entries(
     expected_prev = GENESIS_HASH
     expected_seq = 1
     for entry_id, fields in entries:
-        seq = fields.get("seq", "?")
-        label = f"entry {seq} (id {entry_id})"
-        if seq != str(expected_seq):
-            problems.append(
-                f"{label}: expected entry {expected_seq} here; "
-                f"entries {expected_seq}..{int(seq) - 1 if seq.isdigit() else '?'} are missing"
-            )
+        seq = fields.get("seq", "")
+        label = f"entry {seq or '?'} (id {entry_id})"
+        if not seq.isdigit():
+            problems.append(f"{label}: it has no sequence number")
+        elif int(seq) != expected_seq:
+            problems.append(f"{label}: {_missing(expected_seq, int(seq) - 1)}")
         if fields.get("prev") != expected_prev:
             problems.append(f"{label}: its previous-entry hash does not match the entry before it")
-        actual = entry_hash(fields)
-        if fields.get("hash") != actual:
+        if fields.get("hash") != entry_hash(fields):
             problems.append(f"{label}: its content does not match its hash (edited)")
         expected_prev = fields.get("hash", "")
         expected_seq = int(seq) + 1 if seq.isdigit() else expected_seq + 1
-    if count != len(entries) and (not entries or entries[-1][1].get("seq") != str(count)):
-        problems.append(f"the log holds {len(entries)} entries; {count} were appended")
-    if (head or GENESIS_HASH) != expected_prev:
-        problems.append("the newest entry is not the recorded head of the log (entries removed)")
+    if expected_seq - 1 < count:
+        problems.append(f"the log ends before the newest entry: {_missing(expected_seq, count)}")
+    elif (head or GENESIS_HASH) != expected_prev:
+        problems.append("the newest entry is not the recorded head of the log (rewritten)")
     return AuditVerification(name=name, entries=len(entries), problems=tuple(problems))
+
+
+def _missing(first: int, last: int) -> str:
+    if first == last:
+        return f"entry {first} is missing"
+    return f"entries {first} to {last} are missing" if first < last else "entries out of order"

@@ -3,10 +3,11 @@
 A model is accepted only if every check passes, in this order (a failed stage stops the later
 ones, since they would only repeat its problem):
 
-1. the bytes parse as an ONNX model and pass ``onnx.checker``;
-2. every operator is from a standard domain (``""``/``ai.onnx`` or ``ai.onnx.ml``): a scorer
-   replica has no custom-operator libraries, so anything else could not run there;
-3. onnxruntime loads it;
+1. the bytes parse as an ONNX model;
+2. every operator is from a standard domain (``""``/``ai.onnx`` or ``ai.onnx.ml``): contrib
+   operators (``com.microsoft``) tie a model to one runtime build, and custom ones could not
+   run in a scorer replica at all;
+3. ``onnx.checker`` accepts it and onnxruntime loads it;
 4. the graph inputs are exactly the input convention for the manifest's schema (names, element
    types, ``[N, k]`` shapes) and the output named by the manifest exists as a numeric tensor;
 5. every golden example is a valid row, and running them all gives one score per row, each in
@@ -53,6 +54,7 @@ def validate_model(
                 "'ai.onnx.ml' can run in the scorer"
             ],
         )
+    _check(ref, model)
     session = _session(ref, artifact)
     problems = _interface_problems(session, manifest)
     if problems:
@@ -71,12 +73,19 @@ def _parse(ref: str, artifact: bytes) -> onnx.ModelProto:
     # an IR version and a graph with at least one node.
     if model.ir_version == 0 or not model.graph.node:
         raise ValidationFailed(ref, ["not an ONNX model (no IR version or no graph nodes)"])
+    return model
+
+
+def _check(ref: str, model: onnx.ModelProto) -> None:
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValidationFailed(ref, [f"onnx.checker refused it: {first}"]) from exc
-    return model
+        raise ValidationFailed(ref, [f"onnx.checker refused it: {_first_line(exc)}"]) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _nodes(graph: onnx.GraphProto, model: onnx.ModelProto) -> Iterator[onnx.NodeProto]:
@@ -103,8 +112,7 @@ def _session(ref: str, artifact: bytes) -> Any:
     try:
         return ort.InferenceSession(artifact, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValidationFailed(ref, [f"onnxruntime cannot load it: {first}"]) from exc
+        raise ValidationFailed(ref, [f"onnxruntime cannot load it: {_first_line(exc)}"]) from exc
 
 
 def _shape(dims: list[Any]) -> str:
@@ -171,8 +179,7 @@ def _golden_problems(session: Any, manifest: Manifest, tolerance: float) -> list
     except ValueError as exc:
         return [str(exc)]
     except Exception as exc:  # onnxruntime's own errors: the graph failed on valid rows
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return [f"running the golden examples failed: {first}"]
+        return [f"running the golden examples failed: {_first_line(exc)}"]
     if scores.shape != (len(rows),):
         return [
             f"output {name!r} gave {scores.size} scores for {len(rows)} golden examples "
