@@ -12,6 +12,7 @@ from registry import (
     Deployment,
     ModelRegistry,
     State,
+    decode_event,
 )
 from registry.artifacts import sha256_hex
 from registry.manifest import Manifest
@@ -81,6 +82,11 @@ def test_every_transition_publishes_an_event(
     events = []
     while (message := pubsub.get_message(timeout=1.0)) is not None:
         events.append(json.loads(message["data"]))
+        decoded = decode_event(message["data"])
+        assert (decoded.version, decoded.revision) == (
+            events[-1]["version"],
+            events[-1]["revision"],
+        )
     pubsub.close()
     moves = [(e["version"], e["from"], e["to"], e["revision"]) for e in events]
     assert moves == [
