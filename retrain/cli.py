@@ -60,7 +60,7 @@ def build_runner(settings: RetrainSettings, *, interactive: bool = False) -> Run
     return Runner(
         settings,
         client=client,
-        store=RegistryStore.connect(client, settings.artifact_dir),
+        store=RegistryStore.connect(client, settings),
         metrics=RetrainMetrics(CollectorRegistry()),
         progress=_progress if interactive else None,
     )

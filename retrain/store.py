@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import redis
 
-from registry import FileArtifactStore, ModelNotFound, ModelRegistry, State
+from registry import ModelNotFound, ModelRegistry, SharedSettings, State, artifact_store
 from registry.manifest import Manifest
 from retrain.registration import ProductionModel
 
@@ -20,8 +18,9 @@ class RegistryStore:
         self.registry = registry
 
     @classmethod
-    def connect(cls, client: redis.Redis, artifact_dir: str) -> RegistryStore:
-        return cls(ModelRegistry(client, FileArtifactStore(Path(artifact_dir))))
+    def connect(cls, client: redis.Redis, settings: SharedSettings) -> RegistryStore:
+        """The registry on ``client`` with the artifact store the settings name."""
+        return cls(ModelRegistry(client, artifact_store(settings)))
 
     def production(self, name: str) -> ProductionModel | None:
         version = self.registry.deployment(name).production
