@@ -66,4 +66,5 @@ def export_onnx(model: TrainedModel, encoder: FeatureEncoder, *, doc: str = "") 
     result.ir_version = 9
     result.doc_string = doc
     onnx.checker.check_model(result, full_check=True)
-    return result.SerializeToString()
+    serialised: bytes = result.SerializeToString()
+    return serialised

@@ -92,10 +92,14 @@ MODEL_SCHEMA = InputSchema(
 assert MODEL_SCHEMA.names == NUMERIC_FEATURES + CATEGORICAL_FEATURES
 
 
-def _kind_problem(series: pd.Series, kind: Kind) -> str | None:  # type: ignore[type-arg]
+def _kind_problem(series: pd.Series, kind: Kind) -> str | None:
     values = series.dropna()
+    if values.empty:
+        return None  # an all-empty column is only a problem when it may not be empty
     if kind == "string":
-        ok = pd.api.types.is_string_dtype(series) or values.map(type).eq(str).all()
+        ok = pd.api.types.is_string_dtype(series) or bool(
+            values.map(lambda v: isinstance(v, str)).all()
+        )
         return None if ok else "must hold strings"
     if kind == "timestamp":
         if pd.api.types.is_datetime64_any_dtype(series):
@@ -110,8 +114,12 @@ def _kind_problem(series: pd.Series, kind: Kind) -> str | None:  # type: ignore[
             return None
         numeric = pd.to_numeric(values, errors="coerce")
         return None if numeric.isin([0, 1]).all() else "must hold 0 or 1"
-    if not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+    if pd.api.types.is_bool_dtype(series):
         return "must hold numbers"
+    if not pd.api.types.is_numeric_dtype(values):
+        if not values.map(lambda v: isinstance(v, int | float) and not isinstance(v, bool)).all():
+            return "must hold numbers"
+        values = values.astype("float64")
     if kind == "int" and not (values == values.round()).all():
         return "must hold whole numbers"
     return None
@@ -140,7 +148,7 @@ def check_frame(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
         elif column.kind == "string":
             out[column.name] = out[column.name].astype(str)
         elif column.kind == "float":
-            out[column.name] = out[column.name].astype("float64")
+            out[column.name] = pd.to_numeric(out[column.name]).astype("float64")
         elif column.kind == "int":
             out[column.name] = out[column.name].astype("int64")
         else:

@@ -22,10 +22,8 @@ def rows_of(frame: pd.DataFrame, schema: InputSchema) -> list[dict[str, Scalar]]
     """The rows as the scorer receives them: plain Python values, missing -> absent (None)."""
     present = [name for name in schema.names if name in frame.columns]
     part = frame.loc[:, present]
-    records: list[dict[str, Scalar]] = (
-        part.astype(object).where(part.notna(), None).to_dict("records")
-    )  # type: ignore[assignment]
-    return records
+    records = part.astype(object).where(part.notna(), None).to_dict("records")
+    return [{str(k): v for k, v in record.items()} for record in records]
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ def split(frame: pd.DataFrame, window: Window) -> tuple[pd.DataFrame, pd.DataFra
     return train.reset_index(drop=True), evaluation.reset_index(drop=True)
 
 
-def amount_band(amount: pd.Series) -> npt.NDArray[np.str_]:  # type: ignore[type-arg]
+def amount_band(amount: pd.Series) -> npt.NDArray[np.str_]:
     """The amount band name of each amount."""
     values = amount.to_numpy(dtype=np.float64)
     bands = np.full(len(values), AMOUNT_BANDS[-1][0], dtype=object)

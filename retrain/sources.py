@@ -101,7 +101,7 @@ def _read(path: Path) -> pd.DataFrame:
             return pd.read_parquet(path)
         # Strings stay strings: ids like "007" must not become numbers.
         text_columns = {c: str for c in COLUMN_NAMES if c not in _NUMERIC_COLUMNS}
-        return pd.read_csv(path, dtype=text_columns, keep_default_na=True)  # type: ignore[arg-type]
+        return pd.read_csv(path, dtype=text_columns, keep_default_na=True)
     except (OSError, ValueError) as exc:
         kind = "Parquet" if path.suffix == ".parquet" else "CSV"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -27,6 +27,7 @@ from retrain.report import figures, render_html
 from retrain.schema import MODEL_SCHEMA
 from retrain.scoring import score_frame
 from retrain.sets import Window, slices, split
+from retrain.training import Scores
 
 MODEL_FILE = "model.txt"
 
@@ -156,12 +157,19 @@ def parity_step(ctx: Context, out: Path) -> dict[str, Any]:
     scored = score_frame(artifact, MODEL_SCHEMA, OUTPUT, evaluation)
     if not scored.accepted.all():
         raise StepError(f"parity: the candidate's own schema refuses {scored.first_problem}")
-    diff = np.abs(scored.scores - native)
-    worst = float(diff.max())
-    if worst > PARITY_TOLERANCE:
-        raise ParityError(worst, PARITY_TOLERANCE, int(diff.argmax()))
+    worst = check_parity(scored.scores, native)
     np.save(out / "candidate_scores.npy", scored.scores)
-    return {"rows": len(diff), "max_abs_diff": worst, "tolerance": PARITY_TOLERANCE}
+    return {"rows": len(native), "max_abs_diff": worst, "tolerance": PARITY_TOLERANCE}
+
+
+def check_parity(graph: Scores, native: Scores, tolerance: float = PARITY_TOLERANCE) -> float:
+    """The largest absolute difference; raises ParityError when it exceeds ``tolerance``."""
+    diff = np.abs(graph - native)
+    worst = float(diff.max()) if len(diff) else 0.0
+    if worst > tolerance:
+        first = int(np.flatnonzero(diff > tolerance)[0])
+        raise ParityError(worst, tolerance, first)
+    return worst
 
 
 def _production_version(ctx: Context) -> str | None:
@@ -206,7 +214,9 @@ def evaluate_step(ctx: Context, out: Path) -> dict[str, Any]:
     rows = evaluation.loc[keep].reset_index(drop=True)
     data = Labelled(rows["label"].to_numpy(np.int8), rows["amount"].to_numpy(np.float64))
     masks = slices(rows)
-    models = {"candidate": evaluate_model(data, candidate[keep], rate, masks)}
+    models: dict[str, dict[str, Any]] = {
+        "candidate": evaluate_model(data, candidate[keep], rate, masks)
+    }
     scores = {"candidate": candidate[keep]}
     if prod_scores is not None:
         models["production"] = evaluate_model(data, prod_scores, rate, masks)

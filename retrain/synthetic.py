@@ -72,16 +72,16 @@ def opening_week(country_index: int) -> int:
 
 def fraud_rate(week: int) -> float:
     """The share of fraudulent payments in a week (between 0.28% and 0.52%)."""
-    return 0.004 * (1.0 + 0.3 * np.sin(2 * np.pi * week / 13.0))
+    return 0.004 * (1.0 + 0.3 * float(np.sin(2 * np.pi * week / 13.0)))
 
 
 def mode_weights(week: int) -> npt.NDArray[np.float64]:
     """The mix of fraud modes in a week: each mode waxes and wanes on its own phase."""
     phases = np.array([0.0, 1.3, 2.6, 3.9, 5.2])
-    weights = 1.0 + 0.8 * np.sin(2 * np.pi * week / 8.0 + phases)
+    weights: npt.NDArray[np.float64] = 1.0 + 0.8 * np.sin(2 * np.pi * week / 8.0 + phases)
     if week < MARKETPLACE_SHIFT_WEEK:
         weights[4] = 0.0
-    return weights / weights.sum()
+    return weights / float(weights.sum())
 
 
 @dataclass(frozen=True)

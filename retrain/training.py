@@ -43,7 +43,10 @@ class TrainedModel(Protocol):
 class Trainer(Protocol):
     """Fits a :class:`TrainedModel`; ``name`` and ``params`` go into the lineage."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """Short name recorded in the lineage (e.g. ``lightgbm``)."""
+        ...
 
     @property
     def params(self) -> dict[str, object]: ...

@@ -55,6 +55,7 @@ class Worker:
         self.health_ttl_s = health_ttl_s
         self.clock = clock
         self.state = "idle"
+        self.last: dict[str, Any] = {}  # the last run's id and outcome, in every beat
 
     def due(self) -> float | None:
         """The slot to run now, or None when the latest slot was handled already."""
@@ -69,6 +70,7 @@ class Worker:
                 "state": self.state,
                 "schedule": self.schedule,
                 "next_slot": next_slot(self.schedule, now),
+                **self.last,
                 **extra,
             },
             self.health_ttl_s,
@@ -88,7 +90,8 @@ class Worker:
         finally:
             self.runs.client.set(SCHEDULE_KEY, repr(slot))
             self.state = "idle"
-        self.beat(last_run=result.run_id, last_outcome=result.outcome)
+        self.last = {"last_run": result.run_id, "last_outcome": result.outcome}
+        self.beat()
         return result
 
     def drain(self) -> list[RunResult]:

@@ -13,7 +13,6 @@ from retrain.constants import STEPS
 from retrain.records import RunStore
 from retrain.runner import Runner
 from retrain.settings import RetrainSettings
-from tests.retrain.conftest import AS_OF
 
 
 def test_a_run_ends_with_a_shadow_model_with_full_lineage(
@@ -120,8 +119,9 @@ def test_a_missing_column_fails_the_run_naming_file_and_column(
     record = RunStore(runner.runs.client).get(result.run_id)
     assert record is not None
     assert (record.outcome, record.reason) == ("failed", result.reason)
-    assert record.steps == [{"step": "ingest", "status": "failed", "seconds": pytest.approx(
-        record.steps[0]["seconds"])}]
+    assert record.steps == [
+        {"step": "ingest", "status": "failed", "seconds": pytest.approx(record.steps[0]["seconds"])}
+    ]
 
 
 def test_resume_reuses_finished_steps_and_redoes_a_damaged_one(

@@ -1,0 +1,120 @@
+"""The scheduled worker in drain mode, with a simulated clock, against a real Redis."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import redis
+
+from retrain.constants import HEALTH_KEY, SCHEDULE_KEY
+from retrain.errors import ScheduleError
+from retrain.records import RunStore
+from retrain.runner import Runner
+from retrain.settings import RetrainSettings
+from retrain.worker import Worker, check_health, latest_slot, next_slot
+
+MONDAY_3AM = datetime(2026, 3, 30, 3, 0, tzinfo=UTC).timestamp()
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_slots_follow_the_cron_expression() -> None:
+    assert latest_slot("0 3 * * 1", MONDAY_3AM) == MONDAY_3AM
+    assert latest_slot("0 3 * * 1", MONDAY_3AM + 3600) == MONDAY_3AM
+    assert latest_slot("0 3 * * 1", MONDAY_3AM - 1) == MONDAY_3AM - 7 * 86400
+    assert next_slot("0 3 * * 1", MONDAY_3AM) == MONDAY_3AM + 7 * 86400
+    with pytest.raises(ScheduleError) as caught:
+        latest_slot("soon", MONDAY_3AM)
+    assert str(caught.value) == "schedule 'soon' is not a cron expression"
+
+
+@pytest.fixture
+def broken_worker(
+    make_runner: Callable[..., Runner],
+    make_settings: Callable[..., RetrainSettings],
+    redis_client: redis.Redis,
+    tmp_path: Path,
+) -> tuple[Worker, Runner, Clock]:
+    """A worker whose data folder is empty, so every run fails fast at ingest."""
+    (tmp_path / "empty").mkdir()
+    clock = Clock(MONDAY_3AM + 60)
+    runner = make_runner(make_settings(data_source=str(tmp_path / "empty")), clock=clock)
+    worker = Worker(runner, RunStore(redis_client), schedule="0 3 * * 1", health_ttl_s=30,
+                    clock=clock)  # fmt: skip
+    return worker, runner, clock
+
+
+def test_drain_runs_each_due_slot_once_and_counts_failures(
+    broken_worker: tuple[Worker, Runner, Clock], redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    worker, runner, clock = broken_worker
+    [result] = worker.drain()
+    assert result.outcome == "failed"
+    assert result.reason == f"step ingest: {tmp_path / 'empty'}: no .parquet or .csv files"
+    assert runner.metrics.value("failed") == 1.0
+    assert float(redis_client.get(SCHEDULE_KEY) or 0) == MONDAY_3AM
+    record = RunStore(redis_client).get(result.run_id)
+    assert record is not None
+    assert record.trigger == "schedule 2026-03-30T03:00:00+00:00"
+    assert record.as_of == "2026-03-30T03:00:00+00:00"
+    assert worker.drain() == []  # the slot was handled, even though the run failed
+    clock.now += 7 * 86400
+    assert [r.outcome for r in worker.drain()] == ["failed"]
+    assert runner.metrics.value("failed") == 2.0
+    health = RunStore(redis_client).health()
+    assert health is not None
+    assert health["last_outcome"] == "failed"
+    assert health["next_slot"] == MONDAY_3AM + 14 * 86400
+    assert 0 < redis_client.ttl(HEALTH_KEY) <= 30
+
+
+def test_serve_beats_until_stopped_and_then_reports_unhealthy(
+    broken_worker: tuple[Worker, Runner, Clock], redis_client: redis.Redis
+) -> None:
+    worker, _, _ = broken_worker
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.serve, args=(stop,))
+    thread.start()
+    try:
+        for _ in range(200):  # wait (bounded) for the first beat
+            if redis_client.exists(HEALTH_KEY):
+                break
+            stop.wait(0.05)
+        healthy, line = check_health(RunStore(redis_client))
+        assert healthy, line
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert check_health(RunStore(redis_client)) == (
+        False,
+        "no worker heartbeat (health key missing or expired)",
+    )
+
+
+def test_a_held_lock_skips_the_run_and_names_the_holder(
+    make_runner: Callable[..., Runner], redis_client: redis.Redis
+) -> None:
+    runner = make_runner()
+    assert RunStore(redis_client).acquire("r-other", 60) is None
+    result = runner.run()
+    assert (result.outcome, result.reason) == ("skipped", "run r-other is in progress")
+    assert result.exit_code == 0
+
+
+def test_health_check_when_redis_is_unreachable() -> None:
+    client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    healthy, line = check_health(RunStore(client))
+    client.close()
+    assert not healthy
+    assert line.startswith("cannot read the health key: ConnectionError: ")
