@@ -165,12 +165,16 @@ def worker(
     from retrain.worker import Worker, check_health
 
     settings = _settings()
-    runner = build_runner(settings)
-    store = RunStore(runner.runs.client)
-    if check:
-        healthy, line = check_health(store)
+    if check:  # the Docker HEALTHCHECK: no training libraries needed, just the health key
+        from registry.connections import redis_client
+
+        client = redis_client(settings)
+        healthy, line = check_health(RunStore(client))
+        client.close()
         typer.echo(line)
         raise typer.Exit(0 if healthy else 1)
+    runner = build_runner(settings)
+    store = RunStore(runner.runs.client)
     service = Worker(runner, store, schedule=settings.schedule, health_ttl_s=settings.health_ttl_s)
     if once:
         results = service.drain()

@@ -104,3 +104,14 @@ def test_step_reruns_one_step_of_a_run(env: Path, redis_client: redis.Redis) -> 
     assert unknown.stderr.strip() == (
         "error: no run r-nope in .shadowline/runs (no .shadowline/runs/r-nope/run.json)"
     )
+
+
+def test_unreachable_redis_is_one_clear_line(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHADOWLINE_REDIS_URL", "redis://127.0.0.1:1/0")
+    result = cli.invoke(app, ["retrain", "run"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: cannot use Redis: ConnectionError: ")
+    assert len(result.stderr.splitlines()) == 1
+    check = cli.invoke(app, ["retrain", "worker", "--check"])
+    assert check.exit_code == 1
+    assert check.stdout.startswith("cannot read the health key: ConnectionError: ")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from retrain.constants import HEALTH_KEY, SCHEDULE_KEY
 from retrain.errors import ScheduleError
@@ -113,7 +115,7 @@ def test_a_held_lock_skips_the_run_and_names_the_holder(
 
 
 def test_health_check_when_redis_is_unreachable() -> None:
-    client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    client = redis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
     healthy, line = check_health(RunStore(client))
     client.close()
     assert not healthy
