@@ -193,14 +193,17 @@ def _serve(service: Any, runner: Runner, port: int) -> None:  # pragma: no cover
     import signal
     import threading
 
-    from prometheus_client import start_http_server
+    from retrain.metrics import serve_metrics
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    start_http_server(port, registry=runner.metrics.registry)
+    server = serve_metrics(runner.metrics, port)
     typer.echo(f"retrain worker: schedule {service.schedule!r}, metrics on :{port}", err=True)
-    service.serve(stop)
+    try:
+        service.serve(stop)
+    finally:
+        server.shutdown()
 
 
 @app.command("staleness")

@@ -15,6 +15,7 @@ from onnx import TensorProto, helper
 from registry.contract import CATEGORICAL_INPUT, NUMERIC_INPUT
 from registry.manifest import OutputSpec
 from retrain.encoding import FEATURES_NAME, FeatureEncoder
+from retrain.errors import StepError
 from retrain.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from retrain.training import CORE_OUTPUT, TrainedModel
 
@@ -27,26 +28,17 @@ def export_onnx(model: TrainedModel, encoder: FeatureEncoder, *, doc: str = "") 
     """The serialised graph; checked by ``onnx.checker`` before it is returned."""
     core = model.to_onnx(len(encoder.feature_names))
     graph = core.graph
-    inner = list(graph.node)
-    # The converter's own "label" output is not part of the contract: keep its node (it is
-    # cheap) but expose only the probability.
-    nodes = [
-        *encoder.onnx_nodes(),
-        *inner,
-        helper.make_node(
-            "Constant",
-            [],
-            ["col_start"],
-            value=helper.make_tensor("s", TensorProto.INT64, [1], [1]),
-        ),
-        helper.make_node(
-            "Constant", [], ["col_end"], value=helper.make_tensor("e", TensorProto.INT64, [1], [2])
-        ),
-        helper.make_node(
-            "Constant", [], ["col_axis"], value=helper.make_tensor("a", TensorProto.INT64, [1], [1])
-        ),
+    encoding = encoder.onnx_nodes()
+    # Column 1 of the trainer's [N, 2] probabilities is the contract's output.  (The
+    # converter's own "label" output stays in the graph, unexposed: it is cheap.)
+    pick = [
+        _int_constant("col_start", 1),
+        _int_constant("col_end", 2),
+        _int_constant("col_axis", 1),
         helper.make_node("Slice", [CORE_OUTPUT, "col_start", "col_end", "col_axis"], [OUTPUT.name]),
     ]
+    _check_core(core, {name for node in encoding + pick for name in node.output})
+    nodes = [*encoding, *graph.node, *pick]
     inputs = [
         helper.make_tensor_value_info(
             NUMERIC_INPUT, TensorProto.FLOAT, [None, len(NUMERIC_FEATURES)]
@@ -56,15 +48,42 @@ def export_onnx(model: TrainedModel, encoder: FeatureEncoder, *, doc: str = "") 
         ),
     ]
     outputs = [helper.make_tensor_value_info(OUTPUT.name, TensorProto.FLOAT, [None, 1])]
-    if any(i.name == FEATURES_NAME for i in graph.initializer):
-        raise ValueError(f"the trainer's graph already defines {FEATURES_NAME!r}")
     merged = helper.make_graph(
         nodes, "shadowline_fraud", inputs, outputs, initializer=list(graph.initializer)
     )
-    opsets = [helper.make_opsetid("", ONNX_OPSET), helper.make_opsetid("ai.onnx.ml", ML_OPSET)]
+    # The trainer's graph may need newer operator versions than the encoding does.
+    versions = {"": ONNX_OPSET, "ai.onnx.ml": ML_OPSET}
+    for opset in core.opset_import:
+        domain = "" if opset.domain == "ai.onnx" else opset.domain
+        versions[domain] = max(versions.get(domain, 0), opset.version)
+    opsets = [helper.make_opsetid(domain, version) for domain, version in versions.items()]
     result = helper.make_model(merged, opset_imports=opsets, producer_name="shadowline-retrain")
-    result.ir_version = 9
+    result.ir_version = max(9, core.ir_version)
     result.doc_string = doc
     onnx.checker.check_model(result, full_check=True)
     serialised: bytes = result.SerializeToString()
     return serialised
+
+
+def _check_core(core: onnx.ModelProto, ours: set[str]) -> None:
+    """The trainer's graph must take :data:`FEATURES_NAME` only, produce :data:`CORE_OUTPUT`,
+    and not reuse a name the encoding nodes define."""
+    graph = core.graph
+    given = [i.name for i in graph.input if i.name not in {t.name for t in graph.initializer}]
+    if given != [FEATURES_NAME]:
+        raise StepError(f"the trainer's graph takes inputs {given}; expected ['{FEATURES_NAME}']")
+    produced = {o.name for o in graph.output}
+    if CORE_OUTPUT not in produced:
+        raise StepError(
+            f"the trainer's graph has outputs {sorted(produced)}; expected '{CORE_OUTPUT}'"
+        )
+    clash = sorted(ours & ({n for node in graph.node for n in node.output}
+                           | {t.name for t in graph.initializer}))  # fmt: skip
+    if clash:
+        raise StepError(f"the trainer's graph reuses names of the encoding: {clash}")
+
+
+def _int_constant(name: str, value: int) -> onnx.NodeProto:
+    return helper.make_node(
+        "Constant", [], [name], value=helper.make_tensor(name, TensorProto.INT64, [1], [value])
+    )

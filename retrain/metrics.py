@@ -6,7 +6,9 @@ pages on: keep the name and the label.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 OUTCOMES = ("succeeded", "rejected", "skipped", "failed")
 _STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
@@ -47,3 +49,12 @@ class RetrainMetrics:
             "shadowline_retrain_runs_total", {"outcome": outcome}
         )
         return 0.0 if sample is None else sample
+
+
+def serve_metrics(metrics: RetrainMetrics, port: int, addr: str = "0.0.0.0") -> WSGIServer:
+    """Serve ``/metrics`` for ``metrics`` in a daemon thread; ``shutdown()`` the result to stop.
+
+    Port 0 picks a free port (``server.server_port``).
+    """
+    server, _thread = start_http_server(port, addr=addr, registry=metrics.registry)
+    return server

@@ -210,6 +210,7 @@ class Runner:
                 report = execute(ctx, name)
             except Exception as exc:  # every failure becomes the run's reason
                 seconds = time.perf_counter() - started
+                self.metrics.step_seconds.labels(step=name).observe(seconds)
                 self.progress(name, "failed", seconds)
                 record.steps.append({"step": name, "status": "failed", "seconds": seconds})
                 reason = _reason(name, exc)

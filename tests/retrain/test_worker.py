@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ from redis.retry import Retry
 
 from retrain.constants import HEALTH_KEY, SCHEDULE_KEY
 from retrain.errors import ScheduleError
+from retrain.metrics import serve_metrics
 from retrain.records import RunStore
 from retrain.runner import Runner
 from retrain.settings import RetrainSettings
@@ -120,3 +122,22 @@ def test_health_check_when_redis_is_unreachable() -> None:
     client.close()
     assert not healthy
     assert line.startswith("cannot read the health key: ConnectionError: ")
+
+
+def test_metrics_are_served_over_http_with_the_alerted_name(
+    broken_worker: tuple[Worker, Runner, Clock],
+) -> None:
+    worker, runner, _ = broken_worker
+    worker.drain()
+    server = serve_metrics(runner.metrics, 0, addr="127.0.0.1")
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert 'shadowline_retrain_runs_total{outcome="failed"} 1.0' in text
+    assert 'shadowline_retrain_runs_total{outcome="succeeded"} 0.0' in text
+    assert 'shadowline_retrain_step_duration_seconds_count{step="ingest"} 1.0' in text
+    assert "shadowline_retrain_last_success_timestamp_seconds 0.0" in text

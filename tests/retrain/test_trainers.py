@@ -1,0 +1,116 @@
+"""The trainer is pluggable: a scikit-learn pipeline goes through the same export, parity,
+evaluation and registration as LightGBM."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+import pytest
+
+from registry import ModelRegistry, State
+from retrain.encoding import FEATURES_NAME, FeatureEncoder
+from retrain.errors import StepError
+from retrain.export import export_onnx
+from retrain.runner import Runner
+from retrain.training import Matrix, Scores, TrainedModel
+
+
+@dataclass(frozen=True)
+class _SklearnModel:
+    pipeline: Any
+
+    def predict(self, features: Matrix) -> Scores:
+        return np.asarray(self.pipeline.predict_proba(features)[:, 1], dtype=np.float64)
+
+    def to_onnx(self, n_features: int) -> onnx.ModelProto:
+        from skl2onnx import convert_sklearn
+        from skl2onnx.common.data_types import FloatTensorType
+
+        converted: onnx.ModelProto = convert_sklearn(
+            self.pipeline,
+            initial_types=[(FEATURES_NAME, FloatTensorType([None, n_features]))],
+            options={"zipmap": False},
+            target_opset={"": 15, "ai.onnx.ml": 3},
+        )
+        return converted
+
+    def save(self, path: Path) -> None:
+        path.write_bytes(pickle.dumps(self.pipeline))
+
+
+@dataclass(frozen=True)
+class LogisticTrainer:
+    """Imputation, scaling and a logistic regression, all from scikit-learn."""
+
+    @property
+    def name(self) -> str:
+        return "sklearn-logistic"
+
+    @property
+    def params(self) -> dict[str, object]:
+        return {"C": 1.0, "max_iter": 1000}
+
+    def fit(
+        self, features: Matrix, labels: npt.NDArray[np.int8], names: tuple[str, ...]
+    ) -> TrainedModel:
+        from sklearn.impute import SimpleImputer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        pipeline = make_pipeline(
+            SimpleImputer(), StandardScaler(), LogisticRegression(C=1.0, max_iter=1000)
+        )
+        pipeline.fit(features, labels)
+        return _SklearnModel(pipeline)
+
+    def load(self, path: Path) -> TrainedModel:
+        return _SklearnModel(pickle.loads(path.read_bytes()))  # noqa: S301 - our own file
+
+
+def test_a_scikit_learn_trainer_plugs_into_the_whole_pipeline(
+    make_runner: Callable[..., Runner], model_registry: ModelRegistry
+) -> None:
+    result = make_runner(trainer=LogisticTrainer()).run()
+    assert result.outcome == "succeeded", result.reason
+    assert model_registry.state("fraud", result.run_id) is State.SHADOW
+    manifest = model_registry.manifest("fraud", result.run_id)
+    assert manifest.lineage.trainer == "sklearn-logistic"
+    parity = next(s for s in result.steps if s.name == "parity")
+    assert parity.summary["max_abs_diff"] <= 1e-4
+
+
+@dataclass(frozen=True)
+class _WrongInput:
+    inner: TrainedModel
+
+    def predict(self, features: Matrix) -> Scores:
+        return self.inner.predict(features)
+
+    def to_onnx(self, n_features: int) -> onnx.ModelProto:
+        model = self.inner.to_onnx(n_features)
+        model.graph.input[0].name = "x"
+        return model
+
+    def save(self, path: Path) -> None:
+        self.inner.save(path)
+
+
+def test_a_trainer_graph_with_the_wrong_input_is_refused_by_name() -> None:
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(200, 13)).astype(np.float32)
+    labels = (rng.random(200) < 0.2).astype(np.int8)
+    model = LogisticTrainer().fit(features, labels, ())
+    with pytest.raises(StepError) as caught:
+        export_onnx(_WrongInput(model), FeatureEncoder({c: {} for c in _CATEGORICAL}))
+    assert str(caught.value) == "the trainer's graph takes inputs ['x']; expected ['features']"
+
+
+_CATEGORICAL = ("currency", "merchant_category", "merchant_country", "card_country")
