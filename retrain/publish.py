@@ -68,8 +68,9 @@ def register_step(ctx: Context, out: Path) -> dict[str, Any]:
         candidate, thresholds, metrics, golden_examples(eval_rows, scores), description
     )
     artifact = ctx.folder.path("export", "model.onnx").read_bytes()
-    if not store.has(name, version):
-        manifest = store.register(artifact, manifest, reason=f"retrain run {ctx.run_id}")
+    # Registering the same artifact again is a no-op in the registry (a resumed step is safe);
+    # a different artifact under this version is refused there, with both hashes named.
+    manifest = store.register(artifact, manifest, reason=f"retrain run {ctx.run_id}")
     if not gates["passed"]:
         store.reject(name, version, reason=gates["reason"])
     (out / "manifest.json").write_text(manifest.model_dump_json(indent=2))

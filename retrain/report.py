@@ -115,12 +115,40 @@ def _plots(data: dict[str, Any]) -> dict[str, str]:
     for offset, model in enumerate(models):
         values = [r.get(model) or 0.0 for r in rows]
         ax.barh(positions + offset * 0.4, values, height=0.4, label=model)
-    ax.set_yticks(positions + 0.2, [r["slice"] for r in rows])
+    ax.set_yticks(positions + 0.2, [f"{r['slice']} ({r['frauds']:.0f} frauds)" for r in rows])
     ax.set_xlabel(data["slices"]["metric"])
     ax.set_title(f"{data['slices']['metric']} per slice")
     ax.legend()
     images["Per-slice comparison"] = _png(fig)
+    fig = Figure(figsize=(4.5, 3.6))
+    ax = fig.subplots()
+    for model, curve in data["reliability"].items():
+        ax.plot(curve["predicted"], curve["observed"], marker="o", label=model)
+    top = max([1e-3] + [max(c["predicted"] + c["observed"]) for c in data["reliability"].values()])
+    ax.plot([0, top], [0, top], linestyle=":", color="grey", label="perfect")
+    ax.set_xlabel("mean predicted probability (10 equal-count bins)")
+    ax.set_ylabel("observed fraud rate")
+    ax.set_title("Reliability")
+    ax.legend()
+    images["Reliability curve"] = _png(fig)
     return images
+
+
+def _slice_table(data: dict[str, Any]) -> str:
+    rows = data["slices"]["rows"]
+    models = list(data["roc"])
+    head = "".join(f"<th>{html.escape(m)}</th>" for m in models)
+    body = "".join(
+        f"<tr><td>{html.escape(r['slice'])}</td><td>{r['rows']:.0f}</td><td>{r['frauds']:.0f}</td>"
+        + "".join("<td>-</td>" if r.get(m) is None else f"<td>{r[m]:.4g}</td>" for m in models)
+        + "</tr>"
+        for r in rows
+    )
+    metric = html.escape(data["slices"]["metric"])
+    return (
+        f"<table><tr><th>slice</th><th>rows</th><th>frauds</th>{head}</tr>{body}</table>"
+        f"<p>{metric} per slice; slices with the most frauds first.</p>"
+    )
 
 
 def _table(evaluation: dict[str, Any]) -> str:
@@ -181,5 +209,6 @@ def render_html(
         f"<table><tr><th>scope</th><th>result</th><th>note</th></tr>{checks}</table>"
         f"<h2>Metrics (block rate {evaluation['block_rate']:.4g}, "
         f"{html.escape(evaluation['block_rate_source'])})</h2>{_table(evaluation)}"
+        f"<h2>Per slice</h2>{_slice_table(data)}"
         f"{images}</body></html>"
     )

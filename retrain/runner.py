@@ -25,8 +25,8 @@ from typing import Any
 
 import redis
 
-import retrain.publish
-import retrain.steps
+from registry.errors import RegistryError
+from retrain import publish, steps
 from retrain.errors import RetrainError
 from retrain.metrics import RetrainMetrics
 from retrain.pipeline import Context, RunFolder, StepReport, execute, plan, sha256_json
@@ -36,7 +36,7 @@ from retrain.settings import RetrainSettings
 from retrain.sources import DataSource, source_from_settings
 from retrain.training import LightGBMTrainer, Trainer
 
-assert retrain.publish
+STEP_MODULES = (steps, publish)  # importing them registers every step with the pipeline
 Progress = Callable[[str, str, float], None]  # step, "start" | "ran" | "reused" | "failed", s
 EXIT_CODES = {"succeeded": 0, "skipped": 0, "rejected": 3, "failed": 1}
 LOCK_TTL_S = 3600
@@ -134,6 +134,8 @@ class Runner:
     ) -> RunResult:
         """Run (or resume) the pipeline up to ``until`` (default: all steps)."""
         now = datetime.fromtimestamp(self.clock(), tz=UTC)
+        if as_of is not None and as_of.tzinfo is None:
+            as_of = as_of.replace(tzinfo=UTC)  # a bare date/time means UTC
         if resume is not None:
             ctx = self.context(resume)
         else:
@@ -296,7 +298,7 @@ class Runner:
 def _reason(step: str, exc: Exception) -> str:
     """One line: the step and the error's own message."""
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if isinstance(exc, RetrainError):
+    if isinstance(exc, RetrainError | RegistryError):
         return f"step {step}: {message}"
     return f"step {step} crashed: {type(exc).__name__}: {message}"
 

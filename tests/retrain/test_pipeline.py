@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ from retrain.constants import STEPS
 from retrain.records import RunStore
 from retrain.runner import Runner
 from retrain.settings import RetrainSettings
+from tests.factories import DEFAULT_SCHEMA, logistic_model, make_manifest
 
 
 def test_a_run_ends_with_a_shadow_model_with_full_lineage(
@@ -53,7 +55,7 @@ def test_a_run_ends_with_a_shadow_model_with_full_lineage(
     assert gates["reason"] == "no production model: candidate evaluated alone, no comparison gate"
     page = (result.folder / "report" / "report.html").read_text()
     assert "no production model" in page
-    assert page.count("data:image/png;base64,") == 4
+    assert page.count("data:image/png;base64,") == 5
     figures = json.loads((result.folder / "report" / "figures.json").read_text())
     assert set(figures) == {"score_distribution", "roc", "pr", "slices", "reliability"}
 
@@ -145,3 +147,22 @@ def test_resume_reuses_finished_steps_and_redoes_a_damaged_one(
     again = runner.step(first.run_id, "features")
     assert again.status == "ran"
     assert again.fingerprint == before["fingerprint"]
+
+
+def test_a_registry_refusal_fails_the_run_with_the_registry_message(
+    make_runner: Callable[..., Runner], model_registry: ModelRegistry
+) -> None:
+    runner = make_runner()
+    first = runner.run(until="report")
+    # Someone registered another artifact under this run's version in the meantime.
+    other = logistic_model(DEFAULT_SCHEMA)
+    model_registry.register(other, make_manifest(other, version=first.run_id), actor="bob")
+    resumed = runner.run(resume=first.run_id)
+    assert resumed.outcome == "failed"
+    ours = hashlib.sha256((first.folder / "export" / "model.onnx").read_bytes()).hexdigest()
+    theirs = hashlib.sha256(other).hexdigest()
+    assert resumed.reason == (
+        f"step register: model fraud:{first.run_id} is already registered with artifact "
+        f"{theirs[:12]}; this artifact is {ours[:12]} (register it under a new version)"
+    )
+    assert [s.status for s in resumed.steps] == ["reused"] * 10
