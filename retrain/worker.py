@@ -85,14 +85,25 @@ class Worker:
         when = datetime.fromtimestamp(slot, tz=UTC)
         self.state = f"running slot {when.isoformat()}"
         self.beat()
+        # A run can outlast the health key's TTL (training on a busy machine): keep beating
+        # from a side thread so the container is not declared unhealthy mid-run.
+        running = threading.Event()
+        pulse = threading.Thread(target=self._pulse, args=(running,), daemon=True)
+        pulse.start()
         try:
             result = self.runner.run(as_of=when, trigger=f"schedule {when.isoformat()}")
         finally:
+            running.set()
+            pulse.join()
             self.runs.client.set(SCHEDULE_KEY, repr(slot))
             self.state = "idle"
         self.last = {"last_run": result.run_id, "last_outcome": result.outcome}
         self.beat()
         return result
+
+    def _pulse(self, finished: threading.Event) -> None:
+        while not finished.wait(self.health_ttl_s / 3.0):
+            self.beat()
 
     def drain(self) -> list[RunResult]:
         """Run whatever is due now, then return (at most one run: only the latest slot)."""

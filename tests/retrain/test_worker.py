@@ -8,13 +8,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from retrain.constants import HEALTH_KEY, SCHEDULE_KEY
-from retrain.errors import ScheduleError
+from retrain.errors import DataError, ScheduleError
 from retrain.metrics import serve_metrics
 from retrain.records import RunStore
 from retrain.runner import Runner
@@ -141,3 +142,40 @@ def test_metrics_are_served_over_http_with_the_alerted_name(
     assert 'shadowline_retrain_runs_total{outcome="succeeded"} 0.0' in text
     assert 'shadowline_retrain_step_duration_seconds_count{step="ingest"} 1.0' in text
     assert "shadowline_retrain_last_success_timestamp_seconds 0.0" in text
+
+
+class _WaitsForAHeartbeat:
+    """A source that, mid-run, deletes the health key and waits (bounded) for it to return."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.came_back = False
+
+    @property
+    def description(self) -> str:
+        return "waits for a heartbeat"
+
+    def identity(self) -> str:
+        return "heartbeat"
+
+    def load(self, start: datetime, end: datetime) -> pd.DataFrame:
+        self.client.delete(HEALTH_KEY)
+        done = threading.Event()
+        for _ in range(100):
+            if self.client.exists(HEALTH_KEY):
+                self.came_back = True
+                break
+            done.wait(0.05)
+        raise DataError("stop here")
+
+
+def test_the_worker_keeps_beating_while_a_run_is_in_progress(
+    make_runner: Callable[..., Runner], redis_client: redis.Redis
+) -> None:
+    source = _WaitsForAHeartbeat(redis_client)
+    clock = Clock(MONDAY_3AM)
+    worker = Worker(make_runner(source=source, clock=clock), RunStore(redis_client),
+                    schedule="0 3 * * 1", health_ttl_s=1, clock=clock)  # fmt: skip
+    [result] = worker.drain()
+    assert result.reason == "step ingest: stop here"
+    assert source.came_back
