@@ -293,6 +293,8 @@ class ModelRegistry:
 
         def plan(pipe: Pipeline, snap: Snapshot) -> Plan[str]:
             current = snap.production
+            if snap.revision == 0:
+                raise ModelNotFound(name)
             if current is None:
                 raise IllegalTransition(
                     f"cannot roll back model {name}: it has no production version"

@@ -121,6 +121,8 @@ def test_unknown_versions_and_names(
 
 
 def test_rollback_refusals(registry: ModelRegistry, registered: Callable[..., str]) -> None:
+    with pytest.raises(ModelNotFound, match=r"^no model named fraud is registered$"):
+        registry.rollback("fraud", actor="alice")
     registered("v1")
     with pytest.raises(IllegalTransition) as none:
         registry.rollback("fraud", actor="alice")
