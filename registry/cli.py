@@ -78,12 +78,10 @@ def _errors() -> Iterator[None]:
         _exit(str(exc), 1)
     except redis.RedisError as exc:
         _exit(f"Redis: {exc}", 1)
-    except pydantic.ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
-            for e in exc.errors()
-        )
-        _exit(f"invalid {exc.title}: {problems}", 1)
+    except pydantic.ValidationError as exc:  # e.g. a stored record that no longer parses
+        from registry.manifest import describe_validation_error
+
+        _exit(f"invalid {exc.title}: {describe_validation_error(exc)}", 1)
 
 
 def _exit(message: str, code: int) -> None:
@@ -132,14 +130,13 @@ def register(
 ) -> None:
     """Validate a model against its manifest and register it (nothing is stored if it fails)."""
     with _errors():
-        from registry.manifest import Manifest
+        from registry.manifest import read_manifest
 
+        manifest = read_manifest(manifest_file)
         try:
             artifact = path.read_bytes()
-            manifest_text = manifest_file.read_text(encoding="utf-8")
         except OSError as exc:
-            raise _Failed(f"cannot read {exc.filename}: {exc.strerror}") from None
-        manifest = Manifest.model_validate_json(manifest_text)
+            raise _Failed(f"cannot read model file {path}: {exc.strerror}") from None
         registry, _ = _open(manifest.name)
         stored = registry.register(
             artifact, manifest, actor=actor or _default_actor(), reason=reason

@@ -110,7 +110,7 @@ def test_the_whole_lifecycle(run: Run, in_tmp_cwd: Path) -> None:
 def test_errors_are_one_line_without_traceback(run: Run, in_tmp_cwd: Path) -> None:
     assert _error(run("promote", "v9")) == "error: model fraud:v9 is not registered"
     assert _error(run("register", "missing.onnx", "--manifest", "m.json")) == (
-        "error: cannot read missing.onnx: No such file or directory"
+        "error: cannot read manifest m.json: No such file or directory"
     )
     (in_tmp_cwd / "bad.onnx").write_bytes(b"not a model")
     _, manifest = _files(in_tmp_cwd, "v1")
@@ -120,8 +120,15 @@ def test_errors_are_one_line_without_traceback(run: Run, in_tmp_cwd: Path) -> No
     )
     (in_tmp_cwd / "broken.json").write_text('{"name": "fraud", "version": "v1"}')
     assert _error(run("register", "v1.onnx", "--manifest", "broken.json")) == (
-        "error: invalid Manifest: input_schema: Field required; thresholds: Field required; "
-        "golden_examples: Field required"
+        "error: manifest broken.json is not valid: input_schema: Field required; "
+        "thresholds: Field required; golden_examples: Field required"
+    )
+    assert _error(run("register", "missing.onnx", "--manifest", manifest)) == (
+        "error: cannot read model file missing.onnx: No such file or directory"
+    )
+    (in_tmp_cwd / "garbage.json").write_bytes(b"\xff\xfe")
+    assert _error(run("register", "v1.onnx", "--manifest", "garbage.json")) == (
+        "error: manifest garbage.json is not UTF-8 text (invalid start byte)"
     )
     _ok(run("register", "v1.onnx", "--manifest", manifest))
     assert _error(run("promote", "v1")) == (
@@ -138,6 +145,7 @@ def test_errors_are_one_line_without_traceback(run: Run, in_tmp_cwd: Path) -> No
     assert _error(run("rollback")) == (
         "error: cannot roll back model fraud: it has no production version"
     )
+    assert _error(run("rollback", "--name", "nope")) == "error: no model named nope is registered"
     assert _error(run("audit", "--name", "nope")) == "error: no model named nope is registered"
 
 

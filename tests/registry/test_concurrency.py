@@ -5,10 +5,21 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 
+import pytest
 import redis
 
-from registry import FileArtifactStore, IllegalTransition, ModelRegistry, RegistryError, State
+from registry import (
+    Contention,
+    FileArtifactStore,
+    IllegalTransition,
+    ModelRegistry,
+    RegistryError,
+    State,
+    transactions,
+)
+from registry.constants import deploy_key
 from tests.registry.conftest import StepClock
 
 THREADS = 24
@@ -76,3 +87,26 @@ def test_concurrent_promotes_of_one_version_succeed_once(
         ),
     }
     assert registry.deployment("fraud").production == version
+
+
+def test_a_writer_that_always_loses_gives_up_without_writing(
+    redis_client: redis.Redis,
+    store: FileArtifactStore,
+    registered: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    registered("v1")
+    monkeypatch.setattr(transactions, "MAX_TRANSACTION_ATTEMPTS", 3)
+    rival = StepClock()
+
+    def meddling_clock() -> datetime:
+        # Another writer touches the name between this writer's WATCH and its EXEC.
+        redis_client.hset(deploy_key("fraud"), "touched", rival().isoformat())
+        return rival()
+
+    loser = ModelRegistry(redis_client, store, clock=meddling_clock)
+    with pytest.raises(Contention) as caught:
+        loser.shadow("fraud", "v1", rate=0.5, actor="alice")
+    assert str(caught.value) == "model fraud: gave up after 3 conflicting concurrent updates"
+    assert loser.state("fraud", "v1") is State.REGISTERED
+    assert len(loser.audit("fraud")) == 1

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import onnx
 import pytest
-from onnx import TensorProto
+from onnx import TensorProto, helper
 
 from registry import ValidationFailed, validate_model
 from registry.manifest import GoldenExample, Manifest, OutputSpec
@@ -113,4 +114,94 @@ def test_schema_and_model_of_different_shapes() -> None:
         "graph input 'numeric' has shape [N, 3]; expected [N, 4] "
         "(dynamic batch dimension, one column per field)",
         "graph input 'categorical' is missing (the schema has 2 categorical fields)",
+    ]
+
+
+def _model(
+    nodes: list[onnx.NodeProto],
+    *,
+    shape: list[int | None] | None = None,
+    initializers: list[onnx.TensorProto] | None = None,
+) -> bytes:
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("numeric", TensorProto.FLOAT, shape or [None, 3])],
+        [helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["N", "K"])],
+        initializers or [],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return bytes(model.SerializeToString())
+
+
+def test_fixed_batch_dimension() -> None:
+    fixed = _model([helper.make_node("Sigmoid", ["numeric"], ["probability"])], shape=[1, 3])
+    assert _refusal(fixed) == [
+        "graph input 'numeric' has shape [1, 3]; expected [N, 3] "
+        "(dynamic batch dimension, one column per field)"
+    ]
+
+
+def test_onnx_checker_refusal() -> None:
+    dangling = _model([helper.make_node("Sigmoid", ["nowhere"], ["probability"])])
+    (problem,) = _refusal(dangling)
+    assert problem.startswith("onnx.checker refused it: Nodes in a graph must be topologically")
+
+
+def test_onnxruntime_refusal() -> None:
+    # Float + int64 passes onnx.checker (no type inference) but not onnxruntime.
+    mixed = _model(
+        [helper.make_node("Add", ["numeric", "one"], ["probability"])],
+        initializers=[helper.make_tensor("one", TensorProto.INT64, [], [1])],
+    )
+    (problem,) = _refusal(mixed)
+    assert problem.startswith("onnxruntime cannot load it: ")
+    assert "Type parameter (T) of Optype (Add) bound to different types" in problem
+
+
+def test_runtime_failure_on_the_golden_rows() -> None:
+    # 12 golden rows x 3 columns cannot be reshaped to 5 rows.
+    reshape = _model(
+        [
+            helper.make_node("Reshape", ["numeric", "shape"], ["reshaped"]),
+            helper.make_node("Sigmoid", ["reshaped"], ["probability"]),
+        ],
+        initializers=[helper.make_tensor("shape", TensorProto.INT64, [2], [5, -1])],
+    )
+    (problem,) = _refusal(reshape)
+    assert problem.startswith("running the golden examples failed: ")
+
+
+def test_non_standard_operator_inside_a_subgraph() -> None:
+    def branch(domain: str) -> onnx.GraphProto:
+        return helper.make_graph(
+            [helper.make_node("Gelu", ["numeric"], ["out"], domain=domain)],
+            f"branch_{domain or 'std'}",
+            [],
+            [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", "K"])],
+        )
+
+    model = helper.make_model(
+        helper.make_graph(
+            [
+                helper.make_node("ReduceMax", ["numeric"], ["m"], keepdims=0),
+                helper.make_node("Cast", ["m"], ["cond"], to=TensorProto.BOOL),
+                helper.make_node(
+                    "If",
+                    ["cond"],
+                    ["probability"],
+                    then_branch=branch("com.example"),
+                    else_branch=branch("com.example"),
+                ),
+            ],
+            "g",
+            [helper.make_tensor_value_info("numeric", TensorProto.FLOAT, [None, 3])],
+            [helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["N", "K"])],
+        ),
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)],
+    )
+    assert _refusal(model.SerializeToString()) == [
+        "non-standard operator domain 'com.example' (operators: Gelu); only '', 'ai.onnx' "
+        "and 'ai.onnx.ml' can run in the scorer"
     ]
