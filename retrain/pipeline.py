@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -199,6 +200,21 @@ def execute(ctx: Context, name: str, *, force: bool = False) -> StepReport:
     }
     (out_dir / DONE).write_text(json.dumps(marker, indent=2, sort_keys=True, default=str))
     return StepReport(name, "ran", expected, seconds, summary)
+
+
+def prune_runs(runs_dir: Path, keep: int, current: str) -> list[str]:
+    """Delete all but the newest ``keep`` run folders (never ``current``); returns the ids.
+
+    Only folders with a ``run.json`` are runs; run ids start with their UTC start time, so
+    name order is age order.
+    """
+    if not runs_dir.is_dir():
+        return []
+    runs = sorted(p for p in runs_dir.iterdir() if (p / "run.json").is_file())
+    doomed = [p for p in runs[: max(len(runs) - keep, 0)] if p.name != current]
+    for path in doomed:
+        shutil.rmtree(path, ignore_errors=True)
+    return [p.name for p in doomed]
 
 
 def plan(until: str | None = None) -> Iterator[str]:

@@ -29,7 +29,15 @@ from registry.errors import RegistryError
 from retrain import publish, steps
 from retrain.errors import RetrainError
 from retrain.metrics import RetrainMetrics
-from retrain.pipeline import Context, RunFolder, StepReport, execute, plan, sha256_json
+from retrain.pipeline import (
+    Context,
+    RunFolder,
+    StepReport,
+    execute,
+    plan,
+    prune_runs,
+    sha256_json,
+)
 from retrain.records import RunRecord, RunStore
 from retrain.registration import ModelStore
 from retrain.settings import RetrainSettings
@@ -287,6 +295,8 @@ class Runner:
     ) -> RunResult:
         record.outcome, record.reason, record.finished_at = outcome, reason, self.clock()
         self.runs.save(record)
+        # Run folders hold copies of the data: keep the newest few, never grow without bound.
+        prune_runs(Path(self.settings.runs_dir), self.settings.keep_runs, ctx.run_id)
         self.metrics.runs.labels(outcome=outcome).inc()
         if outcome in ("succeeded", "rejected"):
             self.metrics.last_success.set(record.finished_at)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from registry.config import SharedSettings
 
@@ -25,6 +25,7 @@ class RetrainSettings(SharedSettings):
     shadow_rate: float = Field(default=1.0, gt=0, le=1)
     health_ttl_s: int = Field(default=120, ge=5)
     metrics_port: int = Field(default=9101, ge=0, le=65535)
+    keep_runs: int = Field(default=20, ge=1)  # run folders kept on disk (they copy the data)
 
     # Time: a run trains on data known at `as_of` (None = the time the run starts).  Rows
     # younger than `label_maturity_days` are left out: their chargebacks may not have come yet.
@@ -55,6 +56,15 @@ class RetrainSettings(SharedSettings):
     gate_tolerance: float = Field(default=0.02, ge=0, le=1)
     gate_min_slice_rows: int = Field(default=500, ge=1)
     gate_min_slice_frauds: int = Field(default=20, ge=1)
+
+    @model_validator(mode="after")
+    def _review_band_contains_block_band(self) -> RetrainSettings:
+        if self.review_rate < self.block_rate:
+            raise ValueError(
+                f"SHADOWLINE_REVIEW_RATE ({self.review_rate:g}) must be >= SHADOWLINE_BLOCK_RATE "
+                f"({self.block_rate:g}): reviewed payments include blocked ones"
+            )
+        return self
 
     @field_validator("as_of")
     @classmethod

@@ -255,7 +255,7 @@ def gates_step(ctx: Context, out: Path) -> dict[str, Any]:
     return {"passed": result.passed, "reason": result.reason}
 
 
-@step("report", ("gates", "evaluate", "sets"), lambda ctx: {"run": ctx.run_id})
+@step("report", ("gates", "evaluate", "sets", "filter"), lambda ctx: {"run": ctx.run_id})
 def report_step(ctx: Context, out: Path) -> dict[str, Any]:
     evaluation = _read_json(ctx, "evaluate", "evaluation.json")
     gates = _read_json(ctx, "gates", "gates.json")
@@ -273,6 +273,9 @@ def report_step(ctx: Context, out: Path) -> dict[str, Any]:
         "evaluation window": f"{sets['eval_start']} to {sets['eval_end']}",
         "production": evaluation["production_version"] or "none",
         "note": evaluation["production_note"] or "",
+        "training set": f"{sets['train_rows']} payments, {sets['train_frauds']} frauds",
+        "evaluation set": f"{sets['eval_rows']} payments, {sets['eval_frauds']} frauds",
+        "filter": json.dumps(ctx.folder.summary("filter"), sort_keys=True),
     }
     page = render_html(f"Retrain run {ctx.run_id}", summary, evaluation, data, gates)
     (out / "report.html").write_text(page)

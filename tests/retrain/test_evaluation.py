@@ -81,3 +81,14 @@ def test_without_production_the_gates_pass_and_say_why() -> None:
     assert result.passed
     assert result.reason == "no production model: candidate evaluated alone, no comparison gate"
     assert result.checks == ()
+
+
+def test_review_rate_below_block_rate_is_refused_naming_both() -> None:
+    from registry.config import SettingsError
+
+    with pytest.raises(SettingsError) as caught:
+        _settings(block_rate=0.05, review_rate=0.01)
+    assert (
+        "Value error, SHADOWLINE_REVIEW_RATE (0.01) must be >= SHADOWLINE_BLOCK_RATE (0.05): "
+        "reviewed payments include blocked ones" in str(caught.value)
+    )

@@ -166,3 +166,14 @@ def test_a_registry_refusal_fails_the_run_with_the_registry_message(
         f"{theirs[:12]}; this artifact is {ours[:12]} (register it under a new version)"
     )
     assert [s.status for s in resumed.steps] == ["reused"] * 10
+
+
+def test_old_run_folders_are_pruned(
+    make_runner: Callable[..., Runner], make_settings: Callable[..., RetrainSettings]
+) -> None:
+    runner = make_runner(make_settings(keep_runs=1))
+    first = runner.run(until="ingest")
+    second = runner.run(until="ingest")
+    assert not first.folder.exists()
+    assert (second.folder / "ingest" / "done.json").is_file()
+    assert [p.name for p in second.folder.parent.iterdir()] == [second.run_id]
