@@ -9,16 +9,22 @@ scheduled run uses its slot time as ``as_of``, so its data window is reproducibl
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
+
 from retrain.constants import HEALTH_KEY, SCHEDULE_KEY
 from retrain.errors import ScheduleError
 from retrain.records import RunStore
 from retrain.runner import Runner, RunResult
+
+log = logging.getLogger(__name__)
 
 
 def latest_slot(schedule: str, now: float) -> float:
@@ -115,13 +121,19 @@ class Worker:
     def serve(self, stop: threading.Event) -> None:
         """Tick until ``stop`` is set; wakes often enough to keep the health key alive."""
         while not stop.is_set():
-            self.tick()
+            try:
+                self.tick()
+            except redis.RedisError as exc:
+                # Redis is down: no beat (so --check fails) and no run; retry next tick
+                # rather than exit, so the worker recovers when Redis does.
+                log.warning("retrain worker: Redis unavailable: %s: %s", type(exc).__name__, exc)
             wait = min(
                 self.health_ttl_s / 3.0,
                 max(next_slot(self.schedule, self.clock()) - self.clock(), 0.0) + 0.5,
             )
             stop.wait(max(wait, 0.5))
-        self.runs.client.delete(HEALTH_KEY)  # a stopped worker is not healthy
+        with contextlib.suppress(redis.RedisError):
+            self.runs.client.delete(HEALTH_KEY)  # a stopped worker is not healthy
 
 
 def check_health(runs: RunStore) -> tuple[bool, str]:

@@ -11,12 +11,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import redis
+from prometheus_client import CollectorRegistry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from retrain.constants import HEALTH_KEY, SCHEDULE_KEY
 from retrain.errors import DataError, ScheduleError
-from retrain.metrics import serve_metrics
+from retrain.metrics import RetrainMetrics, serve_metrics
 from retrain.records import RunStore
 from retrain.runner import Runner
 from retrain.settings import RetrainSettings
@@ -179,3 +180,29 @@ def test_the_worker_keeps_beating_while_a_run_is_in_progress(
     [result] = worker.drain()
     assert result.reason == "step ingest: stop here"
     assert source.came_back
+
+
+def test_serve_survives_redis_being_down_and_logs_it(
+    make_settings: Callable[..., RetrainSettings], caplog: pytest.LogCaptureFixture
+) -> None:
+    dead = redis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
+    runner = Runner(make_settings(), client=dead, store=None,
+                    metrics=RetrainMetrics(CollectorRegistry()))  # fmt: skip
+    worker = Worker(runner, RunStore(dead), schedule="0 3 * * 1", health_ttl_s=1)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.serve, args=(stop,))
+    with caplog.at_level("WARNING", logger="retrain.worker"):
+        thread.start()
+        for _ in range(200):  # bounded wait for the first failed tick
+            if caplog.records:
+                break
+            stop.wait(0.05)
+        stop.set()
+        thread.join(timeout=30)
+    dead.close()
+    assert not thread.is_alive()
+    assert (
+        caplog.records[0]
+        .getMessage()
+        .startswith("retrain worker: Redis unavailable: ConnectionError: ")
+    )
