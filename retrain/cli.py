@@ -190,11 +190,13 @@ def worker(
 
 
 def _serve(service: Any, runner: Runner, port: int) -> None:  # pragma: no cover - long-running
+    import logging
     import signal
     import threading
 
     from retrain.metrics import serve_metrics
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -104,6 +104,7 @@ class Worker:
             self.runs.client.set(SCHEDULE_KEY, repr(slot))
             self.state = "idle"
         self.last = {"last_run": result.run_id, "last_outcome": result.outcome}
+        log.info("retrain run %s %s: %s", result.run_id, result.outcome, result.reason)
         self.beat()
         return result
 
