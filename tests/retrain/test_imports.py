@@ -1,0 +1,40 @@
+"""retrain/ imports only registry/ of ours (DESIGN.md), and its CLI module stays light."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "retrain"
+FORBIDDEN = ("service", "loadtest", "shadowline")
+TRAINING = ("pandas", "lightgbm", "sklearn", "matplotlib", "croniter", "onnxmltools", "pyarrow")
+
+
+def _imported(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_retrain_never_imports_service_loadtest_or_the_command() -> None:
+    offenders = {
+        path.name: sorted(_imported(path) & set(FORBIDDEN)) for path in PACKAGE.glob("*.py")
+    }
+    assert {name: found for name, found in offenders.items() if found} == {}
+
+
+def test_importing_the_cli_loads_no_training_library() -> None:
+    # The scorer image has none of these (they are the `retrain` extra); onnx it has.
+    code = (
+        f"TRAINING = {TRAINING!r}; "
+        "import sys, retrain.cli, retrain.settings; "
+        "print(sorted(m for m in TRAINING if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
