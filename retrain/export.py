@@ -77,8 +77,10 @@ def _check_core(core: onnx.ModelProto, ours: set[str]) -> None:
         raise StepError(
             f"the trainer's graph has outputs {sorted(produced)}; expected '{CORE_OUTPUT}'"
         )
-    clash = sorted(ours & ({n for node in graph.node for n in node.output}
-                           | {t.name for t in graph.initializer}))  # fmt: skip
+    clash = sorted(
+        ours
+        & ({n for node in graph.node for n in node.output} | {t.name for t in graph.initializer})
+    )
     if clash:
         raise StepError(f"the trainer's graph reuses names of the encoding: {clash}")
 

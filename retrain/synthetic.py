@@ -268,9 +268,10 @@ def _labels_and_ids(rng: np.random.Generator, frame: pd.DataFrame, week: int) ->
     bucket = rng.integers(0, 20, size=n)
     merchant = np.char.add(
         np.char.add(np.char.add("m_", frame["merchant_country"].to_numpy().astype(str)), "_"),
-        np.char.add(np.char.add(frame["merchant_category"].to_numpy().astype(str), "_"),
-                    bucket.astype(str)),
-    )  # fmt: skip
+        np.char.add(
+            np.char.add(frame["merchant_category"].to_numpy().astype(str), "_"), bucket.astype(str)
+        ),
+    )
     digital_gb = (frame["merchant_category"] == "digital_goods") & (
         frame["merchant_country"] == "GB"
     )

@@ -41,10 +41,11 @@ def test_production_is_compared_on_the_rows_it_accepts(
     schema = InputSchema(
         fields=(
             InputField(name="amount", type=FieldType.FLOAT, minimum=0),
-            InputField(name="card_country", type=FieldType.CATEGORICAL,
-                       allowed=("US", "GB", "DE", "FR")),
+            InputField(
+                name="card_country", type=FieldType.CATEGORICAL, allowed=("US", "GB", "DE", "FR")
+            ),
         )
-    )  # fmt: skip
+    )
     _promote(model_registry, logistic_model(schema, weights=[0.002], bias=-6.0), schema)
     result = make_runner().run()
     evaluation = json.loads((result.folder / "evaluate" / "evaluation.json").read_text())

@@ -55,8 +55,9 @@ def broken_worker(
     (tmp_path / "empty").mkdir()
     clock = Clock(MONDAY_3AM + 60)
     runner = make_runner(make_settings(data_source=str(tmp_path / "empty")), clock=clock)
-    worker = Worker(runner, RunStore(redis_client), schedule="0 3 * * 1", health_ttl_s=30,
-                    clock=clock)  # fmt: skip
+    worker = Worker(
+        runner, RunStore(redis_client), schedule="0 3 * * 1", health_ttl_s=30, clock=clock
+    )
     return worker, runner, clock
 
 
@@ -175,8 +176,13 @@ def test_the_worker_keeps_beating_while_a_run_is_in_progress(
 ) -> None:
     source = _WaitsForAHeartbeat(redis_client)
     clock = Clock(MONDAY_3AM)
-    worker = Worker(make_runner(source=source, clock=clock), RunStore(redis_client),
-                    schedule="0 3 * * 1", health_ttl_s=1, clock=clock)  # fmt: skip
+    worker = Worker(
+        make_runner(source=source, clock=clock),
+        RunStore(redis_client),
+        schedule="0 3 * * 1",
+        health_ttl_s=1,
+        clock=clock,
+    )
     [result] = worker.drain()
     assert result.reason == "step ingest: stop here"
     assert source.came_back
@@ -186,8 +192,9 @@ def test_serve_survives_redis_being_down_and_logs_it(
     make_settings: Callable[..., RetrainSettings], caplog: pytest.LogCaptureFixture
 ) -> None:
     dead = redis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
-    runner = Runner(make_settings(), client=dead, store=None,
-                    metrics=RetrainMetrics(CollectorRegistry()))  # fmt: skip
+    runner = Runner(
+        make_settings(), client=dead, store=None, metrics=RetrainMetrics(CollectorRegistry())
+    )
     worker = Worker(runner, RunStore(dead), schedule="0 3 * * 1", health_ttl_s=1)
     stop = threading.Event()
     thread = threading.Thread(target=worker.serve, args=(stop,))
