@@ -205,13 +205,17 @@ def execute(ctx: Context, name: str, *, force: bool = False) -> StepReport:
 def prune_runs(runs_dir: Path, keep: int, current: str) -> list[str]:
     """Delete all but the newest ``keep`` run folders (never ``current``); returns the ids.
 
-    Only folders with a ``run.json`` are runs; run ids start with their UTC start time, so
-    name order is age order.
+    Only folders with a ``run.json`` are runs.  The current run is the newest by definition;
+    the others are ordered by their run id's start time, then by when ``run.json`` was written
+    (two runs can start within the same second, and the id's random suffix must not decide).
     """
     if not runs_dir.is_dir():
         return []
-    runs = sorted(p for p in runs_dir.iterdir() if (p / "run.json").is_file())
-    doomed = [p for p in runs[: max(len(runs) - keep, 0)] if p.name != current]
+    others = sorted(
+        (p for p in runs_dir.iterdir() if (p / "run.json").is_file() and p.name != current),
+        key=lambda p: (p.name.split("-", 1)[0], (p / "run.json").stat().st_mtime_ns),
+    )
+    doomed = others[: max(len(others) - (keep - 1), 0)]
     for path in doomed:
         shutil.rmtree(path, ignore_errors=True)
     return [p.name for p in doomed]
