@@ -1,0 +1,233 @@
+"""The scorer's FastAPI app, built by :func:`create_app` from settings and a registry.
+
+Design (numbers measured on the 2-core test machine, see the README "Scoring service"):
+
+* Request path.  ``POST /v1/score`` reads the raw body, and :class:`service.scorer.Scorer`
+  parses it with orjson, checks it with the production model's ``RowCodec``, runs one
+  onnxruntime call (one intra-op thread) and returns pre-encoded JSON.  FastAPI declares the
+  route (so OpenAPI documents its body and responses), but a plain Starlette route with the same
+  endpoint is placed in front of it: FastAPI's request handling costs ~20 us a request even for
+  an endpoint taking only ``Request``, and the endpoint needs none of it.
+* Shadows and records.  The handler only enqueues the scored request
+  (:class:`service.dispatcher.ShadowDispatcher`, bounded, shed and counted when full).  A
+  thread drains it in batches, runs each sampled shadow on its own executor within a time
+  budget, builds one record per request and hands it to :class:`service.sink.KafkaSink`, whose
+  own thread owns the producer.  Nothing on the event loop waits for a shadow or for Kafka.
+* Hot swap.  :class:`service.follower.RegistryFollower` listens to registry events and
+  reconciles by revision every ``reconcile_interval_s``; :class:`service.loader.ModelLoader`
+  loads and warms new versions in a worker thread and swaps the model set in one assignment.
+* Errors.  Domain code raises :class:`service.errors.ServiceError` subclasses; one handler maps
+  them to 413/422/503 (and the admin API's registry errors to 404/409/422), never a 500 for a
+  client's mistake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from service.dispatcher import ShadowDispatcher
+from service.errors import ServiceError
+from service.follower import RegistryFollower
+from service.http import JSON, RequestMetrics, error_response, json_response, read_body
+from service.live import LiveModels
+from service.loader import ModelLoader, ModelSource
+from service.metrics import ServiceMetrics
+from service.models import LoadedModel
+from service.schemas import ERROR_RESPONSES, BatchResponse, ScoreResponse, request_body
+from service.scorer import Scorer
+from service.settings import ServiceSettings
+from service.sink import KafkaSink, RecordSink
+
+EVENTS_CHANNEL = "shadowline:events"
+
+
+@dataclass
+class Components:
+    """Everything one scorer process runs, wired together (public for tests and the CLI)."""
+
+    settings: ServiceSettings
+    metrics: ServiceMetrics
+    live: LiveModels
+    scorer: Scorer
+    dispatcher: ShadowDispatcher
+    sink: RecordSink
+    loader: ModelLoader
+    follower: RegistryFollower
+
+
+def build_components(
+    settings: ServiceSettings,
+    source: ModelSource,
+    *,
+    collector_registry: CollectorRegistry,
+    sink: RecordSink | None = None,
+    connect: Callable[[], aioredis.Redis] | None = None,
+    events_channel: str = EVENTS_CHANNEL,
+) -> Components:
+    """Wire the scorer's parts from ``settings`` (nothing is started here)."""
+    metrics = ServiceMetrics(collector_registry)
+    live = LiveModels()
+    if sink is None:
+        sink = KafkaSink(
+            settings.kafka_servers, settings.scores_topic, metrics,
+            buffer_records=settings.kafka_buffer_records, linger_ms=settings.kafka_linger_ms,
+            delivery_timeout_ms=settings.kafka_delivery_timeout_ms,
+            restart_after_s=settings.kafka_restart_after_s,
+        )  # fmt: skip
+    dispatcher = ShadowDispatcher(
+        live, sink.publish, metrics,
+        queue_size=settings.shadow_queue_size,
+        budget_s=settings.shadow_time_budget_ms / 1000,
+        batch_max=settings.shadow_batch_max,
+        batch_wait_s=settings.shadow_batch_wait_ms / 1000,
+    )  # fmt: skip
+    scorer = Scorer(
+        live, dispatcher.submit, metrics,
+        model_name=settings.model_name, max_batch=settings.max_batch,
+    )  # fmt: skip
+    loader = ModelLoader(source, live, metrics, name=settings.model_name)
+    if connect is None:
+        url = settings.redis_url.get_secret_value()
+
+        def connect() -> aioredis.Redis:
+            return aioredis.Redis.from_url(url, socket_connect_timeout=2.0)
+
+    follower = RegistryFollower(
+        loader, connect, metrics, name=settings.model_name, channel=events_channel,
+        interval_s=settings.reconcile_interval_s,
+    )  # fmt: skip
+    return Components(settings, metrics, live, scorer, dispatcher, sink, loader, follower)
+
+
+def create_app(
+    settings: ServiceSettings,
+    source: ModelSource,
+    *,
+    collector_registry: CollectorRegistry | None = None,
+    sink: RecordSink | None = None,
+    connect: Callable[[], aioredis.Redis] | None = None,
+) -> FastAPI:
+    """The scorer app.  Its lifespan starts the sink, the dispatcher, a first model load and
+    the registry follower, and stops them (sending what is queued) on shutdown."""
+    parts = build_components(
+        settings, source, collector_registry=collector_registry or CollectorRegistry(),
+        sink=sink, connect=connect,
+    )  # fmt: skip
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        parts.sink.start()
+        parts.dispatcher.start()
+        await parts.follower.reconcile()
+        follow = asyncio.create_task(parts.follower.run(), name="registry-follower")
+        try:
+            yield
+        finally:
+            follow.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follow
+            await asyncio.to_thread(parts.dispatcher.stop)
+            await asyncio.to_thread(parts.sink.close)
+
+    app = FastAPI(
+        title="Shadowline scorer",
+        summary="Fraud scoring with built-in shadow mode.",
+        lifespan=lifespan,
+        default_response_class=_OrjsonResponse,
+    )
+    app.state.components = parts
+    _add_scoring_routes(app, parts)
+    _add_health_routes(app, parts)
+
+    async def on_service_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ServiceError)
+        return error_response(exc)
+
+    app.add_exception_handler(ServiceError, on_service_error)
+    app.add_middleware(RequestMetrics, metrics=parts.metrics)
+    return app
+
+
+class _OrjsonResponse(Response):
+    media_type = JSON
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def _add_scoring_routes(app: FastAPI, parts: Components) -> None:
+    scorer, limit = parts.scorer, parts.settings.max_body_bytes
+
+    async def score(request: Request) -> Response:
+        """Score one transaction with the production model."""
+        return Response(scorer.score(await read_body(request, limit)), media_type=JSON)
+
+    async def score_batch(request: Request) -> Response:
+        """Score up to ``max_batch`` transactions in one call."""
+        return Response(scorer.score_batch(await read_body(request, limit)), media_type=JSON)
+
+    app.post(
+        "/v1/score", response_model=ScoreResponse, openapi_extra=request_body(),
+        responses=ERROR_RESPONSES, tags=["scoring"],
+    )(score)  # fmt: skip
+    app.post(
+        "/v1/score/batch", response_model=BatchResponse,
+        openapi_extra=request_body(parts.settings.max_batch),
+        responses=ERROR_RESPONSES, tags=["scoring"],
+    )(score_batch)  # fmt: skip
+    # The fast path (see the module docstring): same endpoints, matched before FastAPI's.
+    app.router.routes[0:0] = [
+        Route("/v1/score", score, methods=["POST"]),
+        Route("/v1/score/batch", score_batch, methods=["POST"]),
+    ]
+
+
+def _describe(model: LoadedModel) -> dict[str, Any]:
+    return {"version": model.version, "sha256": model.sha256, "loaded_at": model.loaded_at}
+
+
+def _add_health_routes(app: FastAPI, parts: Components) -> None:
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """The process is alive and its event loop answers."""
+        return {"status": "alive"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "Not ready."}})
+    async def readyz() -> Response:
+        """200 once a production model is loaded and warmed.  Reports whether the registry
+        (Redis) is reachable, without failing readiness on it: loaded models keep scoring."""
+        current = parts.live.current
+        production = current.production
+        body = {
+            "ready": parts.live.warmed,
+            "model_name": parts.settings.model_name,
+            "revision": current.revision,
+            "production": None if production is None else _describe(production),
+            "shadows": [
+                {"version": slot.model.version, "rate": slot.rate} for slot in current.shadows
+            ],
+            "registry": {
+                "reachable": parts.follower.reachable,
+                "error": parts.follower.last_error,
+            },
+        }
+        return json_response(body, 200 if parts.live.warmed else 503)
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus metrics of this process (see the README for the list)."""
+        payload = generate_latest(parts.metrics.registry)
+        return Response(payload, media_type=CONTENT_TYPE_LATEST)
