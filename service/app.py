@@ -46,6 +46,7 @@ from service.live import LiveModels
 from service.loader import ModelLoader, ModelSource
 from service.metrics import ServiceMetrics
 from service.models import LoadedModel
+from service.producer import ProducerConfig
 from service.schemas import ERROR_RESPONSES, BatchResponse, ScoreResponse, request_body
 from service.scorer import Scorer
 from service.settings import ServiceSettings
@@ -81,12 +82,8 @@ def build_components(
     metrics = ServiceMetrics(collector_registry)
     live = LiveModels()
     if sink is None:
-        sink = KafkaSink(
-            settings.kafka_servers, settings.scores_topic, metrics,
-            buffer_records=settings.kafka_buffer_records, linger_ms=settings.kafka_linger_ms,
-            delivery_timeout_ms=settings.kafka_delivery_timeout_ms,
-            restart_after_s=settings.kafka_restart_after_s,
-        )  # fmt: skip
+        sink = KafkaSink(producer_config(settings), metrics,
+                         buffer_records=settings.kafka_buffer_records)  # fmt: skip
     dispatcher = ShadowDispatcher(
         live, sink.publish, metrics,
         queue_size=settings.shadow_queue_size,
@@ -110,6 +107,18 @@ def build_components(
         interval_s=settings.reconcile_interval_s,
     )  # fmt: skip
     return Components(settings, metrics, live, scorer, dispatcher, sink, loader, follower)
+
+
+def producer_config(settings: ServiceSettings) -> ProducerConfig:
+    """The Kafka producer's settings; half the record buffer may be in flight in it."""
+    return ProducerConfig(
+        servers=tuple(settings.kafka_servers),
+        topic=settings.scores_topic,
+        max_in_flight=max(1, settings.kafka_buffer_records - settings.kafka_buffer_records // 2),
+        linger_ms=settings.kafka_linger_ms,
+        delivery_timeout_ms=settings.kafka_delivery_timeout_ms,
+        restart_after_s=settings.kafka_restart_after_s,
+    )
 
 
 def create_app(
@@ -143,6 +152,8 @@ def create_app(
             await asyncio.to_thread(parts.sink.close)
 
     app = FastAPI(
+        # FastAPI's own OpenTelemetry hooks read the environment on every request (~8 us).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         title="Shadowline scorer",
         summary="Fraud scoring with built-in shadow mode.",
         lifespan=lifespan,

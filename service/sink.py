@@ -1,31 +1,33 @@
-"""The Kafka sink: score records to the scores topic without ever making a request wait.
+"""The Kafka sink, scorer side: score records leave the process without making anyone wait.
 
-``publish`` (called by the shadow dispatcher's thread) only appends to a bounded queue; a full
-queue drops the record and counts it (``shadowline_kafka_dropped_total``).  At most
-``buffer_records`` records are held in all: half queued, half in flight inside the producer.
-A sender thread owns the kafka-python producer: it creates it once the broker accepts TCP
-connections, sends each record (acks=1, no idempotence: an idempotent producer never recovers
-from a broker restart), and counts acknowledgements and failures from the delivery callbacks.
-When the in-flight half is full the sender waits, the queue fills and drops, so memory stays
-bounded while the broker is down.  When the broker has failed every delivery for
-``restart_after_s`` the producer is closed and a new one created (it re-reads metadata).
+``publish`` (called by the shadow dispatcher's thread) appends to a bounded deque; when it is
+full the record is dropped and counted (``shadowline_kafka_dropped_total``).  A writer thread
+frames what has accumulated and writes it to the producer process (:mod:`service.producer`)
+over a pipe; the producer owns the kafka-python client, so its per-record Python work runs on
+the other core instead of holding this process's GIL.  When the broker is slow or down the
+producer stops reading, the pipe and then the deque fill, and records are dropped, never
+queued without bound.  The producer's counts (sent, failed, restarts) come back over the pipe
+and are added to this process's metrics.  A producer process that dies is started again.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import logging
-import queue
-import socket
+import multiprocessing
 import threading
 import time
-from typing import Any, Protocol
-
-from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Protocol
 
 from service.metrics import ServiceMetrics
+from service.producer import ProducerConfig, Stats, frame, run_producer_loop
 
 log = logging.getLogger(__name__)
+_WRITE_BATCH = 512
+RESPAWN_INTERVAL_S = 5.0
 
 
 class RecordSink(Protocol):
@@ -38,165 +40,143 @@ class RecordSink(Protocol):
     def close(self, timeout_s: float = 5.0) -> None: ...
 
 
-def broker_accepts(servers: list[str], timeout_s: float = 1.0) -> bool:
-    """True if one bootstrap server accepts a TCP connection.
-
-    Checked before creating a client: kafka-python retries a refused bootstrap and leaks the
-    socket (a ResourceWarning), and its constructor blocks until it has bootstrapped.
-    """
-    for server in servers:
-        host, _, port = server.rpartition(":")
-        try:
-            socket.create_connection((host, int(port)), timeout=timeout_s).close()
-        except OSError:
-            continue
-        return True
-    return False
-
-
 class KafkaSink:
-    """Bounded, non-blocking publisher of score records (key = transaction id)."""
+    """Bounded, non-blocking publisher of score records (key = transaction id).
+
+    ``buffer_records`` bounds what is held: half in this process's deque, half in flight in
+    the producer.  ``in_process=True`` runs the producer loop in a thread instead of a child
+    process (tests; same code, same pipe).
+    """
 
     def __init__(
         self,
-        servers: list[str],
-        topic: str,
+        config: ProducerConfig,
         metrics: ServiceMetrics,
         *,
         buffer_records: int,
-        linger_ms: int = 5,
-        delivery_timeout_ms: int = 30_000,
-        restart_after_s: float = 10.0,
+        in_process: bool = False,
     ) -> None:
-        self.topic = topic
-        self._servers = servers
+        self.config = config
         self._metrics = metrics
-        # Half the buffer waits in front of the producer, half may be in flight inside it.
-        queued = max(1, buffer_records // 2)
-        self._queue: queue.Queue[tuple[bytes, bytes]] = queue.Queue(maxsize=queued)
-        self._max_in_flight = max(1, buffer_records - queued)
-        self._linger_ms = linger_ms
-        self._delivery_timeout_ms = delivery_timeout_ms
-        self._restart_after_s = restart_after_s
-        self._lock = threading.Lock()
-        self._in_flight = 0
-        self._generation = 0
-        self._last_ok = time.monotonic()
-        self._failing = False
-        self._producer: Any = None
+        self._max_queued = max(1, buffer_records // 2)
+        self._queue: collections.deque[tuple[bytes, bytes]] = collections.deque()
+        self._in_process = in_process
+        self._stats = Stats()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._writer: threading.Thread | None = None
+        self._conn: Connection | None = None
+        self._child: BaseProcess | threading.Thread | None = None
+        self._next_spawn = 0.0
 
     @property
     def connected(self) -> bool:
-        """True while a producer exists and its last delivery did not fail."""
-        return self._producer is not None and not self._failing
+        """The producer's last report: it has a broker connection and deliveries succeed."""
+        return self._stats.connected
 
     def publish(self, key: bytes, value: bytes) -> None:
         """Queue one record, or drop and count it when the buffer is full.  Never blocks."""
-        try:
-            self._queue.put_nowait((key, value))
-        except queue.Full:
+        if len(self._queue) >= self._max_queued:
             self._metrics.kafka_dropped.inc()
+            return
+        self._queue.append((key, value))
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="kafka-sink", daemon=True)
-            self._thread.start()
+        if self._writer is None:
+            self._spawn()
+            self._writer = threading.Thread(target=self._run, name="kafka-sink", daemon=True)
+            self._writer.start()
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Send what is queued (up to ``timeout_s``), then close the producer."""
+        """Hand over what is queued, let the producer flush (up to ``timeout_s``), stop it."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
-        self._close_producer(timeout_s)
+        if self._writer is not None:
+            self._writer.join(timeout_s)
+            self._writer = None
+        conn, child = self._conn, self._child
+        if conn is not None:
+            with contextlib.suppress(OSError, ValueError):
+                conn.send_bytes(b"")  # the stop signal
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline and _alive(child):
+                self._read_stats(0.05)
+            self._read_stats(0)
+            conn.close()
+        if isinstance(child, BaseProcess):
+            if child.is_alive():
+                child.terminate()
+            child.join(1.0)
+        self._conn = self._child = None
 
-    # -- the sender thread ----------------------------------------------------------------
-    def _run(self) -> None:
-        while True:
-            try:
-                key, value = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                if self._stop.is_set():
-                    return
-                self._maybe_restart()
-                continue
-            while not self._ensure_producer() or self._in_flight >= self._max_in_flight:
-                # No broker yet, or too much in flight: hold this record; the queue behind it
-                # fills and drops (counted) rather than growing.
-                if self._stop.is_set():
-                    return
-                self._maybe_restart()
-                time.sleep(0.05)
-            self._send(key, value)
-
-    def _send(self, key: bytes, value: bytes) -> None:
-        generation = self._generation
-        with self._lock:
-            self._in_flight += 1
-        try:
-            future = self._producer.send(self.topic, key=key, value=value)
-        except KafkaError as exc:  # buffer full (max_block_ms) or no metadata for the topic
-            self._delivered(generation, ok=False, error=exc)
-            return
-        future.add_callback(lambda _meta: self._delivered(generation, ok=True))
-        future.add_errback(lambda exc: self._delivered(generation, ok=False, error=exc))
-
-    def _delivered(self, generation: int, *, ok: bool, error: object = None) -> None:
-        with self._lock:
-            # Records of a closed producer were already written off by _close_producer.
-            if generation == self._generation:
-                self._in_flight -= 1
-        if ok:
-            self._last_ok = time.monotonic()
-            self._failing = False
-            self._metrics.kafka_sent.inc()
-        else:
-            if not self._failing:
-                log.warning("kafka sink: delivery to %s failed: %s", self.topic, error)
-            self._failing = True
-            self._metrics.kafka_failed.inc()
-
-    def _ensure_producer(self) -> bool:
-        if self._producer is not None:
-            return True
-        if not broker_accepts(self._servers):
-            return False
-        try:
-            self._producer = KafkaProducer(
-                bootstrap_servers=self._servers,
-                acks=1,
-                enable_idempotence=False,
-                linger_ms=self._linger_ms,
-                max_block_ms=100,  # only this thread waits; a full buffer then fails the send
-                delivery_timeout_ms=self._delivery_timeout_ms,
-                request_timeout_ms=min(10_000, self._delivery_timeout_ms),
-                reconnect_backoff_max_ms=1000,
-                bootstrap_timeout_ms=2000,
+    # -- the writer thread ----------------------------------------------------------------
+    def _spawn(self) -> None:
+        if self._conn is not None:  # a dead producer's pipe
+            self._conn.close()
+        if isinstance(self._child, BaseProcess):
+            self._child.join(0.1)
+        parent, child_end = multiprocessing.Pipe(duplex=True)
+        child: BaseProcess | threading.Thread
+        if self._in_process:
+            child = threading.Thread(
+                target=run_producer_loop, args=(child_end, self.config), daemon=True
             )
-        except (KafkaError, OSError) as exc:
-            log.warning("kafka sink: cannot create a producer for %s: %s", self._servers, exc)
+        else:
+            # spawn, not fork: this process has threads (onnxruntime, the dispatcher).
+            child = multiprocessing.get_context("spawn").Process(
+                target=run_producer_loop, args=(child_end, self.config), name="kafka-producer"
+            )
+        child.start()
+        if isinstance(child, BaseProcess):
+            child_end.close()
+        self._conn, self._child = parent, child
+        self._stats = Stats()  # a new producer counts from zero
+
+    def _run(self) -> None:
+        queue = self._queue
+        while True:
+            if not queue:
+                if self._stop.is_set():
+                    return
+                self._read_stats(0.002)
+                continue
+            batch = [queue.popleft() for _ in range(min(len(queue), _WRITE_BATCH))]
+            if not self._write(frame(batch)):
+                self._metrics.kafka_dropped.inc(len(batch))
+            self._read_stats(0)
+
+    def _write(self, blob: bytes) -> bool:
+        """Hand ``blob`` to the producer; restart the producer if it died."""
+        conn = self._conn
+        if conn is None or not _alive(self._child):
+            if time.monotonic() >= self._next_spawn:
+                log.error("kafka sink: the producer process is gone; starting a new one")
+                self._next_spawn = time.monotonic() + RESPAWN_INTERVAL_S
+                self._spawn()
             return False
-        self._last_ok = time.monotonic()
-        self._failing = False
-        self._metrics.kafka_restarts.inc()
+        try:
+            conn.send_bytes(blob)  # blocks while the producer holds back (broker down)
+        except (OSError, ValueError):
+            return False
         return True
 
-    def _maybe_restart(self) -> None:
-        stale = time.monotonic() - self._last_ok > self._restart_after_s
-        if self._producer is not None and self._failing and stale:
-            log.warning("kafka sink: no delivery for %.0fs; recreating the producer",
-                        self._restart_after_s)  # fmt: skip
-            self._close_producer(0.0)
+    def _read_stats(self, timeout_s: float) -> None:
+        conn = self._conn
+        try:
+            while conn is not None and conn.poll(timeout_s):
+                self._apply(Stats.unpack(conn.recv_bytes()))
+                timeout_s = 0
+        except (EOFError, OSError, ValueError):
+            return
 
-    def _close_producer(self, timeout_s: float) -> None:
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            with self._lock:
-                self._generation += 1
-                self._in_flight = 0
-            try:
-                producer.close(timeout=timeout_s)
-            except KafkaError as exc:  # closing a broken producer must not kill the thread
-                log.warning("kafka sink: closing the producer failed: %s", exc)
+    def _apply(self, stats: Stats) -> None:
+        old, self._stats = self._stats, stats
+        metrics = self._metrics
+        if stats.sent > old.sent:
+            metrics.kafka_sent.inc(stats.sent - old.sent)
+        if stats.failed > old.failed:
+            metrics.kafka_failed.inc(stats.failed - old.failed)
+        if stats.restarts > old.restarts:
+            metrics.kafka_restarts.inc(stats.restarts - old.restarts)
+
+
+def _alive(child: BaseProcess | threading.Thread | None) -> bool:
+    return child is not None and child.is_alive()
