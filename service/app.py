@@ -31,13 +31,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import redis
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
+from registry import EVENTS_CHANNEL, ModelRegistry, RegistryError
+from service.admin import admin_router
 from service.dispatcher import ShadowDispatcher
 from service.errors import ServiceError
 from service.follower import RegistryFollower
@@ -51,8 +55,6 @@ from service.schemas import ERROR_RESPONSES, BatchResponse, ScoreResponse, reque
 from service.scorer import Scorer
 from service.settings import ServiceSettings
 from service.sink import KafkaSink, RecordSink
-
-EVENTS_CHANNEL = "shadowline:events"
 
 
 @dataclass
@@ -82,8 +84,10 @@ def build_components(
     metrics = ServiceMetrics(collector_registry)
     live = LiveModels()
     if sink is None:
-        sink = KafkaSink(producer_config(settings), metrics,
-                         buffer_records=settings.kafka_buffer_records)  # fmt: skip
+        sink = KafkaSink(
+            producer_config(settings), metrics, buffer_records=settings.kafka_buffer_records,
+            in_process=not settings.kafka_producer_process,
+        )  # fmt: skip
     dispatcher = ShadowDispatcher(
         live, sink.publish, metrics,
         queue_size=settings.shadow_queue_size,
@@ -123,7 +127,7 @@ def producer_config(settings: ServiceSettings) -> ProducerConfig:
 
 def create_app(
     settings: ServiceSettings,
-    source: ModelSource,
+    registry: ModelRegistry,
     *,
     collector_registry: CollectorRegistry | None = None,
     sink: RecordSink | None = None,
@@ -132,7 +136,7 @@ def create_app(
     """The scorer app.  Its lifespan starts the sink, the dispatcher, a first model load and
     the registry follower, and stops them (sending what is queued) on shutdown."""
     parts = build_components(
-        settings, source, collector_registry=collector_registry or CollectorRegistry(),
+        settings, registry, collector_registry=collector_registry or CollectorRegistry(),
         sink=sink, connect=connect,
     )  # fmt: skip
 
@@ -162,12 +166,15 @@ def create_app(
     app.state.components = parts
     _add_scoring_routes(app, parts)
     _add_health_routes(app, parts)
+    app.include_router(
+        admin_router(registry, settings.model_name, settings.admin_token, parts.live)
+    )
 
-    async def on_service_error(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ServiceError)
+    async def on_error(_: Request, exc: Exception) -> Response:
         return error_response(exc)
 
-    app.add_exception_handler(ServiceError, on_service_error)
+    for kind in (ServiceError, RegistryError, redis.RedisError):
+        app.add_exception_handler(kind, on_error)
     app.add_middleware(RequestMetrics, metrics=parts.metrics)
     return app
 
@@ -177,6 +184,17 @@ class _OrjsonResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+
+class _FastRoute(Route):
+    """A plain Starlette route that, like FastAPI's, records itself in the scope (the request
+    metrics label requests by route template)."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        if match is not Match.NONE:
+            child_scope["route"] = self
+        return match, child_scope
 
 
 def _add_scoring_routes(app: FastAPI, parts: Components) -> None:
@@ -201,8 +219,8 @@ def _add_scoring_routes(app: FastAPI, parts: Components) -> None:
     )(score_batch)  # fmt: skip
     # The fast path (see the module docstring): same endpoints, matched before FastAPI's.
     app.router.routes[0:0] = [
-        Route("/v1/score", score, methods=["POST"]),
-        Route("/v1/score/batch", score_batch, methods=["POST"]),
+        _FastRoute("/v1/score", score, methods=["POST"]),
+        _FastRoute("/v1/score/batch", score_batch, methods=["POST"]),
     ]
 
 

@@ -54,3 +54,21 @@ class ModelLoadError(ServiceError):
         self.ref = ref
         self.reason = reason
         super().__init__(f"cannot load model {ref}: {reason}")
+
+
+class Unauthorized(ServiceError):
+    """An admin route was called without a bearer token."""
+
+    status = 401
+
+    def __init__(self) -> None:
+        super().__init__("the admin API needs 'Authorization: Bearer <SHADOWLINE_ADMIN_TOKEN>'")
+
+
+class Forbidden(ServiceError):
+    """An admin route was called with a wrong bearer token."""
+
+    status = 403
+
+    def __init__(self) -> None:
+        super().__init__("the bearer token is not the admin token")

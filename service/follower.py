@@ -14,11 +14,10 @@ import logging
 import time
 from collections.abc import Callable
 
-import orjson
 import redis
 import redis.asyncio as aioredis
 
-from registry.errors import RegistryError
+from registry import RegistryError, decode_event
 from service.loader import ModelLoader
 from service.metrics import ServiceMetrics
 
@@ -95,8 +94,9 @@ class RegistryFollower:
                 last = time.monotonic()
 
     def _concerns_us(self, data: object) -> bool:
+        if not isinstance(data, bytes | str):
+            return True
         try:
-            event = orjson.loads(data) if isinstance(data, bytes | str) else None
-        except orjson.JSONDecodeError:
-            return True  # unreadable event: reconciling is always safe
-        return not isinstance(event, dict) or event.get("name") in (None, self._name)
+            return decode_event(data).name == self._name
+        except RegistryError:
+            return True  # an unreadable event: reconciling is always safe

@@ -1,4 +1,4 @@
-"""HTTP plumbing shared by the routes: body limits, error responses, request metrics."""
+"""HTTP plumbing shared by the routes: body limits, the error mapping, request metrics."""
 
 from __future__ import annotations
 
@@ -6,10 +6,22 @@ import time
 from collections.abc import Callable
 
 import orjson
+import redis
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from registry.errors import (
+    AlreadyRegistered,
+    Contention,
+    IllegalTransition,
+    ManifestError,
+    ModelNotFound,
+    PolicyViolation,
+    RegistryError,
+    ValidationFailed,
+)
+from registry.errors import InvalidRequest as RegistryInvalidRequest
 from service.errors import InvalidRequest, PayloadTooLarge, ServiceError
 from service.metrics import ServiceMetrics
 
@@ -34,11 +46,37 @@ def json_response(content: object, status: int = 200) -> Response:
     return Response(orjson.dumps(content), status_code=status, media_type=JSON)
 
 
-def error_response(exc: ServiceError) -> Response:
-    """The one mapping of the scorer's errors to a response: ``{"detail", "errors"}``."""
+_REGISTRY_STATUS: tuple[tuple[type[RegistryError], int], ...] = (
+    (ModelNotFound, 404),
+    (IllegalTransition, 409),
+    (PolicyViolation, 409),
+    (Contention, 409),
+    (AlreadyRegistered, 409),
+    (RegistryInvalidRequest, 422),
+    (ValidationFailed, 422),
+    (ManifestError, 422),
+)
+
+
+def error_response(exc: Exception) -> Response:
+    """The one mapping of errors to responses, ``{"detail", "errors"}``: the scorer's own
+    errors carry their status; registry errors map to 404/409/422 (a corrupt artifact is a
+    500); an unreachable Redis is a 503."""
     if isinstance(exc, InvalidRequest):
         return json_response({"detail": "invalid request", "errors": exc.problems}, exc.status)
-    return json_response({"detail": str(exc), "errors": []}, exc.status)
+    if isinstance(exc, ServiceError):
+        response = json_response({"detail": str(exc), "errors": []}, exc.status)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+    if isinstance(exc, RegistryError):
+        status = next((code for kind, code in _REGISTRY_STATUS if isinstance(exc, kind)), 500)
+        errors = list(getattr(exc, "violations", ()) or getattr(exc, "problems", ()))
+        return json_response({"detail": str(exc), "errors": errors}, status)
+    if isinstance(exc, redis.RedisError):
+        detail = f"the model registry (Redis) is unreachable: {exc}"
+        return json_response({"detail": detail, "errors": []}, 503)
+    raise exc  # not ours to map: Starlette turns it into a 500 and logs it
 
 
 class RequestMetrics:

@@ -15,12 +15,12 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+from registry.constants import GOLDEN_TOLERANCE
 from registry.contract import CATEGORICAL_INPUT, NUMERIC_INPUT, FieldProblem, RowCodec
 from registry.contract import scores_from_output as _scores_from_output
 from registry.manifest import Decision, Manifest
 from service.errors import ModelLoadError
 
-GOLDEN_TOLERANCE = 1e-4
 _INPUT_TYPES = {NUMERIC_INPUT: "tensor(float)", CATEGORICAL_INPUT: "tensor(string)"}
 
 

@@ -27,6 +27,9 @@ class ServiceSettings(SharedSettings):
     kafka_linger_ms: int = Field(default=5, ge=0, le=1000)
     kafka_delivery_timeout_ms: int = Field(default=30_000, ge=1000)
     kafka_restart_after_s: float = Field(default=10.0, gt=0)
+    # The Kafka producer runs in a child process (kafka-python's per-record work would hold
+    # this process's GIL); False runs it in a thread instead (tests, debugging).
+    kafka_producer_process: bool = True
     reconcile_interval_s: float = Field(default=1.0, gt=0, le=2.0)
     access_log: bool = False
     log_level: str = Field(default="info", pattern=r"^(critical|error|warning|info|debug)$")
