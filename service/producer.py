@@ -184,7 +184,7 @@ class ProducerLoop:
                 batch_size=256 * 1024,  # fewer sender wake-ups per record
                 max_block_ms=100,
                 delivery_timeout_ms=config.delivery_timeout_ms,
-                request_timeout_ms=min(10_000, config.delivery_timeout_ms),
+                request_timeout_ms=min(10_000, config.delivery_timeout_ms // 2),
                 reconnect_backoff_max_ms=1000,
                 bootstrap_timeout_ms=2000,
             )
@@ -233,5 +233,6 @@ class ProducerLoop:
 
 def run_producer_loop(conn: Connection, config: ProducerConfig) -> None:
     """Entry point of the producer process."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO lines are per connection
     ProducerLoop(conn, config).run()
