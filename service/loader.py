@@ -78,6 +78,7 @@ class ModelLoader:
         self._loaded: dict[str, LoadedModel] = {}
         self._failed: dict[str, int] = {}  # version -> revision at which it failed
         self._revision = -1
+        self._regressed = False
 
     @property
     def revision(self) -> int:
@@ -94,6 +95,16 @@ class ModelLoader:
         revision = deployment.revision
         if revision == self._revision and not force:
             return False
+        if revision < self._revision:
+            # Revisions only grow: a smaller one means the registry lost its data (Redis
+            # restarted without persistence).  Keep serving what we have rather than follow
+            # an empty registry into a 503.
+            if not self._regressed:
+                log.error("registry revision went back from %d to %d for %s; keeping the "
+                          "loaded models", self._revision, revision, self._name)  # fmt: skip
+            self._regressed = True
+            return False
+        self._regressed = False
         current = self._live.current
         production = current.production
         if deployment.production is None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from registry import ModelRegistry
+from registry import ModelRegistry, model_registry
 from service.app import create_app
 from service.settings import ServiceSettings
 from shadowline.stack import ensure_topics, free_port
@@ -185,3 +185,34 @@ def test_broker_outage_drops_records_and_recovers(
         assert traffic.failures == []
         assert dropped > 0
         assert after <= {r.transaction_id for r in records}
+
+
+def test_scoring_goes_on_when_redis_goes_away(
+    make_settings: Callable[..., ServiceSettings], tmp_path: Path
+) -> None:
+    port = free_port()
+    with dedicated("redis", port, tmp_path / "redis.log") as redis_server:
+        settings = make_settings(redis_url=f"redis://{redis_server.address}/0")
+        registry = model_registry(settings)
+        make_production(registry, "v1")
+        with serving(create_app(settings, registry)) as client:
+            assert wait_until(lambda: client.get("/readyz").status_code == 200)
+            redis_server.kill()
+            assert wait_until(
+                lambda: client.get("/readyz").json()["registry"]["reachable"] is False
+            )
+            readiness = client.get("/readyz")
+            assert readiness.status_code == 200
+            assert readiness.json()["registry"]["error"].startswith("ConnectionError: ")
+            body = {"transaction_id": "t-1", "features": ROWS[0]}
+            assert client.post("/v1/score", json=body).json()["model_version"] == "v1"
+            assert metric(client, "shadowline_registry_reachable") == 0
+            promote = client.post("/admin/models/v1/promote", json={"actor": "a"}, headers=ADMIN)
+            assert promote.status_code == 503
+            assert promote.json()["detail"].startswith(
+                "the model registry (Redis) is unreachable: "
+            )
+            redis_server.start()  # back, but empty: the scorer reconnects and reports it
+            assert wait_until(lambda: client.get("/readyz").json()["registry"]["reachable"])
+            # An empty registry (revision 0 < the one loaded) does not take production away.
+            assert client.post("/v1/score", json=body).json()["model_version"] == "v1"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import redis
 
 from registry import ModelRegistry
 from service.live import LiveModels, ModelSet
@@ -31,7 +32,9 @@ def promote(registry: ModelRegistry, version: str) -> None:
     registry.promote("fraud", version, actor="test")
 
 
-def test_follows_production_and_shadows(registry: ModelRegistry, metrics: ServiceMetrics) -> None:
+def test_follows_production_and_shadows(
+    registry: ModelRegistry, metrics: ServiceMetrics, redis_client: redis.Redis
+) -> None:
     loader, live = loader_for(registry, metrics)
     assert loader.reconcile()  # revision 0: nothing registered, nothing live
     assert live.current == ModelSet(0)
@@ -57,6 +60,9 @@ def test_follows_production_and_shadows(registry: ModelRegistry, metrics: Servic
     loader.reconcile()
     assert live.current.production is first  # kept warm: a rollback loads nothing
     assert sample_value(metrics, "shadowline_model_swaps_total", {"role": "production"}) == 3
+    redis_client.flushdb()  # the registry lost its data: revision 0 < the loaded revision
+    assert not loader.reconcile()
+    assert live.current.production is first
     assert sample_value(metrics, "shadowline_model_age_seconds") > 0
 
 
