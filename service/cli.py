@@ -51,5 +51,7 @@ def serve(
         http="httptools",
         access_log=settings.access_log,
         log_level=settings.log_level,
+        # The scorer never looks at client addresses; parsing X-Forwarded-For costs per request.
+        proxy_headers=False,
         timeout_graceful_shutdown=10,
     )

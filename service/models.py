@@ -21,6 +21,7 @@ from registry.contract import scores_from_output as _scores_from_output
 from registry.manifest import Decision, Manifest
 from service.errors import ModelLoadError
 
+Feeds = dict[str, npt.NDArray[np.generic]]
 _INPUT_TYPES = {NUMERIC_INPUT: "tensor(float)", CATEGORICAL_INPUT: "tensor(string)"}
 
 
@@ -50,10 +51,18 @@ class LoadedModel:
         """Every problem of ``row`` against this model's input schema (empty when valid)."""
         return self.codec.check(row)
 
+    def encode(self, rows: Sequence[Mapping[str, object]]) -> Feeds:
+        """The graph inputs for already-checked ``rows``."""
+        return self.codec.encode(rows)
+
+    def run(self, feeds: Feeds) -> npt.NDArray[np.float64]:
+        """Fraud probabilities for encoded rows (onnxruntime releases the GIL meanwhile)."""
+        output = self._session.run(self._output, feeds)[0]
+        return _scores_from_output(self.manifest.output, np.asarray(output))
+
     def score(self, rows: Sequence[Mapping[str, object]]) -> npt.NDArray[np.float64]:
         """Fraud probabilities for already-checked ``rows``, in order."""
-        output = self._session.run(self._output, self.codec.encode(rows))[0]
-        return _scores_from_output(self.manifest.output, np.asarray(output))
+        return self.run(self.codec.encode(rows))
 
     def __repr__(self) -> str:
         return f"LoadedModel({self.ref}, sha256={self.sha256[:12]})"

@@ -138,7 +138,8 @@ class Scorer:
         if problems:
             raise InvalidRequest(problems)
         started = time.perf_counter()
-        score = float(model.score((features,))[0])
+        feeds = model.encode((features,))
+        score = float(model.run(feeds)[0])
         seconds = time.perf_counter() - started
         decision = model.decide(score).value
         bound = self._metrics_for(model)
@@ -147,8 +148,9 @@ class Scorer:
         bound.decisions[decision]()
         request_id = f"{self._prefix}{next(self._counter):x}"
         self._submit(
-            Scored(tid, request_id, self._clock(), features, model, score, decision, seconds * 1e3)
-        )
+            Scored(tid, request_id, self._clock(), features, model, score, decision,
+                   seconds * 1e3, feeds)
+        )  # fmt: skip
         return orjson.dumps(
             {
                 "transaction_id": tid,
@@ -179,18 +181,23 @@ class Scorer:
         if problems:
             raise InvalidRequest(problems)
         started = time.perf_counter()
-        scores = model.score([features for _, features in checked]).tolist()
+        feeds = model.encode([features for _, features in checked])
+        scores = model.run(feeds).tolist()
         seconds = time.perf_counter() - started
         bound = self._metrics_for(model)
         bound.inference(seconds)
         request_id = f"{self._prefix}{next(self._counter):x}"
         now, latency_ms = self._clock(), seconds * 1e3
         results = []
-        for (tid, features), score in zip(checked, scores, strict=True):
+        for i, ((tid, features), score) in enumerate(zip(checked, scores, strict=True)):
             decision = model.decide(score).value
             bound.score(score)
             bound.decisions[decision]()
-            self._submit(Scored(tid, request_id, now, features, model, score, decision, latency_ms))
+            row_feeds = {name: array[i : i + 1] for name, array in feeds.items()}
+            self._submit(
+                Scored(tid, request_id, now, features, model, score, decision, latency_ms,
+                       row_feeds)
+            )  # fmt: skip
             results.append({"transaction_id": tid, "score": score, "decision": decision})
         return orjson.dumps(
             {

@@ -21,7 +21,7 @@ class ServiceSettings(SharedSettings):
     max_batch: int = Field(default=500, ge=1, le=100_000)
     shadow_queue_size: int = Field(default=10_000, ge=1)
     shadow_time_budget_ms: float = Field(default=50.0, gt=0)
-    shadow_batch_max: int = Field(default=256, ge=1, le=10_000)
+    shadow_batch_max: int = Field(default=128, ge=1, le=10_000)
     shadow_batch_wait_ms: float = Field(default=5.0, ge=0, le=1000)
     kafka_buffer_records: int = Field(default=100_000, ge=2)
     kafka_linger_ms: int = Field(default=5, ge=0, le=1000)

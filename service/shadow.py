@@ -21,7 +21,7 @@ import numpy.typing as npt
 from registry.records import SCORE_SCHEMA_VERSION
 from service.live import ShadowSlot
 from service.metrics import ServiceMetrics
-from service.models import LoadedModel
+from service.models import Feeds, LoadedModel
 
 ShadowEntry = dict[str, Any]
 
@@ -38,6 +38,9 @@ class Scored:
     score: float
     decision: str
     latency_ms: float
+    # The graph inputs production ran on (one row): a shadow with the same input schema
+    # reuses them instead of encoding the row again in Python.
+    feeds: Feeds
 
 
 def sample(slots: tuple[ShadowSlot, ...], n: int, rng: random.Random) -> list[list[int]]:
@@ -75,9 +78,9 @@ def _error(version: str, message: str) -> ShadowEntry:
             "error": message}  # fmt: skip
 
 
-def _timed_score(model: LoadedModel, rows: list[dict[str, Any]]) -> tuple[Any, float]:
+def _timed_run(model: LoadedModel, feeds: Feeds) -> tuple[Any, float]:
     started = time.perf_counter()
-    scores = model.score(rows)
+    scores = model.run(feeds)
     return scores, time.perf_counter() - started
 
 
@@ -93,6 +96,7 @@ class ShadowRunner:
         self._budget_s = budget_s
         self._executors: dict[str, ThreadPoolExecutor] = {}
         self._pending: dict[str, Future[tuple[Any, float]]] = {}
+        self._same: dict[tuple[str, str], bool] = {}
 
     def run(
         self, slots: tuple[ShadowSlot, ...], batch: list[Scored], rng: random.Random
@@ -102,7 +106,7 @@ class ShadowRunner:
         started: list[tuple[ShadowSlot, list[int], Future[tuple[Any, float]]]] = []
         for slot, indices in zip(slots, sample(slots, len(batch), rng), strict=True):
             version = slot.model.version
-            rows, valid = self._valid_rows(slot.model, batch, indices, entries)
+            feeds, valid = self._feeds(slot.model, batch, indices, entries)
             if not valid:
                 continue
             previous = self._pending.get(version)
@@ -114,7 +118,7 @@ class ShadowRunner:
             if executor is None:
                 executor = ThreadPoolExecutor(1, thread_name_prefix=f"shadow-{version}")
                 self._executors[version] = executor
-            future = executor.submit(_timed_score, slot.model, rows)
+            future = executor.submit(_timed_run, slot.model, feeds)
             self._pending[version] = future
             started.append((slot, valid, future))
         deadline = time.monotonic() + self._budget_s
@@ -122,28 +126,40 @@ class ShadowRunner:
             self._collect(slot.model, valid, future, deadline, batch, entries)
         return entries
 
-    def _valid_rows(
+    def _same_schema(self, production: LoadedModel, shadow: LoadedModel) -> bool:
+        key = (production.ref, shadow.ref)  # versions are immutable, so refs identify schemas
+        same = self._same.get(key)
+        if same is None:
+            same = self._same[key] = production.codec.schema == shadow.codec.schema
+        return same
+
+    def _feeds(
         self,
         model: LoadedModel,
         batch: list[Scored],
         indices: list[int],
         entries: list[list[ShadowEntry]],
-    ) -> tuple[list[dict[str, Any]], list[int]]:
-        """The rows this shadow can score; a row its own schema refuses becomes an error."""
+    ) -> tuple[Feeds, list[int]]:
+        """The graph inputs of the rows this shadow scores, and their indices.
+
+        When the shadow's schema is production's, production's encoded rows are stacked (in
+        C); otherwise each row is checked against the shadow's own schema (a refused row
+        becomes an ``input`` error) and encoded again.
+        """
+        if all(self._same_schema(batch[i].model, model) for i in indices):
+            names = model.codec.input_names
+            stacked = {n: np.concatenate([batch[i].feeds[n] for i in indices]) for n in names}
+            return stacked, indices
         rows, valid = [], []
-        schema = model.codec.schema
         for i in indices:
-            item = batch[i]
-            # Rows were checked against production's schema; recheck only when it differs.
-            if item.model.codec.schema is not schema and item.model.codec.schema != schema:
-                problems = model.check(item.inputs)
-                if problems:
-                    self._metrics.shadow_errors.labels(model.version, "input").inc()
-                    entries[i].append(_error(model.version, f"input: {problems[0]}"))
-                    continue
-            rows.append(item.inputs)
+            problems = model.check(batch[i].inputs)
+            if problems:
+                self._metrics.shadow_errors.labels(model.version, "input").inc()
+                entries[i].append(_error(model.version, f"input: {problems[0]}"))
+                continue
+            rows.append(batch[i].inputs)
             valid.append(i)
-        return rows, valid
+        return (model.encode(rows) if rows else {}), valid
 
     def _collect(
         self,
@@ -207,6 +223,7 @@ class ShadowRunner:
         for version in set(self._executors) - versions:
             self._executors.pop(version).shutdown(wait=False, cancel_futures=True)
             self._pending.pop(version, None)
+            self._same.clear()
 
     def close(self) -> None:
         self.retain(set())

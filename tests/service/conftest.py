@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from registry import FileArtifactStore, ModelRegistry, load_settings
 from registry.manifest import Manifest
 from service.metrics import ServiceMetrics
-from service.models import LoadedModel, load_model
+from service.models import Feeds, LoadedModel, load_model
 from service.settings import ServiceSettings
 from tests.factories import logistic_model, make_manifest
 
@@ -34,7 +34,7 @@ class FailingModel(LoadedModel):
 
     __slots__ = ()
 
-    def score(self, rows: Sequence[Mapping[str, object]]) -> npt.NDArray[np.float64]:
+    def run(self, feeds: Feeds) -> npt.NDArray[np.float64]:
         raise RuntimeError("model exploded")
 
 
@@ -44,9 +44,9 @@ class HangingModel(LoadedModel):
     __slots__ = ()
     release = threading.Event()
 
-    def score(self, rows: Sequence[Mapping[str, object]]) -> npt.NDArray[np.float64]:
+    def run(self, feeds: Feeds) -> npt.NDArray[np.float64]:
         self.release.wait(10)
-        return super().score(rows)
+        return super().run(feeds)
 
 
 def variant(cls: type[LoadedModel], manifest: Manifest, artifact: bytes) -> LoadedModel:

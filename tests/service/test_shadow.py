@@ -24,9 +24,10 @@ ROWS = random_rows(n=6, seed=11)
 def scored(production: LoadedModel, n: int = 6) -> list[Scored]:
     out = []
     for i, row in enumerate(ROWS[:n]):
-        score = float(production.score([row])[0])
+        feeds = production.encode([row])
+        score = float(production.run(feeds)[0])
         decision = production.decide(score).value
-        out.append(Scored(f"t{i}", f"r{i}", 1.7e9, row, production, score, decision, 0.05))
+        out.append(Scored(f"t{i}", f"r{i}", 1.7e9, row, production, score, decision, 0.05, feeds))
     return out
 
 

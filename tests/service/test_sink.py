@@ -19,7 +19,7 @@ from tests.service.kafka_helpers import read_records
 def publish_records(sink: KafkaSink, n: int, prefix: str = "t") -> None:
     model = build("v1")
     for i in range(n):
-        item = Scored(f"{prefix}{i}", "r", 1.7e9, {"amount": 1.0}, model, 0.1, "allow", 0.02)
+        item = Scored(f"{prefix}{i}", "r", 1.7e9, {"amount": 1.0}, model, 0.1, "allow", 0.02, {})
         sink.publish(item.transaction_id.encode(), orjson.dumps(build_record(item, [])))
 
 
