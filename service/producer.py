@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import signal
 import socket
 import struct
 import threading
@@ -109,6 +111,7 @@ class ProducerLoop:
         self._last_ok = time.monotonic()
         self._failing = False
         self._last_stats = 0.0
+        self._parent_pid = os.getppid()
 
     def run(self) -> None:
         """Until the parent sends an empty blob or goes away; then flush and report."""
@@ -120,6 +123,8 @@ class ProducerLoop:
             self._report(force=True)
 
     def _step(self) -> bool:
+        if os.getppid() != self._parent_pid:
+            return False  # the scorer died without saying goodbye (SIGKILL): stop too
         self._report()
         self._maybe_restart()
         if not self._ensure_producer() or self._in_flight >= self._config.max_in_flight:
@@ -232,7 +237,18 @@ class ProducerLoop:
 
 
 def run_producer_loop(conn: Connection, config: ProducerConfig) -> None:
-    """Entry point of the producer process."""
+    """Run :class:`ProducerLoop` until told to stop (a thread's target, in tests)."""
+    ProducerLoop(conn, config).run()
+
+
+def producer_process_main(conn: Connection, config: ProducerConfig) -> None:
+    """Entry point of the producer process.
+
+    Ctrl-C and SIGTERM reach the whole process group; the producer ignores them and stops when
+    the scorer says so (after its own graceful shutdown) or when the scorer is gone.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO lines are per connection
-    ProducerLoop(conn, config).run()
+    run_producer_loop(conn, config)

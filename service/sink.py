@@ -23,7 +23,13 @@ from multiprocessing.process import BaseProcess
 from typing import Protocol
 
 from service.metrics import ServiceMetrics
-from service.producer import ProducerConfig, Stats, frame, run_producer_loop
+from service.producer import (
+    ProducerConfig,
+    Stats,
+    frame,
+    producer_process_main,
+    run_producer_loop,
+)
 
 log = logging.getLogger(__name__)
 _WRITE_BATCH = 512
@@ -89,17 +95,20 @@ class KafkaSink:
     def close(self, timeout_s: float = 5.0) -> None:
         """Hand over what is queued, let the producer flush (up to ``timeout_s``), stop it."""
         self._stop.set()
-        if self._writer is not None:
-            self._writer.join(timeout_s)
-            self._writer = None
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.join(timeout_s)
         conn, child = self._conn, self._child
-        if conn is not None:
+        if conn is not None and not (writer is not None and writer.is_alive()):
+            # (A writer still blocked on a full pipe owns the connection: no stop signal then,
+            # the process is terminated below.)
             with contextlib.suppress(OSError, ValueError):
                 conn.send_bytes(b"")  # the stop signal
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline and _alive(child):
                 self._read_stats(0.05)
             self._read_stats(0)
+        if conn is not None:
             conn.close()
         if isinstance(child, BaseProcess):
             if child.is_alive():
@@ -122,7 +131,7 @@ class KafkaSink:
         else:
             # spawn, not fork: this process has threads (onnxruntime, the dispatcher).
             child = multiprocessing.get_context("spawn").Process(
-                target=run_producer_loop, args=(child_end, self.config), name="kafka-producer"
+                target=producer_process_main, args=(child_end, self.config), name="kafka-producer"
             )
         child.start()
         if isinstance(child, BaseProcess):
