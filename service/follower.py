@@ -54,6 +54,8 @@ class RegistryFollower:
                 await asyncio.to_thread(self._loader.reconcile)
             except (redis.RedisError, OSError, RegistryError) as exc:
                 self._unreachable(exc)
+            except Exception:  # keep the loaded models; the next event or tick retries
+                log.exception("reconcile failed; keeping the loaded models")
             else:
                 self.reachable = True
                 self.last_error = None
@@ -74,6 +76,9 @@ class RegistryFollower:
                 await self._follow(client)
             except (redis.RedisError, OSError) as exc:
                 self._unreachable(exc)
+                await asyncio.sleep(self._interval_s)
+            except Exception:  # a bug must not end the following: log it, start over
+                log.exception("registry follower failed; restarting it")
                 await asyncio.sleep(self._interval_s)
             finally:
                 with contextlib.suppress(redis.RedisError, OSError):

@@ -54,3 +54,15 @@ def test_golden_examples_that_score_differently_are_refused() -> None:
     other = logistic_model(bias=1.0)
     with pytest.raises(ModelLoadError, match=r"golden example 0 scored 0\.\d+, expected 0\.\d+"):
         load_model(manifest, other)
+
+
+def test_the_package_exports_its_public_names_lazily() -> None:
+    import service
+
+    assert service.load_model is load_model
+    assert set(service.__all__) == {
+        "Components", "LoadedModel", "ModelLoader", "ModelSource", "Scorer", "ServiceError",
+        "ServiceSettings", "create_app", "load_model",
+    }  # fmt: skip
+    with pytest.raises(AttributeError, match="module 'service' has no attribute 'nope'"):
+        _ = service.nope
