@@ -58,14 +58,19 @@ _REGISTRY_STATUS: tuple[tuple[type[RegistryError], int], ...] = (
 )
 
 
+def error_payload(exc: ServiceError) -> bytes:
+    """The JSON body for one of the scorer's own errors."""
+    if isinstance(exc, InvalidRequest):
+        return orjson.dumps({"detail": "invalid request", "errors": exc.problems})
+    return orjson.dumps({"detail": str(exc), "errors": []})
+
+
 def error_response(exc: Exception) -> Response:
     """The one mapping of errors to responses, ``{"detail", "errors"}``: the scorer's own
     errors carry their status; registry errors map to 404/409/422 (a corrupt artifact is a
     500); an unreachable Redis is a 503."""
-    if isinstance(exc, InvalidRequest):
-        return json_response({"detail": "invalid request", "errors": exc.problems}, exc.status)
     if isinstance(exc, ServiceError):
-        response = json_response({"detail": str(exc), "errors": []}, exc.status)
+        response = Response(error_payload(exc), status_code=exc.status, media_type=JSON)
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
         return response

@@ -31,6 +31,9 @@ class ServiceSettings(SharedSettings):
     # this process's GIL); False runs it in a thread instead (tests, debugging).
     kafka_producer_process: bool = True
     reconcile_interval_s: float = Field(default=1.0, gt=0, le=2.0)
+    # Answer the scoring routes below FastAPI's middleware stack (service.fastpath); false
+    # routes them through FastAPI, with the same responses.
+    fast_path: bool = True
     access_log: bool = False
     log_level: str = Field(default="info", pattern=r"^(critical|error|warning|info|debug)$")
 

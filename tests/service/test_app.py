@@ -18,11 +18,15 @@ from tests.service.server import serving
 ROW = random_rows(n=1)[0]
 
 
-@pytest.fixture
+@pytest.fixture(params=[True, False], ids=["fast-path", "through-fastapi"])
 def client(
-    registry: ModelRegistry, make_settings: Callable[..., ServiceSettings]
+    registry: ModelRegistry,
+    make_settings: Callable[..., ServiceSettings],
+    request: pytest.FixtureRequest,
 ) -> Iterator[Client]:
-    app = create_app(make_settings(max_body_bytes=2048, max_batch=2), registry)
+    """The scoring routes answered by the fast lane and through FastAPI: same responses."""
+    settings = make_settings(max_body_bytes=2048, max_batch=2, fast_path=request.param)
+    app = create_app(settings, registry)
     with serving(app) as test_client:
         yield test_client
 
