@@ -38,7 +38,7 @@ class ProducerConfig:
     servers: tuple[str, ...]
     topic: str
     max_in_flight: int
-    linger_ms: int = 5
+    linger_ms: int = 50
     delivery_timeout_ms: int = 30_000
     restart_after_s: float = 10.0
     stats_interval_s: float = 0.5

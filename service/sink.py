@@ -34,6 +34,9 @@ from service.producer import (
 log = logging.getLogger(__name__)
 _WRITE_BATCH = 512
 RESPAWN_INTERVAL_S = 5.0
+# How long the writer waits for records when idle: batches records for the producer and keeps
+# an idle scorer from waking 500 times a second (measured: 5% of a core at 2 ms).
+_IDLE_WAIT_S = 0.02
 
 
 class RecordSink(Protocol):
@@ -145,7 +148,7 @@ class KafkaSink:
             if not queue:
                 if self._stop.is_set():
                     return
-                self._read_stats(0.002)
+                self._read_stats(_IDLE_WAIT_S)
                 continue
             batch = [queue.popleft() for _ in range(min(len(queue), _WRITE_BATCH))]
             if not self._write(frame(batch)):
