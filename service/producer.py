@@ -1,9 +1,10 @@
 """The Kafka producer loop: runs in a child process of the scorer (or a thread, in tests).
 
-kafka-python spends 60-120 us of Python per record (measured on the 2-core machine); in the
-scorer's process that time holds the GIL, and the event loop paid for it: 101 us per request
-without the producer, 290 us with it.  So the producer lives in a process of its own and the
-scorer only hands it framed batches of ``(key, value)`` over a pipe (:mod:`service.sink`).
+kafka-python spent 60-120 us of Python per record (measured on the 2-core machine; 29 us once
+the ``crc32c`` C package replaced its pure-Python checksum); in the scorer's process that time
+holds the GIL, and the event loop paid for it: 101 us per request without the producer, 290 us
+with it.  So the producer lives in a process of its own and the scorer only hands it framed
+batches of ``(key, value)`` over a pipe (:mod:`service.sink`).
 
 Protocol on the duplex pipe: the parent sends ``frame(records)`` blobs and, to stop, an empty
 blob; the child sends ``Stats`` snapshots (cumulative counts) every ``stats_interval_s`` and once
