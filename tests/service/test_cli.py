@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from typer.testing import CliRunner
 
 from registry import ModelRegistry
@@ -56,3 +57,15 @@ def test_serve_runs_the_scorer(
     # uvicorn shuts down gracefully, then re-raises the signal it caught.
     assert server.returncode in (0, -signal.SIGTERM), stderr.decode()[-2000:]
     assert b"Traceback" not in stderr, stderr.decode()[-2000:]
+
+
+def test_the_worker_factory_builds_the_app_from_the_environment(
+    in_tmp_cwd: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.main import app_from_environment
+
+    monkeypatch.setenv("SHADOWLINE_MODEL_NAME", "cards")
+    monkeypatch.setenv("SHADOWLINE_ARTIFACT_DIR", str(in_tmp_cwd / "artifacts"))
+    app = app_from_environment()  # nothing connects before start-up
+    assert app.state.components.settings.model_name == "cards"
+    assert "/admin/models/{version}/promote" in app.openapi()["paths"]
