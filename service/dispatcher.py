@@ -25,12 +25,11 @@ import orjson
 
 from service.live import LiveModels
 from service.metrics import ServiceMetrics
-from service.shadow import Scored, ShadowRunner, build_record
+from service.shadow import YIELD_EVERY, Scored, ShadowRunner, build_record
 
 log = logging.getLogger(__name__)
 
 Publish = Callable[[bytes, bytes], None]
-_YIELD_EVERY = 16
 
 
 class ShadowDispatcher:
@@ -125,6 +124,6 @@ class ShadowDispatcher:
         publish, dumps = self._publish, orjson.dumps
         for n, (item, shadows) in enumerate(zip(batch, per_item, strict=True), 1):
             publish(item.transaction_id.encode(), dumps(build_record(item, shadows)))
-            if n % _YIELD_EVERY == 0:
+            if n % YIELD_EVERY == 0:
                 time.sleep(0)  # hand the GIL to the event loop: it never waits for a whole batch
         self._metrics.records.inc(len(batch))
