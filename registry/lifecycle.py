@@ -328,7 +328,14 @@ class ModelRegistry:
 
     # ----------------------------------------------------------------- evidence and notes
 
-    def record_evidence(self, name: str, version: str, evidence: ShadowEvidence) -> None:
+    def record_evidence(
+        self,
+        name: str,
+        version: str,
+        evidence: ShadowEvidence,
+        *,
+        actor: str = "shadow-analysis",
+    ) -> None:
         """Store shadow analysis results for ``version`` (replacing earlier ones); ``approve``
         judges them.  Audited (action ``evidence``); not a transition, so no event."""
         stored = evidence
@@ -352,7 +359,7 @@ class ModelRegistry:
             result.changes.append(Change(version, "evidence", state, state, "", stored.ref, detail))
             return result
 
-        transact(self._redis, self._clock, name, "shadow-analysis", plan)
+        transact(self._redis, self._clock, name, _require(actor, "actor"), plan)
 
     def evidence(self, name: str, version: str) -> ShadowEvidence | None:
         """The shadow evidence recorded for ``version``, if any."""

@@ -259,4 +259,12 @@ def test_approval_with_good_evidence(
     entry = registry.audit("fraud")[-1]
     assert entry.detail == "policy satisfied"
     assert entry.evidence.startswith("evidence:")
-    assert registry.audit("fraud")[-2].action == "evidence"
+    evidence_entry = registry.audit("fraud")[-2]
+    assert (evidence_entry.action, evidence_entry.actor) == ("evidence", "shadow-analysis")
+    assert evidence_entry.evidence == entry.evidence
+    assert evidence_entry.detail == (
+        "500 shadow records, 250 labeled; fraud_caught_at_block_rate 0.8100"
+    )
+    registry.record_evidence("fraud", "v1", good_evidence(None), actor="weekly-job")
+    assert registry.audit("fraud")[-1].actor == "weekly-job"
+    assert registry.deployment("fraud").revision == 3  # evidence is not a transition
