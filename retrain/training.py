@@ -62,6 +62,45 @@ class Trainer(Protocol):
         ...
 
 
+def _floor32(value: float) -> float:
+    """The largest float32 that is <= ``value`` (as a Python float, exactly representable)."""
+    rounded = np.float32(value)
+    if float(rounded) > value:
+        rounded = np.nextafter(rounded, np.float32(-np.inf))
+    return float(rounded)
+
+
+def float32_thresholds(model: str) -> str:
+    """LightGBM's model text with every numerical split threshold t replaced by floor32(t).
+
+    LightGBM keeps thresholds as doubles; the ONNX tree ensemble stores them as float32,
+    rounded to nearest.  When t rounds *up* to a float32 feature value x (adjacent float32
+    values, e.g. large amount sums), the native model sends x right (x > t) and the graph sends
+    it left (x <= float32(t)): a parity failure of ~1e-3 seen on real runs.  For float32 inputs
+    ``x <= t`` holds exactly when ``x <= floor32(t)``, so this rewrite changes no native
+    prediction on float32 data and makes the exported thresholds exact.
+    """
+    lines = model.split("\n")
+    pending: int | None = None  # index of this tree's threshold line (it precedes decision_type)
+    for index, line in enumerate(lines):
+        if line.startswith("threshold="):
+            pending = index
+        elif line.startswith("decision_type=") and pending is not None:
+            kinds = [int(x) for x in line.split("=", 1)[1].split()]
+            values = lines[pending].split("=", 1)[1].split()
+            # decision_type bit 0 marks a categorical split, whose "threshold" is an index.
+            fixed = [
+                v if kind & 1 else repr(_floor32(float(v)))
+                for v, kind in zip(values, kinds, strict=True)
+            ]
+            lines[pending] = "threshold=" + " ".join(fixed)
+            pending = None
+    # The header's tree_sizes (byte offsets of each tree) no longer hold; without the line,
+    # LightGBM parses the trees one after another.
+    lines = [line for line in lines if not line.startswith("tree_sizes=")]
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class _LightGBMModel:
     booster: object  # lightgbm.Booster (untyped library)
@@ -128,7 +167,9 @@ class LightGBMTrainer:
             free_raw_data=True,
         )
         booster = lightgbm.train(params, data, num_boost_round=self.n_trees)
-        return _LightGBMModel(booster)
+        return _LightGBMModel(
+            lightgbm.Booster(model_str=float32_thresholds(booster.model_to_string()))
+        )
 
     def load(self, path: Path) -> TrainedModel:
         import lightgbm
