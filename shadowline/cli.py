@@ -120,9 +120,15 @@ def stack_down() -> None:
 
 @app.command("demo")
 def demo() -> None:
-    """Set up and start the local stack, then show what runs."""
+    """Start the stack, train and promote a model, shadow a challenger, score, read the records."""
+    from shadowline.demo import DemoError, run_demo  # imports Kafka client code: only here
+
     stack_up(as_json=False)
     stack_status(as_json=False)
+    try:
+        run_demo(typer.echo)
+    except (DemoError, SettingsError) as exc:
+        raise _fail(str(exc)) from None
 
 
 def main() -> None:
