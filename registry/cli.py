@@ -171,9 +171,12 @@ def list_models(
             }
             for s in statuses
         ]
-        lines = [f"{'NAME':12} {'VERSION':16} {'STATE':11} {'RATE':6} {'SHA256':14} REGISTERED"]
+        # Columns as wide as their longest value: retrain versions are 23-character run ids.
+        nw = max([4, *(len(str(r["name"])) for r in rows)]) + 1
+        vw = max([7, *(len(str(r["version"])) for r in rows)]) + 1
+        lines = [f"{'NAME':{nw}} {'VERSION':{vw}} {'STATE':11} {'RATE':6} {'SHA256':14} REGISTERED"]
         lines += [
-            f"{r['name']:12} {r['version']:16} {r['state']:11} "
+            f"{r['name']:{nw}} {r['version']:{vw}} {r['state']:11} "
             f"{'' if r['shadow_rate'] is None else format(r['shadow_rate'], 'g'):6} "
             f"{str(r['sha256'])[:12]:14} {r['registered_at']}"
             for r in rows

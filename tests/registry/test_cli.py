@@ -104,7 +104,7 @@ def test_the_whole_lifecycle(run: Run, in_tmp_cwd: Path) -> None:
     assert _ok(run("reject", "v4", "--reason", "bad recall")) == (
         "fraud:v4 is now rejected (revision 14)\n"
     )
-    assert "v4               rejected" in _ok(run("list"))
+    assert "fraud  v4       rejected" in _ok(run("list"))
 
 
 def test_errors_are_one_line_without_traceback(run: Run, in_tmp_cwd: Path) -> None:
