@@ -14,6 +14,7 @@ import getpass
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -60,6 +61,11 @@ class _Failed(Exception):
         self.code = code
 
 
+# The registries a command opened, closed when the command ends (a CLI process may be a
+# long-lived test runner, where an unclosed Redis socket is a ResourceWarning).
+_opened: ContextVar[list[ModelRegistry] | None] = ContextVar("_opened", default=None)
+
+
 @contextmanager
 def _errors() -> Iterator[None]:
     """Turn every expected failure into ``error: ...`` on stderr and a non-zero exit."""
@@ -68,6 +74,7 @@ def _errors() -> Iterator[None]:
 
     from registry.errors import RegistryError
 
+    token = _opened.set([])
     try:
         yield
     except _Failed as exc:
@@ -82,6 +89,10 @@ def _errors() -> Iterator[None]:
         from registry.manifest import describe_validation_error
 
         _exit(f"invalid {exc.title}: {describe_validation_error(exc)}", 1)
+    finally:
+        for registry in _opened.get() or []:
+            registry.close()
+        _opened.reset(token)
 
 
 def _exit(message: str, code: int) -> None:
@@ -96,7 +107,11 @@ def _settings() -> SharedSettings:
 def _registry(settings: SharedSettings) -> ModelRegistry:
     from registry.connections import model_registry
 
-    return model_registry(settings)
+    registry = model_registry(settings)
+    opened = _opened.get()
+    if opened is not None:
+        opened.append(registry)
+    return registry
 
 
 def _open(name: str | None) -> tuple[ModelRegistry, str]:

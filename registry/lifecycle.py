@@ -80,6 +80,10 @@ class ModelRegistry:
         self.policy = policy
         self._clock = clock
 
+    def close(self) -> None:
+        """Close the Redis client's connections (the registry is unusable afterwards)."""
+        self._redis.close()
+
     @staticmethod
     def _state_of(pipe: Pipeline, name: str, version: str) -> State:
         value = _str(pipe.hget(version_key(name, version), "state"))
