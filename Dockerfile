@@ -8,7 +8,10 @@
 
 FROM python:3.11-slim-bookworm AS base
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN pip install "uv==0.13.9" && useradd --uid 1000 --create-home --home-dir /app shadowline
+# /artifacts and /runs belong to the runtime user: a named volume mounted there starts as a
+# copy of the image's folder, ownership included, so the non-root worker can write to it.
+RUN pip install "uv==0.13.9" && useradd --uid 1000 --create-home --home-dir /app shadowline \
+    && mkdir -p /artifacts /runs && chown 1000:1000 /artifacts /runs
 WORKDIR /app
 
 FROM base AS scorer-deps
@@ -29,7 +32,8 @@ COPY pyproject.toml README.md ./
 RUN uv pip install --system --no-deps .
 USER 1000
 EXPOSE 8000
-ENV SHADOWLINE_HOST=0.0.0.0 SHADOWLINE_PORT=8000
+# Listening on all interfaces, so not "development": the placeholder admin token is refused.
+ENV SHADOWLINE_HOST=0.0.0.0 SHADOWLINE_PORT=8000 SHADOWLINE_ENVIRONMENT=production
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
     CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2).status != 200)"
 CMD ["shadowline", "serve"]

@@ -17,6 +17,7 @@ from typing import Protocol
 from registry.constants import DEFAULT_MAX_ARTIFACT_BYTES
 from registry.errors import (
     ArtifactNotFound,
+    ArtifactStoreUnavailable,
     ArtifactTooLarge,
     ChecksumMismatch,
     InvalidRequest,
@@ -82,8 +83,11 @@ class FileArtifactStore:
                 return digest
             except ChecksumMismatch:
                 pass  # a corrupt copy: overwrite it with the good bytes below
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        except OSError as exc:
+            raise ArtifactStoreUnavailable(self.root, "write", exc.strerror or str(exc)) from exc
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
@@ -91,8 +95,12 @@ class FileArtifactStore:
                 os.fsync(handle.fileno())
             os.chmod(tmp, 0o444)  # immutable by convention: nobody should edit it in place
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as exc:
             Path(tmp).unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise ArtifactStoreUnavailable(
+                    self.root, "write", exc.strerror or str(exc)
+                ) from exc
             raise
         return digest
 
@@ -105,6 +113,8 @@ class FileArtifactStore:
             data = path.read_bytes()
         except FileNotFoundError:
             raise ArtifactNotFound(sha256) from None
+        except OSError as exc:
+            raise ArtifactStoreUnavailable(self.root, "read", exc.strerror or str(exc)) from exc
         actual = sha256_hex(data)
         if actual != sha256:
             raise ChecksumMismatch(sha256, actual)

@@ -101,7 +101,12 @@ def _describe(cls: type[BaseSettings], exc: ValidationError) -> str:
     }
     lines = [f"invalid settings for {cls.__name__}:"]
     for error in exc.errors():
-        field = ".".join(str(part) for part in error["loc"]) or "?"
+        if not error["loc"]:
+            # A check across several settings: its input is every value, secrets included, so
+            # only the message (which names the variables concerned) is shown.
+            lines.append(f"  {error['msg']}")
+            continue
+        field = ".".join(str(part) for part in error["loc"])
         variable = f"{prefix}{field}".upper()
         shown = "<hidden>" if field in secret_fields else repr(error.get("input"))
         lines.append(f"  {variable}={shown}: {error['msg']}")

@@ -95,6 +95,13 @@ class ArtifactTooLarge(ArtifactError):
         super().__init__(f"artifact is {size} bytes; the limit is {limit} bytes")
 
 
+class ArtifactStoreUnavailable(ArtifactError):
+    """The store's folder cannot be read or written (permissions, missing mount, full disk)."""
+
+    def __init__(self, root: object, action: str, reason: str) -> None:
+        super().__init__(f"artifact store {root}: cannot {action}: {reason}")
+
+
 class Contention(RegistryError):
     """A transition kept losing to concurrent writers and gave up (nothing was changed)."""
 

@@ -40,7 +40,7 @@ from retrain.pipeline import (
 )
 from retrain.records import RunRecord, RunStore
 from retrain.registration import ModelStore
-from retrain.settings import RetrainSettings
+from retrain.settings import RetrainSettings, check_as_of
 from retrain.sources import DataSource, source_from_settings
 from retrain.training import LightGBMTrainer, Trainer
 
@@ -142,8 +142,11 @@ class Runner:
     ) -> RunResult:
         """Run (or resume) the pipeline up to ``until`` (default: all steps)."""
         now = datetime.fromtimestamp(self.clock(), tz=UTC)
-        if as_of is not None and as_of.tzinfo is None:
-            as_of = as_of.replace(tzinfo=UTC)  # a bare date/time means UTC
+        if as_of is not None:
+            try:
+                as_of = check_as_of(as_of)  # a bare date/time means UTC
+            except ValueError as exc:
+                raise RetrainError(str(exc)) from None
         if resume is not None:
             ctx = self.context(resume)
         else:

@@ -15,6 +15,25 @@ from registry.config import SharedSettings
 GateMetric = Literal["recall", "money_saved_share", "precision", "roc_auc", "pr_auc"]
 
 
+AS_OF_RANGE = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
+
+
+def check_as_of(value: datetime) -> datetime:
+    """``value`` as an aware UTC time (a bare one means UTC); ValueError outside AS_OF_RANGE.
+
+    The data sources work in nanosecond timestamps, which end in 2262, and the synthetic
+    generator's calendar starts in 2000: a time outside the range is a typo, said so plainly.
+    """
+    aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    low, high = AS_OF_RANGE
+    if not low <= aware < high:
+        raise ValueError(
+            f"as-of time {aware.isoformat()} is outside the supported range "
+            f"{low.date()} .. {high.date()}"
+        )
+    return aware
+
+
 class RetrainSettings(SharedSettings):
     """Everything the retrain worker reads at start-up; built once and passed down."""
 
@@ -69,9 +88,7 @@ class RetrainSettings(SharedSettings):
     @field_validator("as_of")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
+        return None if value is None else check_as_of(value)
 
     @field_validator("schedule")
     @classmethod

@@ -238,29 +238,42 @@ class LocalStack:
         topics: list[str] | None = None,
         timeout_s: float = 20.0,
     ) -> list[Component]:
-        """Start both services (0 means a free port), wait for real answers, record them.
+        """Start what is not running (0 means a free port), wait for real answers, record it.
 
-        If a healthy stack is already recorded it is returned unchanged.  If a start fails,
+        Components that are healthy are kept as they are.  One that died (or stopped
+        answering) is stopped and started again on the port it had, so the addresses that
+        running scorers and workers use stay valid; Redis keeps its data across such a restart
+        (append-only file in ``state_dir``), so the registry and audit log survive it.  The
+        in-memory broker loses its topics, which are created again.  If a start fails,
         whatever this call started is stopped again before :class:`StackError` is raised.
         """
-        current = self.status()
-        if current and all(h.healthy for h in current) and len(current) == 2:
-            return self.components()
-        if current:
-            self.down()
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        recorded = {comp.name: comp for comp in self.components()}
+        healthy = {h.name for h in self.status() if h.healthy}
+        kept = [comp for name, comp in recorded.items() if name in healthy]
+        for name, comp in recorded.items():
+            if name not in healthy:
+                _stop(comp)
+        names = {comp.name for comp in kept}
         started: list[Component] = []
+
+        def port_for(name: str, requested: int) -> int:
+            return requested or (recorded[name].port if name in recorded else 0) or free_port()
+
         try:
-            self._start_redis(redis_port or free_port(), timeout_s, started)
-            self._start_broker(kafka_port or free_port(), timeout_s, started)
+            if "redis" not in names:
+                self._start_redis(port_for("redis", redis_port), timeout_s, started)
+            if "kafka" not in names:
+                self._start_broker(port_for("kafka", kafka_port), timeout_s, started)
+            components = sorted([*kept, *started], key=lambda c: c.name != "redis")
             if topics:
-                ensure_topics(started[1].port, topics)
+                ensure_topics(components[1].port, topics)
         except BaseException:
             for comp in started:
                 _stop(comp)
             raise
-        self._write_state(started)
-        return started
+        self._write_state(components)
+        return components
 
     def _start_redis(self, port: int, timeout_s: float, started: list[Component]) -> None:
         if not _port_is_free(port):
@@ -268,7 +281,7 @@ class LocalStack:
         log = self.state_dir / "redis.log"
         cmd = [
             str(redis_binary(self.redis_server)), "--port", str(port), "--bind", HOST,
-            "--save", "", "--appendonly", "no", "--daemonize", "no",
+            "--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--daemonize", "no",
             "--dir", str(self.state_dir.resolve()), "--logfile", str(log.resolve()),
         ]  # fmt: skip
         started.append(_spawn("redis", cmd, port, log))

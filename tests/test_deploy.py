@@ -68,6 +68,21 @@ def test_images_run_as_non_root_with_a_healthcheck() -> None:
         assert "HEALTHCHECK" in stage, target
 
 
+def test_scorer_image_refuses_the_placeholder_token_and_volumes_are_writable() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    scorer = dockerfile.split(" AS scorer\n", 1)[1].split("\nFROM ", 1)[0]
+    assert "SHADOWLINE_ENVIRONMENT=production" in scorer
+    base = dockerfile.split(" AS base\n", 1)[1].split("\nFROM ", 1)[0]
+    assert "chown 1000:1000 /artifacts /runs" in base
+    mounts = {
+        volume.split(":")[1]
+        for svc in _compose()["services"].values()
+        for volume in svc.get("volumes", [])
+        if volume.split(":")[0] in {"artifacts", "runs"}
+    }
+    assert mounts == {"/artifacts", "/runs"}
+
+
 def test_prometheus_config_loads_the_alert_rules() -> None:
     config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
     assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]

@@ -80,3 +80,18 @@ def test_size_limit_on_write_and_read(tmp_path: Path) -> None:
         small.get(digest)
     with pytest.raises(InvalidRequest, match="max_bytes must be positive; got 0"):
         FileArtifactStore(tmp_path, max_bytes=0)
+
+
+def test_an_unwritable_or_unreadable_store_is_named(tmp_path: Path) -> None:
+    from registry.errors import ArtifactStoreUnavailable
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the store's folder should be")
+    store = FileArtifactStore(blocker)
+    with pytest.raises(
+        ArtifactStoreUnavailable, match=f"^artifact store {blocker}: cannot write: "
+    ):
+        store.put(b"model bytes")
+    digest = sha256_hex(b"model bytes")
+    with pytest.raises(ArtifactStoreUnavailable, match=f"^artifact store {blocker}: cannot read: "):
+        store.get(digest)

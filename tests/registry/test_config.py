@@ -66,13 +66,21 @@ def test_placeholder_admin_token_refused_outside_development(
     in_tmp_cwd: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SHADOWLINE_ENVIRONMENT", "production")
-    with pytest.raises(SettingsError, match="SHADOWLINE_ADMIN_TOKEN is still the placeholder"):
+    monkeypatch.setenv("SHADOWLINE_REDIS_URL", "redis://:hunter2-s3cret@127.0.0.1:6379/0")
+    with pytest.raises(SettingsError) as info:
         load_settings(ServiceSettings)
+    assert str(info.value).splitlines() == [
+        "invalid settings for ServiceSettings:",
+        "  Value error, SHADOWLINE_ADMIN_TOKEN is still the placeholder; set a real secret "
+        "when SHADOWLINE_ENVIRONMENT=production",
+    ]
     monkeypatch.setenv("SHADOWLINE_ADMIN_TOKEN", "a-real-long-secret")
     assert load_settings(ServiceSettings).environment.value == "production"
     monkeypatch.setenv("SHADOWLINE_ADMIN_TOKEN", "short")
-    with pytest.raises(SettingsError, match="at least 8 characters"):
+    with pytest.raises(SettingsError, match="at least 8 characters") as short:
         load_settings(ServiceSettings)
+    assert "short'" not in str(short.value)
+    assert "hunter2" not in str(short.value)
 
 
 def test_stack_ports_are_range_checked(in_tmp_cwd: Path, monkeypatch: pytest.MonkeyPatch) -> None:

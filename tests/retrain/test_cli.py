@@ -74,6 +74,23 @@ def test_bad_settings_exit_2_naming_the_variable(
     )
 
 
+def test_an_as_of_time_outside_the_data_range_is_one_clear_line(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = cli.invoke(app, ["retrain", "run", "--as-of", "1900-01-01"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        "error: as-of time 1900-01-01T00:00:00+00:00 is outside the supported range "
+        "2000-01-01 .. 2200-01-01"
+    )
+    monkeypatch.setenv("SHADOWLINE_AS_OF", "9999-12-31")
+    result = cli.invoke(app, ["retrain", "run"])
+    assert result.exit_code == 2
+    assert "SHADOWLINE_AS_OF='9999-12-31': Value error, as-of time 9999-12-31T00:00:00+00:00" in (
+        result.stderr
+    )
+
+
 def test_worker_once_runs_the_due_slot_once_and_check_reads_the_health_key(
     env: Path, redis_client: redis.Redis
 ) -> None:

@@ -26,13 +26,13 @@ def test_bad_setting_stops_every_stack_command_with_exit_2(
         )
 
 
-def test_demo_starts_reports_and_the_stack_is_usable(in_tmp_cwd: Path) -> None:
+def test_recorded_addresses_are_what_settings_connect_to(in_tmp_cwd: Path) -> None:
     try:
-        demo = runner.invoke(app, ["demo"])
-        assert demo.exit_code == 0, demo.output
-        assert "addresses recorded in .shadowline/stack.env" in demo.output
-        assert demo.output.count("healthy") == 2
-        # The recorded addresses are what every settings class now connects to.
+        up = runner.invoke(app, ["stack", "up"])
+        assert up.exit_code == 0, up.output
+        assert "addresses recorded in .shadowline/stack.env" in up.output
+        status = runner.invoke(app, ["stack", "status"])
+        assert status.output.count("healthy") == 2
         settings = load_settings(SharedSettings)
         client = redis_client(settings)
         assert client.ping() is True

@@ -126,3 +126,25 @@ def test_ping_broker_fails_on_closed_port() -> None:
         port = sock.getsockname()[1]
     with pytest.raises(ConnectionRefusedError):
         ping_broker(port, timeout_s=0.5)
+
+
+def test_up_restarts_only_the_dead_component_and_redis_keeps_its_data(tmp_path: Path) -> None:
+    stack = LocalStack(tmp_path)
+    before = {c.name: c for c in stack.up()}
+    client = redis.Redis(host="127.0.0.1", port=before["redis"].port)
+    client.set("registry-state", "kept")
+    client.close()
+    proc = psutil.Process(before["redis"].pid)
+    proc.kill()
+    proc.wait(5)
+    try:
+        after = {c.name: c for c in stack.up(topics=["shadowline.scores"])}
+        assert after["kafka"].pid == before["kafka"].pid  # the healthy broker was kept
+        assert after["redis"].pid != before["redis"].pid
+        assert after["redis"].port == before["redis"].port  # same address for running scorers
+        client = redis.Redis(host="127.0.0.1", port=after["redis"].port)
+        assert client.get("registry-state") == b"kept"  # append-only file reloaded
+        client.close()
+        assert [h.healthy for h in stack.status()] == [True, True]
+    finally:
+        stack.down()
