@@ -64,6 +64,12 @@ class ServiceMetrics:
             "shadowline_records_total", "Score records built and handed to the sink.",
             registry=registry,
         )  # fmt: skip
+        self.records_failed = Counter(
+            "shadowline_records_failed_total",
+            "Score records that could not be built as usual, by kind: unencodable_inputs (sent "
+            "with inputs replaced by the reason), lost (not sent at all).",
+            ["kind"], registry=registry,
+        )  # fmt: skip
         self.kafka_sent = Counter(
             "shadowline_kafka_sent_total", "Score records the broker acknowledged.",
             registry=registry,
