@@ -10,6 +10,10 @@ Protocol on the duplex pipe: the parent sends ``frame(records)`` blobs and, to s
 blob; the child sends ``Stats`` snapshots (cumulative counts) every ``stats_interval_s`` and once
 more before it exits.  When ``max_in_flight`` records wait for acknowledgement the loop stops
 reading, the pipe fills and the parent drops (and counts) what it cannot hand over.
+
+Stopping also sets a flag shared with the parent (an event): a loop that has no producer
+(broker unreachable) does not read the pipe, so it would never see the empty blob; on the flag
+it counts what is left in the pipe as failed and exits at once.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 _HEADER = struct.Struct("<II")
@@ -98,12 +102,20 @@ def broker_accepts(servers: tuple[str, ...] | list[str], timeout_s: float = 1.0)
     return False
 
 
+class StopFlag(Protocol):
+    """Set by the parent when it stops the producer (a ``multiprocessing`` or ``threading``
+    event)."""
+
+    def is_set(self) -> bool: ...
+
+
 class ProducerLoop:
     """Sends the records arriving on ``conn`` to Kafka; reports :class:`Stats` back."""
 
-    def __init__(self, conn: Connection, config: ProducerConfig) -> None:
+    def __init__(self, conn: Connection, config: ProducerConfig, stop: StopFlag) -> None:
         self._conn = conn
         self._config = config
+        self._stop = stop
         self._lock = threading.Lock()
         self._producer: Any = None
         self._generation = 0
@@ -128,6 +140,9 @@ class ProducerLoop:
             return False  # the scorer died without saying goodbye (SIGKILL): stop too
         self._report()
         self._maybe_restart()
+        if self._producer is None and self._stop.is_set():
+            self._write_off_pipe()  # nothing can be delivered: do not wait for the broker
+            return False
         if not self._ensure_producer() or self._in_flight >= self._config.max_in_flight:
             time.sleep(0.05)  # hold further records in the pipe: the parent drops, counted
             return True
@@ -142,6 +157,19 @@ class ProducerLoop:
         for key, value in unframe(blob):
             self._send(key, value)
         return True
+
+    def _write_off_pipe(self) -> None:
+        """Count the records still in the pipe as failed (stopping without a producer)."""
+        try:
+            while self._conn.poll(0):
+                blob = self._conn.recv_bytes()
+                if not blob:
+                    return
+                lost = sum(1 for _ in unframe(blob))
+                with self._lock:
+                    self._failed += lost
+        except (EOFError, OSError):
+            return
 
     def _send(self, key: bytes, value: bytes) -> None:
         generation = self._generation
@@ -237,19 +265,22 @@ class ProducerLoop:
             self._conn.send_bytes(stats.pack())
 
 
-def run_producer_loop(conn: Connection, config: ProducerConfig) -> None:
+def run_producer_loop(conn: Connection, config: ProducerConfig, stop: StopFlag) -> None:
     """Run :class:`ProducerLoop` until told to stop (a thread's target, in tests)."""
-    ProducerLoop(conn, config).run()
+    ProducerLoop(conn, config, stop).run()
 
 
-def producer_process_main(conn: Connection, config: ProducerConfig) -> None:
+def producer_process_main(conn: Connection, config: ProducerConfig, stop: StopFlag) -> None:
     """Entry point of the producer process.
 
     Ctrl-C and SIGTERM reach the whole process group; the producer ignores them and stops when
-    the scorer says so (after its own graceful shutdown) or when the scorer is gone.
+    the scorer says so (after its own graceful shutdown) or when the scorer is gone.  The
+    scorer kills it if it has not stopped within the scorer's close timeout.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # The parent blocked them around the start (see KafkaSink._spawn): ignored now, so unblock.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO lines are per connection
-    run_producer_loop(conn, config)
+    run_producer_loop(conn, config, stop)

@@ -16,10 +16,12 @@ import collections
 import contextlib
 import logging
 import multiprocessing
+import signal
 import threading
 import time
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event as ProcessEvent
 from typing import Protocol
 
 from service.metrics import ServiceMetrics
@@ -32,6 +34,8 @@ from service.producer import (
 )
 
 log = logging.getLogger(__name__)
+StopEvent = ProcessEvent | threading.Event
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 _WRITE_BATCH = 512
 RESPAWN_INTERVAL_S = 5.0
 # How long the writer waits for records when idle: batches records for the producer and keeps
@@ -75,6 +79,7 @@ class KafkaSink:
         self._writer: threading.Thread | None = None
         self._conn: Connection | None = None
         self._child: BaseProcess | threading.Thread | None = None
+        self._child_stop: StopEvent | None = None
         self._next_spawn = 0.0
 
     @property
@@ -96,8 +101,16 @@ class KafkaSink:
             self._writer.start()
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Hand over what is queued, let the producer flush (up to ``timeout_s``), stop it."""
+        """Hand over what is queued, let the producer flush (up to ``timeout_s``), stop it.
+
+        A producer without a broker connection stops at once (what it holds is counted as
+        failed); a producer process still running after ``timeout_s`` is killed, so closing
+        never hangs on an unreachable broker (and multiprocessing's exit handler, which joins
+        child processes, has nothing left to wait for).
+        """
         self._stop.set()
+        if self._child_stop is not None:
+            self._child_stop.set()
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.join(timeout_s)
@@ -115,9 +128,13 @@ class KafkaSink:
             conn.close()
         if isinstance(child, BaseProcess):
             if child.is_alive():
-                child.terminate()
-            child.join(1.0)
+                # It ignores SIGTERM (the whole process group gets Ctrl-C and SIGTERM): kill.
+                log.warning("kafka sink: the producer did not stop within %gs; killing it",
+                            timeout_s)  # fmt: skip
+                child.kill()
+            child.join(5.0)
         self._conn = self._child = None
+        self._child_stop = None
 
     # -- the writer thread ----------------------------------------------------------------
     def _spawn(self) -> None:
@@ -127,19 +144,33 @@ class KafkaSink:
             self._child.join(0.1)
         parent, child_end = multiprocessing.Pipe(duplex=True)
         child: BaseProcess | threading.Thread
+        stop: StopEvent
         if self._in_process:
+            stop = threading.Event()
             child = threading.Thread(
-                target=run_producer_loop, args=(child_end, self.config), daemon=True
+                target=run_producer_loop, args=(child_end, self.config, stop), daemon=True
             )
         else:
             # spawn, not fork: this process has threads (onnxruntime, the dispatcher).
-            child = multiprocessing.get_context("spawn").Process(
-                target=producer_process_main, args=(child_end, self.config), name="kafka-producer"
-            )
-        child.start()
+            context = multiprocessing.get_context("spawn")
+            stop = context.Event()
+            child = context.Process(
+                target=producer_process_main, args=(child_end, self.config, stop),
+                name="kafka-producer",
+            )  # fmt: skip
         if isinstance(child, BaseProcess):
+            # Ctrl-C reaches the whole process group; until the child has set its handlers a
+            # SIGINT would end it with a KeyboardInterrupt traceback.  It inherits this mask
+            # and unblocks the signals once it ignores them.
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+            try:
+                child.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             child_end.close()
-        self._conn, self._child = parent, child
+        else:
+            child.start()
+        self._conn, self._child, self._child_stop = parent, child, stop
         self._stats = Stats()  # a new producer counts from zero
 
     def _run(self) -> None:
@@ -159,6 +190,8 @@ class KafkaSink:
         """Hand ``blob`` to the producer; restart the producer if it died."""
         conn = self._conn
         if conn is None or not _alive(self._child):
+            if self._stop.is_set():
+                return False  # closing: a producer that stopped is not started again
             if time.monotonic() >= self._next_spawn:
                 log.error("kafka sink: the producer process is gone; starting a new one")
                 self._next_spawn = time.monotonic() + RESPAWN_INTERVAL_S

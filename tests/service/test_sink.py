@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import threading
 import time
 from collections.abc import Callable
 
@@ -79,3 +81,30 @@ def test_without_a_broker_records_are_dropped_and_counted(metrics: ServiceMetric
     sink.close(timeout_s=1.0)
     assert sample_value(metrics, "shadowline_kafka_sent_total") == 0
     assert not sink.connected
+
+
+def producer_processes() -> list[multiprocessing.process.BaseProcess]:
+    return [p for p in multiprocessing.active_children() if p.name == "kafka-producer"]
+
+
+def test_closing_without_a_broker_ends_the_producer_process(metrics: ServiceMetrics) -> None:
+    # The producer ignores SIGINT/SIGTERM and, without a broker, never read the pipe's stop
+    # signal: close() left it running and interpreter exit (which joins children) hung.
+    servers = (f"127.0.0.1:{free_port()}",)
+    assert not broker_accepts(servers)
+    assert producer_processes() == []
+    config = ProducerConfig(servers=servers, topic="scores", max_in_flight=5)
+    sink = KafkaSink(config, metrics, buffer_records=10)
+    sink.start()
+    publish_records(sink, 8)
+    assert wait_for(lambda: len(producer_processes()) == 1)
+    closing = threading.Thread(target=sink.close, kwargs={"timeout_s": 1.0})
+    closing.start()
+    closing.join(30)  # a bound on the wait, not a timing assertion
+    assert not closing.is_alive()
+    assert producer_processes() == []
+    assert sample_value(metrics, "shadowline_kafka_sent_total") == 0
+    held = sample_value(metrics, "shadowline_kafka_dropped_total") + sample_value(
+        metrics, "shadowline_kafka_failed_total"
+    )
+    assert held == 8  # every record is accounted for: dropped here or failed in the producer
