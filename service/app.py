@@ -41,6 +41,7 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
@@ -179,7 +180,9 @@ def create_app(
     async def on_error(_: Request, exc: Exception) -> Response:
         return error_response(exc)
 
-    for kind in (ServiceError, RegistryError, redis.RedisError):
+    # RequestValidationError too: FastAPI's default handler echoes the input with json.dumps,
+    # which raises on NaN or 1e999 (a 500 for a client's mistake).
+    for kind in (ServiceError, RegistryError, RequestValidationError, redis.RedisError):
         app.add_exception_handler(kind, on_error)
     app.add_middleware(RequestMetrics, metrics=parts.metrics)
     return app
