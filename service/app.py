@@ -93,6 +93,7 @@ def build_components(
     if sink is None:
         sink = KafkaSink(
             producer_config(settings), metrics, buffer_records=settings.kafka_buffer_records,
+            buffer_bytes=settings.kafka_buffer_bytes,
             in_process=not settings.kafka_producer_process,
         )  # fmt: skip
     dispatcher = ShadowDispatcher(
@@ -121,11 +122,13 @@ def build_components(
 
 
 def producer_config(settings: ServiceSettings) -> ProducerConfig:
-    """The Kafka producer's settings; half the record buffer may be in flight in it."""
+    """The Kafka producer's settings; half the record buffer (records and bytes) may be in
+    flight in it."""
     return ProducerConfig(
         servers=tuple(settings.kafka_servers),
         topic=settings.scores_topic,
         max_in_flight=max(1, settings.kafka_buffer_records - settings.kafka_buffer_records // 2),
+        max_in_flight_bytes=settings.kafka_buffer_bytes - settings.kafka_buffer_bytes // 2,
         linger_ms=settings.kafka_linger_ms,
         delivery_timeout_ms=settings.kafka_delivery_timeout_ms,
         restart_after_s=settings.kafka_restart_after_s,

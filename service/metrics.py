@@ -84,6 +84,12 @@ class ServiceMetrics:
             "Score records dropped because the sink's buffer was full (broker slow or down).",
             registry=registry,
         )
+        self.kafka_buffered_bytes = Gauge(
+            "shadowline_kafka_buffered_bytes",
+            "Bytes of score records held for Kafka: queued in the scorer plus in flight in the "
+            "producer (bounded by SHADOWLINE_KAFKA_BUFFER_BYTES).",
+            registry=registry,
+        )
         self.kafka_restarts = Counter(
             "shadowline_kafka_producer_restarts_total",
             "Kafka producers (re)created by the sink.",

@@ -1,13 +1,14 @@
 """The Kafka sink, scorer side: score records leave the process without making anyone wait.
 
-``publish`` (called by the shadow dispatcher's thread) appends to a bounded deque; when it is
-full the record is dropped and counted (``shadowline_kafka_dropped_total``).  A writer thread
-frames what has accumulated and writes it to the producer process (:mod:`service.producer`)
-over a pipe; the producer owns the kafka-python client, so its per-record Python work runs on
-the other core instead of holding this process's GIL.  When the broker is slow or down the
-producer stops reading, the pipe and then the deque fill, and records are dropped, never
-queued without bound.  The producer's counts (sent, failed, restarts) come back over the pipe
-and are added to this process's metrics.  A producer process that dies is started again.
+``publish`` (called by the shadow dispatcher's thread) appends to a deque bounded in records
+and in bytes; when it is full the record is dropped and counted
+(``shadowline_kafka_dropped_total``).  A writer thread frames what has accumulated and writes
+it to the producer process (:mod:`service.producer`) over a pipe; the producer owns the
+kafka-python client, so its per-record Python work runs on the other core instead of holding
+this process's GIL.  When the broker is slow or down the producer stops reading, the pipe and
+then the deque fill, and records are dropped, never queued without bound.  The producer's
+counts (sent, failed, restarts) come back over the pipe and are added to this process's
+metrics.  A producer process that dies is started again.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ log = logging.getLogger(__name__)
 StopEvent = ProcessEvent | threading.Event
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 _WRITE_BATCH = 512
+# At most this many bytes per frame (or one record): the producer reads a frame whole, so this
+# is how far its in-flight bytes may overshoot its budget.
+_WRITE_BYTES = 1 << 20
+DEFAULT_BUFFER_BYTES = 64 << 20
 RESPAWN_INTERVAL_S = 5.0
 # How long the writer waits for records when idle: batches records for the producer and keeps
 # an idle scorer from waking 500 times a second (measured: 5% of a core at 2 ms).
@@ -56,9 +61,12 @@ class RecordSink(Protocol):
 class KafkaSink:
     """Bounded, non-blocking publisher of score records (key = transaction id).
 
-    ``buffer_records`` bounds what is held: half in this process's deque, half in flight in
-    the producer.  ``in_process=True`` runs the producer loop in a thread instead of a child
-    process (tests; same code, same pipe).
+    ``buffer_records`` and ``buffer_bytes`` (keys plus values) bound what is held: half in this
+    process's deque (including the frame the writer is handing over), half in flight in the
+    producer (which may overshoot by one frame of at most 1 MiB or one record; the pipe
+    between them holds a few hundred KiB more, bounded by the kernel).  ``in_process=True``
+    runs the producer loop in a thread instead of a child process (tests; same code, same
+    pipe).
     """
 
     def __init__(
@@ -67,11 +75,16 @@ class KafkaSink:
         metrics: ServiceMetrics,
         *,
         buffer_records: int,
+        buffer_bytes: int = DEFAULT_BUFFER_BYTES,
         in_process: bool = False,
     ) -> None:
         self.config = config
         self._metrics = metrics
         self._max_queued = max(1, buffer_records // 2)
+        self._max_queued_bytes = max(1, buffer_bytes // 2)
+        self._queued_bytes = 0
+        self._lock = threading.Lock()  # the dispatcher adds bytes, the writer takes them off
+        metrics.kafka_buffered_bytes.set_function(lambda: float(self.buffered_bytes))
         self._queue: collections.deque[tuple[bytes, bytes]] = collections.deque()
         self._in_process = in_process
         self._stats = Stats()
@@ -87,12 +100,29 @@ class KafkaSink:
         """The producer's last report: it has a broker connection and deliveries succeed."""
         return self._stats.connected
 
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of records held in this process (queued or being handed to the producer)."""
+        return self._queued_bytes
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes held here plus the producer's last reported in-flight bytes."""
+        return self._queued_bytes + self._stats.in_flight_bytes
+
     def publish(self, key: bytes, value: bytes) -> None:
-        """Queue one record, or drop and count it when the buffer is full.  Never blocks."""
-        if len(self._queue) >= self._max_queued:
-            self._metrics.kafka_dropped.inc()
-            return
-        self._queue.append((key, value))
+        """Queue one record, or drop and count it when the buffer (records or bytes) is full.
+        Never blocks (beyond a lock held for a few operations)."""
+        size = len(key) + len(value)
+        with self._lock:
+            if (
+                len(self._queue) >= self._max_queued
+                or self._queued_bytes + size > self._max_queued_bytes
+            ):
+                self._metrics.kafka_dropped.inc()
+                return
+            self._queue.append((key, value))
+            self._queued_bytes += size
 
     def start(self) -> None:
         if self._writer is None:
@@ -181,9 +211,16 @@ class KafkaSink:
                     return
                 self._read_stats(_IDLE_WAIT_S)
                 continue
-            batch = [queue.popleft() for _ in range(min(len(queue), _WRITE_BATCH))]
+            batch: list[tuple[bytes, bytes]] = []
+            size = 0
+            while queue and len(batch) < _WRITE_BATCH and (not batch or size < _WRITE_BYTES):
+                key, value = queue.popleft()
+                batch.append((key, value))
+                size += len(key) + len(value)
             if not self._write(frame(batch)):
                 self._metrics.kafka_dropped.inc(len(batch))
+            with self._lock:  # counted until handed over: the writer may block holding them
+                self._queued_bytes -= size
             self._read_stats(0)
 
     def _write(self, blob: bytes) -> bool:
