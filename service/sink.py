@@ -146,8 +146,8 @@ class KafkaSink:
             writer.join(timeout_s)
         conn, child = self._conn, self._child
         if conn is not None and not (writer is not None and writer.is_alive()):
-            # (A writer still blocked on a full pipe owns the connection: no stop signal then,
-            # the process is terminated below.)
+            # (A writer still blocked on a full pipe owns the connection: no stop signal then;
+            # a producer process that has not stopped on the stop event is killed below.)
             with contextlib.suppress(OSError, ValueError):
                 conn.send_bytes(b"")  # the stop signal
             deadline = time.monotonic() + timeout_s
