@@ -19,6 +19,9 @@ from registry.manifest import FieldType, InputField, InputSchema, OutputSpec
 NUMERIC_INPUT = "numeric"
 CATEGORICAL_INPUT = "categorical"
 _SHOWN_ALLOWED = 8
+# The largest float32: numeric inputs are packed as float32, and a larger magnitude would be
+# cast to infinity (numpy only warns).
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,8 @@ def _numeric_problem(spec: InputField, value: object) -> str | None:
         return "must be a number"
     if isinstance(value, float) and not math.isfinite(value):
         return "must be a finite number (NaN and infinity are refused)"
+    if abs(value) > FLOAT32_MAX:
+        return f"must be within ±{FLOAT32_MAX:.7g}, the float32 range (got {value:g})"
     if spec.type is FieldType.INT and isinstance(value, float) and not value.is_integer():
         return "must be a whole number"
     if spec.minimum is not None and value < spec.minimum:
@@ -55,6 +60,8 @@ def _categorical_problem(spec: InputField, value: object) -> str | None:
         shown = ", ".join(spec.allowed[:_SHOWN_ALLOWED])
         more = f", ... ({len(spec.allowed)} in all)" if len(spec.allowed) > _SHOWN_ALLOWED else ""
         return f"{value!r} is not an allowed value ({shown}{more})"
+    if not value and spec.required and not spec.allowed:
+        return "must not be empty"  # "" is how a missing optional value is encoded
     return None
 
 
@@ -92,8 +99,10 @@ class RowCodec:
                 if spec.required:
                     problems.append(FieldProblem(spec.name, "is required"))
                 continue
-            if not isinstance(value, str) or (
-                spec.name in self._allowed and value not in self._allowed[spec.name]
+            if (
+                not isinstance(value, str)
+                or (spec.name in self._allowed and value not in self._allowed[spec.name])
+                or (not value and spec.required and spec.name not in self._allowed)
             ):
                 problems.append(FieldProblem(spec.name, str(_categorical_problem(spec, value))))
         return problems

@@ -32,7 +32,9 @@ class Change(BaseModel):
 
 
 class ShadowChange(Change):
-    rate: Annotated[float, Field(gt=0, le=1, description="Share of requests it scores.")]
+    rate: Annotated[
+        float, Field(gt=0, le=1, allow_inf_nan=False, description="Share of requests it scores.")
+    ]
 
 
 class Approval(BaseModel):

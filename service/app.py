@@ -41,6 +41,7 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
@@ -92,6 +93,7 @@ def build_components(
     if sink is None:
         sink = KafkaSink(
             producer_config(settings), metrics, buffer_records=settings.kafka_buffer_records,
+            buffer_bytes=settings.kafka_buffer_bytes,
             in_process=not settings.kafka_producer_process,
         )  # fmt: skip
     dispatcher = ShadowDispatcher(
@@ -120,11 +122,13 @@ def build_components(
 
 
 def producer_config(settings: ServiceSettings) -> ProducerConfig:
-    """The Kafka producer's settings; half the record buffer may be in flight in it."""
+    """The Kafka producer's settings; half the record buffer (records and bytes) may be in
+    flight in it."""
     return ProducerConfig(
         servers=tuple(settings.kafka_servers),
         topic=settings.scores_topic,
         max_in_flight=max(1, settings.kafka_buffer_records - settings.kafka_buffer_records // 2),
+        max_in_flight_bytes=settings.kafka_buffer_bytes - settings.kafka_buffer_bytes // 2,
         linger_ms=settings.kafka_linger_ms,
         delivery_timeout_ms=settings.kafka_delivery_timeout_ms,
         restart_after_s=settings.kafka_restart_after_s,
@@ -179,7 +183,9 @@ def create_app(
     async def on_error(_: Request, exc: Exception) -> Response:
         return error_response(exc)
 
-    for kind in (ServiceError, RegistryError, redis.RedisError):
+    # RequestValidationError too: FastAPI's default handler echoes the input with json.dumps,
+    # which raises on NaN or 1e999 (a 500 for a client's mistake).
+    for kind in (ServiceError, RegistryError, RequestValidationError, redis.RedisError):
         app.add_exception_handler(kind, on_error)
     app.add_middleware(RequestMetrics, metrics=parts.metrics)
     return app

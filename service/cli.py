@@ -41,17 +41,27 @@ def serve(
     target = build_app(settings) if settings.workers == 1 else "service.main:app_from_environment"
     # Several workers need an import string and a factory: each worker process reads the
     # settings again and has its own models, metrics and Kafka producer process.
-    uvicorn.run(
-        target,
-        factory=settings.workers > 1,
-        workers=settings.workers,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=settings.access_log,
-        log_level=settings.log_level,
-        # The scorer never looks at client addresses; parsing X-Forwarded-For costs per request.
-        proxy_headers=False,
-        timeout_graceful_shutdown=10,
-    )
+    try:
+        uvicorn.run(
+            target,
+            factory=settings.workers > 1,
+            workers=settings.workers,
+            host=settings.host,
+            port=settings.port,
+            loop="uvloop",
+            http="httptools",
+            access_log=settings.access_log,
+            log_level=settings.log_level,
+            # The scorer never looks at client addresses; parsing X-Forwarded-For costs per
+            # request.
+            proxy_headers=False,
+            timeout_graceful_shutdown=10,
+        )
+    except SystemExit as exc:
+        # uvicorn logs why (address in use, unknown host, start-up failed) and exits with 3.
+        if exc.code in (0, None):
+            raise
+        where = f"{settings.host}:{settings.port}"
+        typer.secho(f"error: the scorer could not start on {where} (see the log above)",
+                    fg=typer.colors.RED, err=True)  # fmt: skip
+        raise typer.Exit(exc.code if isinstance(exc.code, int) else 1) from None

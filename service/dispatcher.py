@@ -25,7 +25,7 @@ import orjson
 
 from service.live import LiveModels
 from service.metrics import ServiceMetrics
-from service.shadow import YIELD_EVERY, Scored, ShadowRunner, build_record
+from service.shadow import YIELD_EVERY, Scored, ShadowEntry, ShadowRunner, build_record, error_entry
 
 log = logging.getLogger(__name__)
 
@@ -117,13 +117,56 @@ class ShadowDispatcher:
                     self._queue.task_done()
 
     def process(self, batch: list[Scored]) -> None:
-        """Run the current shadows over ``batch`` and publish one record per item."""
+        """Run the current shadows over ``batch`` and publish one record per item.
+
+        Failures are handled per item, never per batch: a record whose ``inputs`` cannot be
+        encoded is published with ``inputs = {"_unencodable": reason}``, and a record that
+        cannot be built or handed to the sink at all is counted
+        (``shadowline_records_failed_total``) and logged; the batch's other records go on.
+        """
         slots = self._live.current.shadows
         self._runner.retain({slot.model.version for slot in slots})
-        per_item = self._runner.run(slots, batch, self._rng) if slots else [[] for _ in batch]
-        publish, dumps = self._publish, orjson.dumps
-        for n, (item, shadows) in enumerate(zip(batch, per_item, strict=True), 1):
-            publish(item.transaction_id.encode(), dumps(build_record(item, shadows)))
+        try:
+            per_item = self._runner.run(slots, batch, self._rng) if slots else None
+        except Exception as exc:  # the shadows' failure must not cost production's records
+            log.exception("shadow dispatcher: shadows failed on a batch of %d", len(batch))
+            message = f"error: dispatcher: {type(exc).__name__}: {exc}"
+            per_item = [[error_entry(slot.model.version, message) for slot in slots] for _ in batch]
+        publish, dumps, sent = self._publish, orjson.dumps, 0
+        for n, item in enumerate(batch, 1):
+            shadows = per_item[n - 1] if per_item is not None else []
+            value: bytes | None
+            try:
+                value = dumps(build_record(item, shadows))
+            except Exception as exc:  # orjson: nesting too deep, non-str keys, int range
+                value = self._unencodable(item, shadows, exc)
+            if value is not None:
+                try:
+                    publish(item.transaction_id.encode(), value)
+                    sent += 1
+                except Exception:
+                    log.exception("shadow dispatcher: publishing %r failed", item.transaction_id)
+                    self._metrics.records_failed.labels("lost").inc()
             if n % YIELD_EVERY == 0:
                 time.sleep(0)  # hand the GIL to the event loop: it never waits for a whole batch
-        self._metrics.records.inc(len(batch))
+        self._metrics.records.inc(sent)
+
+    def _unencodable(
+        self, item: Scored, shadows: list[ShadowEntry], exc: Exception
+    ) -> bytes | None:
+        """The record with its inputs replaced by the reason they could not be encoded, or
+        None (counted as lost) when even that fails."""
+        reason = f"{type(exc).__name__}: {exc}"
+        log.warning("shadow dispatcher: record of %r: inputs not encodable (%s)",
+                    item.transaction_id, reason)  # fmt: skip
+        try:
+            record = build_record(item, shadows)
+            record["inputs"] = {"_unencodable": reason}
+            value = orjson.dumps(record)
+        except Exception:
+            log.exception("shadow dispatcher: the record of %r cannot be built",
+                          item.transaction_id)  # fmt: skip
+            self._metrics.records_failed.labels("lost").inc()
+            return None
+        self._metrics.records_failed.labels("unencodable_inputs").inc()
+        return value

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import orjson
 import redis
+from fastapi.exceptions import RequestValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -65,10 +67,30 @@ def error_payload(exc: ServiceError) -> bytes:
     return orjson.dumps({"detail": str(exc), "errors": []})
 
 
+def validation_problems(errors: Sequence[Mapping[str, Any]]) -> list[str]:
+    """FastAPI's validation errors as ``"field: message"`` lines, like the scoring routes'.
+
+    Built from each error's location and message only: the offending input is never echoed
+    (it may be a NaN or an infinity, which JSON cannot carry, or a secret pasted by mistake).
+    """
+    problems = []
+    for error in errors:
+        loc = [str(part) for part in error.get("loc", ())]
+        if error.get("type") == "json_invalid":
+            reason = (error.get("ctx") or {}).get("error")
+            problems.append(
+                "body: invalid JSON" + (f" ({reason})" if isinstance(reason, str) else "")
+            )
+            continue
+        where = ".".join(loc[1:] if len(loc) > 1 and loc[0] == "body" else loc) or "body"
+        problems.append(f"{where}: {error.get('msg', 'invalid')}")
+    return problems
+
+
 def error_response(exc: Exception) -> Response:
     """The one mapping of errors to responses, ``{"detail", "errors"}``: the scorer's own
     errors carry their status; registry errors map to 404/409/422 (a corrupt artifact is a
-    500); an unreachable Redis is a 503."""
+    500); a body FastAPI refuses is a 422 naming each field; an unreachable Redis is a 503."""
     if isinstance(exc, ServiceError):
         response = Response(error_payload(exc), status_code=exc.status, media_type=JSON)
         if exc.status == 401:
@@ -78,6 +100,10 @@ def error_response(exc: Exception) -> Response:
         status = next((code for kind, code in _REGISTRY_STATUS if isinstance(exc, kind)), 500)
         errors = list(getattr(exc, "violations", ()) or getattr(exc, "problems", ()))
         return json_response({"detail": str(exc), "errors": errors}, status)
+    if isinstance(exc, RequestValidationError):
+        return json_response(
+            {"detail": "invalid request", "errors": validation_problems(exc.errors())}, 422
+        )
     if isinstance(exc, redis.RedisError):
         detail = f"the model registry (Redis) is unreachable: {exc}"
         return json_response({"detail": detail, "errors": []}, 503)

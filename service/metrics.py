@@ -64,6 +64,12 @@ class ServiceMetrics:
             "shadowline_records_total", "Score records built and handed to the sink.",
             registry=registry,
         )  # fmt: skip
+        self.records_failed = Counter(
+            "shadowline_records_failed_total",
+            "Score records that could not be built as usual, by kind: unencodable_inputs (sent "
+            "with inputs replaced by the reason), lost (not sent at all).",
+            ["kind"], registry=registry,
+        )  # fmt: skip
         self.kafka_sent = Counter(
             "shadowline_kafka_sent_total", "Score records the broker acknowledged.",
             registry=registry,
@@ -76,6 +82,12 @@ class ServiceMetrics:
         self.kafka_dropped = Counter(
             "shadowline_kafka_dropped_total",
             "Score records dropped because the sink's buffer was full (broker slow or down).",
+            registry=registry,
+        )
+        self.kafka_buffered_bytes = Gauge(
+            "shadowline_kafka_buffered_bytes",
+            "Bytes of score records held for Kafka: queued in the scorer plus in flight in the "
+            "producer (bounded by SHADOWLINE_KAFKA_BUFFER_BYTES).",
             registry=registry,
         )
         self.kafka_restarts = Counter(

@@ -30,8 +30,8 @@ class LoadedModel:
     (an onnxruntime session's ``run`` is thread-safe)."""
 
     __slots__ = (
-        "_output", "_session", "codec", "created_at", "decide", "loaded_at", "manifest",
-        "name", "ref", "sha256", "version",
+        "_output", "_session", "codec", "created_at", "decide", "field_names", "loaded_at",
+        "manifest", "name", "ref", "sha256", "version",
     )  # fmt: skip
 
     def __init__(self, manifest: Manifest, session: ort.InferenceSession, loaded_at: float):
@@ -42,6 +42,7 @@ class LoadedModel:
         self.sha256 = manifest.sha256 or ""
         self.created_at = manifest.created_at.timestamp() if manifest.created_at else None
         self.codec = RowCodec(manifest.input_schema)
+        self.field_names = frozenset(f.name for f in manifest.input_schema.fields)
         self.decide: Callable[[float], Decision] = manifest.thresholds.decide
         self.loaded_at = loaded_at
         self._session = session

@@ -9,7 +9,12 @@ batches of ``(key, value)`` over a pipe (:mod:`service.sink`).
 Protocol on the duplex pipe: the parent sends ``frame(records)`` blobs and, to stop, an empty
 blob; the child sends ``Stats`` snapshots (cumulative counts) every ``stats_interval_s`` and once
 more before it exits.  When ``max_in_flight`` records wait for acknowledgement the loop stops
-reading, the pipe fills and the parent drops (and counts) what it cannot hand over.
+reading, the pipe fills and the parent drops (and counts) what it cannot hand over; so it does
+when the unacknowledged records add up to ``max_in_flight_bytes`` (keys plus values).
+
+Stopping also sets a flag shared with the parent (an event): a loop that has no producer
+(broker unreachable) does not read the pipe, so it would never see the empty blob; on the flag
+it counts what is left in the pipe as failed and exits at once.
 """
 
 from __future__ import annotations
@@ -25,11 +30,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 _HEADER = struct.Struct("<II")
-_STATS = struct.Struct("<qqq?")
+_STATS = struct.Struct("<qqq?q")
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class ProducerConfig:
     servers: tuple[str, ...]
     topic: str
     max_in_flight: int
+    max_in_flight_bytes: int = 32 << 20
     linger_ms: int = 50
     delivery_timeout_ms: int = 30_000
     restart_after_s: float = 10.0
@@ -47,15 +53,19 @@ class ProducerConfig:
 
 @dataclass(frozen=True)
 class Stats:
-    """Cumulative counts of one producer loop (sent to the parent as 25 bytes, not pickled)."""
+    """Cumulative counts of one producer loop, and the bytes it holds unacknowledged (sent to
+    the parent as 33 bytes, not pickled)."""
 
     sent: int = 0
     failed: int = 0
     restarts: int = 0
     connected: bool = False
+    in_flight_bytes: int = 0
 
     def pack(self) -> bytes:
-        return _STATS.pack(self.sent, self.failed, self.restarts, self.connected)
+        return _STATS.pack(
+            self.sent, self.failed, self.restarts, self.connected, self.in_flight_bytes
+        )
 
     @classmethod
     def unpack(cls, blob: bytes) -> Stats:
@@ -98,16 +108,25 @@ def broker_accepts(servers: tuple[str, ...] | list[str], timeout_s: float = 1.0)
     return False
 
 
+class StopFlag(Protocol):
+    """Set by the parent when it stops the producer (a ``multiprocessing`` or ``threading``
+    event)."""
+
+    def is_set(self) -> bool: ...
+
+
 class ProducerLoop:
     """Sends the records arriving on ``conn`` to Kafka; reports :class:`Stats` back."""
 
-    def __init__(self, conn: Connection, config: ProducerConfig) -> None:
+    def __init__(self, conn: Connection, config: ProducerConfig, stop: StopFlag) -> None:
         self._conn = conn
         self._config = config
+        self._stop = stop
         self._lock = threading.Lock()
         self._producer: Any = None
         self._generation = 0
         self._in_flight = 0
+        self._in_flight_bytes = 0
         self._sent = self._failed = self._restarts = 0
         self._last_ok = time.monotonic()
         self._failing = False
@@ -128,7 +147,10 @@ class ProducerLoop:
             return False  # the scorer died without saying goodbye (SIGKILL): stop too
         self._report()
         self._maybe_restart()
-        if not self._ensure_producer() or self._in_flight >= self._config.max_in_flight:
+        if self._producer is None and self._stop.is_set():
+            self._write_off_pipe()  # nothing can be delivered: do not wait for the broker
+            return False
+        if not self._ensure_producer() or self._full():
             time.sleep(0.05)  # hold further records in the pipe: the parent drops, counted
             return True
         try:
@@ -143,23 +165,45 @@ class ProducerLoop:
             self._send(key, value)
         return True
 
+    def _full(self) -> bool:
+        config = self._config
+        return (
+            self._in_flight >= config.max_in_flight
+            or self._in_flight_bytes >= config.max_in_flight_bytes
+        )
+
+    def _write_off_pipe(self) -> None:
+        """Count the records still in the pipe as failed (stopping without a producer)."""
+        try:
+            while self._conn.poll(0):
+                blob = self._conn.recv_bytes()
+                if not blob:
+                    return
+                lost = sum(1 for _ in unframe(blob))
+                with self._lock:
+                    self._failed += lost
+        except (EOFError, OSError):
+            return
+
     def _send(self, key: bytes, value: bytes) -> None:
-        generation = self._generation
+        generation, size = self._generation, len(key) + len(value)
         with self._lock:
             self._in_flight += 1
+            self._in_flight_bytes += size
         try:
             future = self._producer.send(self._config.topic, key=key, value=value)
         except Exception as exc:  # KafkaError (buffer full, no metadata) or a closed producer
-            self._delivered(generation, ok=False, error=exc)
+            self._delivered(generation, size, ok=False, error=exc)
             return
-        future.add_callback(lambda _meta: self._delivered(generation, ok=True))
-        future.add_errback(lambda exc: self._delivered(generation, ok=False, error=exc))
+        future.add_callback(lambda _meta: self._delivered(generation, size, ok=True))
+        future.add_errback(lambda exc: self._delivered(generation, size, ok=False, error=exc))
 
-    def _delivered(self, generation: int, *, ok: bool, error: object = None) -> None:
+    def _delivered(self, generation: int, size: int, *, ok: bool, error: object = None) -> None:
         with self._lock:
             # Records of a closed producer were already written off by _close_producer.
             if generation == self._generation:
                 self._in_flight -= 1
+                self._in_flight_bytes -= size
             if ok:
                 self._sent += 1
             else:
@@ -221,6 +265,7 @@ class ProducerLoop:
         with self._lock:
             self._generation += 1
             self._in_flight = 0
+            self._in_flight_bytes = 0
         try:
             producer.close(timeout=0)
         except Exception as exc:  # closing a broken producer must not end the loop
@@ -232,24 +277,28 @@ class ProducerLoop:
             return
         self._last_stats = now
         stats = Stats(self._sent, self._failed, self._restarts,
-                      self._producer is not None and not self._failing)  # fmt: skip
+                      self._producer is not None and not self._failing,
+                      self._in_flight_bytes)  # fmt: skip
         with contextlib.suppress(OSError, ValueError):  # parent gone: nobody to report to
             self._conn.send_bytes(stats.pack())
 
 
-def run_producer_loop(conn: Connection, config: ProducerConfig) -> None:
+def run_producer_loop(conn: Connection, config: ProducerConfig, stop: StopFlag) -> None:
     """Run :class:`ProducerLoop` until told to stop (a thread's target, in tests)."""
-    ProducerLoop(conn, config).run()
+    ProducerLoop(conn, config, stop).run()
 
 
-def producer_process_main(conn: Connection, config: ProducerConfig) -> None:
+def producer_process_main(conn: Connection, config: ProducerConfig, stop: StopFlag) -> None:
     """Entry point of the producer process.
 
     Ctrl-C and SIGTERM reach the whole process group; the producer ignores them and stops when
-    the scorer says so (after its own graceful shutdown) or when the scorer is gone.
+    the scorer says so (after its own graceful shutdown) or when the scorer is gone.  The
+    scorer kills it if it has not stopped within the scorer's close timeout.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # The parent blocked them around the start (see KafkaSink._spawn): ignored now, so unblock.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO lines are per connection
-    run_producer_loop(conn, config)
+    run_producer_loop(conn, config, stop)

@@ -8,7 +8,8 @@ onnxruntime call, and encodes the response once.  The production model is read f
 Request (single): ``{"transaction_id": "t-1", "features": {"amount": 12.5, ...}}``.
 Request (batch):  ``{"transactions": [{"transaction_id": ..., "features": {...}}, ...]}``.
 ``features`` is the row as the model's input schema names it; unknown keys are kept (they are
-replayed from the wire record's ``inputs``) but not used by the model.
+replayed from the wire record's ``inputs``) but not used by the model, and must be JSON scalars
+(number, string, boolean or null).
 """
 
 from __future__ import annotations
@@ -89,6 +90,13 @@ def check_transaction(
         return "", {}
     for problem in model.check(features):
         problems.append(f"{prefix}{problem}")
+    # Keys the model does not know are kept for replay; only JSON scalars, so that every
+    # record can be written back (orjson reads arrays and objects nested 1024 deep but writes
+    # only ~254) and replay inputs stay one flat row.  The model's own fields were checked.
+    known = model.field_names
+    for key, value in features.items():
+        if isinstance(value, dict | list) and key not in known:
+            problems.append(f"{prefix}{key}: must be a number, string, boolean or null")
     return (tid if isinstance(tid, str) else ""), features
 
 

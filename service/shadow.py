@@ -74,7 +74,8 @@ def build_record(item: Scored, shadows: list[ShadowEntry]) -> dict[str, Any]:
     }
 
 
-def _error(version: str, message: str) -> ShadowEntry:
+def error_entry(version: str, message: str) -> ShadowEntry:
+    """A shadow's entry on a record when it produced no score."""
     return {"version": version, "score": None, "decision": None, "latency_ms": None,
             "error": message}  # fmt: skip
 
@@ -156,7 +157,7 @@ class ShadowRunner:
             problems = model.check(batch[i].inputs)
             if problems:
                 self._metrics.shadow_errors.labels(model.version, "input").inc()
-                entries[i].append(_error(model.version, f"input: {problems[0]}"))
+                entries[i].append(error_entry(model.version, f"input: {problems[0]}"))
                 continue
             rows.append(batch[i].inputs)
             valid.append(i)
@@ -218,7 +219,7 @@ class ShadowRunner:
     ) -> None:
         self._metrics.shadow_errors.labels(version, kind).inc(len(valid))
         for i in valid:
-            entries[i].append(_error(version, message))
+            entries[i].append(error_entry(version, message))
 
     def retain(self, versions: set[str]) -> None:
         """Stop the executors of shadows no longer in ``versions`` (without waiting: a hung

@@ -1,13 +1,14 @@
 """The Kafka sink, scorer side: score records leave the process without making anyone wait.
 
-``publish`` (called by the shadow dispatcher's thread) appends to a bounded deque; when it is
-full the record is dropped and counted (``shadowline_kafka_dropped_total``).  A writer thread
-frames what has accumulated and writes it to the producer process (:mod:`service.producer`)
-over a pipe; the producer owns the kafka-python client, so its per-record Python work runs on
-the other core instead of holding this process's GIL.  When the broker is slow or down the
-producer stops reading, the pipe and then the deque fill, and records are dropped, never
-queued without bound.  The producer's counts (sent, failed, restarts) come back over the pipe
-and are added to this process's metrics.  A producer process that dies is started again.
+``publish`` (called by the shadow dispatcher's thread) appends to a deque bounded in records
+and in bytes; when it is full the record is dropped and counted
+(``shadowline_kafka_dropped_total``).  A writer thread frames what has accumulated and writes
+it to the producer process (:mod:`service.producer`) over a pipe; the producer owns the
+kafka-python client, so its per-record Python work runs on the other core instead of holding
+this process's GIL.  When the broker is slow or down the producer stops reading, the pipe and
+then the deque fill, and records are dropped, never queued without bound.  The producer's
+counts (sent, failed, restarts) come back over the pipe and are added to this process's
+metrics.  A producer process that dies is started again.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import collections
 import contextlib
 import logging
 import multiprocessing
+import signal
 import threading
 import time
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event as ProcessEvent
 from typing import Protocol
 
 from service.metrics import ServiceMetrics
@@ -32,7 +35,13 @@ from service.producer import (
 )
 
 log = logging.getLogger(__name__)
+StopEvent = ProcessEvent | threading.Event
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 _WRITE_BATCH = 512
+# At most this many bytes per frame (or one record): the producer reads a frame whole, so this
+# is how far its in-flight bytes may overshoot its budget.
+_WRITE_BYTES = 1 << 20
+DEFAULT_BUFFER_BYTES = 64 << 20
 RESPAWN_INTERVAL_S = 5.0
 # How long the writer waits for records when idle: batches records for the producer and keeps
 # an idle scorer from waking 500 times a second (measured: 5% of a core at 2 ms).
@@ -52,9 +61,12 @@ class RecordSink(Protocol):
 class KafkaSink:
     """Bounded, non-blocking publisher of score records (key = transaction id).
 
-    ``buffer_records`` bounds what is held: half in this process's deque, half in flight in
-    the producer.  ``in_process=True`` runs the producer loop in a thread instead of a child
-    process (tests; same code, same pipe).
+    ``buffer_records`` and ``buffer_bytes`` (keys plus values) bound what is held: half in this
+    process's deque (including the frame the writer is handing over), half in flight in the
+    producer (which may overshoot by one frame of at most 1 MiB or one record; the pipe
+    between them holds a few hundred KiB more, bounded by the kernel).  ``in_process=True``
+    runs the producer loop in a thread instead of a child process (tests; same code, same
+    pipe).
     """
 
     def __init__(
@@ -63,11 +75,16 @@ class KafkaSink:
         metrics: ServiceMetrics,
         *,
         buffer_records: int,
+        buffer_bytes: int = DEFAULT_BUFFER_BYTES,
         in_process: bool = False,
     ) -> None:
         self.config = config
         self._metrics = metrics
         self._max_queued = max(1, buffer_records // 2)
+        self._max_queued_bytes = max(1, buffer_bytes // 2)
+        self._queued_bytes = 0
+        self._lock = threading.Lock()  # the dispatcher adds bytes, the writer takes them off
+        metrics.kafka_buffered_bytes.set_function(lambda: float(self.buffered_bytes))
         self._queue: collections.deque[tuple[bytes, bytes]] = collections.deque()
         self._in_process = in_process
         self._stats = Stats()
@@ -75,6 +92,7 @@ class KafkaSink:
         self._writer: threading.Thread | None = None
         self._conn: Connection | None = None
         self._child: BaseProcess | threading.Thread | None = None
+        self._child_stop: StopEvent | None = None
         self._next_spawn = 0.0
 
     @property
@@ -82,12 +100,29 @@ class KafkaSink:
         """The producer's last report: it has a broker connection and deliveries succeed."""
         return self._stats.connected
 
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of records held in this process (queued or being handed to the producer)."""
+        return self._queued_bytes
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes held here plus the producer's last reported in-flight bytes."""
+        return self._queued_bytes + self._stats.in_flight_bytes
+
     def publish(self, key: bytes, value: bytes) -> None:
-        """Queue one record, or drop and count it when the buffer is full.  Never blocks."""
-        if len(self._queue) >= self._max_queued:
-            self._metrics.kafka_dropped.inc()
-            return
-        self._queue.append((key, value))
+        """Queue one record, or drop and count it when the buffer (records or bytes) is full.
+        Never blocks (beyond a lock held for a few operations)."""
+        size = len(key) + len(value)
+        with self._lock:
+            if (
+                len(self._queue) >= self._max_queued
+                or self._queued_bytes + size > self._max_queued_bytes
+            ):
+                self._metrics.kafka_dropped.inc()
+                return
+            self._queue.append((key, value))
+            self._queued_bytes += size
 
     def start(self) -> None:
         if self._writer is None:
@@ -96,15 +131,23 @@ class KafkaSink:
             self._writer.start()
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Hand over what is queued, let the producer flush (up to ``timeout_s``), stop it."""
+        """Hand over what is queued, let the producer flush (up to ``timeout_s``), stop it.
+
+        A producer without a broker connection stops at once (what it holds is counted as
+        failed); a producer process still running after ``timeout_s`` is killed, so closing
+        never hangs on an unreachable broker (and multiprocessing's exit handler, which joins
+        child processes, has nothing left to wait for).
+        """
         self._stop.set()
+        if self._child_stop is not None:
+            self._child_stop.set()
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.join(timeout_s)
         conn, child = self._conn, self._child
         if conn is not None and not (writer is not None and writer.is_alive()):
-            # (A writer still blocked on a full pipe owns the connection: no stop signal then,
-            # the process is terminated below.)
+            # (A writer still blocked on a full pipe owns the connection: no stop signal then;
+            # a producer process that has not stopped on the stop event is killed below.)
             with contextlib.suppress(OSError, ValueError):
                 conn.send_bytes(b"")  # the stop signal
             deadline = time.monotonic() + timeout_s
@@ -115,9 +158,13 @@ class KafkaSink:
             conn.close()
         if isinstance(child, BaseProcess):
             if child.is_alive():
-                child.terminate()
-            child.join(1.0)
+                # It ignores SIGTERM (the whole process group gets Ctrl-C and SIGTERM): kill.
+                log.warning("kafka sink: the producer did not stop within %gs; killing it",
+                            timeout_s)  # fmt: skip
+                child.kill()
+            child.join(5.0)
         self._conn = self._child = None
+        self._child_stop = None
 
     # -- the writer thread ----------------------------------------------------------------
     def _spawn(self) -> None:
@@ -127,19 +174,33 @@ class KafkaSink:
             self._child.join(0.1)
         parent, child_end = multiprocessing.Pipe(duplex=True)
         child: BaseProcess | threading.Thread
+        stop: StopEvent
         if self._in_process:
+            stop = threading.Event()
             child = threading.Thread(
-                target=run_producer_loop, args=(child_end, self.config), daemon=True
+                target=run_producer_loop, args=(child_end, self.config, stop), daemon=True
             )
         else:
             # spawn, not fork: this process has threads (onnxruntime, the dispatcher).
-            child = multiprocessing.get_context("spawn").Process(
-                target=producer_process_main, args=(child_end, self.config), name="kafka-producer"
-            )
-        child.start()
+            context = multiprocessing.get_context("spawn")
+            stop = context.Event()
+            child = context.Process(
+                target=producer_process_main, args=(child_end, self.config, stop),
+                name="kafka-producer",
+            )  # fmt: skip
         if isinstance(child, BaseProcess):
+            # Ctrl-C reaches the whole process group; until the child has set its handlers a
+            # SIGINT would end it with a KeyboardInterrupt traceback.  It inherits this mask
+            # and unblocks the signals once it ignores them.
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+            try:
+                child.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             child_end.close()
-        self._conn, self._child = parent, child
+        else:
+            child.start()
+        self._conn, self._child, self._child_stop = parent, child, stop
         self._stats = Stats()  # a new producer counts from zero
 
     def _run(self) -> None:
@@ -150,15 +211,24 @@ class KafkaSink:
                     return
                 self._read_stats(_IDLE_WAIT_S)
                 continue
-            batch = [queue.popleft() for _ in range(min(len(queue), _WRITE_BATCH))]
+            batch: list[tuple[bytes, bytes]] = []
+            size = 0
+            while queue and len(batch) < _WRITE_BATCH and (not batch or size < _WRITE_BYTES):
+                key, value = queue.popleft()
+                batch.append((key, value))
+                size += len(key) + len(value)
             if not self._write(frame(batch)):
                 self._metrics.kafka_dropped.inc(len(batch))
+            with self._lock:  # counted until handed over: the writer may block holding them
+                self._queued_bytes -= size
             self._read_stats(0)
 
     def _write(self, blob: bytes) -> bool:
         """Hand ``blob`` to the producer; restart the producer if it died."""
         conn = self._conn
         if conn is None or not _alive(self._child):
+            if self._stop.is_set():
+                return False  # closing: a producer that stopped is not started again
             if time.monotonic() >= self._next_spawn:
                 log.error("kafka sink: the producer process is gone; starting a new one")
                 self._next_spawn = time.monotonic() + RESPAWN_INTERVAL_S

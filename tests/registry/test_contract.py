@@ -113,3 +113,34 @@ def test_factory_model_scores_differ_by_weights_and_manifest_round_trips() -> No
     other = make_manifest(logistic_model(bias=1.0))
     assert other.golden_examples[0].expected_score != manifest.golden_examples[0].expected_score
     assert len(random_rows(n=3)) == 3
+
+
+def test_numbers_beyond_float32_are_refused() -> None:
+    # Inputs are packed as float32: 1e300 would silently become infinity.
+    assert [str(p) for p in codec.check({**GOOD, "device_age_days": 1e300})] == [
+        "device_age_days: must be within ±3.402823e+38, the float32 range (got 1e+300)"
+    ]
+    assert [str(p) for p in codec.check({**GOOD, "device_age_days": -1e39})] == [
+        "device_age_days: must be within ±3.402823e+38, the float32 range (got -1e+39)"
+    ]
+    assert codec.check({**GOOD, "device_age_days": 3.4028234663852886e38}) == []
+    feeds = codec.encode([{**GOOD, "device_age_days": 3.4028234663852886e38}])
+    assert np.isfinite(feeds["numeric"]).all()
+
+
+def test_a_required_categorical_without_allowed_values_must_not_be_empty() -> None:
+    schema = InputSchema(
+        fields=[
+            InputField(name="merchant", type=FieldType.CATEGORICAL),
+            InputField(name="channel", type=FieldType.CATEGORICAL, required=False),
+        ]
+    )
+    strict = RowCodec(schema)
+    assert strict.check({"merchant": "", "channel": ""}) == [
+        FieldProblem("merchant", "must not be empty")
+    ]
+    assert strict.check({"merchant": "acme", "channel": ""}) == []
+    # With an allowed list, the list decides (and names the allowed values).
+    assert [str(p) for p in codec.check({**GOOD, "country": ""})] == [
+        "country: '' is not an allowed value (US, GB, DE, BR)"
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +70,36 @@ def test_the_worker_factory_builds_the_app_from_the_environment(
     app = app_from_environment()  # nothing connects before start-up
     assert app.state.components.settings.model_name == "cards"
     assert "/admin/models/{version}/promote" in app.openapi()["paths"]
+
+
+@pytest.mark.parametrize("where", ["port-in-use", "unknown-host"])
+def test_serve_exits_promptly_when_it_cannot_bind(tmp_path: Path, where: str) -> None:
+    # Neither Redis nor a broker listens: the Kafka producer process never connects, and it
+    # used to keep the failed server from exiting at all.
+    env = {
+        "PATH": os.environ["PATH"],
+        "SHADOWLINE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "SHADOWLINE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "SHADOWLINE_ARTIFACT_DIR": str(tmp_path / "artifacts"),
+        "SHADOWLINE_LOG_LEVEL": "warning",
+    }
+    command = [str(Path(sys.executable).parent / "shadowline"), "serve"]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        if where == "port-in-use":
+            host, port = "127.0.0.1", busy.getsockname()[1]
+            reason = "address already in use"
+        else:
+            host, port = "999.1.1.1", free_port()
+            reason = "Name or service not known"
+        command += ["--host", host, "--port", str(port)]
+        # A generous bound on the wait; it used to hang forever.
+        result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, timeout=60)
+    stderr = result.stderr.decode()
+    assert result.returncode == 3, stderr[-2000:]
+    assert reason in stderr
+    assert stderr.rstrip().endswith(
+        f"error: the scorer could not start on {host}:{port} (see the log above)"
+    )
+    assert "Traceback" not in stderr

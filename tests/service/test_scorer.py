@@ -130,3 +130,26 @@ def test_batch_over_the_limit_is_413(metrics: ServiceMetrics) -> None:
     with pytest.raises(PayloadTooLarge) as info:
         scorer.score_batch(orjson.dumps(body))
     assert str(info.value) == "a batch of 4 transactions exceeds the limit of 3"
+
+
+def test_unknown_features_must_be_scalars(metrics: ServiceMetrics) -> None:
+    # Kept for replay, so they must be writable again: orjson reads nesting 1024 deep but
+    # writes only ~254, and a record that cannot be written took its whole batch with it.
+    scorer, submitted = make_scorer(metrics)
+    good = {"transaction_id": "ok", "features": {**ROW, "note": "scalar", "n": None}}
+    bad = {"transaction_id": "evil", "features": {**ROW, "note": "DEEP", "tags": {"a": 1}}}
+    body = orjson.dumps({"transactions": [bad, good]}).replace(b'"DEEP"', b"[" * 300 + b"]" * 300)
+    assert problems(scorer, body, batch=True) == [
+        "transactions[0]: note: must be a number, string, boolean or null",
+        "transactions[0]: tags: must be a number, string, boolean or null",
+    ]
+    assert problems(scorer, {"transaction_id": "t", "features": {**ROW, "note": [1]}}) == [
+        "note: must be a number, string, boolean or null"
+    ]
+    # A model field of the wrong type is named once, by the schema check.
+    assert problems(scorer, {"transaction_id": "t", "features": {**ROW, "amount": [1]}}) == [
+        "amount: must be a number"
+    ]
+    assert submitted == []
+    scorer.score_batch(orjson.dumps({"transactions": [good]}))
+    assert [s.inputs["note"] for s in submitted] == ["scalar"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 
 import orjson
 import pytest
@@ -14,9 +15,12 @@ from service.dispatcher import ShadowDispatcher
 from service.live import LiveModels, ModelSet, ShadowSlot
 from service.metrics import ServiceMetrics
 from service.models import LoadedModel, load_model
+from service.producer import ProducerConfig
 from service.shadow import Scored, ShadowRunner, build_record, sample
+from service.sink import KafkaSink
 from tests.factories import DEFAULT_SCHEMA, logistic_model, make_manifest, random_rows
 from tests.service.conftest import FailingModel, HangingModel, build, sample_value, variant
+from tests.service.kafka_helpers import read_records
 
 ROWS = random_rows(n=6, seed=11)
 
@@ -170,3 +174,44 @@ def test_dispatcher_survives_a_failing_sink(metrics: ServiceMetrics) -> None:
     assert dispatcher.drain()
     dispatcher.stop()
     assert len(calls) == 2
+
+
+def test_a_record_that_cannot_be_encoded_costs_no_other_record(
+    metrics: ServiceMetrics, kafka_bootstrap: str, make_topic: Callable[..., str]
+) -> None:
+    # Inputs orjson cannot write (nested deeper than it writes) and a sink that refuses one
+    # key: each affects its own record only; the rest of the batch reaches the broker.
+    prod, challenger = build("v1"), build("v2")
+    items = scored(prod, 4)
+    deep: list[object] = []
+    for _ in range(300):
+        deep = [deep]
+    items[1].inputs = {**items[1].inputs, "note": deep}
+    topic = make_topic("scores")
+    config = ProducerConfig(servers=(kafka_bootstrap,), topic=topic, max_in_flight=100)
+    sink = KafkaSink(config, metrics, buffer_records=100, in_process=True)
+
+    def publish(key: bytes, value: bytes) -> None:
+        if key == b"t3":
+            raise OSError("sink broke")
+        sink.publish(key, value)
+
+    live = LiveModels(ModelSet(1, prod, (ShadowSlot(challenger, 1.0),)))
+    dispatcher = ShadowDispatcher(live, publish, metrics, queue_size=10, budget_s=1.0)
+    sink.start()
+    try:
+        dispatcher.process(items)
+        records = read_records(kafka_bootstrap, topic, until=lambda r: len(r) >= 3)
+    finally:
+        dispatcher.stop()
+        sink.close()
+    by_id = {r.transaction_id: r for r in records}
+    assert sorted(by_id) == ["t0", "t1", "t2"]
+    assert by_id["t1"].inputs == {"_unencodable": "TypeError: Recursion limit reached"}
+    assert by_id["t1"].production.score == items[1].score
+    assert [s.version for s in by_id["t1"].shadows] == ["v2"]
+    assert by_id["t0"].inputs == ROWS[0]
+    assert sample_value(metrics, "shadowline_records_total") == 3
+    failed = "shadowline_records_failed_total"
+    assert sample_value(metrics, failed, {"kind": "unencodable_inputs"}) == 1
+    assert sample_value(metrics, failed, {"kind": "lost"}) == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import threading
 import time
 from collections.abc import Callable
 
@@ -35,7 +37,7 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
 def test_frames_round_trip() -> None:
     records = [(b"k1", b"v" * 300), (b"", b""), ("ключ".encode(), b"\n\x00")]
     assert list(unframe(frame(records))) == records
-    assert Stats.unpack(Stats(3, 2, 1, True).pack()) == Stats(3, 2, 1, True)
+    assert Stats.unpack(Stats(3, 2, 1, True, 4096).pack()) == Stats(3, 2, 1, True, 4096)
 
 
 def test_records_reach_the_topic_keyed_by_transaction(
@@ -79,3 +81,59 @@ def test_without_a_broker_records_are_dropped_and_counted(metrics: ServiceMetric
     sink.close(timeout_s=1.0)
     assert sample_value(metrics, "shadowline_kafka_sent_total") == 0
     assert not sink.connected
+
+
+def producer_processes() -> list[multiprocessing.process.BaseProcess]:
+    return [p for p in multiprocessing.active_children() if p.name == "kafka-producer"]
+
+
+def test_closing_without_a_broker_ends_the_producer_process(metrics: ServiceMetrics) -> None:
+    # The producer ignores SIGINT/SIGTERM and, without a broker, never read the pipe's stop
+    # signal: close() left it running and interpreter exit (which joins children) hung.
+    servers = (f"127.0.0.1:{free_port()}",)
+    assert not broker_accepts(servers)
+    assert producer_processes() == []
+    config = ProducerConfig(servers=servers, topic="scores", max_in_flight=5)
+    sink = KafkaSink(config, metrics, buffer_records=10)
+    sink.start()
+    publish_records(sink, 8)
+    assert wait_for(lambda: len(producer_processes()) == 1)
+    closing = threading.Thread(target=sink.close, kwargs={"timeout_s": 1.0})
+    closing.start()
+    closing.join(30)  # a bound on the wait, not a timing assertion
+    assert not closing.is_alive()
+    assert producer_processes() == []
+    assert sample_value(metrics, "shadowline_kafka_sent_total") == 0
+    held = sample_value(metrics, "shadowline_kafka_dropped_total") + sample_value(
+        metrics, "shadowline_kafka_failed_total"
+    )
+    assert held == 8  # every record is accounted for: dropped here or failed in the producer
+
+
+def test_the_buffer_is_bounded_in_bytes(metrics: ServiceMetrics) -> None:
+    # Counting records alone let 0.5 MB records grow the producer by 330 MB with the broker
+    # down: the byte budget drops (and counts) what does not fit.
+    servers = (f"127.0.0.1:{free_port()}",)
+    assert not broker_accepts(servers)
+    budget = 400_000
+    config = ProducerConfig(servers=servers, topic="scores", max_in_flight=1000,
+                            max_in_flight_bytes=budget // 2)  # fmt: skip
+    sink = KafkaSink(config, metrics, buffer_records=10_000, buffer_bytes=budget,
+                     in_process=True)  # fmt: skip
+    value = b"x" * 19_998  # 20_000 bytes with a two-byte key
+    for i in range(30):  # not started yet: the queue takes half the budget, exactly
+        sink.publish(f"q{i}".encode(), value)
+    assert sink.queued_bytes == 10 * 20_000
+    assert sample_value(metrics, "shadowline_kafka_dropped_total") == 20
+    sink.start()
+    try:
+        for i in range(100):  # 2 MB more, five times the budget
+            sink.publish(f"t{i}".encode(), value)
+            assert sink.queued_bytes <= budget // 2
+            buffered = sample_value(metrics, "shadowline_kafka_buffered_bytes")
+            assert buffered == sink.buffered_bytes <= budget
+        assert sample_value(metrics, "shadowline_kafka_dropped_total") > 20
+    finally:
+        sink.close(timeout_s=1.0)
+    assert sample_value(metrics, "shadowline_kafka_sent_total") == 0
+    assert sink.queued_bytes == 0
