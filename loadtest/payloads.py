@@ -55,6 +55,10 @@ class EncodedPayloads:
         return self.picks[i % len(self.picks)]
 
 
+def _compact(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
 def _expect(kind: str, raw: object, where: str) -> int:
     if raw is None:
         return DEFAULT_EXPECT.get(kind, 2)
@@ -81,7 +85,7 @@ def parse_payload_line(line: str, where: str) -> Payload:
     method = record.get("method", "POST")
     if method not in ("POST", "PUT", "GET"):
         raise LoadTestError(f"{where}: method must be POST, PUT or GET (got {method!r})")
-    body = json.dumps(record["body"], separators=(",", ":")).encode()
+    body = _compact(record["body"])
     return Payload(kind, path, body, method, _expect(kind, record.get("expect"), where))
 
 
@@ -190,11 +194,11 @@ def synthetic_payloads(
 
     out = []
     for _ in range(per_kind):
-        out.append(Payload("valid", path, json.dumps(row()).encode()))
+        out.append(Payload("valid", path, _compact(row())))
         bad = row()
         bad[names[0]] = "not-a-number"
         del bad[names[1]]
-        out.append(Payload("invalid", path, json.dumps(bad).encode(), expect_class=4))
+        out.append(Payload("invalid", path, _compact(bad), expect_class=4))
         batch = {batch_key: [row() for _ in range(batch_size)]}
-        out.append(Payload("batch", batch_path, json.dumps(batch).encode()))
+        out.append(Payload("batch", batch_path, _compact(batch)))
     return out

@@ -186,7 +186,7 @@ class _Generator:
         while self.waiting:
             _, due = self.waiting.popleft()
             self._fail("timeout (no connection)", due)
-        for conn in self.idle:
+        for conn in list(self.idle):  # abort() removes it from self.idle
             conn.abort("run over")
 
     async def preopen(self, n: int) -> None:
@@ -218,8 +218,10 @@ async def _open_loop(gen: _Generator, schedule: Schedule) -> None:
 
 
 async def _closed_loop(gen: _Generator, budget: int) -> None:
-    """Each connection sends its next request as soon as its answer arrives."""
+    """Each connection sends its next request as soon as its answer arrives, until the
+    duration is over or ``budget`` requests went out (and came back)."""
     end = gen.start + gen.cfg.duration_s
+    spent = asyncio.Event()
     sent = 0
 
     def next_request(conn: Connection) -> None:
@@ -227,6 +229,8 @@ async def _closed_loop(gen: _Generator, budget: int) -> None:
         now = clock()
         if now >= end or sent >= budget or gen.closing:
             gen.idle.append(conn)
+            if sent >= budget and gen.pending == 0:
+                spent.set()
             return
         sent += 1
         gen.pending += 1
@@ -237,7 +241,8 @@ async def _closed_loop(gen: _Generator, budget: int) -> None:
     for conn in gen.idle[:]:
         gen.idle.remove(conn)
         next_request(conn)
-    await asyncio.sleep(max(0.0, end - clock()))
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(spent.wait(), max(0.0, end - clock()))
 
 
 async def run_process(cfg: RunConfig, index: int, gate: StartGate) -> Recorder:
