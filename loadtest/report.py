@@ -49,8 +49,14 @@ def write_result(result: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
 
-def plot_timelines(series: dict[str, list[dict[str, float]]], path: Path, title: str) -> None:
-    """Plot p50/p99 latency per second of one or more runs' timelines into a PNG."""
+def plot_timelines(
+    series: dict[str, list[dict[str, float]]],
+    path: Path,
+    title: str,
+    marks: list[tuple[float, str]] | None = None,
+) -> None:
+    """Plot p50/p99 latency per second of one or more runs' timelines into a PNG; ``marks``
+    are (second, label) events drawn as vertical lines; failed requests are x marks."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -65,6 +71,10 @@ def plot_timelines(series: dict[str, list[dict[str, float]]], path: Path, title:
         failed = [p["second"] for p in timeline if p["failed"]]
         if failed:
             ax.scatter(failed, [0] * len(failed), marker="x", color=line.get_color())
+    for second, label in marks or []:
+        ax.axvline(second, color="grey", linestyle=":", linewidth=1)
+        ax.annotate(label, (second, 1), xycoords=("data", "axes fraction"), fontsize=7,
+                    rotation=90, va="top", ha="right")  # fmt: skip
     ax.set_xlabel("second of the run")
     ax.set_ylabel("latency (ms)")
     ax.set_yscale("log")

@@ -1,0 +1,233 @@
+"""The text of ``docs/benchmarks.md``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.report import NOT_RUN, SERVERS, _fmt, _latency_row, _values, med, total
+
+LAT_HEAD = (
+    "| | req/s median (each rep) | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | failed |\n"
+    "|---|---|---|---|---|---|---|---|"
+)
+
+
+def _scorer_rows(results: dict[str, Any], keys: list[tuple[str, str]]) -> list[str]:
+    lines = [
+        "| | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | failed | shed | shadow errors "
+        "| records | Kafka sent | Kafka dropped |",
+        "|---" * 14 + "|",
+    ]
+    for label, key in keys:
+        lat = [med(results, key, "latency_ms", q) for q in ("p50", "p90", "p99", "p99.9", "max")]
+        counts = [total(results, key, "scorer", c) for c in
+                  ("shed", "shadow_errors", "records", "kafka_sent", "kafka_dropped")]  # fmt: skip
+        lines.append(
+            f"| {label} | {_fmt(med(results, key, 'rate_achieved'), 0)} | "
+            + " | ".join(_fmt(x) for x in lat)
+            + f" | {total(results, key, 'failed'):.0f} | "
+            + " | ".join(f"{c:,.0f}" for c in counts)
+            + " |"
+        )
+    return lines
+
+
+def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
+    m = results["machine"]
+    reps = len(results["reps"])
+    ran = results["scorer_status"] == "run"
+    names = [n for n in SERVERS if f"max/{n}" in results["reps"][0]]
+    out: list[str] = [
+        "# Benchmarks",
+        "",
+        f"Written by `make bench` (`benchmarks/run.py`) on {m['date_utc']} in "
+        f"{results['elapsed_s']:.0f} s; do not edit by hand, run `make bench` again.",
+        "Everything below comes from ONE run on one machine: every server and scenario, "
+        f"{reps} repetitions interleaved (the server order rotates each repetition); tables "
+        "give medians of the repetitions, with each repetition's value where useful.",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| CPUs (nproc) | {m['nproc']} |",
+        f"| CPU model | {m['cpu']} |",
+        f"| memory | {m['memory_gib']} GiB |",
+        f"| OS | {m['os']} |",
+        f"| Python | {m['python']} |",
+        f"| load average at start / end | {m['load_average_at_start']} / "
+        f"{m.get('load_average_at_end', '-')} |",
+        "| packages | " + ", ".join(f"{k} {v}" for k, v in m["packages"].items()) + " |",
+        "",
+        "The load generator runs on the same machine as the server under test (and, on a shared "
+        "box, beside whatever else runs): numbers are comparable within this run, not across "
+        "machines.",
+        "",
+        "## Commands",
+        "",
+        "```sh",
+        "make bench          # = .venv/bin/python -m benchmarks.run --out docs",
+        *results["commands"],
+        "```",
+        "",
+        "Each server is a separate process on a free 127.0.0.1 port, on uvicorn with uvloop, "
+        "httptools, no access log, one worker:",
+        "",
+        "| server | what it is |",
+        "|---|---|",
+        "| scorer | `shadowline serve` (the Shadowline scorer), model registered and promoted "
+        "through the registry API against a LocalStack (redis + broker) started by the bench, "
+        "Kafka sink on |",
+        "| naive | `benchmarks/naive_app.py`: FastAPI, pydantic request model with 30 float "
+        "fields, a plain `def` endpoint, onnxruntime (default session options) per request, "
+        "pydantic response model |",
+        "| hello | `benchmarks/hello_asgi.py`: bare ASGI hello-world, the HTTP floor |",
+        "",
+        f"Model: LightGBM, {results['model']['trees']} trees, 30 numeric inputs, trained on "
+        f"{results['model']['train_rows']:,} seeded synthetic rows, exported with onnxmltools "
+        "(input `numeric` float32 [N, 30], output `probability` [N, 1]); shadows and promoted "
+        "versions are the same trees as distinct artifacts. Load: `loadtest` "
+        "(`shadowline loadtest`), open loop for fixed rates (latency counted from each "
+        "request's scheduled send time), closed loop with 16 connections for max throughput; "
+        "one generator process.",
+        "",
+        "## Targets",
+        "",
+        "| target | measured ratio (per repetition) | required | met |",
+        "|---|---|---|---|",
+    ]
+    for t in results.get("targets", []):
+        if t["met"] is None:
+            out.append(f"| {t['target']} | {NOT_RUN} | {t['bound']} | {NOT_RUN} |")
+            continue
+        per = ", ".join(f"{x:.2f}" for x in t["per_rep"])
+        note = f"; {t['note']}" if t["note"] else ""
+        verdict = "yes" if t["met"] else f"**no**: {_miss(t)}"
+        out.append(f"| {t['target']} | {t['ratio']:.2f} ({per}){note} | {t['bound']} | "
+                   f"{verdict} |")  # fmt: skip
+    if not ran:
+        out += ["", f"Scorer rows: **{NOT_RUN}** ({results['scorer_status']})."]
+    out += [
+        "",
+        "## Max throughput (closed loop, 16 connections)",
+        "",
+        LAT_HEAD,
+        *[_latency_row(results, n, f"max/{n}") for n in names],
+        *([f"| scorer | {NOT_RUN} |||||||"] if not ran else []),
+        "",
+        f"![max throughput](bench/{made['throughput']})",
+        "",
+        f"## Latency at a fixed rate ({results['rates']['fixed']:.0f} req/s, open loop)",
+        "",
+        "Half the naive baseline's calibrated maximum, the same rate for every server.",
+        "",
+        LAT_HEAD,
+        *[_latency_row(results, n, f"fixed/{n}") for n in names],
+        "",
+        f"![fixed rate](bench/{made['fixed']})",
+        "",
+    ]
+    if ran:
+        half = results["rates"]["scorer_half"]
+        out += [
+            f"## Scorer with shadows ({half:.0f} req/s = half its calibrated maximum)",
+            "",
+            "Shadows at 100% sampling, every record sent to Kafka. Counters are the scorer's "
+            "own Prometheus metrics, summed over the repetitions.",
+            "",
+            *_scorer_rows(results, [(f"{n} shadows", f"shadows{n}") for n in (0, 1, 3)]),
+            "",
+            f"![shadows](bench/{made['shadows']})",
+            "",
+            "## Promotions every 5 s under load",
+            "",
+            *_scorer_rows(
+                results, [("promotions", "promotions"), ("steady (0 shadows)", "shadows0")]
+            ),
+            "",
+            f"![promotions](bench/{made['promotions']})",
+            "",
+        ]
+        if "outage" in results:
+            o = results["outage"]
+            ev = ", ".join(f"{e['broker']} at {e['second']} s" for e in o["events"])
+            out += [
+                "## Broker outage under load (1 shadow)",
+                "",
+                f"One run, broker {ev}. Requests must all succeed; records are dropped (and "
+                "counted) while the broker is away and flow again once it is back.",
+                "",
+                "| req/s | p50 ms | p99 ms | max ms | failed | Kafka sent | Kafka failed | "
+                "Kafka dropped |",
+                "|---|---|---|---|---|---|---|---|",
+                f"| {o['rate_achieved']:,.0f} | {o['latency_ms']['p50']:.2f} | "
+                f"{o['latency_ms']['p99']:.2f} | {o['latency_ms']['max']:.2f} | {o['failed']} | "
+                f"{o['scorer']['kafka_sent']:,.0f} | {o['scorer']['kafka_failed']:,.0f} | "
+                f"{o['scorer']['kafka_dropped']:,.0f} |",
+                "",
+                f"![outage](bench/{made['outage']})",
+                "",
+            ]
+    else:
+        out += ["## Scorer scenarios (shadows, promotions, broker outage)", "", f"{NOT_RUN}.", ""]
+    f = results["floor"]
+    cal = results["calibration"]
+    out += [
+        "## Inference floor (onnxruntime in-process, one row per call)",
+        "",
+        "| session options | µs per call |",
+        "|---|---|",
+        f"| one intra-op thread | {f['one_thread_us_per_call']} |",
+        f"| defaults | {f['default_options_us_per_call']} |",
+        "",
+        "## Load generator capacity",
+        "",
+        "What one generator process drives against the bare ASGI hello-world (calibration, "
+        "closed loop, 16 connections), and two processes for comparison: when two do no "
+        "better, the server (one core) is the limit, not the generator.",
+        "",
+        "| generator | req/s | p99 ms |",
+        "|---|---|---|",
+        f"| 1 process | {cal['hello']['rate_achieved']:,.0f} | "
+        f"{cal['hello']['latency_ms']['p99']:.2f} |",
+        f"| 2 processes | {cal['hello (2 generator procs)']['rate_achieved']:,.0f} | "
+        f"{cal['hello (2 generator procs)']['latency_ms']['p99']:.2f} |",
+        "",
+        "Open-loop runs dispatch on the event loop's 1 ms timer, so a request leaves up to "
+        "~1 ms after its scheduled time and that delay is part of its latency (as it must be "
+        "without coordinated omission). Median/max generator lag per fixed-rate run is in "
+        "`bench/results.json` (`generator.lag_ms`).",
+        "",
+    ]
+    lag = [x for n in names for x in _values(results, f"fixed/{n}", ("generator", "lag_ms", "p99"))]
+    if lag:
+        out += [f"Generator lag p99 over the fixed-rate runs: {min(lag):.2f} to {max(lag):.2f} "
+                "ms.", ""]  # fmt: skip
+    if results.get("profiles"):
+        out += ["## Profiles (py-spy)", ""]
+        for prof in results["profiles"]:
+            out += [
+                f"### {prof['title']}",
+                "",
+                f"`{prof['command']}`; {prof['samples']} samples; raw stacks in "
+                f"`bench/{prof['file']}`.",
+                "",
+                "| share of samples | function (file:line), innermost frame |",
+                "|---|---|",
+                *[f"| {share:.1f}% | `{frame}` |" for frame, share in prof["top_self"]],
+                "",
+                "| share of samples | in function (inclusive) |",
+                "|---|---|",
+                *[f"| {share:.1f}% | `{frame}` |" for frame, share in prof["top_inclusive"]],
+                "",
+            ]
+    return "\n".join(out) + "\n"
+
+
+def _miss(t: dict[str, Any]) -> str:
+    ratio, bound = t["ratio"], float(t["bound"].split()[1])
+    if t["bound"].startswith(">="):
+        gap = f"{ratio:.2f}x against {bound}x, {100 * (1 - ratio / bound):.0f}% short"
+    else:
+        gap = f"{ratio:.2f}x against {bound}x, {100 * (ratio / bound - 1):.0f}% over"
+    return gap + (f" ({t['note']})" if t["note"] else "")

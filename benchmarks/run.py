@@ -1,0 +1,263 @@
+"""`make bench`: every server and scenario in ONE run, repetitions interleaved.
+
+    python -m benchmarks.run [--reps 3] [--out docs] [--scorer auto|off] [--quick]
+
+Order: train the model; time onnxruntime in-process (the inference floor); start the servers
+(hello-world, naive FastAPI, the Shadowline scorer with its LocalStack); warm up; calibrate
+(one short max-throughput run each, which fixes the open-loop rates); then ``reps`` rounds, the
+server order rotating each round, of: max throughput (closed loop, 16 connections) for every
+server; latency at a fixed rate (half the naive maximum) for every server; the scorer with 0, 1
+and 3 shadows at half its own maximum; promotions every 5 s under that load.  Finally one broker
+outage under load and, where a target is missed, py-spy profiles.  Writes
+``<out>/benchmarks.md``, ``<out>/bench/*.png`` and ``<out>/bench/results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks import report
+from benchmarks.floor import inference_floor
+from benchmarks.load import counter_deltas, load, scrape
+from benchmarks.model import train
+from benchmarks.servers import BenchError, Server, start_hello, start_naive, start_scorer
+
+WORK_DIR = Path(".shadowline/bench")
+
+
+@dataclass(frozen=True)
+class Durations:
+    warm: float = 2.0
+    calibrate: float = 3.0
+    max: float = 6.0
+    fixed: float = 6.0
+    shadows: float = 8.0
+    promotions: float = 16.0
+    promotion_every: float = 5.0
+    outage: float = 21.0
+    outage_at: float = 5.0
+    outage_for: float = 7.0
+    profile: float = 8.0
+
+
+QUICK = Durations(0.5, 0.5, 1.0, 1.0, 1.0, 3.0, 1.0, 4.0, 1.0, 1.5, 2.0)
+
+
+def scorer_available() -> str | None:
+    """None when ``shadowline serve`` and the registry API exist in this checkout, else why
+    not."""
+    try:
+        import registry.lifecycle  # noqa: F401
+
+        from service import cli
+    except ImportError as exc:
+        return f"the registry API is not in this checkout ({exc})"
+    if not any(c.name == "serve" for c in cli.app.registered_commands):
+        return "`shadowline serve` is not in this checkout"
+    return None
+
+
+def wait_for_scorer(scorer: Server, *, shadows: int | None = None, production: str | None = None,
+                    timeout_s: float = 15.0) -> dict[str, Any]:  # fmt: skip
+    """Poll /readyz until the scorer serves ``production`` with ``shadows`` shadows."""
+    deadline = time.monotonic() + timeout_s
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status, raw = scorer.get("/readyz")
+        body = json.loads(raw) if raw else {}
+        prod = (body.get("production") or {}).get("version")
+        if (
+            status == 200
+            and (shadows is None or len(body.get("shadows", [])) == shadows)
+            and (production is None or prod == production)
+        ):
+            return body
+        time.sleep(0.1)
+    raise BenchError(f"scorer did not reach shadows={shadows} production={production}: {body}")
+
+
+def scorer_run(ctx: Context, rate: float, duration_s: float, during: Any = None) -> dict[str, Any]:
+    """An open-loop run against the scorer with its counter deltas; ``during(t0)`` runs in a
+    thread alongside (promotions, broker outage) and returns its events."""
+    scorer = ctx.servers["scorer"]
+    before = scrape(scorer.url)
+    events: list[dict[str, Any]] = []
+    thread = None
+    if during is not None:
+        t0 = time.monotonic()
+        thread = threading.Thread(target=lambda: events.extend(during(t0)), daemon=True)
+        thread.start()
+    result = load(scorer.url, "scorer", rate=rate, duration_s=duration_s)
+    if thread is not None:
+        thread.join(30)
+    time.sleep(1.0)  # let the last records reach the sink before reading its counters
+    result["scorer"] = counter_deltas(before, scrape(scorer.url))
+    result["events"] = events
+    return result
+
+
+@dataclass
+class Context:
+    args: argparse.Namespace
+    durations: Durations
+    servers: dict[str, Server]
+    stack: Any = None
+
+
+def promotions(ctx: Context, rate: float) -> dict[str, Any]:
+    d = ctx.durations
+
+    def promote_every(t0: float) -> list[dict[str, Any]]:
+        events = []
+        at = d.promotion_every / 2
+        while at < d.promotions - 1:
+            time.sleep(max(0.0, t0 + at - time.monotonic()))
+            version = ctx.stack.promote_next()
+            events.append({"second": round(time.monotonic() - t0, 2), "promoted": version})
+            at += d.promotion_every
+        return events
+
+    result = scorer_run(ctx, rate, d.promotions, promote_every)
+    last = result["events"][-1]["promoted"] if result["events"] else None
+    wait_for_scorer(ctx.servers["scorer"], production=last)
+    return result
+
+
+def outage(ctx: Context, rate: float) -> dict[str, Any]:
+    d = ctx.durations
+
+    def kill_and_restart(t0: float) -> list[dict[str, Any]]:
+        time.sleep(max(0.0, t0 + d.outage_at - time.monotonic()))
+        ctx.stack.kill_broker()
+        events = [{"second": round(time.monotonic() - t0, 2), "broker": "killed"}]
+        time.sleep(max(0.0, t0 + d.outage_at + d.outage_for - time.monotonic()))
+        ctx.stack.restart_broker()
+        events.append({"second": round(time.monotonic() - t0, 2), "broker": "back"})
+        return events
+
+    return scorer_run(ctx, rate, d.outage, kill_and_restart)
+
+
+def rotate(items: list[Any], r: int) -> list[Any]:
+    r %= len(items)
+    return items[r:] + items[:r]
+
+
+def run_bench(args: argparse.Namespace) -> dict[str, Any]:
+    d = QUICK if args.quick else Durations()
+    began = time.monotonic()
+    work = WORK_DIR
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    results: dict[str, Any] = {"machine": report.machine_info(), "reps": [], "durations": vars(d)}
+    results["commands"] = [" ".join(["python", "-m", "benchmarks.run", *sys.argv[1:]])]
+    print("training the benchmark model ...", flush=True)
+    model = train()
+    model_path = work / "model.onnx"
+    model_path.write_bytes(model.onnx_bytes)
+    results["model"] = {"trees": model.n_trees, "inputs": 30, "bytes": len(model.onnx_bytes),
+                        "train_rows": model.train_rows}  # fmt: skip
+    results["floor"] = inference_floor(model.onnx_bytes, seconds=0.5 if args.quick else 2.0)
+    why_not = scorer_available() if args.scorer == "auto" else "disabled with --scorer off"
+    results["scorer_status"] = why_not or "run"
+    ctx = Context(args, d, {})
+    try:
+        ctx.servers["hello"] = start_hello(work)
+        ctx.servers["naive"] = start_naive(work, model_path)
+        if why_not is None:
+            from benchmarks.stack import ScorerStack
+
+            spares = int(args.reps * (d.promotions // d.promotion_every + 1)) + 2
+            ctx.stack = ScorerStack.up(work / "stack", model.onnx_bytes, spares)
+            ctx.servers["scorer"] = start_scorer(work, ctx.stack.env, args.scorer_workers)
+        for server in ctx.servers.values():
+            server.wait_ready()
+        names = list(ctx.servers)
+        print(f"servers ready: {names}", flush=True)
+        for name in names:
+            load(ctx.servers[name].url, name, rate=None, duration_s=d.warm)
+        cal = {n: load(ctx.servers[n].url, n, rate=None, duration_s=d.calibrate) for n in names}
+        cal["hello (2 generator procs)"] = load(
+            ctx.servers["hello"].url, "hello", rate=None, duration_s=d.calibrate, procs=2
+        )
+        results["calibration"] = cal
+        fixed_rate = max(10.0, round(0.5 * cal["naive"]["rate_achieved"], -1))
+        half_rate = (
+            max(10.0, round(0.5 * cal["scorer"]["rate_achieved"], -1)) if "scorer" in cal else None
+        )
+        results["rates"] = {"fixed": fixed_rate, "scorer_half": half_rate}
+        for r in range(args.reps):
+            rep: dict[str, Any] = {}
+            order = rotate(names, r)
+            for name in order:
+                print(f"rep {r + 1}: max {name}", flush=True)
+                rep[f"max/{name}"] = load(ctx.servers[name].url, name, rate=None, duration_s=d.max)
+            for name in order:
+                print(f"rep {r + 1}: fixed rate {fixed_rate} {name}", flush=True)
+                rep[f"fixed/{name}"] = load(
+                    ctx.servers[name].url, name, rate=fixed_rate, duration_s=d.fixed
+                )
+            if half_rate is not None:
+                for n in rotate([0, 1, 3], r):
+                    print(f"rep {r + 1}: scorer with {n} shadows at {half_rate}/s", flush=True)
+                    ctx.stack.set_shadows(n)
+                    wait_for_scorer(ctx.servers["scorer"], shadows=n)
+                    rep[f"shadows{n}"] = scorer_run(ctx, half_rate, d.shadows)
+                ctx.stack.set_shadows(0)
+                wait_for_scorer(ctx.servers["scorer"], shadows=0)
+                print(f"rep {r + 1}: promotions every {d.promotion_every} s", flush=True)
+                rep["promotions"] = promotions(ctx, half_rate)
+            results["reps"].append(rep)
+        if half_rate is not None:
+            print("broker outage under load", flush=True)
+            ctx.stack.set_shadows(1)
+            wait_for_scorer(ctx.servers["scorer"], shadows=1)
+            results["outage"] = outage(ctx, half_rate)
+            ctx.stack.set_shadows(0)
+        results["targets"] = report.targets(results)
+        if (
+            half_rate is not None
+            and args.profile
+            and not all(t["met"] for t in results["targets"] if t["met"] is not None)
+        ):
+            from benchmarks.profile import profile_scorer
+
+            results["profiles"] = profile_scorer(ctx, half_rate, args.out / "bench")
+    finally:
+        for server in ctx.servers.values():
+            server.stop()
+        if ctx.stack is not None:
+            ctx.stack.down()
+    results["elapsed_s"] = round(time.monotonic() - began, 1)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path("docs"))
+    parser.add_argument("--scorer", choices=("auto", "off"), default="auto")
+    parser.add_argument("--scorer-workers", type=int, default=None)
+    parser.add_argument("--no-profile", dest="profile", action="store_false")
+    parser.add_argument("--quick", action="store_true", help="seconds-long smoke run")
+    args = parser.parse_args(argv)
+    try:
+        results = run_bench(args)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    report.write(results, args.out)
+    print(f"wrote {args.out / 'benchmarks.md'} in {results['elapsed_s']} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
