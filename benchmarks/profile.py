@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.load import load
+from benchmarks.servers import wait_for_scorer
 
 
 def _pyspy() -> str:
@@ -36,7 +37,10 @@ def summarize_raw(
             incl[frame] += count
     if not samples:
         return 0, [], []
-    pct = lambda c: 100.0 * c / samples  # noqa: E731
+
+    def pct(count: int) -> float:
+        return 100.0 * count / samples
+
     skip = ("<module>", "run (", "_run_once", "run_forever", "run_until_complete")
     inclusive = [(f, pct(c)) for f, c in incl.most_common(60) if not f.startswith(skip)]
     return samples, [(f, pct(c)) for f, c in self_counts.most_common(top)], inclusive[:top]
@@ -52,8 +56,6 @@ def profile_scorer(ctx: Any, rate: float, assets: Path) -> list[dict[str, Any]]:
              (f"{rate:.0f} req/s with 3 shadows", rate, 3, "profile-shadows.txt")]  # fmt: skip
     for title, run_rate, shadows, name in plans:
         ctx.stack.set_shadows(shadows)
-        from benchmarks.run import wait_for_scorer
-
         wait_for_scorer(scorer, shadows=shadows)
         path = assets / name
         cmd = [_pyspy(), "record", "--pid", str(scorer.proc.pid), "--subprocesses",

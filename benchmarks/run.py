@@ -15,7 +15,6 @@ outage under load and, where a target is missed, py-spy profiles.  Writes
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import threading
@@ -28,7 +27,14 @@ from benchmarks import report
 from benchmarks.floor import inference_floor
 from benchmarks.load import counter_deltas, load, scrape
 from benchmarks.model import train
-from benchmarks.servers import BenchError, Server, start_hello, start_naive, start_scorer
+from benchmarks.servers import (
+    BenchError,
+    Server,
+    start_hello,
+    start_naive,
+    start_scorer,
+    wait_for_scorer,
+)
 
 WORK_DIR = Path(".shadowline/bench")
 
@@ -63,25 +69,6 @@ def scorer_available() -> str | None:
     if not any(c.name == "serve" for c in cli.app.registered_commands):
         return "`shadowline serve` is not in this checkout"
     return None
-
-
-def wait_for_scorer(scorer: Server, *, shadows: int | None = None, production: str | None = None,
-                    timeout_s: float = 15.0) -> dict[str, Any]:  # fmt: skip
-    """Poll /readyz until the scorer serves ``production`` with ``shadows`` shadows."""
-    deadline = time.monotonic() + timeout_s
-    body: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        status, raw = scorer.get("/readyz")
-        body = json.loads(raw) if raw else {}
-        prod = (body.get("production") or {}).get("version")
-        if (
-            status == 200
-            and (shadows is None or len(body.get("shadows", [])) == shadows)
-            and (production is None or prod == production)
-        ):
-            return body
-        time.sleep(0.1)
-    raise BenchError(f"scorer did not reach shadows={shadows} production={production}: {body}")
 
 
 def scorer_run(ctx: Context, rate: float, duration_s: float, during: Any = None) -> dict[str, Any]:

@@ -8,6 +8,7 @@ any child it made (uvicorn workers, the scorer's Kafka producer process).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 HOST = "127.0.0.1"
 UVICORN_OPTIONS = [
@@ -122,3 +124,22 @@ def start_scorer(log_dir: Path, env: dict[str, str], workers: int | None = None)
     if workers:
         cmd += ["--workers", str(workers)]
     return start("scorer", cmd, log_dir, "/readyz", env)
+
+
+def wait_for_scorer(scorer: Server, *, shadows: int | None = None, production: str | None = None,
+                    timeout_s: float = 15.0) -> dict[str, Any]:  # fmt: skip
+    """Poll /readyz until the scorer serves ``production`` with ``shadows`` shadows."""
+    deadline = time.monotonic() + timeout_s
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status, raw = scorer.get("/readyz")
+        body = json.loads(raw) if raw else {}
+        prod = (body.get("production") or {}).get("version")
+        if (
+            status == 200
+            and (shadows is None or len(body.get("shadows", [])) == shadows)
+            and (production is None or prod == production)
+        ):
+            return body
+        time.sleep(0.1)
+    raise BenchError(f"scorer did not reach shadows={shadows} production={production}: {body}")

@@ -1,0 +1,104 @@
+"""The bench's judging and reporting logic on made-up results (no servers, no timing)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.profile import summarize_raw
+from benchmarks.render import markdown
+from benchmarks.report import med, targets
+
+
+def _run(rate: float, p99: float, failed: int = 0, shed: float = 0.0) -> dict[str, Any]:
+    lat = {"p50": p99 / 3, "p90": p99 / 2, "p99": p99, "p99.9": p99 * 1.5, "max": p99 * 2}
+    return {
+        "rate_achieved": rate, "latency_ms": lat, "failed": failed, "timeline": [],
+        "generator": {"lag_ms": {"p99": 0.5}},
+        "scorer": {"shed": shed, "shadow_errors": 0.0, "records": rate, "kafka_sent": rate,
+                   "kafka_dropped": 0.0},
+        "events": [],
+    }  # fmt: skip
+
+
+def _results(scorer_ran: bool, shadow_p99: float = 2.2) -> dict[str, Any]:
+    reps = []
+    for r in range(3):
+        rep = {
+            "max/naive": _run(2600 + r, 40.0),
+            "max/hello": _run(30000, 1.0),
+            "fixed/naive": _run(1300, 9.0),
+            "fixed/hello": _run(1300, 1.0),
+        }
+        if scorer_ran:
+            rep |= {
+                "max/scorer": _run(9000 + 100 * r, 5.0),
+                "fixed/scorer": _run(1300, 2.0),
+                "shadows0": _run(4500, 2.0),
+                "shadows1": _run(4500, 2.1),
+                "shadows3": _run(4500, shadow_p99, shed=5.0 if r == 0 else 0.0),
+                "promotions": _run(4500, 3.0),
+            }
+        reps.append(rep)
+    return {
+        "reps": reps,
+        "scorer_status": "run" if scorer_ran else "disabled with --scorer off",
+        "machine": {"date_utc": "2026-11-27 10:00 UTC", "nproc": 2, "cpu": "AMD EPYC",
+                    "memory_gib": 23.5, "os": "Debian", "python": "3.11.7",
+                    "load_average_at_start": [1.0, 1.0, 1.0], "packages": {"uvicorn": "0.54"}},
+        "elapsed_s": 500.0, "commands": ["python -m benchmarks.run"],
+        "model": {"trees": 200, "train_rows": 20000},
+        "rates": {"fixed": 1300.0, "scorer_half": 4500.0 if scorer_ran else None},
+        "floor": {"one_thread_us_per_call": 10.0, "default_options_us_per_call": 11.0},
+        "calibration": {"hello": _run(30000, 1.0), "hello (2 generator procs)": _run(31000, 1.0)},
+    }  # fmt: skip
+
+
+def test_medians_are_over_the_repetitions() -> None:
+    assert med(_results(True), "max/scorer", "rate_achieved") == 9100.0
+    assert med(_results(True), "max/naive", "latency_ms", "p99") == 40.0
+
+
+def test_targets_are_ratios_of_medians_and_shedding_fails_the_shadow_target() -> None:
+    got = {t["target"]: t for t in targets(_results(True))}
+    throughput = got["shadows off: throughput vs naive"]
+    assert throughput["ratio"] == round(9100 / 2601, 3)
+    assert throughput["met"] is True
+    assert len(throughput["per_rep"]) == 3
+    p99 = got["shadows off: p99 at 16 connections vs naive"]
+    assert (p99["ratio"], p99["met"]) == (0.125, True)
+    shadows = got["3 shadows at 100%: p99 vs shadows off, same rate"]
+    assert shadows["ratio"] == 1.1
+    assert shadows["met"] is False  # within 1.25x, but 5 requests' shadow work was shed
+    assert shadows["note"] == "shed: 5"
+    assert got["promotions every 5 s: p99 vs steady"]["met"] is True
+
+
+def test_without_the_scorer_every_target_says_not_run_yet() -> None:
+    rows = targets(_results(False))
+    assert {(t["met"], t["note"]) for t in rows} == {(None, "not run yet")}
+    text = markdown({**_results(False), "targets": rows}, {"throughput": "t.png", "fixed": "f.png"})
+    assert "| shadows off: throughput vs naive | not run yet | >= 3.0 | not run yet |" in text
+    assert "Scorer rows: **not run yet** (disabled with --scorer off)." in text
+    assert "| scorer | not run yet |||||||" in text
+
+
+def test_a_missed_target_says_by_how_much() -> None:
+    results = _results(True, shadow_p99=3.0)
+    results["targets"] = targets(results)
+    made = {k: f"{k}.png" for k in ("throughput", "fixed", "shadows", "promotions")}
+    text = markdown(results, made)
+    assert "| 3 shadows at 100%: p99 vs shadows off, same rate | 1.50 (1.50, 1.50, 1.50); " in (
+        text
+    )
+    assert "**no**: 1.50x against 1.25x, 20% over (shed: 5)" in text
+    assert "**no**: 3.50x against 3.0x" not in text
+    assert "| naive | 2,601 (2,600, 2,601, 2,602) |" in text
+
+
+def test_profile_summary_counts_self_and_inclusive_shares() -> None:
+    raw = "main (a.py:1);handle (b.py:2);run (ort.py:3) 60\nmain (a.py:1);parse (c.py:4) 40\n"
+    samples, top_self, top_incl = summarize_raw(raw)
+    assert samples == 100
+    assert top_self == [("run (ort.py:3)", 60.0), ("parse (c.py:4)", 40.0)]
+    assert ("main (a.py:1)", 100.0) in top_incl
+    assert summarize_raw("") == (0, [], [])
