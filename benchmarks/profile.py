@@ -17,13 +17,16 @@ def _pyspy() -> str:
     return str(Path(sys.executable).with_name("py-spy"))
 
 
-def summarize_raw(
-    text: str, top: int = 15
-) -> tuple[int, list[tuple[str, float]], list[tuple[str, float]]]:
-    """Collapsed stacks (``frame;frame;... count``) -> total samples, top self frames and top
-    inclusive frames with their share of samples in %."""
+OWN_CODE = ("(service/", "(registry/")
+
+
+def summarize_raw(text: str, top: int = 15) -> dict[str, Any]:
+    """Collapsed stacks (``frame;frame;... count``, py-spy's raw format) -> total samples,
+    each process's share, the top innermost frames, and the top frames of our own code
+    (service/, registry/) counted inclusively; shares in % of all samples."""
     self_counts: Counter[str] = Counter()
-    incl: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    procs: Counter[str] = Counter()
     samples = 0
     for line in text.splitlines():
         stack, _, count_s = line.rpartition(" ")
@@ -32,24 +35,30 @@ def summarize_raw(
         count = int(count_s)
         samples += count
         frames = stack.split(";")
+        if frames[0].startswith("process "):
+            procs[frames[0].split('"', 1)[-1].rstrip('"')[:90]] += count
         self_counts[frames[-1]] += count
-        for frame in set(frames):
-            incl[frame] += count
+        for frame in {f for f in frames if any(mark in f for mark in OWN_CODE)}:
+            own[frame] += count
+
+    def shares(counter: Counter[str], n: int) -> list[tuple[str, float]]:
+        return [(frame, round(100.0 * c / samples, 1)) for frame, c in counter.most_common(n)]
+
     if not samples:
-        return 0, [], []
-
-    def pct(count: int) -> float:
-        return 100.0 * count / samples
-
-    skip = ("<module>", "run (", "_run_once", "run_forever", "run_until_complete")
-    inclusive = [(f, pct(c)) for f, c in incl.most_common(60) if not f.startswith(skip)]
-    return samples, [(f, pct(c)) for f, c in self_counts.most_common(top)], inclusive[:top]
+        return {"samples": 0, "processes": [], "top_self": [], "top_own": []}
+    return {
+        "samples": samples,
+        "processes": shares(procs, 5),
+        "top_self": shares(self_counts, top),
+        "top_own": shares(own, top),
+    }
 
 
 def profile_scorer(ctx: Any, rate: float, assets: Path) -> list[dict[str, Any]]:
     """Record the scorer (and its children) with py-spy during a closed-loop run (throughput)
     and during an open-loop run with 3 shadows at ``rate``."""
     scorer = ctx.servers["scorer"]
+    assets.mkdir(parents=True, exist_ok=True)
     seconds = ctx.durations.profile
     out = []
     plans = [("max throughput, 16 connections, shadows off", None, 0, "profile-max.txt"),
@@ -73,13 +82,13 @@ def profile_scorer(ctx: Any, rate: float, assets: Path) -> list[dict[str, Any]]:
             spy.kill()
             _, err = spy.communicate()
         loader.join(seconds + 20)
-        if not path.exists():
-            out.append({"title": title, "command": " ".join(cmd[1:]), "samples": 0, "file": name,
-                        "top_self": [], "top_inclusive": [(err.decode()[-200:], 0.0)]})  # fmt: skip
-            continue
-        samples, top_self, top_incl = summarize_raw(path.read_text())
-        out.append({"title": title, "command": "py-spy " + " ".join(cmd[1:]).replace(
-            str(scorer.proc.pid), "<scorer pid>"), "samples": samples, "file": name,
-            "top_self": top_self, "top_inclusive": top_incl})  # fmt: skip
+        shown = "py-spy " + " ".join(cmd[1:]).replace(str(scorer.proc.pid), "<scorer pid>")
+        entry: dict[str, Any] = {"title": title, "command": shown, "file": name, "error": None}
+        if path.exists():
+            entry |= summarize_raw(path.read_text())
+        else:
+            entry |= summarize_raw("")
+            entry["error"] = err.decode(errors="replace").strip()[:300]
+        out.append(entry)
     ctx.stack.set_shadows(0)
     return out

@@ -16,7 +16,7 @@ def _scorer_rows(results: dict[str, Any], keys: list[tuple[str, str]]) -> list[s
     lines = [
         "| | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | failed | shed | shadow errors "
         "| records | Kafka sent | Kafka dropped |",
-        "|---" * 14 + "|",
+        "|---" * 13 + "|",
     ]
     for label, key in keys:
         lat = [med(results, key, "latency_ms", q) for q in ("p50", "p90", "p99", "p99.9", "max")]
@@ -135,7 +135,9 @@ def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
             "Shadows at 100% sampling, every record sent to Kafka. Counters are the scorer's "
             "own Prometheus metrics, summed over the repetitions.",
             "",
-            *_scorer_rows(results, [(f"{n} shadows", f"shadows{n}") for n in (0, 1, 3)]),
+            *_scorer_rows(
+                results, [(f"{n} shadow{'s' * (n != 1)}", f"shadows{n}") for n in (0, 1, 3)]
+            ),
             "",
             f"![shadows](bench/{made['shadows']})",
             "",
@@ -212,16 +214,30 @@ def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
                 f"`{prof['command']}`; {prof['samples']} samples; raw stacks in "
                 f"`bench/{prof['file']}`.",
                 "",
-                "| share of samples | function (file:line), innermost frame |",
+                *([f"py-spy failed: `{prof['error']}`", ""] if prof.get("error") else []),
+                "| share of samples | process |",
+                "|---|---|",
+                *[f"| {share:.1f}% | `{name}` |" for name, share in prof["processes"]],
+                "",
+                "| share of samples | innermost frame: function (file:line) |",
                 "|---|---|",
                 *[f"| {share:.1f}% | `{frame}` |" for frame, share in prof["top_self"]],
                 "",
-                "| share of samples | in function (inclusive) |",
+                "| share of samples | Shadowline code on the stack (inclusive) |",
                 "|---|---|",
-                *[f"| {share:.1f}% | `{frame}` |" for frame, share in prof["top_inclusive"]],
+                *[f"| {share:.1f}% | `{frame}` |" for frame, share in prof["top_own"]],
                 "",
             ]
+        out += [
+            "Samples include threads waiting in `select`/`Condition.wait` (the Kafka producer's "
+            "sender, thread pools): read the innermost frames that are real work.",
+            "",
+        ]
     return "\n".join(out) + "\n"
+
+
+def _shadows(n: int) -> str:
+    return f"{n} shadow" if n == 1 else f"{n} shadows"
 
 
 def _miss(t: dict[str, Any]) -> str:

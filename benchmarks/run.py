@@ -62,7 +62,6 @@ def scorer_available() -> str | None:
     not."""
     try:
         import registry.lifecycle  # noqa: F401
-
         from service import cli
     except ImportError as exc:
         return f"the registry API is not in this checkout ({exc})"

@@ -39,23 +39,35 @@ class ScorerStack:
     def up(cls, state_dir: Path, onnx_bytes: bytes, spares: int) -> ScorerStack:
         """Start the stack, register v1 (-> production), 3 shadows and ``spares`` versions
         for promotions, all variants of the same model."""
-        import redis
 
-        from registry import FileArtifactStore, ModelRegistry
         from shadowline.stack import LocalStack
 
         stack = LocalStack(state_dir)
         comps = {c.name: c for c in stack.up(topics=[SCORES_TOPIC, LABELS_TOPIC])}
+        try:
+            return cls._registered(state_dir, stack, comps, onnx_bytes, spares)
+        except BaseException:
+            stack.down()
+            raise
+
+    @classmethod
+    def _registered(
+        cls, state_dir: Path, stack: Any, comps: dict[str, Any], onnx_bytes: bytes, spares: int
+    ) -> ScorerStack:
+        import redis
+
+        from registry import FileArtifactStore, ModelRegistry
+
         redis_url = f"redis://{comps['redis'].address}/0"
         artifacts = state_dir / "artifacts"
-        client = redis.Redis.from_url(redis_url)
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
         registry = ModelRegistry(client, FileArtifactStore(artifacts))
         env = {
             "SHADOWLINE_REDIS_URL": redis_url,
             "SHADOWLINE_KAFKA_BOOTSTRAP": comps["kafka"].address,
             "SHADOWLINE_SCORES_TOPIC": SCORES_TOPIC,
             "SHADOWLINE_LABELS_TOPIC": LABELS_TOPIC,
-            "SHADOWLINE_ARTIFACT_DIR": str(artifacts),
+            "SHADOWLINE_ARTIFACT_DIR": str(artifacts.resolve()),
             "SHADOWLINE_MODEL_NAME": MODEL_NAME,
             "SHADOWLINE_LOG_LEVEL": "warning",
         }

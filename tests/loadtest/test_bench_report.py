@@ -95,10 +95,15 @@ def test_a_missed_target_says_by_how_much() -> None:
     assert "| naive | 2,601 (2,600, 2,601, 2,602) |" in text
 
 
-def test_profile_summary_counts_self_and_inclusive_shares() -> None:
-    raw = "main (a.py:1);handle (b.py:2);run (ort.py:3) 60\nmain (a.py:1);parse (c.py:4) 40\n"
-    samples, top_self, top_incl = summarize_raw(raw)
-    assert samples == 100
-    assert top_self == [("run (ort.py:3)", 60.0), ("parse (c.py:4)", 40.0)]
-    assert ("main (a.py:1)", 100.0) in top_incl
-    assert summarize_raw("") == (0, [], [])
+def test_profile_summary_counts_processes_innermost_frames_and_our_code() -> None:
+    raw = (
+        'process 1:"python serve";main (service/app.py:1);run (onnxruntime/x.py:3) 60\n'
+        'process 1:"python serve";main (service/app.py:1);parse (json.py:4) 30\n'
+        'process 2:"python producer";send (kafka/y.py:9) 10\n'
+    )
+    got = summarize_raw(raw)
+    assert got["samples"] == 100
+    assert got["processes"] == [("python serve", 90.0), ("python producer", 10.0)]
+    assert got["top_self"][0] == ("run (onnxruntime/x.py:3)", 60.0)
+    assert got["top_own"] == [("main (service/app.py:1)", 90.0)]
+    assert summarize_raw("") == {"samples": 0, "processes": [], "top_self": [], "top_own": []}
