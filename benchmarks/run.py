@@ -15,6 +15,7 @@ outage under load and, where a target is missed, py-spy profiles.  Writes
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shutil
 import sys
 import threading
@@ -60,11 +61,10 @@ QUICK = Durations(0.5, 0.5, 1.0, 1.0, 1.0, 3.0, 1.0, 4.0, 1.0, 1.5, 2.0)
 def scorer_available() -> str | None:
     """None when ``shadowline serve`` and the registry API exist in this checkout, else why
     not."""
-    try:
-        import registry.lifecycle  # noqa: F401
-        from service import cli
-    except ImportError as exc:
-        return f"the registry API is not in this checkout ({exc})"
+    if importlib.util.find_spec("registry.lifecycle") is None:
+        return "the registry API (registry/lifecycle.py) is not in this checkout"
+    from service import cli
+
     if not any(c.name == "serve" for c in cli.app.registered_commands):
         return "`shadowline serve` is not in this checkout"
     return None
