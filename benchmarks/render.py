@@ -195,10 +195,10 @@ def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
         f"| 2 processes | {cal['hello (2 generator procs)']['rate_achieved']:,.0f} | "
         f"{cal['hello (2 generator procs)']['latency_ms']['p99']:.2f} |",
         "",
-        "Open-loop runs dispatch on the event loop's 1 ms timer, so a request leaves up to "
-        "~1 ms after its scheduled time and that delay is part of its latency (as it must be "
-        "without coordinated omission). Median/max generator lag per fixed-rate run is in "
-        "`bench/results.json` (`generator.lag_ms`).",
+        "Open-loop runs wake on a timerfd at most every 0.5 ms, so a request may leave up to "
+        "~0.5 ms (more when the box is busy) after its scheduled time, and that delay is part "
+        "of its latency, as it must be without coordinated omission. Per-run generator lag is "
+        "in `bench/results.json` (`generator.lag_ms`).",
         "",
     ]
     lag = [x for n in names for x in _values(results, f"fixed/{n}", ("generator", "lag_ms", "p99"))]
