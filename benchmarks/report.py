@@ -7,6 +7,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import time
 from importlib import metadata
 from pathlib import Path
@@ -42,7 +43,18 @@ def machine_info() -> dict[str, Any]:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = "-"
+    try:
+        code = subprocess.run(
+            ["git", "log", "-1", "--format=%h (%cd) on branch %D", "--date=format:%Y-%m-%d %H:%M"],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True,
+                               check=True, timeout=10).stdout.strip()  # fmt: skip
+        code += ", with uncommitted changes" if dirty else ""
+    except (OSError, subprocess.SubprocessError):
+        code = "unknown (not a git checkout)"
     return {
+        "code": code,
         "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "nproc": os.cpu_count(),
         "cpu": cpu,
@@ -84,18 +96,23 @@ def _paired(results: dict[str, Any], a: str, b: str, *path: str) -> list[float]:
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The four targets of issue 6, judged on ratios of medians (per-repetition ratios shown
-    alongside).  ``met`` is None when the scorer was not run."""
+    """The four targets of issue 6.  Each is judged twice, on the ratio of the medians and on
+    the median of the per-repetition ratios (each pairs two runs taken minutes apart, which
+    cancels slow drifts of a shared machine); a target is met only if both meet the bound, and
+    ``judged`` is the worse of the two.  ``met`` is None when the scorer was not run."""
     ran = results["scorer_status"] == "run"
 
     def row(name: str, ratio: float, op: str, bound: float, extra_ok: bool, note: str,
             per_rep: list[float]) -> dict[str, Any]:  # fmt: skip
         if not ran:
             return {"target": name, "ratio": None, "bound": f"{op} {bound}", "met": None,
-                    "note": NOT_RUN, "per_rep": []}  # fmt: skip
-        ok = (ratio >= bound if op == ">=" else ratio <= bound) and extra_ok
+                    "note": NOT_RUN, "per_rep": [], "paired": None, "judged": None}  # fmt: skip
+        paired = float(statistics.median(per_rep)) if per_rep else math.nan
+        judged = min(ratio, paired) if op == ">=" else max(ratio, paired)
+        ok = (judged >= bound if op == ">=" else judged <= bound) and extra_ok
         return {"target": name, "ratio": round(ratio, 3), "bound": f"{op} {bound}", "met": ok,
-                "note": note, "per_rep": [round(x, 3) for x in per_rep]}  # fmt: skip
+                "note": note, "per_rep": [round(x, 3) for x in per_rep],
+                "paired": round(paired, 3), "judged": round(judged, 3)}  # fmt: skip
 
     thr = med(results, "max/scorer", "rate_achieved") / med(results, "max/naive", "rate_achieved")
     p99 = med(results, "max/scorer", "latency_ms", "p99") / med(
@@ -154,6 +171,8 @@ def plots(results: dict[str, Any], assets: Path) -> dict[str, str]:
         values = _values(results, f"max/{name}", ("rate_achieved",))
         ax.bar(i, statistics.median(values), color="#8fb3d9")
         ax.scatter([i] * len(values), values, color="black", s=10, zorder=3)
+        ax.annotate(f"{statistics.median(values):,.0f}", (i, statistics.median(values)),
+                    ha="center", va="bottom", fontsize=8)  # fmt: skip
     ax.set_xticks(range(len(names)), names)
     ax.set_ylabel("requests/s (closed loop, 16 conns)")
     ax.set_title("max throughput: median bar, repetitions as dots")
@@ -176,7 +195,7 @@ def plots(results: dict[str, Any], assets: Path) -> dict[str, str]:
         made["shadows"] = "shadows.png"
         promo = _last(results, "promotions")
         if promo:
-            marks = [(e["second"], e["promoted"]) for e in promo["events"]]
+            marks = [(e["second"], f"promote {e['promoted']}") for e in promo["events"]]
             plot_timelines({"promotions": promo["timeline"]}, assets / "promotions.png",
                            "promotions every 5 s (last repetition)", marks)  # fmt: skip
             made["promotions"] = "promotions.png"

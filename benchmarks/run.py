@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import shutil
 import sys
 import threading
@@ -202,6 +203,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"rep {r + 1}: promotions every {d.promotion_every} s", flush=True)
                 rep["promotions"] = promotions(ctx, half_rate)
             results["reps"].append(rep)
+            results.setdefault("load_per_rep", []).append(round(os.getloadavg()[0], 2))
         if half_rate is not None:
             print("broker outage under load", flush=True)
             ctx.stack.set_shadows(1)

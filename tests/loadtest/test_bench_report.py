@@ -53,6 +53,28 @@ def _results(scorer_ran: bool, shadow_p99: float = 2.2) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def test_a_target_is_met_only_if_the_paired_ratios_meet_it_too() -> None:
+    results = _results(True)
+    # One noisy repetition: the ratio of medians stays low, the paired ratios do not.
+    results["reps"][0]["shadows0"] = _run(4500, 3.0)
+    results["reps"][0]["shadows3"] = _run(4500, 1.0)
+    results["reps"][1]["shadows3"] = _run(4500, 3.0)
+    results["reps"][2]["shadows0"] = _run(4500, 1.0)
+    got = {t["target"]: t for t in targets(results)}[
+        "3 shadows at 100%: p99 vs shadows off, same rate"
+    ]
+    assert got["ratio"] == 1.1  # medians: 2.2 / 2.0
+    assert got["per_rep"] == [0.333, 1.5, 2.2]
+    assert (got["paired"], got["judged"], got["met"]) == (1.5, 1.5, False)
+
+
+def test_shedding_alone_fails_a_target_that_is_within_its_ratio() -> None:
+    results = _results(True)
+    results["targets"] = targets(results)
+    made = {k: f"{k}.png" for k in ("throughput", "fixed", "shadows", "promotions")}
+    assert "**no**: 1.10x is within 1.25x, but shed: 5" in markdown(results, made)
+
+
 def test_medians_are_over_the_repetitions() -> None:
     assert med(_results(True), "max/scorer", "rate_achieved") == 9100.0
     assert med(_results(True), "max/naive", "latency_ms", "p99") == 40.0
@@ -77,7 +99,10 @@ def test_without_the_scorer_every_target_says_not_run_yet() -> None:
     rows = targets(_results(False))
     assert {(t["met"], t["note"]) for t in rows} == {(None, "not run yet")}
     text = markdown({**_results(False), "targets": rows}, {"throughput": "t.png", "fixed": "f.png"})
-    assert "| shadows off: throughput vs naive | not run yet | >= 3.0 | not run yet |" in text
+    assert (
+        "| shadows off: throughput vs naive | not run yet | not run yet | >= 3.0 | not run yet |"
+        in text
+    )
     assert "Scorer rows: **not run yet** (disabled with --scorer off)." in text
     assert "| scorer | not run yet |||||||" in text
 
@@ -87,11 +112,14 @@ def test_a_missed_target_says_by_how_much() -> None:
     results["targets"] = targets(results)
     made = {k: f"{k}.png" for k in ("throughput", "fixed", "shadows", "promotions")}
     text = markdown(results, made)
-    assert "| 3 shadows at 100%: p99 vs shadows off, same rate | 1.50 (1.50, 1.50, 1.50); " in (
-        text
+    assert (
+        "| 3 shadows at 100%: p99 vs shadows off, same rate | 1.50; shed: 5 | 1.50 (1.50, 1.50, "
+        "1.50) | <= 1.25 | **no**: 1.50x against 1.25x, 20% over (shed: 5) |"
+    ) in text
+    assert (
+        "| shadows off: throughput vs naive | 3.50 | 3.50 (3.46, 3.50, 3.54) | >= 3.0 | yes |"
+        in (text)
     )
-    assert "**no**: 1.50x against 1.25x, 20% over (shed: 5)" in text
-    assert "**no**: 3.50x against 3.0x" not in text
     assert "| naive | 2,601 (2,600, 2,601, 2,602) |" in text
 
 
