@@ -195,12 +195,13 @@ def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
         "closed loop, 16 connections), and two processes for comparison: when two do no "
         "better, the server (one core) is the limit, not the generator.",
         "",
-        "| generator | req/s | p99 ms |",
-        "|---|---|---|",
-        f"| 1 process | {cal['hello']['rate_achieved']:,.0f} | "
-        f"{cal['hello']['latency_ms']['p99']:.2f} |",
-        f"| 2 processes | {cal['hello (2 generator procs)']['rate_achieved']:,.0f} | "
-        f"{cal['hello (2 generator procs)']['latency_ms']['p99']:.2f} |",
+        "| generator | req/s | p99 ms | generator CPU µs per request | req/s one generator "
+        "core can drive |",
+        "|---|---|---|---|---|",
+        *[
+            _generator_row(label, cal[key])
+            for label, key in (("1 process", "hello"), ("2 processes", "hello (2 generator procs)"))
+        ],
         "",
         "Open-loop runs wake on a timerfd at most every 0.5 ms, so a request may leave up to "
         "~0.5 ms (more when the box is busy) after its scheduled time, and that delay is part "
@@ -241,6 +242,13 @@ def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
             "",
         ]
     return "\n".join(out) + "\n"
+
+
+def _generator_row(label: str, run: dict[str, Any]) -> str:
+    cpu = run["generator"].get("cpu_us_per_request")
+    per_core = f"{1e6 / cpu:,.0f}" if cpu else "-"
+    return (f"| {label} | {run['rate_achieved']:,.0f} | {run['latency_ms']['p99']:.2f} | "
+            f"{cpu if cpu else '-'} | {per_core} |")  # fmt: skip
 
 
 def _shadows(n: int) -> str:

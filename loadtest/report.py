@@ -15,7 +15,8 @@ def build_result(cfg: RunConfig, rec: Recorder, elapsed_s: float) -> dict[str, A
 
     ``latency_ms`` counts from each request's scheduled send time (open loop) or from its send
     (closed loop); ``service_ms`` from the actual socket write; ``generator.lag_ms`` is how far
-    behind its timetable the generator dispatched requests (its timer resolution is ~1 ms).
+    behind its timetable the generator dispatched requests; ``generator.cpu_s`` the CPU time
+    its processes used (so ``1e6 / cpu_us_per_request`` is what one generator core can drive).
     ``rate_achieved`` = completed / the load window (``duration_s``); ``elapsed_s`` adds start-up
     and drain.  ``failed`` = no response (``errors``) + responses of an unexpected status class.
     """
@@ -39,7 +40,12 @@ def build_result(cfg: RunConfig, rec: Recorder, elapsed_s: float) -> dict[str, A
         "errors": dict(sorted(rec.errors.items())),
         "latency_ms": summarize(rec.latency),
         "service_ms": summarize(rec.service),
-        "generator": {"lag_ms": lag, "behind_max_ms": lag["max"]},
+        "generator": {
+            "lag_ms": lag,
+            "behind_max_ms": lag["max"],
+            "cpu_s": round(rec.cpu_s, 3),
+            "cpu_us_per_request": round(1e6 * rec.cpu_s / sent, 1) if sent else None,
+        },
         "timeline": rec.timeline(),
     }
 

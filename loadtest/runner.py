@@ -259,6 +259,7 @@ async def run_process(cfg: RunConfig, index: int, gate: StartGate) -> Recorder:
     start_wall = await gate()
     gen.start = clock() + (start_wall - time.time())
     await asyncio.sleep(max(0.0, gen.start - clock()))
+    cpu_before = time.process_time()
     sweeper = gen.loop.create_task(gen.sweep())
     if cfg.mode == "open":
         schedule = Schedule(rate=cfg.rate, count=count, procs=cfg.procs, index=index)
@@ -272,6 +273,7 @@ async def run_process(cfg: RunConfig, index: int, gate: StartGate) -> Recorder:
         await _closed_loop(gen, count)
         last_due = clock()
     await gen.drain(last_due + cfg.timeout_s)
+    rec.cpu_s = time.process_time() - cpu_before
     sweeper.cancel()
     await asyncio.sleep(0)  # let aborted transports deliver connection_lost
     return rec

@@ -60,6 +60,7 @@ class Recorder:
         self.errors: Counter[str] = Counter()
         self.unexpected = 0  # a response whose status class is not the payload's expected one
         self.seconds: dict[int, Second] = {}
+        self.cpu_s = 0.0  # CPU time the generator process(es) used during the run
 
     def _second(self, second: int) -> Second:
         sec = self.seconds.get(second)
@@ -111,6 +112,7 @@ class Recorder:
             "by_kind": dict(self.by_kind),
             "errors": dict(self.errors),
             "unexpected": self.unexpected,
+            "cpu_s": self.cpu_s,
             "seconds": {
                 s: (v.completed, v.failed, v.hist.encode()) for s, v in self.seconds.items()
             },
@@ -130,6 +132,7 @@ class Recorder:
         self.by_kind.update(wire["by_kind"])
         self.errors.update(wire["errors"])
         self.unexpected += wire["unexpected"]
+        self.cpu_s += wire["cpu_s"]
         for s, (completed, failed, encoded) in wire["seconds"].items():
             sec = self._second(int(s))
             sec.completed += completed

@@ -13,7 +13,7 @@ def _run(rate: float, p99: float, failed: int = 0, shed: float = 0.0) -> dict[st
     lat = {"p50": p99 / 3, "p90": p99 / 2, "p99": p99, "p99.9": p99 * 1.5, "max": p99 * 2}
     return {
         "rate_achieved": rate, "latency_ms": lat, "failed": failed, "timeline": [],
-        "generator": {"lag_ms": {"p99": 0.5}},
+        "generator": {"lag_ms": {"p99": 0.5}, "cpu_us_per_request": 25.0},
         "scorer": {"shed": shed, "shadow_errors": 0.0, "records": rate, "kafka_sent": rate,
                    "kafka_dropped": 0.0},
         "events": [],
@@ -121,6 +121,7 @@ def test_a_missed_target_says_by_how_much() -> None:
         in (text)
     )
     assert "| naive | 2,601 (2,600, 2,601, 2,602) |" in text
+    assert "| 1 process | 30,000 | 1.00 | 25.0 | 40,000 |" in text
 
 
 def test_profile_summary_counts_processes_innermost_frames_and_our_code() -> None:

@@ -45,6 +45,7 @@ def test_open_loop_sends_exactly_the_timetable_with_the_mix(http_port: int) -> N
     assert rec.by_status["200"] == rec.by_kind["valid"] + rec.by_kind["batch"]
     result = build_result(cfg, rec, 0.6)
     assert result["rate_achieved"] == 400.0
+    assert result["generator"]["cpu_s"] > 0
     assert [t["completed"] for t in result["timeline"]] == [200]
 
 

@@ -15,6 +15,7 @@ def test_result_counts_rates_and_failures() -> None:
     rec.response(0.004, 0.004, 500, "valid", False, 1)
     rec.error("timeout", 1)
     rec.send_lag(0.0002)
+    rec.cpu_s = 0.0001
     cfg = RunConfig(
         target=parse_target("http://127.0.0.1:9"),
         payloads=(Payload("valid", "/", b"{}"),),
@@ -28,6 +29,7 @@ def test_result_counts_rates_and_failures() -> None:
     assert result["by_status"] == {"200": 3, "500": 1}
     assert result["errors"] == {"timeout": 1}
     assert result["generator"]["behind_max_ms"] == 0.2
+    assert result["generator"]["cpu_us_per_request"] == 20.0  # 100 us over 5 requests
     assert [t["failed"] for t in result["timeline"]] == [0, 2]
     json.dumps(result)  # JSON-able as is
 

@@ -43,6 +43,7 @@ def test_values_are_clamped_into_the_histogram_range() -> None:
 def test_merged_percentiles_are_those_of_all_requests_not_an_average() -> None:
     fast = _filled([1.0] * 900, second=0)
     slow = _filled([100.0] * 100, second=1, status=503)
+    fast.cpu_s, slow.cpu_s = 0.5, 0.25
     # Crosses a process boundary the way parallel.run does: pickled wire form.
     wire = pickle.loads(pickle.dumps(fast.to_wire()))  # noqa: S301 - our own bytes
     merged = Recorder.from_wire(wire)
@@ -53,6 +54,7 @@ def test_merged_percentiles_are_those_of_all_requests_not_an_average() -> None:
     assert dict(merged.by_status) == {"200": 900, "503": 100}
     assert merged.unexpected == 100
     assert merged.failed == 100
+    assert merged.cpu_s == 0.75
 
 
 def test_errors_count_as_failed_and_show_in_their_second() -> None:
