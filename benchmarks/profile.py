@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -54,6 +55,17 @@ def summarize_raw(text: str, top: int = 15) -> dict[str, Any]:
     }
 
 
+def trim_raw(text: str, keep: int = 100) -> str:
+    """Collapsed stacks without line numbers (``fn (file:12)`` -> ``fn (file)``), merged,
+    the ``keep`` heaviest first: small enough to commit, still loadable by flame graph tools."""
+    merged: Counter[str] = Counter()
+    for line in text.splitlines():
+        stack, _, count_s = line.rpartition(" ")
+        if stack and count_s.isdigit():
+            merged[re.sub(r":\d+\)", ")", stack)] += int(count_s)
+    return "".join(f"{stack} {count}\n" for stack, count in merged.most_common(keep))
+
+
 def profile_scorer(ctx: Any, rate: float, assets: Path) -> list[dict[str, Any]]:
     """Record the scorer (and its children) with py-spy during a closed-loop run (throughput)
     and during an open-loop run with 3 shadows at ``rate``."""
@@ -85,7 +97,9 @@ def profile_scorer(ctx: Any, rate: float, assets: Path) -> list[dict[str, Any]]:
         shown = "py-spy " + " ".join(cmd[1:]).replace(str(scorer.proc.pid), "<scorer pid>")
         entry: dict[str, Any] = {"title": title, "command": shown, "file": name, "error": None}
         if path.exists():
-            entry |= summarize_raw(path.read_text())
+            raw = path.read_text()
+            entry |= summarize_raw(raw)
+            path.write_text(trim_raw(raw))  # the full file is ~1 MB: keep what matters
         else:
             entry |= summarize_raw("")
             entry["error"] = err.decode(errors="replace").strip()[:300]

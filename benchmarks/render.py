@@ -219,8 +219,8 @@ def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
             out += [
                 f"### {prof['title']}",
                 "",
-                f"`{prof['command']}`; {prof['samples']} samples; raw stacks in "
-                f"`bench/{prof['file']}`.",
+                f"`{prof['command']}`; {prof['samples']} samples; the heaviest stacks (collapsed, "
+                f"line numbers dropped) in `bench/{prof['file']}`.",
                 "",
                 *([f"py-spy failed: `{prof['error']}`", ""] if prof.get("error") else []),
                 "| share of samples | process |",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.profile import summarize_raw
+from benchmarks.profile import summarize_raw, trim_raw
 from benchmarks.render import markdown
 from benchmarks.report import med, targets
 
@@ -136,3 +136,9 @@ def test_profile_summary_counts_processes_innermost_frames_and_our_code() -> Non
     assert got["top_self"][0] == ("run (onnxruntime/x.py:3)", 60.0)
     assert got["top_own"] == [("main (service/app.py:1)", 90.0)]
     assert summarize_raw("") == {"samples": 0, "processes": [], "top_self": [], "top_own": []}
+
+
+def test_trimmed_stacks_drop_line_numbers_merge_and_keep_the_heaviest() -> None:
+    raw = "a (x.py:1);b (y.py:2) 5\na (x.py:1);b (y.py:9) 7\na (x.py:3);c (z.py:4) 3\n"
+    assert trim_raw(raw) == "a (x.py);b (y.py) 12\na (x.py);c (z.py) 3\n"
+    assert trim_raw(raw, keep=1) == "a (x.py);b (y.py) 12\n"
