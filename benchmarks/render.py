@@ -34,6 +34,7 @@ def _scorer_rows(results: dict[str, Any], keys: list[tuple[str, str]]) -> list[s
 
 def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
     m = results["machine"]
+    d = results["durations"]
     reps = len(results["reps"])
     ran = results["scorer_status"] == "run"
     names = [n for n in SERVERS if f"max/{n}" in results["reps"][0]]
@@ -73,6 +74,27 @@ def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
         "make bench          # = .venv/bin/python -m benchmarks.run --out docs",
         *results["commands"],
         "```",
+        "",
+        "Servers (each started by the bench on a free port; the scorer's configuration is its "
+        "`SHADOWLINE_*` environment: the stack's Redis and broker, `SHADOWLINE_MODEL_NAME=fraud`"
+        ", log level warning, everything else default):",
+        "",
+        "```sh",
+        *[f"{cmd}   # {name}" for name, cmd in results.get("servers", {}).items()],
+        "```",
+        "",
+        "Load (the bench calls the `loadtest` library; the CLI equivalents):",
+        "",
+        "```sh",
+        f"shadowline loadtest max <url> --connections 16 --duration {d['max']:g} "
+        "--payloads <server's payloads>   # max throughput",
+        f"shadowline loadtest run <url> --rate <rate> --duration {d['fixed']:g} "
+        "--connections 256 --timeout 5 --payloads <server's payloads>   # fixed rate",
+        "```",
+        "",
+        "Payloads: the same 256 rows of 30 floats drawn from the training distribution, as "
+        '`{"transaction_id": ..., "features": {...}}` to the scorer\'s `/v1/score` and as the '
+        "flat row to the naive `/predict` and the hello-world.",
         "",
         "Each server is a separate process on a free 127.0.0.1 port, on uvicorn with uvloop, "
         "httptools, no access log, one worker:",

@@ -133,6 +133,13 @@ def outage(ctx: Context, rate: float) -> dict[str, Any]:
     return scorer_run(ctx, rate, d.outage, kill_and_restart)
 
 
+def server_command(server: Server) -> str:
+    """The server's command line as a reader would type it (venv-relative, port elided)."""
+    args = list(server.cmd)
+    args[0] = ".venv/bin/" + Path(args[0]).name
+    return " ".join(args).replace(str(server.port), "<port>")
+
+
 def rotate(items: list[Any], r: int) -> list[Any]:
     r %= len(items)
     return items[r:] + items[:r]
@@ -168,6 +175,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         for server in ctx.servers.values():
             server.wait_ready()
         names = list(ctx.servers)
+        results["servers"] = {n: server_command(s) for n, s in ctx.servers.items()}
         print(f"servers ready: {names}", flush=True)
         for name in names:
             load(ctx.servers[name].url, name, rate=None, duration_s=d.warm)

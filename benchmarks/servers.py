@@ -47,6 +47,7 @@ class Server:
     proc: subprocess.Popen[bytes]
     log: Path
     ready_path: str
+    cmd: list[str]
 
     @property
     def url(self) -> str:
@@ -100,7 +101,7 @@ def start(
         env={**os.environ, **(env or {})}, start_new_session=True,
     )  # fmt: skip
     handle.close()
-    return Server(name, int(cmd[port_arg]), proc, log, ready_path)
+    return Server(name, int(cmd[port_arg]), proc, log, ready_path, cmd)
 
 
 def uvicorn_cmd(app: str, port: int, *, factory: bool = False) -> list[str]:

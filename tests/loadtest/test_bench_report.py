@@ -46,6 +46,8 @@ def _results(scorer_ran: bool, shadow_p99: float = 2.2) -> dict[str, Any]:
                     "memory_gib": 23.5, "os": "Debian", "python": "3.11.7",
                     "load_average_at_start": [1.0, 1.0, 1.0], "packages": {"uvicorn": "0.54"}},
         "elapsed_s": 500.0, "commands": ["python -m benchmarks.run"],
+        "durations": {"max": 6.0, "fixed": 6.0},
+        "servers": {"hello": ".venv/bin/python -m uvicorn benchmarks.hello_asgi:app"},
         "model": {"trees": 200, "train_rows": 20000},
         "rates": {"fixed": 1300.0, "scorer_half": 4500.0 if scorer_ran else None},
         "floor": {"one_thread_us_per_call": 10.0, "default_options_us_per_call": 11.0},
@@ -121,6 +123,8 @@ def test_a_missed_target_says_by_how_much() -> None:
         in (text)
     )
     assert "| naive | 2,601 (2,600, 2,601, 2,602) |" in text
+    assert ".venv/bin/python -m uvicorn benchmarks.hello_asgi:app   # hello" in text
+    assert "shadowline loadtest max <url> --connections 16 --duration 6 " in text
     assert "| 1 process | 30,000 | 1.00 | 25.0 | 40,000 |" in text
 
 
