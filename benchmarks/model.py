@@ -35,7 +35,7 @@ def synthetic_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def train(seed: int = 7, rows: int = 20_000) -> BenchModel:
+def train(seed: int = 7, rows: int = 20_000, trees: int = N_TREES) -> BenchModel:
     """Train the model and export it (a few seconds on 2 cores)."""
     import lightgbm as lgb
     import onnx
@@ -45,7 +45,7 @@ def train(seed: int = 7, rows: int = 20_000) -> BenchModel:
 
     x, y = synthetic_data(rows, seed)
     clf = lgb.LGBMClassifier(
-        n_estimators=N_TREES, num_leaves=31, learning_rate=0.05, random_state=seed,
+        n_estimators=trees, num_leaves=31, learning_rate=0.05, random_state=seed,
         n_jobs=1, verbose=-1,
     )  # fmt: skip
     clf.fit(x, y)
@@ -75,7 +75,7 @@ def train(seed: int = 7, rows: int = 20_000) -> BenchModel:
     else:
         model.opset_import.append(helper.make_opsetid("", 15))
     onnx.checker.check_model(model)
-    return BenchModel(model.SerializeToString(), rows, N_TREES)
+    return BenchModel(model.SerializeToString(), rows, trees)
 
 
 def variant(onnx_bytes: bytes, tag: str) -> bytes:

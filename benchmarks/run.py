@@ -15,6 +15,7 @@ outage under load and, where a target is missed, py-spy profiles.  Writes
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import os
 import shutil
@@ -57,6 +58,7 @@ class Durations:
 
 
 QUICK = Durations(0.5, 0.5, 1.0, 1.0, 1.0, 3.0, 1.0, 4.0, 1.0, 1.5, 2.0)
+SMOKE = Durations(0.2, 0.3, 0.3, 0.3, 0.3, 1.0, 0.5, 1.5, 0.3, 0.5, 1.0)  # the test suite's
 
 
 def scorer_available() -> str | None:
@@ -146,20 +148,20 @@ def rotate(items: list[Any], r: int) -> list[Any]:
 
 
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
-    d = QUICK if args.quick else Durations()
+    d = SMOKE if args.smoke else QUICK if args.quick else Durations()
     began = time.monotonic()
-    work = WORK_DIR
+    work = args.work.resolve()
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     results: dict[str, Any] = {"machine": report.machine_info(), "reps": [], "durations": vars(d)}
     results["commands"] = [" ".join(["python", "-m", "benchmarks.run", *sys.argv[1:]])]
     print("training the benchmark model ...", flush=True)
-    model = train()
+    model = train(rows=2_000, trees=20) if args.smoke else train()
     model_path = work / "model.onnx"
     model_path.write_bytes(model.onnx_bytes)
     results["model"] = {"trees": model.n_trees, "inputs": 30, "bytes": len(model.onnx_bytes),
                         "train_rows": model.train_rows}  # fmt: skip
-    results["floor"] = inference_floor(model.onnx_bytes, seconds=0.5 if args.quick else 2.0)
+    results["floor"] = inference_floor(model.onnx_bytes, seconds=2.0 if d == Durations() else 0.2)
     why_not = scorer_available() if args.scorer == "auto" else "disabled with --scorer off"
     results["scorer_status"] = why_not or "run"
     ctx = Context(args, d, {})
@@ -167,10 +169,11 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         ctx.servers["hello"] = start_hello(work)
         ctx.servers["naive"] = start_naive(work, model_path)
         if why_not is None:
-            from benchmarks.stack import ScorerStack
-
+            # Imported by name: it needs the registry API, which a checkout without the scorer
+            # lacks (and the type checker must not follow it there).
+            stack_module = importlib.import_module("benchmarks.stack")
             spares = int(args.reps * (d.promotions // d.promotion_every + 1)) + 2
-            ctx.stack = ScorerStack.up(work / "stack", model.onnx_bytes, spares)
+            ctx.stack = stack_module.ScorerStack.up(work / "stack", model.onnx_bytes, spares)
             ctx.servers["scorer"] = start_scorer(work, ctx.stack.env, args.scorer_workers)
         for server in ctx.servers.values():
             server.wait_ready()
@@ -243,7 +246,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scorer", choices=("auto", "off"), default="auto")
     parser.add_argument("--scorer-workers", type=int, default=None)
     parser.add_argument("--no-profile", dest="profile", action="store_false")
-    parser.add_argument("--quick", action="store_true", help="seconds-long smoke run")
+    parser.add_argument("--quick", action="store_true", help="a one-minute trial run")
+    parser.add_argument(
+        "--smoke", action="store_true", help="seconds: tiny model, tiny runs (the test suite's)"
+    )
+    parser.add_argument("--work", type=Path, default=WORK_DIR, help="scratch folder")
     args = parser.parse_args(argv)
     try:
         results = run_bench(args)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 HOST = "127.0.0.1"
+REPO_ROOT = Path(__file__).resolve().parents[1]  # servers import benchmarks.* from here
 UVICORN_OPTIONS = [
     "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
     "--workers", "1",
@@ -98,7 +99,7 @@ def start(
     handle = log.open("ab")
     proc = subprocess.Popen(
         cmd, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})}, start_new_session=True,
+        env={**os.environ, **(env or {})}, start_new_session=True, cwd=REPO_ROOT,
     )  # fmt: skip
     handle.close()
     return Server(name, int(cmd[port_arg]), proc, log, ready_path, cmd)
