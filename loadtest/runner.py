@@ -78,6 +78,7 @@ class _Generator:
         self.closing = False
         self.draining = False
         self.drained = asyncio.Event()  # set when draining and nothing is pending
+        self._connecting: set[asyncio.Task[Connection | None]] = set()  # keep tasks referenced
 
     # -- connections -------------------------------------------------------------------
     async def connect(self) -> Connection | None:
@@ -108,7 +109,13 @@ class _Generator:
 
     def _spawn_connect(self) -> None:
         if self.opened < self.cfg.connections and not self.closing:
-            self.loop.create_task(self.connect())
+            self.connect_soon()
+
+    def connect_soon(self) -> None:
+        """Open a connection in the background (the loop holds tasks only weakly)."""
+        task = self.loop.create_task(self.connect())
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
 
     def send(self, conn: Connection, i: int, due: float) -> None:
         p = self.enc.pick(i)
@@ -195,7 +202,7 @@ class _Generator:
 
 
 async def _open_loop(gen: _Generator, schedule: Schedule, sleep_until: SleepUntil) -> None:
-    loop, rec, start = gen.loop, gen.rec, gen.start
+    rec, start = gen.rec, gen.start
     i = 0
     while i < schedule.count:
         now = clock()
@@ -209,7 +216,7 @@ async def _open_loop(gen: _Generator, schedule: Schedule, sleep_until: SleepUnti
             else:
                 gen.waiting.append((i, due))
                 if gen.opened < gen.cfg.connections:
-                    loop.create_task(gen.connect())
+                    gen.connect_soon()
             i += 1
         if i < schedule.count:
             # One wake-up per request costs a context switch each, which on a box shared with
