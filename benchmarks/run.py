@@ -84,7 +84,7 @@ def scorer_run(ctx: Context, rate: float, duration_s: float, during: Any = None)
         t0 = time.monotonic()
         thread = threading.Thread(target=lambda: events.extend(during(t0)), daemon=True)
         thread.start()
-    result = load(scorer.url, "scorer", rate=rate, duration_s=duration_s)
+    result = ctx.load(scorer.url, "scorer", rate=rate, duration_s=duration_s)
     if thread is not None:
         thread.join(30)
     time.sleep(1.0)  # let the last records reach the sink before reading its counters
@@ -99,6 +99,10 @@ class Context:
     durations: Durations
     servers: dict[str, Server]
     stack: Any = None
+    isolate: bool = True  # each load in a process of its own (off for --smoke: seconds count)
+
+    def load(self, url: str, server: str, **kw: Any) -> dict[str, Any]:
+        return load(url, server, isolate=self.isolate, **kw)
 
 
 def promotions(ctx: Context, rate: float) -> dict[str, Any]:
@@ -164,7 +168,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     results["floor"] = inference_floor(model.onnx_bytes, seconds=2.0 if d == Durations() else 0.2)
     why_not = scorer_available() if args.scorer == "auto" else "disabled with --scorer off"
     results["scorer_status"] = why_not or "run"
-    ctx = Context(args, d, {})
+    ctx = Context(args, d, {}, isolate=not args.smoke)
     try:
         ctx.servers["hello"] = start_hello(work)
         ctx.servers["naive"] = start_naive(work, model_path)
@@ -181,9 +185,9 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         results["servers"] = {n: server_command(s) for n, s in ctx.servers.items()}
         print(f"servers ready: {names}", flush=True)
         for name in names:
-            load(ctx.servers[name].url, name, rate=None, duration_s=d.warm)
-        cal = {n: load(ctx.servers[n].url, n, rate=None, duration_s=d.calibrate) for n in names}
-        cal["hello (2 generator procs)"] = load(
+            ctx.load(ctx.servers[name].url, name, rate=None, duration_s=d.warm)
+        cal = {n: ctx.load(ctx.servers[n].url, n, rate=None, duration_s=d.calibrate) for n in names}
+        cal["hello (2 generator procs)"] = ctx.load(
             ctx.servers["hello"].url, "hello", rate=None, duration_s=d.calibrate, procs=2
         )
         results["calibration"] = cal
@@ -197,10 +201,11 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             order = rotate(names, r)
             for name in order:
                 print(f"rep {r + 1}: max {name}", flush=True)
-                rep[f"max/{name}"] = load(ctx.servers[name].url, name, rate=None, duration_s=d.max)
+                url = ctx.servers[name].url
+                rep[f"max/{name}"] = ctx.load(url, name, rate=None, duration_s=d.max)
             for name in order:
                 print(f"rep {r + 1}: fixed rate {fixed_rate} {name}", flush=True)
-                rep[f"fixed/{name}"] = load(
+                rep[f"fixed/{name}"] = ctx.load(
                     ctx.servers[name].url, name, rate=fixed_rate, duration_s=d.fixed
                 )
             if half_rate is not None:

@@ -28,10 +28,12 @@ async def _now_gate() -> float:
     return time.time() + START_MARGIN_S
 
 
-def run(cfg: RunConfig) -> tuple[Recorder, float]:
+def run(cfg: RunConfig, *, isolate: bool = False) -> tuple[Recorder, float]:
     """Run ``cfg`` across ``cfg.procs`` processes; return the merged recorder and the common
-    start (wall time).  Raises :class:`LoadTestError` if a process fails or never gets ready."""
-    if cfg.procs == 1:
+    start (wall time).  One process runs in this one unless ``isolate`` (then it is spawned,
+    so that this process's other threads cannot delay it through the GIL).  Raises
+    :class:`LoadTestError` if a process fails or never gets ready."""
+    if cfg.procs == 1 and not isolate:
         started: list[float] = []
 
         async def gate() -> float:

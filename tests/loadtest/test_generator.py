@@ -78,6 +78,12 @@ def test_two_processes_share_the_timetable_and_merge(http_port: int) -> None:
     assert rec.failed == 0
 
 
+def test_one_isolated_process_runs_the_same_timetable(http_port: int) -> None:
+    rec, _ = run(_cfg(http_port, rate=100.0, duration_s=0.3, mix={"valid": 1}), isolate=True)
+    assert rec.completed == 30
+    assert rec.failed == 0
+
+
 def test_server_closing_connections_costs_no_request(http_port: int) -> None:
     closing = (Payload("valid", "/close", b"{}"),)
     rec, _ = run(_cfg(http_port, payloads=closing, rate=100.0, duration_s=0.3, connections=2))
