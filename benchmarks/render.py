@@ -7,16 +7,17 @@ from typing import Any
 from benchmarks.report import NOT_RUN, SERVERS, _fmt, _latency_row, _values, med, total
 
 LAT_HEAD = (
-    "| | req/s median (each rep) | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | failed |\n"
-    "|---|---|---|---|---|---|---|---|"
+    "| | req/s median (each rep) | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | failed "
+    "| server CPU µs/request |\n"
+    "|---|---|---|---|---|---|---|---|---|"
 )
 
 
 def _scorer_rows(results: dict[str, Any], keys: list[tuple[str, str]]) -> list[str]:
     lines = [
-        "| | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | failed | shed | shadow errors "
-        "| records | Kafka sent | Kafka dropped |",
-        "|---" * 13 + "|",
+        "| | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | failed | server CPU µs/request "
+        "| shed | shadow errors | records | Kafka sent | Kafka dropped |",
+        "|---" * 14 + "|",
     ]
     for label, key in keys:
         lat = [med(results, key, "latency_ms", q) for q in ("p50", "p90", "p99", "p99.9", "max")]
@@ -26,6 +27,7 @@ def _scorer_rows(results: dict[str, Any], keys: list[tuple[str, str]]) -> list[s
             f"| {label} | {_fmt(med(results, key, 'rate_achieved'), 0)} | "
             + " | ".join(_fmt(x) for x in lat)
             + f" | {total(results, key, 'failed'):.0f} | "
+            + f"{_fmt(med(results, key, 'server_cpu_us_per_request'), 0)} | "
             + " | ".join(f"{c:,.0f}" for c in counts)
             + " |"
         )
@@ -142,13 +144,15 @@ def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
         "",
         LAT_HEAD,
         *[_latency_row(results, n, f"max/{n}") for n in names],
-        *([f"| scorer | {NOT_RUN} |||||||"] if not ran else []),
+        *([f"| scorer | {NOT_RUN} ||||||||"] if not ran else []),
         "",
         f"![max throughput](bench/{made['throughput']})",
         "",
         f"## Latency at a fixed rate ({results['rates']['fixed']:.0f} req/s, open loop)",
         "",
-        "Half the naive baseline's calibrated maximum, the same rate for every server.",
+        "Half the naive baseline's calibrated maximum, the same rate for every server. Server "
+        "CPU is the server's processes' (and their children's) user + system time over the "
+        "run, per completed request.",
         "",
         LAT_HEAD,
         *[_latency_row(results, n, f"fixed/{n}") for n in names],

@@ -72,13 +72,13 @@ def _values(results: dict[str, Any], key: str, path: tuple[str, ...]) -> list[fl
         if key in rep:
             value: Any = rep[key]
             for part in path:
-                value = value[part]
-            out.append(float(value))
+                value = value.get(part) if isinstance(value, dict) else None
+            out.append(math.nan if value is None else float(value))
     return out
 
 
 def med(results: dict[str, Any], key: str, *path: str) -> float:
-    values = _values(results, key, path)
+    values = [v for v in _values(results, key, path) if not math.isnan(v)]
     return float(statistics.median(values)) if values else math.nan
 
 
@@ -148,8 +148,9 @@ def _latency_row(results: dict[str, Any], label: str, key: str) -> str:
     rate = med(results, key, "rate_achieved")
     reps = ", ".join(f"{x:,.0f}" for x in _values(results, key, ("rate_achieved",)))
     failed = total(results, key, "failed")
+    cpu = med(results, key, "server_cpu_us_per_request")
     return (f"| {label} | {_fmt(rate, 0)} ({reps}) | " + " | ".join(_fmt(x) for x in lat)
-            + f" | {failed:.0f} |")  # fmt: skip
+            + f" | {failed:.0f} | {_fmt(cpu, 0)} |")  # fmt: skip
 
 
 def _last(results: dict[str, Any], key: str) -> dict[str, Any] | None:

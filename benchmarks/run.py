@@ -102,7 +102,13 @@ class Context:
     isolate: bool = True  # each load in a process of its own (off for --smoke: seconds count)
 
     def load(self, url: str, server: str, **kw: Any) -> dict[str, Any]:
-        return load(url, server, isolate=self.isolate, **kw)
+        """One load run, with the server's CPU time per completed request."""
+        before = self.servers[server].cpu_seconds()
+        result = load(url, server, isolate=self.isolate, **kw)
+        used = self.servers[server].cpu_seconds() - before
+        done = result["completed"]
+        result["server_cpu_us_per_request"] = round(1e6 * used / done, 1) if done else None
+        return result
 
 
 def promotions(ctx: Context, rate: float) -> dict[str, Any]:

@@ -74,6 +74,24 @@ class Server:
             time.sleep(0.2)
         raise BenchError(f"{self.name} not ready after {timeout_s:.0f} s:\n{self.tail()}")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process and its live children so far."""
+        import psutil
+
+        try:
+            proc = psutil.Process(self.proc.pid)
+            procs = [proc, *proc.children(recursive=True)]
+        except psutil.Error:
+            return 0.0
+        total = 0.0
+        for p in procs:
+            try:
+                times = p.cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system
+        return total
+
     def tail(self, chars: int = 1500) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 

@@ -13,6 +13,7 @@ def _run(rate: float, p99: float, failed: int = 0, shed: float = 0.0) -> dict[st
     lat = {"p50": p99 / 3, "p90": p99 / 2, "p99": p99, "p99.9": p99 * 1.5, "max": p99 * 2}
     return {
         "rate_achieved": rate, "latency_ms": lat, "failed": failed, "timeline": [],
+        "server_cpu_us_per_request": 1e6 / rate,
         "generator": {"lag_ms": {"p99": 0.5}, "cpu_us_per_request": 25.0},
         "scorer": {"shed": shed, "shadow_errors": 0.0, "records": rate, "kafka_sent": rate,
                    "kafka_dropped": 0.0},
@@ -106,7 +107,7 @@ def test_without_the_scorer_every_target_says_not_run_yet() -> None:
         in text
     )
     assert "Scorer rows: **not run yet** (disabled with --scorer off)." in text
-    assert "| scorer | not run yet |||||||" in text
+    assert "| scorer | not run yet ||||||||" in text
 
 
 def test_a_missed_target_says_by_how_much() -> None:
@@ -122,7 +123,8 @@ def test_a_missed_target_says_by_how_much() -> None:
         "| shadows off: throughput vs naive | 3.50 | 3.50 (3.46, 3.50, 3.54) | >= 3.0 | yes |"
         in (text)
     )
-    assert "| naive | 2,601 (2,600, 2,601, 2,602) |" in text
+    naive = "| naive | 2,601 (2,600, 2,601, 2,602) | 13.33 | 20.00 | 40.00 | 60.00 | 80.00 | 0 |"
+    assert naive + " 384 |" in text
     assert ".venv/bin/python -m uvicorn benchmarks.hello_asgi:app   # hello" in text
     assert "shadowline loadtest max <url> --connections 16 --duration 6 " in text
     assert "| 1 process | 30,000 | 1.00 | 25.0 | 40,000 |" in text

@@ -26,4 +26,5 @@ def test_the_bench_harness_runs_end_to_end_and_writes_its_report(tmp_path: Path)
         run = results["reps"][0][key]
         assert run["completed"] > 0, key
         assert run["failed"] == 0, key
+        assert run["server_cpu_us_per_request"] > 0, key
     assert {p.name for p in (out / "bench").glob("*.png")} == {"throughput.png", "fixed.png"}
