@@ -145,6 +145,43 @@ def outage(ctx: Context, rate: float) -> dict[str, Any]:
     return scorer_run(ctx, rate, d.outage, kill_and_restart)
 
 
+def setup_scorer(ctx: Context, work: Path, onnx_bytes: bytes) -> str:
+    """Start the LocalStack, register the models, start ``shadowline serve``; "run", or why
+    the scorer could not be set up (the baselines still run)."""
+    d, args = ctx.durations, ctx.args
+    try:
+        # Imported by name: it needs the registry API, which a checkout without the scorer
+        # lacks (and the type checker must not follow it there).
+        stack_module = importlib.import_module("benchmarks.stack")
+        spares = int(args.reps * (d.promotions // d.promotion_every + 1)) + 2
+        ctx.stack = stack_module.ScorerStack.up(work / "stack", onnx_bytes, spares)
+        ctx.servers["scorer"] = start_scorer(work, ctx.stack.env, args.scorer_workers)
+        ctx.servers["scorer"].wait_ready()
+    except Exception as exc:  # any failure of the scorer's side is reported, not fatal
+        print(f"scorer not usable: {exc}", file=sys.stderr, flush=True)
+        if "scorer" in ctx.servers:
+            ctx.servers.pop("scorer").stop()
+        if ctx.stack is not None:
+            ctx.stack.down()
+            ctx.stack = None
+        return f"failed to start: {type(exc).__name__}: {str(exc)[:300]}"
+    return "run"
+
+
+def scorer_rep(ctx: Context, r: int, rate: float, rep: dict[str, Any]) -> None:
+    """One repetition of the scorer's scenarios: 0, 1, 3 shadows (order rotating), then
+    promotions every few seconds with no shadows."""
+    for n in rotate([0, 1, 3], r):
+        print(f"rep {r + 1}: scorer with {n} shadows at {rate}/s", flush=True)
+        ctx.stack.set_shadows(n)
+        wait_for_scorer(ctx.servers["scorer"], shadows=n)
+        rep[f"shadows{n}"] = scorer_run(ctx, rate, ctx.durations.shadows)
+    ctx.stack.set_shadows(0)
+    wait_for_scorer(ctx.servers["scorer"], shadows=0)
+    print(f"rep {r + 1}: promotions every {ctx.durations.promotion_every} s", flush=True)
+    rep["promotions"] = promotions(ctx, rate)
+
+
 def server_command(server: Server) -> str:
     """The server's command line as a reader would type it (venv-relative, port elided)."""
     args = list(server.cmd)
@@ -178,15 +215,10 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     try:
         ctx.servers["hello"] = start_hello(work)
         ctx.servers["naive"] = start_naive(work, model_path)
-        if why_not is None:
-            # Imported by name: it needs the registry API, which a checkout without the scorer
-            # lacks (and the type checker must not follow it there).
-            stack_module = importlib.import_module("benchmarks.stack")
-            spares = int(args.reps * (d.promotions // d.promotion_every + 1)) + 2
-            ctx.stack = stack_module.ScorerStack.up(work / "stack", model.onnx_bytes, spares)
-            ctx.servers["scorer"] = start_scorer(work, ctx.stack.env, args.scorer_workers)
         for server in ctx.servers.values():
             server.wait_ready()
+        if why_not is None:
+            results["scorer_status"] = setup_scorer(ctx, work, model.onnx_bytes)
         names = list(ctx.servers)
         results["servers"] = {n: server_command(s) for n, s in ctx.servers.items()}
         print(f"servers ready: {names}", flush=True)
@@ -215,23 +247,22 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                     ctx.servers[name].url, name, rate=fixed_rate, duration_s=d.fixed
                 )
             if half_rate is not None:
-                for n in rotate([0, 1, 3], r):
-                    print(f"rep {r + 1}: scorer with {n} shadows at {half_rate}/s", flush=True)
-                    ctx.stack.set_shadows(n)
-                    wait_for_scorer(ctx.servers["scorer"], shadows=n)
-                    rep[f"shadows{n}"] = scorer_run(ctx, half_rate, d.shadows)
-                ctx.stack.set_shadows(0)
-                wait_for_scorer(ctx.servers["scorer"], shadows=0)
-                print(f"rep {r + 1}: promotions every {d.promotion_every} s", flush=True)
-                rep["promotions"] = promotions(ctx, half_rate)
+                try:
+                    scorer_rep(ctx, r, half_rate, rep)
+                except BenchError as exc:  # keep the baselines' numbers; say what failed
+                    results["scorer_status"] = f"failed in repetition {r + 1}: {exc}"
+                    half_rate = None
             results["reps"].append(rep)
             results.setdefault("load_per_rep", []).append(round(os.getloadavg()[0], 2))
         if half_rate is not None:
             print("broker outage under load", flush=True)
-            ctx.stack.set_shadows(1)
-            wait_for_scorer(ctx.servers["scorer"], shadows=1)
-            results["outage"] = outage(ctx, half_rate)
-            ctx.stack.set_shadows(0)
+            try:
+                ctx.stack.set_shadows(1)
+                wait_for_scorer(ctx.servers["scorer"], shadows=1)
+                results["outage"] = outage(ctx, half_rate)
+                ctx.stack.set_shadows(0)
+            except BenchError as exc:
+                results["outage_error"] = str(exc)
         results["targets"] = report.targets(results)
         if (
             half_rate is not None
