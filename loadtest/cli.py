@@ -35,8 +35,11 @@ PayloadFile = Annotated[
 Fields = Annotated[
     int, typer.Option("--fields", min=2, max=1000, help="Generated payloads: float inputs.")
 ]
-IdField = Annotated[
-    str | None, typer.Option("--id-field", help="Generated payloads: a unique id field.")
+Shape = Annotated[
+    str,
+    typer.Option(
+        "--shape", help="Generated payloads: 'scorer' (transaction_id + features) or 'flat'."
+    ),
 ]
 Mix = Annotated[str, typer.Option("--mix", help="Weights by payload kind, e.g. valid=9,invalid=1.")]
 Out = Annotated[Path | None, typer.Option("--out", help="Write the JSON result here.")]
@@ -52,12 +55,12 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _payloads(path: Path | None, fields: int, id_field: str | None) -> list[Payload]:
+def _payloads(path: Path | None, fields: int, shape: str) -> list[Payload]:
     from loadtest.payloads import load_payload_file, synthetic_payloads
 
     if path is not None:
         return load_payload_file(path)
-    return synthetic_payloads(fields=fields, id_field=id_field)
+    return synthetic_payloads(fields=fields, shape=shape)
 
 
 def _execute(cfg: RunConfig, out: Path | None, plot: Path | None, as_json: bool) -> None:
@@ -118,7 +121,7 @@ def run_open(
     timeout: Timeout = 10.0,
     payloads: PayloadFile = None,
     fields: Fields = 30,
-    id_field: IdField = None,
+    shape: Shape = "scorer",
     mix: Mix = "valid=1",
     out: Out = None,
     plot: Plot = None,
@@ -130,7 +133,7 @@ def run_open(
 
     try:
         cfg = _config(
-            url, allow_remote, _payloads(payloads, fields, id_field), mix, mode="open",
+            url, allow_remote, _payloads(payloads, fields, shape), mix, mode="open",
             rate=rate, duration_s=duration, max_requests=max_requests,
             connections=connections, procs=procs, timeout_s=timeout,
         )  # fmt: skip
@@ -151,7 +154,7 @@ def run_closed(
     timeout: Timeout = 10.0,
     payloads: PayloadFile = None,
     fields: Fields = 30,
-    id_field: IdField = None,
+    shape: Shape = "scorer",
     mix: Mix = "valid=1",
     out: Out = None,
     plot: Plot = None,
@@ -163,7 +166,7 @@ def run_closed(
 
     try:
         cfg = _config(
-            url, allow_remote, _payloads(payloads, fields, id_field), mix, mode="closed",
+            url, allow_remote, _payloads(payloads, fields, shape), mix, mode="closed",
             duration_s=duration, max_requests=max_requests, connections=connections,
             procs=procs, timeout_s=timeout,
         )  # fmt: skip
@@ -176,12 +179,16 @@ def run_closed(
 def write_payloads(
     out: Annotated[Path, typer.Argument(help="JSON Lines file to write.")],
     fields: Fields = 30,
-    id_field: IdField = None,
+    shape: Shape = "scorer",
     per_kind: Annotated[int, typer.Option("--per-kind", min=1, max=100_000)] = 64,
 ) -> None:
     """Write generated valid/invalid/batch payloads to a file, to edit or reuse."""
+    from loadtest.errors import LoadTestError
     from loadtest.payloads import synthetic_payloads, write_payload_file
 
-    payloads = synthetic_payloads(fields=fields, id_field=id_field, per_kind=per_kind)
+    try:
+        payloads = synthetic_payloads(fields=fields, shape=shape, per_kind=per_kind)
+    except LoadTestError as exc:
+        raise _fail(str(exc)) from None
     write_payload_file(out, payloads)
     typer.echo(f"wrote {len(payloads)} payloads to {out}")

@@ -21,6 +21,7 @@ from loadtest.errors import LoadTestError
 
 MIX_TABLE_SIZE = 4096  # the cyclic sequence of payload picks; long enough to look random
 DEFAULT_EXPECT = {"invalid": 4}
+SHAPES = ("scorer", "flat")
 
 
 @dataclass(frozen=True)
@@ -169,36 +170,49 @@ def encode_payloads(
 def synthetic_payloads(
     *,
     fields: int = 30,
+    shape: str = "scorer",
     path: str = "/v1/score",
     batch_path: str = "/v1/score/batch",
-    batch_key: str = "rows",
     batch_size: int = 10,
     per_kind: int = 64,
-    id_field: str | None = None,
     seed: int = 0,
 ) -> list[Payload]:
-    """Generated payloads over ``fields`` float inputs named f00, f01, ...: ``valid`` rows,
-    ``invalid`` rows (one field a string, one missing) and ``batch`` bodies of ``batch_size``
-    rows under ``batch_key``.  ``id_field`` adds a unique string id to every row."""
+    """Generated payloads over ``fields`` float inputs named f00, f01, ...: ``valid`` ones,
+    ``invalid`` ones (one field a string, one missing; expect 4xx) and ``batch`` ones of
+    ``batch_size`` rows.
+
+    ``shape`` ``scorer`` is the Shadowline scorer's request: ``{"transaction_id": "tx-..",
+    "features": {row}}``, a batch ``{"transactions": [...]}``; ``flat`` sends the row itself
+    and a batch as ``{"rows": [...]}``.
+    """
     if fields < 2:
         raise LoadTestError(f"fields must be at least 2 (got {fields})")
+    if shape not in SHAPES:
+        raise LoadTestError(f"shape must be one of {', '.join(SHAPES)} (got {shape!r})")
     rng = random.Random(seed)  # noqa: S311 - reproducible test data, not security
     names = [f"f{i:02d}" for i in range(fields)]
     counter = 0
 
-    def row() -> dict[str, object]:
+    def wrap(row: dict[str, object]) -> dict[str, object]:
         nonlocal counter
         counter += 1
-        values: dict[str, object] = {n: round(rng.random(), 6) for n in names}
-        return {id_field: f"tx-{seed}-{counter}", **values} if id_field else values
+        return (
+            {"transaction_id": f"tx-{seed}-{counter}", "features": row}
+            if shape == "scorer"
+            else row
+        )
 
+    def row() -> dict[str, object]:
+        return {n: round(rng.random(), 6) for n in names}
+
+    batch_key = "transactions" if shape == "scorer" else "rows"
     out = []
     for _ in range(per_kind):
-        out.append(Payload("valid", path, _compact(row())))
+        out.append(Payload("valid", path, _compact(wrap(row()))))
         bad = row()
         bad[names[0]] = "not-a-number"
         del bad[names[1]]
-        out.append(Payload("invalid", path, _compact(bad), expect_class=4))
-        batch = {batch_key: [row() for _ in range(batch_size)]}
+        out.append(Payload("invalid", path, _compact(wrap(bad)), expect_class=4))
+        batch = {batch_key: [wrap(row()) for _ in range(batch_size)]}
         out.append(Payload("batch", batch_path, _compact(batch)))
     return out

@@ -153,6 +153,8 @@ def test_cli_payloads_writes_a_reusable_file(tmp_path: Path) -> None:
          "error: mix names kinds with no payload: nope (payload kinds: batch, invalid, valid)"),
         (["run", "http://127.0.0.1:1", "--payloads", "/nonexistent.jsonl"],
          "error: payload file /nonexistent.jsonl: No such file or directory"),
+        (["payloads", "/tmp/never-written.jsonl", "--shape", "xml"],
+         "error: shape must be one of scorer, flat (got 'xml')"),
     ],
 )  # fmt: skip
 def test_cli_errors_are_one_line_and_exit_2(args: list[str], message: str) -> None:

@@ -64,7 +64,7 @@ def test_bad_payload_lines_name_file_line_and_problem(line: str, message: str) -
 
 
 def test_payload_files_round_trip(tmp_path: Path) -> None:
-    payloads = synthetic_payloads(fields=3, per_kind=2, id_field="transaction_id")
+    payloads = synthetic_payloads(fields=3, per_kind=2)
     path = tmp_path / "p.jsonl"
     write_payload_file(path, payloads)
     assert load_payload_file(path) == payloads
@@ -128,17 +128,35 @@ def test_a_mix_naming_a_kind_without_payloads_is_refused() -> None:
     assert str(info.value) == "no payloads to send"
 
 
-def test_synthetic_payloads_have_the_three_kinds() -> None:
-    payloads = synthetic_payloads(fields=3, per_kind=1, batch_size=4, id_field="tx")
-    valid, invalid, batch = payloads
-    row = json.loads(valid.body)
-    assert list(row) == ["tx", "f00", "f01", "f02"]
-    bad = json.loads(invalid.body)
+def test_synthetic_payloads_in_the_scorer_shape_have_the_three_kinds() -> None:
+    valid, invalid, batch = synthetic_payloads(fields=3, per_kind=1, batch_size=4)
+    request = json.loads(valid.body)
+    assert list(request) == ["transaction_id", "features"]
+    assert list(request["features"]) == ["f00", "f01", "f02"]
+    bad = json.loads(invalid.body)["features"]
     assert bad["f00"] == "not-a-number"
     assert "f01" not in bad
     assert invalid.expect_class == 4
     assert batch.path == "/v1/score/batch"
-    assert len(json.loads(batch.body)["rows"]) == 4
+    rows = json.loads(batch.body)["transactions"]
+    assert len(rows) == 4
+    assert len({r["transaction_id"] for r in rows}) == 4  # every transaction id is unique
+
+
+def test_flat_synthetic_payloads_send_the_row_itself() -> None:
+    valid, _, batch = synthetic_payloads(fields=2, per_kind=1, batch_size=2, shape="flat")
+    assert list(json.loads(valid.body)) == ["f00", "f01"]
+    assert len(json.loads(batch.body)["rows"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"fields": 1}, "fields must be at least 2 (got 1)"),
+        ({"shape": "xml"}, "shape must be one of scorer, flat (got 'xml')"),
+    ],
+)
+def test_bad_generator_options_are_refused(kw: dict[str, object], message: str) -> None:
     with pytest.raises(LoadTestError) as info:
-        synthetic_payloads(fields=1)
-    assert str(info.value) == "fields must be at least 2 (got 1)"
+        synthetic_payloads(**kw)  # type: ignore[arg-type]
+    assert str(info.value) == message
