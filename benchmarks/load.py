@@ -9,7 +9,7 @@ import urllib.request
 from typing import Any
 
 from benchmarks.model import sample_rows
-from loadtest import Payload, RunConfig, build_result, parse_target, run
+from loadtest import Payload, RunConfig, build_result, parse_target, run, synthetic_payloads
 
 ROWS = sample_rows(256, seed=1)
 CONNECTIONS = 16  # closed loop, as in the targets
@@ -30,6 +30,15 @@ def payloads(server: str) -> tuple[Payload, ...]:
     )
 
 
+MIX = {"valid": 90.0, "invalid": 5.0, "batch": 5.0}
+
+
+def mixed_payloads() -> tuple[Payload, ...]:
+    """loadtest's generated valid / invalid / batch payloads (10 rows) in the scorer's shape,
+    over f00..f29 like the benchmark model."""
+    return tuple(synthetic_payloads(fields=30, shape="scorer", per_kind=64))
+
+
 def load(
     url: str,
     server: str,
@@ -38,12 +47,14 @@ def load(
     duration_s: float,
     procs: int = 1,
     isolate: bool = True,
+    payload_set: tuple[Payload, ...] | None = None,
+    mix: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """One run: closed loop with 16 connections when ``rate`` is None, else open loop at
     ``rate``.  Returns loadtest's JSON result."""
     common = {
-        "target": parse_target(url), "payloads": payloads(server), "duration_s": duration_s,
-        "procs": procs, "timeout_s": 5.0,
+        "target": parse_target(url), "payloads": payload_set or payloads(server),
+        "duration_s": duration_s, "procs": procs, "timeout_s": 5.0, "mix": mix,
     }  # fmt: skip
     if rate is None:
         cfg = RunConfig(mode="closed", connections=CONNECTIONS, **common)  # type: ignore[arg-type]

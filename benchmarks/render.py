@@ -183,6 +183,24 @@ def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
             f"![promotions](bench/{made['promotions']})",
             "",
         ]
+        if "mixed" in results:
+            mx = results["mixed"]
+            out += [
+                f"## Payload mix ({results['rates']['fixed']:.0f} req/s)",
+                "",
+                "loadtest's generated payloads in the scorer's shape: valid, invalid (a string "
+                "and a missing field: must get 422) and batch (10 transactions), weighted "
+                "90/5/5. A failure is a request with no answer or the wrong status class.",
+                "",
+                "| by kind | by status | failed | p50 ms | p99 ms | max ms |",
+                "|---|---|---|---|---|---|",
+                f"| {mx['by_kind']} | {mx['by_status']} | {mx['failed']} | "
+                f"{mx['latency_ms']['p50']:.2f} | {mx['latency_ms']['p99']:.2f} | "
+                f"{mx['latency_ms']['max']:.2f} |",
+                "",
+            ]
+        if results.get("outage_error"):
+            out += ["## Broker outage under load", "", f"Failed: {results['outage_error']}", ""]
         if "outage" in results:
             o = results["outage"]
             ev = ", ".join(f"{e['broker']} at {e['second']} s" for e in o["events"])

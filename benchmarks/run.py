@@ -28,7 +28,7 @@ from typing import Any
 
 from benchmarks import report
 from benchmarks.floor import inference_floor
-from benchmarks.load import counter_deltas, load, scrape
+from benchmarks.load import MIX, counter_deltas, load, mixed_payloads, scrape
 from benchmarks.model import train
 from benchmarks.servers import (
     BenchError,
@@ -255,6 +255,11 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             results["reps"].append(rep)
             results.setdefault("load_per_rep", []).append(round(os.getloadavg()[0], 2))
         if half_rate is not None:
+            print(f"scorer: mixed payloads at {fixed_rate}/s", flush=True)
+            results["mixed"] = ctx.load(
+                ctx.servers["scorer"].url, "scorer", rate=fixed_rate, duration_s=d.fixed,
+                payload_set=mixed_payloads(), mix=MIX,
+            )  # fmt: skip
             print("broker outage under load", flush=True)
             try:
                 ctx.stack.set_shadows(1)
