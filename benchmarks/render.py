@@ -194,7 +194,7 @@ def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
                 "",
                 "| by kind | by status | failed | p50 ms | p99 ms | max ms |",
                 "|---|---|---|---|---|---|",
-                f"| {mx['by_kind']} | {mx['by_status']} | {mx['failed']} | "
+                f"| {_counts(mx['by_kind'])} | {_counts(mx['by_status'])} | {mx['failed']} | "
                 f"{mx['latency_ms']['p50']:.2f} | {mx['latency_ms']['p99']:.2f} | "
                 f"{mx['latency_ms']['max']:.2f} |",
                 "",
@@ -293,6 +293,10 @@ def _generator_row(label: str, run: dict[str, Any]) -> str:
     per_core = f"{1e6 / cpu:,.0f}" if cpu else "-"
     return (f"| {label} | {run['rate_achieved']:,.0f} | {run['latency_ms']['p99']:.2f} | "
             f"{cpu if cpu else '-'} | {per_core} |")  # fmt: skip
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{key}: {n:,}" for key, n in counts.items())
 
 
 def _shadows(n: int) -> str:
