@@ -3,7 +3,71 @@
 ``service`` and ``retrain`` both import from here and never from each other.
 """
 
+from registry.artifacts import ArtifactStore, FileArtifactStore
+from registry.audit import AuditEntry, AuditVerification
 from registry.config import Environment, SettingsError, SharedSettings, load_settings
-from registry.connections import redis_client
+from registry.connections import artifact_store, model_registry, redis_client
+from registry.constants import EVENTS_CHANNEL
+from registry.errors import (
+    AlreadyRegistered,
+    ArtifactError,
+    ArtifactNotFound,
+    ArtifactTooLarge,
+    ChecksumMismatch,
+    Contention,
+    IllegalTransition,
+    InvalidRequest,
+    ManifestError,
+    ModelNotFound,
+    PolicyViolation,
+    RegistryError,
+    ValidationFailed,
+)
+from registry.events import RegistryEvent, decode_event
+from registry.lifecycle import (
+    Deployment,
+    ModelRegistry,
+    ModelStatus,
+    State,
+    allowed_moves,
+)
+from registry.policy import ApprovalPolicy, ShadowEvidence
+from registry.validation import validate_model
 
-__all__ = ["Environment", "SettingsError", "SharedSettings", "load_settings", "redis_client"]
+__all__ = [
+    "EVENTS_CHANNEL",
+    "AlreadyRegistered",
+    "ApprovalPolicy",
+    "ArtifactError",
+    "ArtifactNotFound",
+    "ArtifactStore",
+    "ArtifactTooLarge",
+    "AuditEntry",
+    "AuditVerification",
+    "ChecksumMismatch",
+    "Contention",
+    "Deployment",
+    "Environment",
+    "FileArtifactStore",
+    "IllegalTransition",
+    "InvalidRequest",
+    "ManifestError",
+    "ModelNotFound",
+    "ModelRegistry",
+    "ModelStatus",
+    "PolicyViolation",
+    "RegistryError",
+    "RegistryEvent",
+    "SettingsError",
+    "ShadowEvidence",
+    "SharedSettings",
+    "State",
+    "ValidationFailed",
+    "allowed_moves",
+    "artifact_store",
+    "decode_event",
+    "load_settings",
+    "model_registry",
+    "redis_client",
+    "validate_model",
+]

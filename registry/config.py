@@ -50,6 +50,9 @@ class SharedSettings(BaseSettings):
     scores_topic: str = Field(default="shadowline.scores", min_length=1)
     labels_topic: str = Field(default="shadowline.labels", min_length=1)
     artifact_dir: str = Field(default=".shadowline/artifacts", min_length=1)
+    artifact_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    # The model name commands and processes act on by default (one fraud model per deployment).
+    model_name: str = Field(default="fraud", min_length=1, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
 
     @field_validator("redis_url")
     @classmethod

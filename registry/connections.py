@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import redis
 
 from registry.config import SharedSettings
+
+if TYPE_CHECKING:
+    from registry.artifacts import FileArtifactStore
+    from registry.lifecycle import ModelRegistry
 
 
 def redis_client(settings: SharedSettings, *, timeout_s: float = 2.0) -> redis.Redis:
@@ -19,3 +26,18 @@ def redis_client(settings: SharedSettings, *, timeout_s: float = 2.0) -> redis.R
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
     )
+
+
+def artifact_store(settings: SharedSettings) -> FileArtifactStore:
+    """The filesystem artifact store at ``settings.artifact_dir``."""
+    from registry.artifacts import FileArtifactStore
+
+    return FileArtifactStore(Path(settings.artifact_dir), max_bytes=settings.artifact_max_bytes)
+
+
+def model_registry(settings: SharedSettings, **options: Any) -> ModelRegistry:
+    """A :class:`~registry.lifecycle.ModelRegistry` on the configured Redis and artifact store;
+    ``options`` go to its constructor (``policy``, ``clock``)."""
+    from registry.lifecycle import ModelRegistry
+
+    return ModelRegistry(redis_client(settings), artifact_store(settings), **options)

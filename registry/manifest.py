@@ -17,9 +17,19 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from registry.errors import ManifestError
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
@@ -196,3 +206,31 @@ class Manifest(_Strict):
     def ref(self) -> str:
         """``name:version``, how messages and logs name a model."""
         return f"{self.name}:{self.version}"
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Each problem of a pydantic error as ``field.path: message``, joined with "; "."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or '(top level)'}: {error['msg']}"
+        for error in exc.errors()
+    )
+
+
+def read_manifest(path: Path | str) -> Manifest:
+    """Load a manifest from a JSON file.
+
+    Raises :class:`ManifestError` naming the file and each bad field
+    (``manifest m.json is not valid: thresholds: Field required``).
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ManifestError(f"cannot read manifest {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"manifest {path} is not UTF-8 text ({exc.reason})") from exc
+    try:
+        return Manifest.model_validate_json(text)
+    except ValidationError as exc:
+        raise ManifestError(
+            f"manifest {path} is not valid: {describe_validation_error(exc)}"
+        ) from None

@@ -5,6 +5,53 @@ Keep module-level imports light: `shadowline stack status` imports this module t
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from registry.config import SettingsError, load_settings
+from service.settings import ServiceSettings
+
 app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (SHADOWLINE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (SHADOWLINE_PORT).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (SHADOWLINE_WORKERS).")
+    ] = None,
+) -> None:
+    """Run the scorer: uvicorn with uvloop and httptools, access log off unless
+    SHADOWLINE_ACCESS_LOG=true.  Each worker is a process with its own models, metrics and
+    Kafka producer process."""
+    overrides = {"host": host, "port": port, "workers": workers}
+    try:
+        settings = load_settings(
+            ServiceSettings, **{k: v for k, v in overrides.items() if v is not None}
+        )
+    except SettingsError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    import uvicorn
+
+    from service.main import build_app
+
+    target = build_app(settings) if settings.workers == 1 else "service.main:app_from_environment"
+    # Several workers need an import string and a factory: each worker process reads the
+    # settings again and has its own models, metrics and Kafka producer process.
+    uvicorn.run(
+        target,
+        factory=settings.workers > 1,
+        workers=settings.workers,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=settings.access_log,
+        log_level=settings.log_level,
+        # The scorer never looks at client addresses; parsing X-Forwarded-For costs per request.
+        proxy_headers=False,
+        timeout_graceful_shutdown=10,
+    )

@@ -21,8 +21,19 @@ class ServiceSettings(SharedSettings):
     max_batch: int = Field(default=500, ge=1, le=100_000)
     shadow_queue_size: int = Field(default=10_000, ge=1)
     shadow_time_budget_ms: float = Field(default=50.0, gt=0)
-    kafka_buffer_records: int = Field(default=100_000, ge=1)
+    shadow_batch_max: int = Field(default=128, ge=1, le=10_000)
+    shadow_batch_wait_ms: float = Field(default=5.0, ge=0, le=1000)
+    kafka_buffer_records: int = Field(default=100_000, ge=2)
+    kafka_linger_ms: int = Field(default=50, ge=0, le=1000)  # bigger batches: less producer CPU
+    kafka_delivery_timeout_ms: int = Field(default=30_000, ge=1000)
+    kafka_restart_after_s: float = Field(default=10.0, gt=0)
+    # The Kafka producer runs in a child process (kafka-python's per-record work would hold
+    # this process's GIL); False runs it in a thread instead (tests, debugging).
+    kafka_producer_process: bool = True
     reconcile_interval_s: float = Field(default=1.0, gt=0, le=2.0)
+    # Answer the scoring routes below FastAPI's middleware stack (service.fastpath); false
+    # routes them through FastAPI, with the same responses.
+    fast_path: bool = True
     access_log: bool = False
     log_level: str = Field(default="info", pattern=r"^(critical|error|warning|info|debug)$")
 

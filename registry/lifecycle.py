@@ -1,0 +1,472 @@
+"""The model lifecycle in Redis: :class:`ModelRegistry`, the API scorer and retrain use.
+
+States and allowed moves are in :mod:`registry.states` (re-exported here); every write is one
+atomic transaction (:mod:`registry.transactions`) that changes the state, bumps the name's
+revision, appends hash-chained audit entries (:mod:`registry.audit`) and publishes on
+:data:`~registry.constants.EVENTS_CHANNEL`, all or nothing.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+from datetime import datetime
+from typing import Any, cast
+
+import redis
+from redis.client import Pipeline
+
+from registry.artifacts import ArtifactStore, sha256_hex
+from registry.audit import AuditEntry, AuditVerification, verify_entries
+from registry.constants import (
+    HISTORY_LIMIT,
+    NAMES_KEY,
+    audit_key,
+    deploy_key,
+    history_key,
+    shadows_key,
+    version_key,
+    versions_key,
+)
+from registry.errors import (
+    AlreadyRegistered,
+    IllegalTransition,
+    InvalidRequest,
+    ModelNotFound,
+    PolicyViolation,
+    ValidationFailed,
+)
+from registry.manifest import Manifest
+from registry.policy import ApprovalPolicy, ShadowEvidence
+from registry.states import MOVES, Deployment, ModelStatus, State, allowed_moves
+from registry.transactions import Change, Plan, Snapshot, set_state, transact
+from registry.types import Clock, utc_now
+from registry.validation import validate_model
+
+__all__ = ["MOVES", "Deployment", "ModelRegistry", "ModelStatus", "State", "allowed_moves"]
+
+_RawEntries = list[tuple[str, dict[str, str]]]  # (stream id, fields), as XRANGE returns
+
+
+def _str(value: Any) -> str | None:
+    return cast(str | None, value)
+
+
+def _require(value: str, what: str) -> str:
+    if not value or not value.strip():
+        raise InvalidRequest(f"{what} must not be empty")
+    return value
+
+
+class ModelRegistry:
+    """The registry's Python API: register, move through the lifecycle, read, audit.
+
+    ``redis`` must decode responses (``registry.redis_client`` does).  Every method is safe to
+    call from many threads and processes at once.  Errors derive from ``RegistryError``.
+    """
+
+    def __init__(
+        self,
+        redis: redis.Redis,
+        store: ArtifactStore,
+        *,
+        policy: ApprovalPolicy = ApprovalPolicy(),  # noqa: B008 - frozen, so safe to share
+        clock: Clock = utc_now,
+    ) -> None:
+        if not redis.get_connection_kwargs().get("decode_responses"):
+            raise InvalidRequest("the Redis client must be created with decode_responses=True")
+        self._redis = redis
+        self._store = store
+        self.policy = policy
+        self._clock = clock
+
+    @staticmethod
+    def _state_of(pipe: Pipeline, name: str, version: str) -> State:
+        value = _str(pipe.hget(version_key(name, version), "state"))
+        if value is None:
+            raise ModelNotFound(name, version)
+        return State(value)
+
+    def _check_move(self, pipe: Pipeline, name: str, version: str, action: str) -> State:
+        """The current state of the version; IllegalTransition unless ``action`` is allowed."""
+        state = self._state_of(pipe, name, version)
+        if action not in MOVES[state]:
+            raise IllegalTransition.from_state(
+                action, f"{name}:{version}", state.value, allowed_moves(state)
+            )
+        return state
+
+    def _simple_move(
+        self,
+        name: str,
+        version: str,
+        action: str,
+        *,
+        actor: str,
+        reason: str,
+        detail: str = "",
+    ) -> None:
+        """A version-level move that only changes the version's state (and leaves the shadow
+        set when it was in it)."""
+        actor = _require(actor, "actor")
+
+        def plan(pipe: Pipeline, snap: Snapshot) -> Plan[None]:
+            state = self._check_move(pipe, name, version, action)
+            target = MOVES[state][action]
+            result: Plan[None] = Plan(None)
+            result.writes += set_state(name, version, target, leaving=state)
+            result.changes.append(Change(version, action, state, target, reason, "", detail))
+            return result
+
+        transact(self._redis, self._clock, name, actor, plan)
+
+    # ----------------------------------------------------------------- registration
+
+    def register(
+        self, artifact: bytes, manifest: Manifest, *, actor: str, reason: str = ""
+    ) -> Manifest:
+        """Validate ``artifact`` against ``manifest``, store it, and record the version as
+        registered.  Returns the stored manifest (``sha256`` and ``created_at`` filled in).
+
+        Nothing is written unless validation passes (:class:`ValidationFailed` names each
+        problem).  Registering the same name:version with the same artifact again returns the
+        stored manifest unchanged (so a resumed pipeline step is harmless); with a different
+        artifact it raises :class:`AlreadyRegistered`.
+        """
+        actor = _require(actor, "actor")
+        sha = sha256_hex(artifact)
+        if manifest.sha256 is not None and manifest.sha256 != sha:
+            raise ValidationFailed(
+                manifest.ref,
+                [f"the manifest's sha256 {manifest.sha256} is not the artifact's sha256 {sha}"],
+            )
+        existing = self._existing(manifest.name, manifest.version, sha)
+        if existing is not None:
+            return existing
+        validate_model(artifact, manifest)
+        stored = manifest.model_copy(
+            update={"sha256": sha, "created_at": manifest.created_at or self._clock()}
+        )
+        self._store.put(artifact)
+        name, version = manifest.name, manifest.version
+
+        def plan(pipe: Pipeline, snap: Snapshot) -> Plan[Manifest]:
+            # Re-checked under WATCH: a concurrent register of the same version may have won.
+            raced = _str(pipe.hget(version_key(name, version), "manifest"))
+            if raced is not None:
+                other = Manifest.model_validate_json(raced)
+                if other.sha256 != sha:
+                    raise AlreadyRegistered(manifest.ref, str(other.sha256), sha)
+                return Plan(other)
+            record = {
+                "state": State.REGISTERED.value,
+                "sha256": sha,
+                "manifest": stored.model_dump_json(),
+                "registered_at": self._clock().isoformat(),
+                "created_at": stored.created_at.isoformat() if stored.created_at else "",
+            }
+            result = Plan(stored)
+            result.writes += [
+                lambda p: p.hset(version_key(name, version), mapping=cast(Any, record)),
+                lambda p: p.zadd(versions_key(name), {version: snap.revision + 1}),
+                lambda p: p.sadd(NAMES_KEY, name),
+            ]
+            result.changes.append(
+                Change(version, "register", None, State.REGISTERED, reason, "", f"sha256 {sha}")
+            )
+            return result
+
+        return transact(self._redis, self._clock, name, actor, plan)
+
+    def _existing(self, name: str, version: str, sha: str) -> Manifest | None:
+        raw = _str(self._redis.hget(version_key(name, version), "manifest"))
+        if raw is None:
+            return None
+        existing = Manifest.model_validate_json(raw)
+        if existing.sha256 != sha:
+            raise AlreadyRegistered(f"{name}:{version}", str(existing.sha256), sha)
+        return existing
+
+    # ----------------------------------------------------------------- transitions
+
+    def shadow(self, name: str, version: str, *, rate: float, actor: str, reason: str = "") -> None:
+        """registered -> shadow: the scorer starts scoring a ``rate`` share of requests with it
+        (0 < rate <= 1), off the request path."""
+        if isinstance(rate, bool) or not math.isfinite(rate) or not 0.0 < rate <= 1.0:
+            raise InvalidRequest(f"shadow rate must be in (0, 1]; got {rate}")
+        actor = _require(actor, "actor")
+
+        def plan(pipe: Pipeline, snap: Snapshot) -> Plan[None]:
+            state = self._check_move(pipe, name, version, "shadow")
+            result: Plan[None] = Plan(None)
+            result.writes += set_state(name, version, State.SHADOW, leaving=state)
+            result.writes += [
+                lambda p: p.hset(version_key(name, version), "rate", repr(float(rate))),
+                lambda p: p.hset(shadows_key(name), version, repr(float(rate))),
+            ]
+            result.changes.append(
+                Change(version, "shadow", state, State.SHADOW, reason, "", f"rate {rate:g}")
+            )
+            return result
+
+        transact(self._redis, self._clock, name, actor, plan)
+
+    def unshadow(self, name: str, version: str, *, actor: str, reason: str = "") -> None:
+        """shadow -> registered: stop scoring with it in shadow."""
+        self._simple_move(name, version, "unshadow", actor=actor, reason=reason)
+
+    def retire(self, name: str, version: str, *, actor: str, reason: str = "") -> None:
+        """registered/shadow/approved -> retired.  A production version is replaced by
+        ``promote`` or ``rollback`` instead, so a name never loses its production model."""
+        self._simple_move(name, version, "retire", actor=actor, reason=reason)
+
+    def reject(self, name: str, version: str, *, actor: str, reason: str) -> None:
+        """registered/shadow/approved -> rejected (terminal); needs a written reason."""
+        reason = _require(reason, "the reason for a rejection")
+        self._simple_move(name, version, "reject", actor=actor, reason=reason)
+
+    def approve(
+        self, name: str, version: str, *, actor: str, reason: str, force: bool = False
+    ) -> None:
+        """registered/shadow -> approved, a human decision with a written reason.
+
+        The recorded shadow evidence must satisfy the approval policy; otherwise
+        :class:`PolicyViolation` names each broken rule and its numbers.  ``force=True``
+        approves anyway and records the overridden rules in the audit entry.
+        """
+        reason = _require(reason, "the reason for an approval")
+        actor = _require(actor, "actor")
+
+        def plan(pipe: Pipeline, snap: Snapshot) -> Plan[None]:
+            state = self._check_move(pipe, name, version, "approve")
+            raw = _str(pipe.hget(version_key(name, version), "evidence"))
+            evidence = ShadowEvidence.model_validate_json(raw) if raw else None
+            broken = self.policy.violations(evidence, snap.production)
+            if broken and not force:
+                raise PolicyViolation(f"{name}:{version}", broken)
+            detail = "forced past policy: " + "; ".join(broken) if broken else "policy satisfied"
+            ref = evidence.ref if evidence else ""
+            result: Plan[None] = Plan(None)
+            result.writes += set_state(name, version, State.APPROVED, leaving=state)
+            result.changes.append(
+                Change(version, "approve", state, State.APPROVED, reason, ref, detail)
+            )
+            return result
+
+        transact(self._redis, self._clock, name, actor, plan)
+
+    def promote(self, name: str, version: str, *, actor: str, reason: str = "") -> None:
+        """approved -> production.  The previous production version becomes retired and the
+        newest entry of the rollback history, in the same atomic step."""
+        actor = _require(actor, "actor")
+
+        def plan(pipe: Pipeline, snap: Snapshot) -> Plan[None]:
+            state = self._check_move(pipe, name, version, "promote")
+            old = snap.production
+            result: Plan[None] = Plan(None)
+            if old is not None:
+                result.writes += set_state(name, old, State.RETIRED, leaving=State.PRODUCTION)
+                result.writes += [
+                    lambda p: p.lpush(history_key(name), old),
+                    lambda p: p.ltrim(history_key(name), 0, HISTORY_LIMIT - 1),
+                ]
+                result.changes.append(
+                    Change(
+                        old, "promote", State.PRODUCTION, State.RETIRED, reason, "",
+                        f"replaced by {version}",
+                    )
+                )  # fmt: skip
+            result.writes += set_state(name, version, State.PRODUCTION, leaving=state)
+            result.writes.append(lambda p: p.hset(deploy_key(name), "production", version))
+            detail = f"replaces {old}" if old else "first production version"
+            result.changes.append(
+                Change(version, "promote", state, State.PRODUCTION, reason, "", detail)
+            )
+            return result
+
+        transact(self._redis, self._clock, name, actor, plan)
+
+    def rollback(self, name: str, *, actor: str, reason: str = "") -> str:
+        """Retire the production version and return the previous one to production, in one
+        atomic step.  Returns the version now in production."""
+        actor = _require(actor, "actor")
+
+        def plan(pipe: Pipeline, snap: Snapshot) -> Plan[str]:
+            current = snap.production
+            if snap.revision == 0:
+                raise ModelNotFound(name)
+            if current is None:
+                raise IllegalTransition(
+                    f"cannot roll back model {name}: it has no production version"
+                )
+            target = _str(pipe.lindex(history_key(name), 0))
+            if target is None:
+                raise IllegalTransition(
+                    f"cannot roll back model {name}: production version {current} "
+                    "has no previous production version"
+                )
+            result: Plan[str] = Plan(target)
+            result.writes += set_state(name, current, State.RETIRED, leaving=State.PRODUCTION)
+            result.writes += set_state(name, target, State.PRODUCTION, leaving=State.RETIRED)
+            result.writes += [
+                lambda p: p.lpop(history_key(name)),
+                lambda p: p.hset(deploy_key(name), "production", target),
+            ]
+            result.changes += [
+                Change(
+                    current, "rollback", State.PRODUCTION, State.RETIRED, reason, "",
+                    f"rolled back to {target}",
+                ),
+                Change(
+                    target, "rollback", State.RETIRED, State.PRODUCTION, reason, "",
+                    f"replaces {current}",
+                ),
+            ]  # fmt: skip
+            return result
+
+        return transact(self._redis, self._clock, name, actor, plan)
+
+    # ----------------------------------------------------------------- evidence and notes
+
+    def record_evidence(
+        self,
+        name: str,
+        version: str,
+        evidence: ShadowEvidence,
+        *,
+        actor: str = "shadow-analysis",
+    ) -> None:
+        """Store shadow analysis results for ``version`` (replacing earlier ones); ``approve``
+        judges them.  Audited (action ``evidence``); not a transition, so no event."""
+        stored = evidence
+        if evidence.recorded_at is None:
+            stored = evidence.model_copy(update={"recorded_at": self._clock()})
+
+        def plan(pipe: Pipeline, snap: Snapshot) -> Plan[None]:
+            state = self._state_of(pipe, name, version)
+            payload = stored.model_dump_json()
+            result: Plan[None] = Plan(None, bump=False)
+            result.writes.append(lambda p: p.hset(version_key(name, version), "evidence", payload))
+            versus = (
+                f" vs production {stored.production_version} {stored.production_value:.4f}"
+                if stored.production_value is not None
+                else ""
+            )
+            detail = (
+                f"{stored.shadow_records} shadow records, {stored.labeled_records} labeled; "
+                f"{stored.metric} {stored.challenger_value:.4f}{versus}"
+            )
+            result.changes.append(Change(version, "evidence", state, state, "", stored.ref, detail))
+            return result
+
+        transact(self._redis, self._clock, name, _require(actor, "actor"), plan)
+
+    def evidence(self, name: str, version: str) -> ShadowEvidence | None:
+        """The shadow evidence recorded for ``version``, if any."""
+        raw = self._hash(name, version).get("evidence")
+        return ShadowEvidence.model_validate_json(raw) if raw else None
+
+    def note(self, name: str, version: str, message: str, *, actor: str) -> None:
+        """Append a free-text audit entry (e.g. a scorer replica failed to load the version).
+        Not a transition: no revision bump, no event."""
+        message = _require(message, "the note")
+        actor = _require(actor, "actor")
+
+        def plan(pipe: Pipeline, snap: Snapshot) -> Plan[None]:
+            state = self._state_of(pipe, name, version)
+            result: Plan[None] = Plan(None, bump=False)
+            result.changes.append(Change(version, "note", state, state, message))
+            return result
+
+        transact(self._redis, self._clock, name, actor, plan)
+
+    # ----------------------------------------------------------------- reads
+
+    def _hash(self, name: str, version: str) -> dict[str, str]:
+        raw = cast(dict[str, str], self._redis.hgetall(version_key(name, version)))
+        if not raw:
+            raise ModelNotFound(name, version)
+        return raw
+
+    def manifest(self, name: str, version: str) -> Manifest:
+        """The stored manifest; ModelNotFound if the version is not registered."""
+        return Manifest.model_validate_json(self._hash(name, version)["manifest"])
+
+    def artifact(self, name: str, version: str) -> bytes:
+        """The model bytes, verified against the manifest's sha256 (ChecksumMismatch if not)."""
+        return self._store.get(self._hash(name, version)["sha256"])
+
+    def state(self, name: str, version: str) -> State:
+        return State(self._hash(name, version)["state"])
+
+    def deployment(self, name: str) -> Deployment:
+        """One consistent (MULTI) read of the name's production, rollback target, shadows and
+        revision.  A name with nothing registered reads as revision 0 with nothing live."""
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(deploy_key(name))
+            pipe.hgetall(shadows_key(name))
+            pipe.lindex(history_key(name), 0)
+            deploy, shadows, previous = pipe.execute()
+        return Deployment(
+            name=name,
+            revision=int(deploy.get("revision", 0)),
+            production=deploy.get("production") or None,
+            previous_production=previous,
+            shadows={version: float(rate) for version, rate in sorted(shadows.items())},
+        )
+
+    def names(self) -> list[str]:
+        """Every model name with at least one registered version, sorted."""
+        return sorted(cast(set[str], self._redis.smembers(NAMES_KEY)))
+
+    def list(self, name: str | None = None) -> list[ModelStatus]:
+        """Every version (of ``name``, or of every name), by name then registration order."""
+        names = [name] if name is not None else self.names()
+        statuses: list[ModelStatus] = []
+        for model in names:
+            versions = cast(list[str], self._redis.zrange(versions_key(model), 0, -1))
+            with self._redis.pipeline(transaction=False) as pipe:
+                for version in versions:
+                    pipe.hmget(
+                        version_key(model, version),
+                        ["state", "sha256", "created_at", "registered_at", "rate"],
+                    )
+                rows = pipe.execute()
+            for version, (state, sha, created, registered, rate) in zip(
+                versions, rows, strict=True
+            ):
+                statuses.append(
+                    ModelStatus(
+                        name=model,
+                        version=version,
+                        state=State(state),
+                        sha256=sha,
+                        created_at=datetime.fromisoformat(created) if created else None,
+                        registered_at=datetime.fromisoformat(registered),
+                        shadow_rate=float(rate) if rate else None,
+                    )
+                )
+        return statuses
+
+    # ----------------------------------------------------------------- audit
+
+    def _raw_audit(self, name: str) -> _RawEntries:
+        entries = cast(_RawEntries, self._redis.xrange(audit_key(name)))
+        if not entries and not self._redis.sismember(NAMES_KEY, name):
+            raise ModelNotFound(name)
+        return entries
+
+    def audit(self, name: str) -> builtins.list[AuditEntry]:
+        """The name's audit log, oldest first."""
+        return [AuditEntry.from_stream(i, f) for i, f in self._raw_audit(name)]
+
+    def verify_audit(self, name: str) -> AuditVerification:
+        """Check the audit chain of ``name``: every hash, every link, and the recorded head."""
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xrange(audit_key(name))
+            pipe.hmget(deploy_key(name), ["audit_head", "audit_seq"])
+            pipe.sismember(NAMES_KEY, name)
+            entries, (head, count), known = pipe.execute()
+        if not entries and not known:
+            raise ModelNotFound(name)
+        return verify_entries(name, entries, head, int(count or 0))

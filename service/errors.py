@@ -1,0 +1,74 @@
+"""Every error the scorer raises derives from :class:`ServiceError`.
+
+Routes never raise ``HTTPException``: the domain code raises these, and one exception handler in
+:mod:`service.app` turns each into its status code and a JSON body.  Messages are built from the
+arguments so they name what is wrong; tests assert the exact text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class ServiceError(Exception):
+    """Base class of the scorer's errors; ``status`` is the HTTP status it maps to."""
+
+    status = 500
+
+
+class InvalidRequest(ServiceError):
+    """The request body is not a valid scoring request; ``problems`` names each bad field."""
+
+    status = 422
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid request: " + "; ".join(self.problems))
+
+
+class PayloadTooLarge(ServiceError):
+    """The body is larger than ``max_body_bytes`` or the batch longer than ``max_batch``."""
+
+    status = 413
+
+    def __init__(self, what: str, limit: str) -> None:
+        super().__init__(f"{what} exceeds the limit of {limit}")
+
+
+class NoProductionModel(ServiceError):
+    """No production model is loaded, so nothing can be scored yet."""
+
+    status = 503
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"no production model is loaded for {name!r}: promote a version "
+            "(shadowline models promote) or wait until the scorer has loaded it"
+        )
+
+
+class ModelLoadError(ServiceError):
+    """A model version could not be loaded, checked or warmed up; the old one keeps serving."""
+
+    def __init__(self, ref: str, reason: str) -> None:
+        self.ref = ref
+        self.reason = reason
+        super().__init__(f"cannot load model {ref}: {reason}")
+
+
+class Unauthorized(ServiceError):
+    """An admin route was called without a bearer token."""
+
+    status = 401
+
+    def __init__(self) -> None:
+        super().__init__("the admin API needs 'Authorization: Bearer <SHADOWLINE_ADMIN_TOKEN>'")
+
+
+class Forbidden(ServiceError):
+    """An admin route was called with a wrong bearer token."""
+
+    status = 403
+
+    def __init__(self) -> None:
+        super().__init__("the bearer token is not the admin token")

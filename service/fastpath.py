@@ -1,0 +1,102 @@
+"""The scoring fast lane: ``POST /v1/score`` and ``/v1/score/batch`` below FastAPI's stack.
+
+FastAPI declares both routes (their bodies and responses are in the OpenAPI document, and with
+``SHADOWLINE_FAST_PATH=false`` they serve), but by default :class:`ScorerApp` hands these two
+requests straight to the :class:`~service.scorer.Scorer`: the middleware stack, routing and
+``Request``/``Response`` objects around a 50 us scoring call cost another ~35 us (measured
+in-process: 86-111 us through the stack against 49-72 us for the scorer alone).  Responses are
+the same: the same body limit, the same error mapping, the same request metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
+
+from service.errors import PayloadTooLarge, ServiceError
+from service.http import error_payload
+from service.metrics import ServiceMetrics
+
+Handler = Callable[[bytes], bytes]
+_JSON = (b"content-type", b"application/json")
+
+
+class FastLane:
+    """Serves the scoring routes from raw ASGI messages."""
+
+    def __init__(self, routes: dict[str, Handler], limit: int, metrics: ServiceMetrics) -> None:
+        self._routes = routes
+        self._limit = limit
+        self._histogram = metrics.request_seconds
+        self._observers: dict[tuple[str, int], Callable[[float], None]] = {}
+
+    def match(self, scope: Scope) -> Handler | None:
+        """The handler for this request, or None when it is not a scoring request."""
+        if scope["type"] == "http" and scope["method"] == "POST":
+            return self._routes.get(scope["path"])
+        return None
+
+    async def serve(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        status = 500
+        try:
+            try:
+                body = await self._read(scope, receive)
+                if body is None:
+                    return  # the client went away
+                payload, status = handler(body), 200
+            except ServiceError as exc:
+                payload, status = error_payload(exc), exc.status
+            headers = [_JSON, (b"content-length", b"%d" % len(payload))]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": payload})
+        finally:
+            self._observe(scope["path"], status, time.perf_counter() - started)
+
+    async def _read(self, scope: Scope, receive: Receive) -> bytes | None:
+        limit = self._limit
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if value.isdigit() and int(value) > limit:
+                    raise PayloadTooLarge(
+                        f"a request body of {value.decode()} bytes", f"{limit} bytes"
+                    )
+                break
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge("the request body", f"{limit} bytes")
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _observe(self, route: str, status: int, seconds: float) -> None:
+        observe = self._observers.get((route, status))
+        if observe is None:
+            observe = self._histogram.labels(route, str(status)).observe
+            self._observers[(route, status)] = observe
+        observe(seconds)
+
+
+class ScorerApp(FastAPI):
+    """A FastAPI app whose scoring requests may take the :class:`FastLane`."""
+
+    lane: FastLane | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lane = self.lane
+        if lane is not None:
+            handler = lane.match(scope)
+            if handler is not None:
+                await lane.serve(handler, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)

@@ -1,0 +1,107 @@
+"""Follows the registry: change events from Redis pub/sub, plus a periodic reconcile.
+
+Events make a promotion reach the scorer in milliseconds; the periodic reconcile (every
+``interval_s``, at most 2 s) catches anything an event could not deliver (a dropped
+connection, a restart of Redis).  The loading itself happens in a worker thread.  When Redis is
+unreachable the scorer keeps scoring with the models it has and ``reachable`` turns False.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+import redis
+import redis.asyncio as aioredis
+
+from registry import RegistryError, decode_event
+from service.loader import ModelLoader
+from service.metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+
+
+class RegistryFollower:
+    """Runs ``loader.reconcile`` on each event for ``name`` and every ``interval_s``."""
+
+    def __init__(
+        self,
+        loader: ModelLoader,
+        connect: Callable[[], aioredis.Redis],
+        metrics: ServiceMetrics,
+        *,
+        name: str,
+        channel: str,
+        interval_s: float,
+    ) -> None:
+        self._loader = loader
+        self._connect = connect
+        self._metrics = metrics
+        self._name = name
+        self._channel = channel
+        self._interval_s = interval_s
+        self._lock = asyncio.Lock()
+        self.reachable = False
+        self.last_error: str | None = None
+
+    async def reconcile(self) -> None:
+        """One reconcile in a worker thread; registry failures are reported, never raised."""
+        async with self._lock:  # never two loads at once
+            try:
+                await asyncio.to_thread(self._loader.reconcile)
+            except (redis.RedisError, OSError, RegistryError) as exc:
+                self._unreachable(exc)
+            except Exception:  # keep the loaded models; the next event or tick retries
+                log.exception("reconcile failed; keeping the loaded models")
+            else:
+                self.reachable = True
+                self.last_error = None
+                self._metrics.registry_up.set(1)
+
+    def _unreachable(self, exc: BaseException) -> None:
+        if self.reachable or self.last_error is None:
+            log.warning("registry unreachable, scoring with the loaded models: %s", exc)
+        self.reachable = False
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        self._metrics.registry_up.set(0)
+
+    async def run(self) -> None:
+        """Follow until cancelled; reconnects after any Redis failure."""
+        while True:
+            client = self._connect()
+            try:
+                await self._follow(client)
+            except (redis.RedisError, OSError) as exc:
+                self._unreachable(exc)
+                await asyncio.sleep(self._interval_s)
+            except Exception:  # a bug must not end the following: log it, start over
+                log.exception("registry follower failed; restarting it")
+                await asyncio.sleep(self._interval_s)
+            finally:
+                with contextlib.suppress(redis.RedisError, OSError):
+                    await client.aclose()
+
+    async def _follow(self, client: aioredis.Redis) -> None:
+        async with client.pubsub() as pubsub:
+            await pubsub.subscribe(self._channel)
+            # Subscribed first, then read the state: no change can fall in between.
+            await self.reconcile()
+            last = time.monotonic()
+            while True:
+                wait = max(0.0, self._interval_s - (time.monotonic() - last))
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
+                if message is not None and not self._concerns_us(message.get("data")):
+                    continue
+                await self.reconcile()
+                last = time.monotonic()
+
+    def _concerns_us(self, data: object) -> bool:
+        if not isinstance(data, bytes | str):
+            return True
+        try:
+            return decode_event(data).name == self._name
+        except RegistryError:
+            return True  # an unreadable event: reconciling is always safe

@@ -1,0 +1,121 @@
+"""HTTP plumbing shared by the routes: body limits, the error mapping, request metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import orjson
+import redis
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from registry.errors import (
+    AlreadyRegistered,
+    Contention,
+    IllegalTransition,
+    ManifestError,
+    ModelNotFound,
+    PolicyViolation,
+    RegistryError,
+    ValidationFailed,
+)
+from registry.errors import InvalidRequest as RegistryInvalidRequest
+from service.errors import InvalidRequest, PayloadTooLarge, ServiceError
+from service.metrics import ServiceMetrics
+
+JSON = "application/json"
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes (declared or streamed) with 413."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"a request body of {declared} bytes", f"{limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge("the request body", f"{limit} bytes")
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def json_response(content: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type=JSON)
+
+
+_REGISTRY_STATUS: tuple[tuple[type[RegistryError], int], ...] = (
+    (ModelNotFound, 404),
+    (IllegalTransition, 409),
+    (PolicyViolation, 409),
+    (Contention, 409),
+    (AlreadyRegistered, 409),
+    (RegistryInvalidRequest, 422),
+    (ValidationFailed, 422),
+    (ManifestError, 422),
+)
+
+
+def error_payload(exc: ServiceError) -> bytes:
+    """The JSON body for one of the scorer's own errors."""
+    if isinstance(exc, InvalidRequest):
+        return orjson.dumps({"detail": "invalid request", "errors": exc.problems})
+    return orjson.dumps({"detail": str(exc), "errors": []})
+
+
+def error_response(exc: Exception) -> Response:
+    """The one mapping of errors to responses, ``{"detail", "errors"}``: the scorer's own
+    errors carry their status; registry errors map to 404/409/422 (a corrupt artifact is a
+    500); an unreachable Redis is a 503."""
+    if isinstance(exc, ServiceError):
+        response = Response(error_payload(exc), status_code=exc.status, media_type=JSON)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+    if isinstance(exc, RegistryError):
+        status = next((code for kind, code in _REGISTRY_STATUS if isinstance(exc, kind)), 500)
+        errors = list(getattr(exc, "violations", ()) or getattr(exc, "problems", ()))
+        return json_response({"detail": str(exc), "errors": errors}, status)
+    if isinstance(exc, redis.RedisError):
+        detail = f"the model registry (Redis) is unreachable: {exc}"
+        return json_response({"detail": detail, "errors": []}, 503)
+    raise exc  # not ours to map: Starlette turns it into a 500 and logs it
+
+
+class RequestMetrics:
+    """Pure ASGI middleware: request latency by route template and status code.
+
+    Pure ASGI rather than ``BaseHTTPMiddleware`` (which costs a task per request); children
+    are cached per (route, status).
+    """
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self._histogram = metrics.request_seconds
+        self._children: dict[tuple[str, int], Callable[[float], None]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            observe = self._children.get((path, status))
+            if observe is None:
+                observe = self._histogram.labels(path, str(status)).observe
+                self._children[(path, status)] = observe
+            observe(time.perf_counter() - started)

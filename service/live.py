@@ -1,0 +1,52 @@
+"""The live model set: what the request path and the shadow dispatcher read.
+
+A :class:`ModelSet` is immutable.  Changing production or the shadows means building a new set
+(models loaded and warmed beforehand) and storing it with one reference assignment, which is
+atomic in Python: a request reads ``live.current`` once and scores with the model it got, even
+if a swap happens while it runs.  The previous set is released when the last request holding it
+finishes; its sessions go with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.models import LoadedModel
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowSlot:
+    """A shadow model and the fraction of requests it scores, in (0, 1]."""
+
+    model: LoadedModel
+    rate: float
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSet:
+    """One consistent view: the registry revision it reflects, production and the shadows."""
+
+    revision: int = -1
+    production: LoadedModel | None = None
+    shadows: tuple[ShadowSlot, ...] = ()
+
+    @property
+    def shadow_versions(self) -> dict[str, float]:
+        return {slot.model.version: slot.rate for slot in self.shadows}
+
+
+class LiveModels:
+    """Holds the current :class:`ModelSet`; ``swap`` replaces it in one assignment."""
+
+    __slots__ = ("current", "warmed")
+
+    def __init__(self, initial: ModelSet | None = None) -> None:
+        self.current = initial if initial is not None else ModelSet()
+        # True once a production model has been loaded and warmed (readiness).
+        self.warmed = self.current.production is not None
+
+    def swap(self, new: ModelSet) -> ModelSet:
+        """Make ``new`` current; returns the set it replaced."""
+        old, self.current = self.current, new
+        self.warmed = new.production is not None
+        return old

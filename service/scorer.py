@@ -1,0 +1,209 @@
+"""The scoring data plane: request bytes in, response bytes out.  No HTTP, no I/O.
+
+Routes hand the raw body to :class:`Scorer` and return what it gives back, so the hot path
+parses JSON once (orjson), checks the row once (``RowCodec.check``), encodes it once, runs one
+onnxruntime call, and encodes the response once.  The production model is read from
+``live.current`` once per request: a swap during the request does not change the model it uses.
+
+Request (single): ``{"transaction_id": "t-1", "features": {"amount": 12.5, ...}}``.
+Request (batch):  ``{"transactions": [{"transaction_id": ..., "features": {...}}, ...]}``.
+``features`` is the row as the model's input schema names it; unknown keys are kept (they are
+replayed from the wire record's ``inputs``) but not used by the model.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from service.errors import InvalidRequest, NoProductionModel, PayloadTooLarge
+from service.live import LiveModels
+from service.metrics import ServiceMetrics
+from service.models import LoadedModel
+from service.shadow import Scored
+
+MAX_TRANSACTION_ID = 128
+
+
+class _Bound:
+    """A model version's hot-path metric children, bound once."""
+
+    __slots__ = ("decisions", "inference", "score")
+
+    def __init__(self, metrics: ServiceMetrics, version: str) -> None:
+        self.inference = metrics.inference_seconds.labels("production", version).observe
+        self.score = metrics.scores.labels("production", version).observe
+        self.decisions = {
+            d: metrics.decisions.labels("production", version, d).inc
+            for d in ("allow", "review", "block")
+        }
+
+
+def parse_object(body: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, or :class:`InvalidRequest`."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest([f"body: invalid JSON ({exc})"]) from None
+    if not isinstance(data, dict):
+        raise InvalidRequest([f"body: must be a JSON object, not {_json_type(data)}"])
+    return data
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    return "a boolean" if isinstance(value, bool) else "a number"
+
+
+def check_transaction(
+    data: object, model: LoadedModel, prefix: str, problems: list[str]
+) -> tuple[str, dict[str, Any]]:
+    """Validate one ``{"transaction_id", "features"}`` object; append each problem."""
+    if not isinstance(data, dict):
+        problems.append(f"{prefix}must be a JSON object, not {_json_type(data)}")
+        return "", {}
+    tid = data.get("transaction_id")
+    if tid is None:
+        problems.append(f"{prefix}transaction_id: is required")
+    elif not isinstance(tid, str) or not tid or len(tid) > MAX_TRANSACTION_ID:
+        problems.append(
+            f"{prefix}transaction_id: must be a non-empty string of at most "
+            f"{MAX_TRANSACTION_ID} characters"
+        )
+    features = data.get("features")
+    if features is None:
+        problems.append(f"{prefix}features: is required")
+        return "", {}
+    if not isinstance(features, dict):
+        problems.append(f"{prefix}features: must be a JSON object, not {_json_type(features)}")
+        return "", {}
+    for problem in model.check(features):
+        problems.append(f"{prefix}{problem}")
+    return (tid if isinstance(tid, str) else ""), features
+
+
+class Scorer:
+    """Scores requests with the production model and hands each to the shadow dispatcher."""
+
+    def __init__(
+        self,
+        live: LiveModels,
+        submit: Callable[[Scored], None],
+        metrics: ServiceMetrics,
+        *,
+        model_name: str,
+        max_batch: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._live = live
+        self._submit = submit
+        self._metrics = metrics
+        self._model_name = model_name
+        self._max_batch = max_batch
+        self._clock = clock
+        self._bound: dict[str, _Bound] = {}
+        # Request ids: a per-process random prefix and a counter (unique across replicas
+        # without a urandom call per request).
+        self._prefix = os.urandom(6).hex() + "-"
+        self._counter = itertools.count(1)
+
+    def _model(self) -> LoadedModel:
+        model = self._live.current.production
+        if model is None:
+            raise NoProductionModel(self._model_name)
+        return model
+
+    def _metrics_for(self, model: LoadedModel) -> _Bound:
+        bound = self._bound.get(model.version)
+        if bound is None:
+            bound = self._bound[model.version] = _Bound(self._metrics, model.version)
+        return bound
+
+    def score(self, body: bytes) -> bytes:
+        """Score one transaction.  Raises InvalidRequest (422) or NoProductionModel (503)."""
+        data = parse_object(body)
+        model = self._model()
+        problems: list[str] = []
+        tid, features = check_transaction(data, model, "", problems)
+        if problems:
+            raise InvalidRequest(problems)
+        started = time.perf_counter()
+        feeds = model.encode((features,))
+        score = float(model.run(feeds)[0])
+        seconds = time.perf_counter() - started
+        decision = model.decide(score).value
+        bound = self._metrics_for(model)
+        bound.inference(seconds)
+        bound.score(score)
+        bound.decisions[decision]()
+        request_id = f"{self._prefix}{next(self._counter):x}"
+        self._submit(
+            Scored(tid, request_id, self._clock(), features, model, score, decision,
+                   seconds * 1e3, feeds)
+        )  # fmt: skip
+        return orjson.dumps(
+            {
+                "transaction_id": tid,
+                "request_id": request_id,
+                "model_name": model.name,
+                "model_version": model.version,
+                "score": score,
+                "decision": decision,
+            }
+        )
+
+    def score_batch(self, body: bytes) -> bytes:
+        """Score up to ``max_batch`` transactions in one model call.  Raises InvalidRequest
+        (422, every bad field of every transaction), PayloadTooLarge (413) or
+        NoProductionModel (503)."""
+        data = parse_object(body)
+        items = data.get("transactions")
+        if not isinstance(items, list) or not items:
+            raise InvalidRequest(["transactions: must be a non-empty array"])
+        if len(items) > self._max_batch:
+            raise PayloadTooLarge(f"a batch of {len(items)} transactions", f"{self._max_batch}")
+        model = self._model()
+        problems: list[str] = []
+        checked = [
+            check_transaction(item, model, f"transactions[{i}]: ", problems)
+            for i, item in enumerate(items)
+        ]
+        if problems:
+            raise InvalidRequest(problems)
+        started = time.perf_counter()
+        feeds = model.encode([features for _, features in checked])
+        scores = model.run(feeds).tolist()
+        seconds = time.perf_counter() - started
+        bound = self._metrics_for(model)
+        bound.inference(seconds)
+        request_id = f"{self._prefix}{next(self._counter):x}"
+        now, latency_ms = self._clock(), seconds * 1e3
+        results = []
+        for i, ((tid, features), score) in enumerate(zip(checked, scores, strict=True)):
+            decision = model.decide(score).value
+            bound.score(score)
+            bound.decisions[decision]()
+            row_feeds = {name: array[i : i + 1] for name, array in feeds.items()}
+            self._submit(
+                Scored(tid, request_id, now, features, model, score, decision, latency_ms,
+                       row_feeds)
+            )  # fmt: skip
+            results.append({"transaction_id": tid, "score": score, "decision": decision})
+        return orjson.dumps(
+            {
+                "request_id": request_id,
+                "model_name": model.name,
+                "model_version": model.version,
+                "results": results,
+            }
+        )

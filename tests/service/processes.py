@@ -1,0 +1,71 @@
+"""Dedicated Redis and broker processes for tests that kill them (not the session ones)."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from shadowline.stack import HOST, broker_binary, ping_broker, ping_redis, redis_binary
+
+
+class Service:
+    """A restartable server process on a fixed port."""
+
+    def __init__(self, command: Callable[[int], list[str]], ping: Callable[[int], object],
+                 port: int, log: Path) -> None:  # fmt: skip
+        self._command, self._ping, self.port, self._log = command, ping, port, log
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def start(self, timeout_s: float = 20.0) -> None:
+        with self._log.open("ab") as log:
+            self._process = subprocess.Popen(
+                self._command(self.port), stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, env={"PATH": "/usr/bin:/bin"},
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._ping(self.port)
+                return
+            except Exception:  # not answering yet (OSError, KafkaError, RedisError)
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(10)
+            self._process = None
+
+
+def _broker_command(port: int) -> list[str]:
+    url = f"tcp://{HOST}:{port}"
+    return [str(broker_binary()), "broker", "--listener-url", url,
+            "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]  # fmt: skip
+
+
+def _redis_command(port: int) -> list[str]:
+    return [str(redis_binary()), "--port", str(port), "--bind", HOST, "--save", "",
+            "--appendonly", "no"]  # fmt: skip
+
+
+@contextlib.contextmanager
+def dedicated(kind: str, port: int, log: Path) -> Iterator[Service]:
+    """A broker (``kind="kafka"``) or redis-server started for one test, killed after it."""
+    command, ping = (
+        (_broker_command, ping_broker) if kind == "kafka" else (_redis_command, ping_redis)
+    )
+    service = Service(command, ping, port, log)
+    service.start()
+    try:
+        yield service
+    finally:
+        service.kill()
