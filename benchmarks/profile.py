@@ -21,6 +21,15 @@ def _pyspy() -> str:
 OWN_CODE = ("(service/", "(registry/")
 
 
+def _process_label(frame: str) -> str:
+    """``process 123:"/abs/.venv/bin/python /abs/.venv/bin/shadowline serve"`` ->
+    ``pid 123: .venv/bin/python .venv/bin/shadowline serve`` (paths relative, pid kept: a
+    forked child has its parent's command line)."""
+    pid, _, cmd = frame.removeprefix("process ").partition(":")
+    cmd = cmd.strip('"').replace(str(Path.cwd()) + "/", "")
+    return f"pid {pid}: {cmd[:80]}"
+
+
 def summarize_raw(text: str, top: int = 15) -> dict[str, Any]:
     """Collapsed stacks (``frame;frame;... count``, py-spy's raw format) -> total samples,
     each process's share, the top innermost frames, and the top frames of our own code
@@ -37,7 +46,7 @@ def summarize_raw(text: str, top: int = 15) -> dict[str, Any]:
         samples += count
         frames = stack.split(";")
         if frames[0].startswith("process "):
-            procs[frames[0].split('"', 1)[-1].rstrip('"')[:90]] += count
+            procs[_process_label(frames[0])] += count
         self_counts[frames[-1]] += count
         for frame in {f for f in frames if any(mark in f for mark in OWN_CODE)}:
             own[frame] += count

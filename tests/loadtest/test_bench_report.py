@@ -138,7 +138,7 @@ def test_profile_summary_counts_processes_innermost_frames_and_our_code() -> Non
     )
     got = summarize_raw(raw)
     assert got["samples"] == 100
-    assert got["processes"] == [("python serve", 90.0), ("python producer", 10.0)]
+    assert got["processes"] == [("pid 1: python serve", 90.0), ("pid 2: python producer", 10.0)]
     assert got["top_self"][0] == ("run (onnxruntime/x.py:3)", 60.0)
     assert got["top_own"] == [("main (service/app.py:1)", 90.0)]
     assert summarize_raw("") == {"samples": 0, "processes": [], "top_self": [], "top_own": []}
