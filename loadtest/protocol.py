@@ -102,6 +102,7 @@ class Connection(asyncio.Protocol):
         self.busy = False
         self.scheduled = 0.0  # loop time the request was due (open loop) or sent (closed loop)
         self.sent = 0.0
+        self.idle_since = 0.0
         self.payload = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

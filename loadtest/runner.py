@@ -50,6 +50,10 @@ class RunConfig:
     max_requests: int = 1_000_000
     connections: int = 16
     timeout_s: float = 10.0
+    # Idle connections are closed after this long, before the server's keep-alive timeout
+    # (uvicorn: 5 s) closes them: a request written just as the server closes its end is
+    # reset, a failure the server did not cause.
+    keepalive_s: float = 4.0
     procs: int = 1
     mix: dict[str, float] | None = field(default=None)
     seed: int = 0
@@ -129,7 +133,8 @@ class _Generator:
             i, due = self.waiting.popleft()
             self.send(conn, i, due)
         else:
-            self.idle.append(conn)
+            conn.idle_since = clock()
+            self.idle.append(conn)  # a stack: the oldest idle connection is at index 0
 
     def _finished(self) -> None:
         self.pending -= 1
@@ -181,6 +186,9 @@ class _Generator:
             while self.waiting and self.waiting[0][1] < limit:
                 _, due = self.waiting.popleft()
                 self._fail("timeout (no connection)", due)
+            stale = clock() - self.cfg.keepalive_s
+            while self.idle and self.idle[0].idle_since < stale and not self.reconnect:
+                self.idle.pop(0).abort("idle too long")
 
     async def drain(self, deadline: float) -> None:
         """Wait for pending requests until ``deadline`` (perf_counter), then fail the rest."""

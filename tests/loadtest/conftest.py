@@ -11,15 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 _CLIENTS: set[asyncio.StreamWriter] = set()  # open connections, closed when the server stops
+_ACCEPTED = [0]  # connections accepted so far
 
 
 async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     _CLIENTS.add(writer)
+    _ACCEPTED[0] += 1
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -90,3 +92,9 @@ def http_port() -> Iterator[int]:
     loop.call_soon_threadsafe(loop.stop)
     thread.join(5)
     loop.close()
+
+
+@pytest.fixture
+def accepted_connections() -> Callable[[], int]:
+    """How many connections the tiny server has accepted so far."""
+    return lambda: _ACCEPTED[0]

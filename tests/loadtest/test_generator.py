@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,17 @@ def test_one_isolated_process_runs_the_same_timetable(http_port: int) -> None:
     rec, _ = run(_cfg(http_port, rate=100.0, duration_s=0.3, mix={"valid": 1}), isolate=True)
     assert rec.completed == 30
     assert rec.failed == 0
+
+
+def test_connections_idle_longer_than_keepalive_are_replaced(
+    http_port: int, accepted_connections: Callable[[], int]
+) -> None:
+    before = accepted_connections()
+    cfg = _cfg(http_port, rate=10.0, duration_s=0.5, keepalive_s=0.01, connections=1)
+    rec, _ = run(cfg)
+    assert rec.completed == 5
+    assert rec.failed == 0
+    assert accepted_connections() - before >= 3  # closed while idle, opened again
 
 
 def test_server_closing_connections_costs_no_request(http_port: int) -> None:
