@@ -66,3 +66,8 @@ stack-down: install
 clean:
 	-$(BIN)/shadowline stack down 2>/dev/null
 	rm -rf $(VENV) .shadowline .pytest_cache .mypy_cache .ruff_cache .coverage
+
+# The benchmark suite (docs/benchmarks.md): every server and scenario in one run, < 10 min.
+.PHONY: bench
+bench: install
+	$(BIN)/python -m benchmarks.run --out docs $(BENCH_ARGS)

@@ -1,0 +1,165 @@
+"""The servers under test, each a separate process on a free 127.0.0.1 port.
+
+Every HTTP server runs on uvicorn with the same options (uvloop, httptools, no access log, one
+worker unless stated).  Each is started in a session of its own so that stopping it also stops
+any child it made (uvicorn workers, the scorer's Kafka producer process).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HOST = "127.0.0.1"
+REPO_ROOT = Path(__file__).resolve().parents[1]  # servers import benchmarks.* from here
+UVICORN_OPTIONS = [
+    "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
+    "--workers", "1",
+]  # fmt: skip
+
+
+class BenchError(Exception):
+    """The benchmark cannot go on; the message says which server or step failed."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running server process and where it answers."""
+
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+    ready_path: str
+    cmd: list[str]
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def get(self, path: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(f"{self.url}{path}", timeout=timeout_s) as resp:  # noqa: S310 - our loopback server
+                return int(resp.status), resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        """Poll ``ready_path`` until it answers 200; raise BenchError with the log tail if the
+        process exits or the time runs out."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
+            with contextlib.suppress(OSError):
+                if self.get(self.ready_path, 1.0)[0] == 200:
+                    return
+            time.sleep(0.2)
+        raise BenchError(f"{self.name} not ready after {timeout_s:.0f} s:\n{self.tail()}")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process and its live children so far."""
+        import psutil
+
+        try:
+            proc = psutil.Process(self.proc.pid)
+            procs = [proc, *proc.children(recursive=True)]
+        except psutil.Error:
+            return 0.0
+        total = 0.0
+        for p in procs:
+            try:
+                times = p.cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system
+        return total
+
+    def tail(self, chars: int = 1500) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+    def stop(self) -> None:
+        """SIGTERM the server's process group, SIGKILL after 10 s."""
+        if self.proc.poll() is None:
+            for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, sig)
+                try:
+                    self.proc.wait(wait_s)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+
+
+def start(
+    name: str, cmd: list[str], log_dir: Path, ready_path: str, env: dict[str, str] | None = None
+) -> Server:
+    """Start ``cmd`` (its own session, output to ``<log_dir>/<name>.log``)."""
+    port_arg = cmd.index("--port") + 1 if "--port" in cmd else -1
+    log = log_dir / f"{name}.log"
+    handle = log.open("ab")
+    proc = subprocess.Popen(
+        cmd, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})}, start_new_session=True, cwd=REPO_ROOT,
+    )  # fmt: skip
+    handle.close()
+    return Server(name, int(cmd[port_arg]), proc, log, ready_path, cmd)
+
+
+def uvicorn_cmd(app: str, port: int, *, factory: bool = False) -> list[str]:
+    cmd = [sys.executable, "-m", "uvicorn", app, "--host", HOST, "--port", str(port)]
+    return cmd + UVICORN_OPTIONS + (["--factory"] if factory else [])
+
+
+def start_hello(log_dir: Path) -> Server:
+    return start("hello", uvicorn_cmd("benchmarks.hello_asgi:app", free_port()), log_dir, "/")
+
+
+def start_naive(log_dir: Path, model_path: Path) -> Server:
+    cmd = uvicorn_cmd("benchmarks.naive_app:create_app", free_port(), factory=True)
+    return start("naive", cmd, log_dir, "/openapi.json", {"NAIVE_MODEL_PATH": str(model_path)})
+
+
+def start_scorer(log_dir: Path, env: dict[str, str], workers: int | None = None) -> Server:
+    """``shadowline serve`` configured by SHADOWLINE_* variables (its only configuration)."""
+    port = free_port()
+    cmd = [str(Path(sys.executable).with_name("shadowline")), "serve", "--port", str(port)]
+    if workers:
+        cmd += ["--workers", str(workers)]
+    return start("scorer", cmd, log_dir, "/readyz", env)
+
+
+def wait_for_scorer(scorer: Server, *, shadows: int | None = None, production: str | None = None,
+                    timeout_s: float = 15.0) -> dict[str, Any]:  # fmt: skip
+    """Poll /readyz until the scorer serves ``production`` with ``shadows`` shadows."""
+    deadline = time.monotonic() + timeout_s
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status, raw = scorer.get("/readyz")
+        body = json.loads(raw) if raw else {}
+        prod = (body.get("production") or {}).get("version")
+        if (
+            status == 200
+            and (shadows is None or len(body.get("shadows", [])) == shadows)
+            and (production is None or prod == production)
+        ):
+            return body
+        time.sleep(0.1)
+    raise BenchError(f"scorer did not reach shadows={shadows} production={production}: {body}")

@@ -1,0 +1,150 @@
+"""The bench's judging and reporting logic on made-up results (no servers, no timing)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.profile import summarize_raw, trim_raw
+from benchmarks.render import markdown
+from benchmarks.report import med, targets
+
+
+def _run(rate: float, p99: float, failed: int = 0, shed: float = 0.0) -> dict[str, Any]:
+    lat = {"p50": p99 / 3, "p90": p99 / 2, "p99": p99, "p99.9": p99 * 1.5, "max": p99 * 2}
+    return {
+        "rate_achieved": rate, "latency_ms": lat, "failed": failed, "timeline": [],
+        "server_cpu_us_per_request": 1e6 / rate,
+        "generator": {"lag_ms": {"p99": 0.5}, "cpu_us_per_request": 25.0},
+        "scorer": {"shed": shed, "shadow_errors": 0.0, "records": rate, "kafka_sent": rate,
+                   "kafka_dropped": 0.0},
+        "events": [],
+    }  # fmt: skip
+
+
+def _results(scorer_ran: bool, shadow_p99: float = 2.2) -> dict[str, Any]:
+    reps = []
+    for r in range(3):
+        rep = {
+            "max/naive": _run(2600 + r, 40.0),
+            "max/hello": _run(30000, 1.0),
+            "fixed/naive": _run(1300, 9.0),
+            "fixed/hello": _run(1300, 1.0),
+        }
+        if scorer_ran:
+            rep |= {
+                "max/scorer": _run(9000 + 100 * r, 5.0),
+                "fixed/scorer": _run(1300, 2.0),
+                "shadows0": _run(4500, 2.0),
+                "shadows1": _run(4500, 2.1),
+                "shadows3": _run(4500, shadow_p99, shed=5.0 if r == 0 else 0.0),
+                "promotions": _run(4500, 3.0),
+            }
+        reps.append(rep)
+    return {
+        "reps": reps,
+        "scorer_status": "run" if scorer_ran else "disabled with --scorer off",
+        "machine": {"date_utc": "2026-11-27 10:00 UTC", "nproc": 2, "cpu": "AMD EPYC",
+                    "memory_gib": 23.5, "os": "Debian", "python": "3.11.7",
+                    "load_average_at_start": [1.0, 1.0, 1.0], "packages": {"uvicorn": "0.54"}},
+        "elapsed_s": 500.0, "commands": ["python -m benchmarks.run"],
+        "durations": {"max": 6.0, "fixed": 6.0},
+        "servers": {"hello": ".venv/bin/python -m uvicorn benchmarks.hello_asgi:app"},
+        "model": {"trees": 200, "train_rows": 20000},
+        "rates": {"fixed": 1300.0, "scorer_half": 4500.0 if scorer_ran else None},
+        "floor": {"one_thread_us_per_call": 10.0, "default_options_us_per_call": 11.0},
+        "calibration": {"hello": _run(30000, 1.0), "hello (2 generator procs)": _run(31000, 1.0)},
+    }  # fmt: skip
+
+
+def test_a_target_is_met_only_if_the_paired_ratios_meet_it_too() -> None:
+    results = _results(True)
+    # One noisy repetition: the ratio of medians stays low, the paired ratios do not.
+    results["reps"][0]["shadows0"] = _run(4500, 3.0)
+    results["reps"][0]["shadows3"] = _run(4500, 1.0)
+    results["reps"][1]["shadows3"] = _run(4500, 3.0)
+    results["reps"][2]["shadows0"] = _run(4500, 1.0)
+    got = {t["target"]: t for t in targets(results)}[
+        "3 shadows at 100%: p99 vs shadows off, same rate"
+    ]
+    assert got["ratio"] == 1.1  # medians: 2.2 / 2.0
+    assert got["per_rep"] == [0.333, 1.5, 2.2]
+    assert (got["paired"], got["judged"], got["met"]) == (1.5, 1.5, False)
+
+
+def test_shedding_alone_fails_a_target_that_is_within_its_ratio() -> None:
+    results = _results(True)
+    results["targets"] = targets(results)
+    made = {k: f"{k}.png" for k in ("throughput", "fixed", "shadows", "promotions")}
+    assert "**no**: 1.10x is within 1.25x, but shed: 5" in markdown(results, made)
+
+
+def test_medians_are_over_the_repetitions() -> None:
+    assert med(_results(True), "max/scorer", "rate_achieved") == 9100.0
+    assert med(_results(True), "max/naive", "latency_ms", "p99") == 40.0
+
+
+def test_targets_are_ratios_of_medians_and_shedding_fails_the_shadow_target() -> None:
+    got = {t["target"]: t for t in targets(_results(True))}
+    throughput = got["shadows off: throughput vs naive"]
+    assert throughput["ratio"] == round(9100 / 2601, 3)
+    assert throughput["met"] is True
+    assert len(throughput["per_rep"]) == 3
+    p99 = got["shadows off: p99 at 16 connections vs naive"]
+    assert (p99["ratio"], p99["met"]) == (0.125, True)
+    shadows = got["3 shadows at 100%: p99 vs shadows off, same rate"]
+    assert shadows["ratio"] == 1.1
+    assert shadows["met"] is False  # within 1.25x, but 5 requests' shadow work was shed
+    assert shadows["note"] == "shed: 5"
+    assert got["promotions every 5 s: p99 vs steady"]["met"] is True
+
+
+def test_without_the_scorer_every_target_says_not_run_yet() -> None:
+    rows = targets(_results(False))
+    assert {(t["met"], t["note"]) for t in rows} == {(None, "not run yet")}
+    text = markdown({**_results(False), "targets": rows}, {"throughput": "t.png", "fixed": "f.png"})
+    assert (
+        "| shadows off: throughput vs naive | not run yet | not run yet | >= 3.0 | not run yet |"
+        in text
+    )
+    assert "Scorer rows: **not run yet** (disabled with --scorer off)." in text
+    assert "| scorer | not run yet ||||||||" in text
+
+
+def test_a_missed_target_says_by_how_much() -> None:
+    results = _results(True, shadow_p99=3.0)
+    results["targets"] = targets(results)
+    made = {k: f"{k}.png" for k in ("throughput", "fixed", "shadows", "promotions")}
+    text = markdown(results, made)
+    assert (
+        "| 3 shadows at 100%: p99 vs shadows off, same rate | 1.50; shed: 5 | 1.50 (1.50, 1.50, "
+        "1.50) | <= 1.25 | **no**: 1.50x against 1.25x, 20% over (shed: 5) |"
+    ) in text
+    assert (
+        "| shadows off: throughput vs naive | 3.50 | 3.50 (3.46, 3.50, 3.54) | >= 3.0 | yes |"
+        in (text)
+    )
+    naive = "| naive | 2,601 (2,600, 2,601, 2,602) | 13.33 | 20.00 | 40.00 | 60.00 | 80.00 | 0 |"
+    assert naive + " 384 |" in text
+    assert ".venv/bin/python -m uvicorn benchmarks.hello_asgi:app   # hello" in text
+    assert "shadowline loadtest max <url> --connections 16 --duration 6 " in text
+    assert "| 1 process | 30,000 | 1.00 | 25.0 | 40,000 |" in text
+
+
+def test_profile_summary_counts_processes_innermost_frames_and_our_code() -> None:
+    raw = (
+        'process 1:"python serve";main (service/app.py:1);run (onnxruntime/x.py:3) 60\n'
+        'process 1:"python serve";main (service/app.py:1);parse (json.py:4) 30\n'
+        'process 2:"python producer";send (kafka/y.py:9) 10\n'
+    )
+    got = summarize_raw(raw)
+    assert got["samples"] == 100
+    assert got["processes"] == [("pid 1: python serve", 90.0), ("pid 2: python producer", 10.0)]
+    assert got["top_self"][0] == ("run (onnxruntime/x.py:3)", 60.0)
+    assert got["top_own"] == [("main (service/app.py:1)", 90.0)]
+    assert summarize_raw("") == {"samples": 0, "processes": [], "top_self": [], "top_own": []}
+
+
+def test_trimmed_stacks_drop_line_numbers_merge_and_keep_the_heaviest() -> None:
+    raw = "a (x.py:1);b (y.py:2) 5\na (x.py:1);b (y.py:9) 7\na (x.py:3);c (z.py:4) 3\n"
+    assert trim_raw(raw) == "a (x.py);b (y.py) 12\na (x.py);c (z.py) 3\n"
+    assert trim_raw(raw, keep=1) == "a (x.py);b (y.py) 12\n"

@@ -1,0 +1,30 @@
+"""`make bench`'s harness end to end, shrunk to seconds: a 20-tree model, runs of 0.3 s, no
+scorer.  Asserts that it completes and what it writes, never any number it measured."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.run import main
+
+
+@pytest.mark.slow
+def test_the_bench_harness_runs_end_to_end_and_writes_its_report(tmp_path: Path) -> None:
+    out = tmp_path / "docs"
+    args = ["--smoke", "--reps", "1", "--scorer", "off", "--no-profile", "--out", str(out),
+            "--work", str(tmp_path / "work")]  # fmt: skip
+    assert main(args) == 0
+    text = (out / "benchmarks.md").read_text()
+    assert "| shadows off: throughput vs naive | not run yet | not run yet | >= 3.0 |" in text
+    assert "Scorer rows: **not run yet** (disabled with --scorer off)." in text
+    results = json.loads((out / "bench" / "results.json").read_text())
+    assert results["model"]["trees"] == 20
+    for key in ("max/naive", "max/hello", "fixed/naive", "fixed/hello"):
+        run = results["reps"][0][key]
+        assert run["completed"] > 0, key
+        assert run["failed"] == 0, key
+        assert run["server_cpu_us_per_request"] > 0, key
+    assert {p.name for p in (out / "bench").glob("*.png")} == {"throughput.png", "fixed.png"}
