@@ -179,31 +179,19 @@ class Runner:
         if not meta.is_file():
             raise RetrainError(f"no run {run_id} in {self.settings.runs_dir} (no {meta})")
         as_of = datetime.fromisoformat(json.loads(meta.read_text())["as_of"])
-        return Context(
-            self.settings,
-            run_id,
-            as_of,
-            RunFolder(root),
-            self.source,
-            self.trainer,
-            self.store,
-            code_version(),
-        )
+        return self._context(run_id, as_of, root)
 
     def _new_context(self, run_id: str, as_of: datetime) -> Context:
         root = Path(self.settings.runs_dir) / run_id
         root.mkdir(parents=True, exist_ok=True)
         (root / RUN_FILE).write_text(json.dumps({"run_id": run_id, "as_of": as_of.isoformat()}))
+        return self._context(run_id, as_of, root)
+
+    def _context(self, run_id: str, as_of: datetime, root: Path) -> Context:
         return Context(
-            self.settings,
-            run_id,
-            as_of,
-            RunFolder(root),
-            self.source,
-            self.trainer,
-            self.store,
-            code_version(),
-        )
+            self.settings, run_id, as_of, RunFolder(root), self.source, self.trainer,
+            self.store, code_version(),
+        )  # fmt: skip
 
     def step(self, run_id: str, name: str) -> StepReport:
         """Re-run one step of an existing run (its upstream outputs must be there)."""
