@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -45,7 +46,8 @@ def _cli(
     echo: Echo, *args: str, ok: tuple[int, ...] = (0,), env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     shown = " ".join(f"{k}={v}" for k, v in (env or {}).items())
-    echo(f"$ {shown + ' ' if shown else ''}shadowline {' '.join(args)}")
+    # Printed so it can be pasted into a shell: arguments with spaces are quoted.
+    echo(f"$ {shown + ' ' if shown else ''}shadowline {shlex.join(args)}")
     result = subprocess.run(
         [sys.executable, "-m", "shadowline", *args], capture_output=True, text=True,
         check=False, env={**os.environ, **(env or {})},

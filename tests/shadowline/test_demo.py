@@ -23,6 +23,8 @@ def test_demo_trains_promotes_shadows_serves_and_reads_back(
         output = result.output
         assert result.exit_code == 0, output
         assert "$ shadowline models promote r" in output
+        # Printed commands can be pasted into a shell: the reason is quoted.
+        assert "--force --reason 'demo: first production model (no earlier model" in output
         assert output.count("POST /v1/score demo-") == 5
         assert output.count(": 200 score=") == 5
         assert (
