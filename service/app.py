@@ -8,17 +8,14 @@ Design (numbers measured on the 2-core test machine, see the README "Scoring ser
   (so OpenAPI documents their bodies and responses), but by default
   :class:`service.fastpath.ScorerApp` answers them below FastAPI's middleware stack and
   routing, which cost ~35 us a request around a ~50 us scoring call.
-* Shadows and records.  The handler only enqueues the scored request with the rows it encoded
-  (:class:`service.dispatcher.ShadowDispatcher`, bounded, shed and counted when full).  A
-  thread drains it in batches, runs each sampled shadow on its own executor within a time
-  budget (a shadow with production's schema reuses production's encoded rows, stacked in C),
-  builds one record per request and hands it to :class:`service.sink.KafkaSink`.  The sink
-  frames records to a Kafka producer in a child process: kafka-python's 60-120 us of Python per
-  record, in this process, held the GIL the event loop needed (measured per request: 89 us of
-  scorer CPU without a sink, 93 us with 3 shadows at 100%, 290-377 us of request-path time with
-  the producer in-process, 97-107 us with it in its own process).  Threads suit the shadows:
-  onnxruntime releases the GIL and the batched Python around it costs a few us a request,
-  while a process would need a second copy of every shadow model and its own hot swap.
+* Shadows and records.  The handler only appends the scored transaction to a bounded queue
+  (:class:`service.sidecar.Sidecar`; shed and counted when full).  A writer thread pickles
+  batches of them to the sidecar process (:mod:`service.sidecar_loop`), which runs each
+  sampled shadow on its own executor within a time budget, builds one record per transaction
+  and produces it to Kafka.  Threads in this process were measured first: the shadows' and
+  kafka-python's Python work held the GIL the event loop needed, and production's p99 at half
+  the maximum rate grew 3.6x with 3 shadows (docs/benchmarks.md of 2026-11-27 10:57); in the
+  sidecar it runs on the other core, and this process spends ~4 us a transaction on it.
   Nothing on the event loop waits for a shadow or for Kafka.
 * Hot swap.  :class:`service.follower.RegistryFollower` listens to registry events and
   reconciles by revision every ``reconcile_interval_s``; :class:`service.loader.ModelLoader`
@@ -32,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -48,7 +46,6 @@ from starlette.responses import Response
 
 from registry import EVENTS_CHANNEL, ModelRegistry, RegistryError
 from service.admin import admin_router
-from service.dispatcher import ShadowDispatcher
 from service.errors import ServiceError
 from service.fastpath import FastLane, Handler, ScorerApp
 from service.follower import RegistryFollower
@@ -61,7 +58,8 @@ from service.producer import ProducerConfig
 from service.schemas import ERROR_RESPONSES, BatchResponse, ScoreResponse, request_body
 from service.scorer import Scorer
 from service.settings import ServiceSettings
-from service.sink import KafkaSink, RecordSink
+from service.sidecar import RecordSink, Sidecar
+from service.sidecar_loop import SidecarConfig
 
 
 @dataclass
@@ -72,7 +70,6 @@ class Components:
     metrics: ServiceMetrics
     live: LiveModels
     scorer: Scorer
-    dispatcher: ShadowDispatcher
     sink: RecordSink
     loader: ModelLoader
     follower: RegistryFollower
@@ -91,20 +88,16 @@ def build_components(
     metrics = ServiceMetrics(collector_registry)
     live = LiveModels()
     if sink is None:
-        sink = KafkaSink(
-            producer_config(settings), metrics, buffer_records=settings.kafka_buffer_records,
+        sink = Sidecar(
+            sidecar_config(settings), live, metrics,
+            queue_size=settings.shadow_queue_size,
             buffer_bytes=settings.kafka_buffer_bytes,
-            in_process=not settings.kafka_producer_process,
+            batch_max=settings.shadow_batch_max,
+            batch_wait_s=settings.shadow_batch_wait_ms / 1000,
+            in_process=not settings.sidecar_process,
         )  # fmt: skip
-    dispatcher = ShadowDispatcher(
-        live, sink.publish, metrics,
-        queue_size=settings.shadow_queue_size,
-        budget_s=settings.shadow_time_budget_ms / 1000,
-        batch_max=settings.shadow_batch_max,
-        batch_wait_s=settings.shadow_batch_wait_ms / 1000,
-    )  # fmt: skip
     scorer = Scorer(
-        live, dispatcher.submit, metrics,
+        live, sink.submit, metrics,
         model_name=settings.model_name, max_batch=settings.max_batch,
     )  # fmt: skip
     loader = ModelLoader(source, live, metrics, name=settings.model_name)
@@ -118,20 +111,25 @@ def build_components(
         loader, connect, metrics, name=settings.model_name, channel=events_channel,
         interval_s=settings.reconcile_interval_s,
     )  # fmt: skip
-    return Components(settings, metrics, live, scorer, dispatcher, sink, loader, follower)
+    return Components(settings, metrics, live, scorer, sink, loader, follower)
 
 
-def producer_config(settings: ServiceSettings) -> ProducerConfig:
-    """The Kafka producer's settings; half the record buffer (records and bytes) may be in
-    flight in it."""
-    return ProducerConfig(
+def sidecar_config(settings: ServiceSettings) -> SidecarConfig:
+    """The sidecar's settings: shadows, and a Kafka producer that may hold
+    ``kafka_buffer_records`` records and half of ``kafka_buffer_bytes`` unacknowledged."""
+    producer = ProducerConfig(
         servers=tuple(settings.kafka_servers),
         topic=settings.scores_topic,
-        max_in_flight=max(1, settings.kafka_buffer_records - settings.kafka_buffer_records // 2),
+        max_in_flight=settings.kafka_buffer_records,
         max_in_flight_bytes=settings.kafka_buffer_bytes - settings.kafka_buffer_bytes // 2,
         linger_ms=settings.kafka_linger_ms,
         delivery_timeout_ms=settings.kafka_delivery_timeout_ms,
         restart_after_s=settings.kafka_restart_after_s,
+    )
+    return SidecarConfig(
+        producer,
+        budget_s=settings.shadow_time_budget_ms / 1000,
+        max_lag_s=settings.shadow_max_lag_ms / 1000,
     )
 
 
@@ -143,8 +141,8 @@ def create_app(
     sink: RecordSink | None = None,
     connect: Callable[[], aioredis.Redis] | None = None,
 ) -> FastAPI:
-    """The scorer app.  Its lifespan starts the sink, the dispatcher, a first model load and
-    the registry follower, and stops them (sending what is queued) on shutdown."""
+    """The scorer app.  Its lifespan starts the sidecar, a first model load and the registry
+    follower, and stops them (sending what is queued) on shutdown."""
     parts = build_components(
         settings, registry, collector_registry=collector_registry or CollectorRegistry(),
         sink=sink, connect=connect,
@@ -153,8 +151,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         parts.sink.start()
-        parts.dispatcher.start()
         await parts.follower.reconcile()
+        # What start-up allocated (FastAPI, pydantic, onnxruntime, the models) lives as long
+        # as the process: keep it out of the cyclic collector's full passes.
+        gc.collect()
+        gc.freeze()
         follow = asyncio.create_task(parts.follower.run(), name="registry-follower")
         try:
             yield
@@ -162,7 +163,6 @@ def create_app(
             follow.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follow
-            await asyncio.to_thread(parts.dispatcher.stop)
             await asyncio.to_thread(parts.sink.close)
 
     app = ScorerApp(

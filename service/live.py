@@ -1,4 +1,4 @@
-"""The live model set: what the request path and the shadow dispatcher read.
+"""The live model set: what the request path and the sidecar's hand-over read.
 
 A :class:`ModelSet` is immutable.  Changing production or the shadows means building a new set
 (models loaded and warmed beforehand) and storing it with one reference assignment, which is

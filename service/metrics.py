@@ -46,18 +46,19 @@ class ServiceMetrics:
         )  # fmt: skip
         self.shadow_queue_depth = Gauge(
             "shadowline_shadow_queue_depth",
-            "Scored requests waiting for the shadow dispatcher.",
+            "Scored transactions waiting to be handed to the sidecar (shadows, records, Kafka).",
             registry=registry,
         )
         self.shadow_shed = Counter(
             "shadowline_shadow_shed_total",
-            "Scored requests the shadow dispatcher shed because its queue was full "
-            "(their records are not sent).",
+            "Scored transactions dropped because the sidecar could not keep up while Kafka "
+            "was fine (their records are not sent; see shadowline_kafka_dropped_total).",
             registry=registry,
         )
         self.shadow_errors = Counter(
             "shadowline_shadow_errors_total",
-            "Shadow results recorded as errors, by version and kind (error, timeout, busy, input).",
+            "Shadow results recorded as errors, by version and kind (error, timeout, busy, input, "
+            "shed, load).",
             ["version", "kind"], registry=registry,
         )  # fmt: skip
         self.records = Counter(
@@ -81,7 +82,8 @@ class ServiceMetrics:
         )
         self.kafka_dropped = Counter(
             "shadowline_kafka_dropped_total",
-            "Score records dropped because the sink's buffer was full (broker slow or down).",
+            "Scored transactions dropped, their records never sent, because Kafka held the "
+            "sidecar back (broker slow or down) and the scorer's queue was full.",
             registry=registry,
         )
         self.kafka_buffered_bytes = Gauge(
@@ -133,3 +135,20 @@ class ServiceMetrics:
     def watch_queue(self, depth: Callable[[], int]) -> None:
         """Report the shadow queue depth by asking ``depth`` at scrape time."""
         self.shadow_queue_depth.set_function(lambda: float(depth()))
+
+
+def add_to_histogram(histogram: Histogram, counts: list[int], total: float) -> None:
+    """Add per-bucket ``counts`` (in the histogram's bucket order, +Inf last) and their sum to
+    one labelled histogram, as if each value had been observed here.
+
+    prometheus_client has no public way to add many observations at once; this uses its
+    per-bucket values (``_buckets``, ``_sum``), which ``observe`` itself increments.
+    ``tests/service/test_tally.py`` checks the result against ``observe``.
+    """
+    buckets = histogram._buckets  # noqa: SLF001 - see the docstring
+    if len(counts) != len(buckets):
+        raise ValueError(f"{len(counts)} bucket counts for {len(buckets)} buckets")
+    for bucket, n in zip(buckets, counts, strict=True):
+        if n:
+            bucket.inc(n)
+    histogram._sum.inc(total)  # noqa: SLF001

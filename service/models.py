@@ -8,6 +8,7 @@ milliseconds: callers run it in a worker thread, never on the event loop.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -30,18 +31,28 @@ class LoadedModel:
     (an onnxruntime session's ``run`` is thread-safe)."""
 
     __slots__ = (
-        "_output", "_session", "codec", "created_at", "decide", "field_names", "loaded_at",
-        "manifest", "name", "ref", "sha256", "version",
+        "_output", "_session", "artifact", "codec", "created_at", "decide", "field_names",
+        "loaded_at", "manifest", "name", "ref", "schema_key", "sha256", "version",
     )  # fmt: skip
 
-    def __init__(self, manifest: Manifest, session: ort.InferenceSession, loaded_at: float):
+    def __init__(
+        self,
+        manifest: Manifest,
+        session: ort.InferenceSession,
+        loaded_at: float,
+        artifact: bytes = b"",
+    ):
         self.manifest = manifest
+        # The ONNX bytes, kept so the sidecar process can load the same version as a shadow.
+        self.artifact = artifact
         self.name = manifest.name
         self.version = manifest.version
         self.ref = manifest.ref
         self.sha256 = manifest.sha256 or ""
         self.created_at = manifest.created_at.timestamp() if manifest.created_at else None
         self.codec = RowCodec(manifest.input_schema)
+        # Equal keys mean equal input schemas: rows production checked need no second check.
+        self.schema_key = schema_key(manifest)
         self.field_names = frozenset(f.name for f in manifest.input_schema.fields)
         self.decide: Callable[[float], Decision] = manifest.thresholds.decide
         self.loaded_at = loaded_at
@@ -67,6 +78,12 @@ class LoadedModel:
 
     def __repr__(self) -> str:
         return f"LoadedModel({self.ref}, sha256={self.sha256[:12]})"
+
+
+def schema_key(manifest: Manifest) -> str:
+    """A short digest of ``manifest``'s input schema."""
+    encoded = manifest.input_schema.model_dump_json().encode()
+    return hashlib.sha256(encoded).hexdigest()[:16]
 
 
 def session_options() -> ort.SessionOptions:
@@ -118,7 +135,7 @@ def load_model(
     outputs = [node.name for node in session.get_outputs()]
     if manifest.output.name not in outputs:
         raise ModelLoadError(ref, f"graph has no output {manifest.output.name!r} (has {outputs})")
-    model = LoadedModel(manifest, session, loaded_at=clock())
+    model = LoadedModel(manifest, session, loaded_at=clock(), artifact=artifact)
     _warm_up(model, tolerance)
     return model
 

@@ -1,45 +1,31 @@
-"""The Kafka producer loop: runs in a child process of the scorer (or a thread, in tests).
+"""The Kafka producer of score records, as the sidecar process uses it.
 
-kafka-python spent 60-120 us of Python per record (measured on the 2-core machine; 29 us once
-the ``crc32c`` C package replaced its pure-Python checksum); in the scorer's process that time
-holds the GIL, and the event loop paid for it: 101 us per request without the producer, 290 us
-with it.  So the producer lives in a process of its own and the scorer only hands it framed
-batches of ``(key, value)`` over a pipe (:mod:`service.sink`).
-
-Protocol on the duplex pipe: the parent sends ``frame(records)`` blobs and, to stop, an empty
-blob; the child sends ``Stats`` snapshots (cumulative counts) every ``stats_interval_s`` and once
-more before it exits.  When ``max_in_flight`` records wait for acknowledgement the loop stops
-reading, the pipe fills and the parent drops (and counts) what it cannot hand over; so it does
-when the unacknowledged records add up to ``max_in_flight_bytes`` (keys plus values).
-
-Stopping also sets a flag shared with the parent (an event): a loop that has no producer
-(broker unreachable) does not read the pipe, so it would never see the empty blob; on the flag
-it counts what is left in the pipe as failed and exits at once.
+kafka-python spends 29 us of Python per record (measured on the 2-core machine with the
+``crc32c`` C package; 60-120 us without it), which is why it runs in the sidecar process
+(:mod:`service.sidecar_loop`), never in the scorer's.  :class:`KafkaOut` owns the client: it
+creates it once a bootstrap server accepts connections, counts deliveries into a
+:class:`service.tally.Tally`, holds at most ``max_in_flight`` records (and
+``max_in_flight_bytes``) unacknowledged, and recreates the client when nothing was delivered
+for ``restart_after_s`` while deliveries fail.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import signal
 import socket
-import struct
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from typing import Any, Protocol
+from typing import Any
+
+from service.tally import Tally
 
 log = logging.getLogger(__name__)
-_HEADER = struct.Struct("<II")
-_STATS = struct.Struct("<qqq?q")
 
 
 @dataclass(frozen=True)
 class ProducerConfig:
-    """What the producer loop needs; picklable, so it can be handed to a spawned process."""
+    """What the producer needs; picklable, so it can be handed to a spawned process."""
 
     servers: tuple[str, ...]
     topic: str
@@ -48,48 +34,6 @@ class ProducerConfig:
     linger_ms: int = 50
     delivery_timeout_ms: int = 30_000
     restart_after_s: float = 10.0
-    stats_interval_s: float = 0.5
-
-
-@dataclass(frozen=True)
-class Stats:
-    """Cumulative counts of one producer loop, and the bytes it holds unacknowledged (sent to
-    the parent as 33 bytes, not pickled)."""
-
-    sent: int = 0
-    failed: int = 0
-    restarts: int = 0
-    connected: bool = False
-    in_flight_bytes: int = 0
-
-    def pack(self) -> bytes:
-        return _STATS.pack(
-            self.sent, self.failed, self.restarts, self.connected, self.in_flight_bytes
-        )
-
-    @classmethod
-    def unpack(cls, blob: bytes) -> Stats:
-        return cls(*_STATS.unpack(blob))
-
-
-def frame(records: list[tuple[bytes, bytes]]) -> bytes:
-    """Pack records as length-prefixed key/value pairs."""
-    parts: list[bytes] = []
-    for key, value in records:
-        parts += (_HEADER.pack(len(key), len(value)), key, value)
-    return b"".join(parts)
-
-
-def unframe(blob: bytes) -> Iterator[tuple[bytes, bytes]]:
-    """The records of one :func:`frame` blob, in order."""
-    view, offset, end = memoryview(blob), 0, len(blob)
-    while offset < end:
-        klen, vlen = _HEADER.unpack_from(view, offset)
-        offset += _HEADER.size
-        key = bytes(view[offset : offset + klen])
-        offset += klen
-        yield key, bytes(view[offset : offset + vlen])
-        offset += vlen
 
 
 def broker_accepts(servers: tuple[str, ...] | list[str], timeout_s: float = 1.0) -> bool:
@@ -108,88 +52,42 @@ def broker_accepts(servers: tuple[str, ...] | list[str], timeout_s: float = 1.0)
     return False
 
 
-class StopFlag(Protocol):
-    """Set by the parent when it stops the producer (a ``multiprocessing`` or ``threading``
-    event)."""
+class KafkaOut:
+    """The kafka-python producer of one sidecar; counts go to ``tally`` (see the module
+    docstring).  ``send`` is called from one thread; delivery callbacks come from
+    kafka-python's sender thread."""
 
-    def is_set(self) -> bool: ...
-
-
-class ProducerLoop:
-    """Sends the records arriving on ``conn`` to Kafka; reports :class:`Stats` back."""
-
-    def __init__(self, conn: Connection, config: ProducerConfig, stop: StopFlag) -> None:
-        self._conn = conn
+    def __init__(self, config: ProducerConfig, tally: Tally) -> None:
         self._config = config
-        self._stop = stop
+        self._tally = tally
         self._lock = threading.Lock()
         self._producer: Any = None
         self._generation = 0
         self._in_flight = 0
-        self._in_flight_bytes = 0
-        self._sent = self._failed = self._restarts = 0
         self._last_ok = time.monotonic()
         self._failing = False
-        self._last_stats = 0.0
-        self._parent_pid = os.getppid()
 
-    def run(self) -> None:
-        """Until the parent sends an empty blob or goes away; then flush and report."""
-        try:
-            while self._step():
-                pass
-        finally:
-            self._close_producer(timeout_s=5.0)
-            self._report(force=True)
+    @property
+    def ready(self) -> bool:
+        """A client exists (the broker accepted a connection once)."""
+        return self._producer is not None
 
-    def _step(self) -> bool:
-        if os.getppid() != self._parent_pid:
-            return False  # the scorer died without saying goodbye (SIGKILL): stop too
-        self._report()
-        self._maybe_restart()
-        if self._producer is None and self._stop.is_set():
-            self._write_off_pipe()  # nothing can be delivered: do not wait for the broker
-            return False
-        if not self._ensure_producer() or self._full():
-            time.sleep(0.05)  # hold further records in the pipe: the parent drops, counted
-            return True
-        try:
-            if not self._conn.poll(0.1):
-                return True
-            blob = self._conn.recv_bytes()
-        except (EOFError, OSError):
-            return False  # the parent is gone
-        if not blob:
-            return False
-        for key, value in unframe(blob):
-            self._send(key, value)
-        return True
-
-    def _full(self) -> bool:
+    def full(self) -> bool:
+        """It holds its limit of unacknowledged records or bytes (the caller waits)."""
         config = self._config
-        return (
+        full = (
             self._in_flight >= config.max_in_flight
-            or self._in_flight_bytes >= config.max_in_flight_bytes
+            or self._tally.in_flight_bytes >= config.max_in_flight_bytes
         )
+        self._tally.kafka_full = full
+        return full
 
-    def _write_off_pipe(self) -> None:
-        """Count the records still in the pipe as failed (stopping without a producer)."""
-        try:
-            while self._conn.poll(0):
-                blob = self._conn.recv_bytes()
-                if not blob:
-                    return
-                lost = sum(1 for _ in unframe(blob))
-                with self._lock:
-                    self._failed += lost
-        except (EOFError, OSError):
-            return
-
-    def _send(self, key: bytes, value: bytes) -> None:
+    def send(self, key: bytes, value: bytes) -> None:
+        """Hand one record to the client; its fate is counted when the broker answers."""
         generation, size = self._generation, len(key) + len(value)
         with self._lock:
             self._in_flight += 1
-            self._in_flight_bytes += size
+            self._tally.in_flight_bytes += size
         try:
             future = self._producer.send(self._config.topic, key=key, value=value)
         except Exception as exc:  # KafkaError (buffer full, no metadata) or a closed producer
@@ -198,16 +96,22 @@ class ProducerLoop:
         future.add_callback(lambda _meta: self._delivered(generation, size, ok=True))
         future.add_errback(lambda exc: self._delivered(generation, size, ok=False, error=exc))
 
-    def _delivered(self, generation: int, size: int, *, ok: bool, error: object = None) -> None:
+    def write_off(self, n: int) -> None:
+        """Count ``n`` records that never reached the client as failed."""
         with self._lock:
-            # Records of a closed producer were already written off by _close_producer.
+            self._tally.failed += n
+
+    def _delivered(self, generation: int, size: int, *, ok: bool, error: object = None) -> None:
+        tally = self._tally
+        with self._lock:
+            # Records of a closed producer were already written off by close().
             if generation == self._generation:
                 self._in_flight -= 1
-                self._in_flight_bytes -= size
+                tally.in_flight_bytes -= size
             if ok:
-                self._sent += 1
+                tally.sent += 1
             else:
-                self._failed += 1
+                tally.failed += 1
         if ok:
             self._last_ok = time.monotonic()
             self._failing = False
@@ -215,8 +119,10 @@ class ProducerLoop:
             if not self._failing:
                 log.warning("kafka producer: delivery to %s failed: %s", self._config.topic, error)
             self._failing = True
+        tally.connected = not self._failing
 
-    def _ensure_producer(self) -> bool:
+    def ensure(self) -> bool:
+        """Create the client if there is none and a broker accepts; True when one exists."""
         if self._producer is not None:
             return True
         if not broker_accepts(self._config.servers):
@@ -243,18 +149,23 @@ class ProducerLoop:
             return False
         self._last_ok = time.monotonic()
         self._failing = False
-        self._restarts += 1
+        self._tally.connected = True
+        self._tally.restarts += 1
         return True
 
-    def _maybe_restart(self) -> None:
+    def maybe_restart(self) -> None:
+        """Drop a client that has delivered nothing for ``restart_after_s`` while failing."""
         stale = time.monotonic() - self._last_ok > self._config.restart_after_s
         if self._producer is not None and self._failing and stale:
             log.warning("kafka producer: nothing delivered for %.0fs; recreating it",
                         self._config.restart_after_s)  # fmt: skip
-            self._close_producer(timeout_s=0.0)
+            self.close(timeout_s=0.0)
 
-    def _close_producer(self, timeout_s: float) -> None:
+    def close(self, timeout_s: float) -> None:
+        """Flush (up to ``timeout_s``) and close; what is left unacknowledged counts as
+        failed when its delivery times out, or is written off here."""
         producer, self._producer = self._producer, None
+        self._tally.connected = False
         if producer is None:
             return
         try:
@@ -265,40 +176,8 @@ class ProducerLoop:
         with self._lock:
             self._generation += 1
             self._in_flight = 0
-            self._in_flight_bytes = 0
+            self._tally.in_flight_bytes = 0
         try:
             producer.close(timeout=0)
         except Exception as exc:  # closing a broken producer must not end the loop
             log.warning("kafka producer: close failed: %s", exc)
-
-    def _report(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_stats < self._config.stats_interval_s:
-            return
-        self._last_stats = now
-        stats = Stats(self._sent, self._failed, self._restarts,
-                      self._producer is not None and not self._failing,
-                      self._in_flight_bytes)  # fmt: skip
-        with contextlib.suppress(OSError, ValueError):  # parent gone: nobody to report to
-            self._conn.send_bytes(stats.pack())
-
-
-def run_producer_loop(conn: Connection, config: ProducerConfig, stop: StopFlag) -> None:
-    """Run :class:`ProducerLoop` until told to stop (a thread's target, in tests)."""
-    ProducerLoop(conn, config, stop).run()
-
-
-def producer_process_main(conn: Connection, config: ProducerConfig, stop: StopFlag) -> None:
-    """Entry point of the producer process.
-
-    Ctrl-C and SIGTERM reach the whole process group; the producer ignores them and stops when
-    the scorer says so (after its own graceful shutdown) or when the scorer is gone.  The
-    scorer kills it if it has not stopped within the scorer's close timeout.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # The parent blocked them around the start (see KafkaSink._spawn): ignored now, so unblock.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s %(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO lines are per connection
-    run_producer_loop(conn, config, stop)

@@ -101,7 +101,8 @@ def check_transaction(
 
 
 class Scorer:
-    """Scores requests with the production model and hands each to the shadow dispatcher."""
+    """Scores requests with the production model and hands each transaction to ``submit``
+    (the sidecar: shadows, records, Kafka)."""
 
     def __init__(
         self,
@@ -156,8 +157,8 @@ class Scorer:
         bound.decisions[decision]()
         request_id = f"{self._prefix}{next(self._counter):x}"
         self._submit(
-            Scored(tid, request_id, self._clock(), features, model, score, decision,
-                   seconds * 1e3, feeds)
+            Scored(tid, request_id, self._clock(), features, model.name, model.version,
+                   model.schema_key, score, decision, seconds * 1e3, len(body))
         )  # fmt: skip
         return orjson.dumps(
             {
@@ -196,15 +197,16 @@ class Scorer:
         bound.inference(seconds)
         request_id = f"{self._prefix}{next(self._counter):x}"
         now, latency_ms = self._clock(), seconds * 1e3
+        size = len(body) // len(checked) + 1
+        name, version, schema_key = model.name, model.version, model.schema_key
         results = []
-        for i, ((tid, features), score) in enumerate(zip(checked, scores, strict=True)):
+        for (tid, features), score in zip(checked, scores, strict=True):
             decision = model.decide(score).value
             bound.score(score)
             bound.decisions[decision]()
-            row_feeds = {name: array[i : i + 1] for name, array in feeds.items()}
             self._submit(
-                Scored(tid, request_id, now, features, model, score, decision, latency_ms,
-                       row_feeds)
+                Scored(tid, request_id, now, features, name, version, schema_key, score,
+                       decision, latency_ms, size)
             )  # fmt: skip
             results.append({"transaction_id": tid, "score": score, "decision": decision})
         return orjson.dumps(

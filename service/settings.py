@@ -19,21 +19,25 @@ class ServiceSettings(SharedSettings):
     admin_token: SecretStr = SecretStr(PLACEHOLDER_TOKEN)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_batch: int = Field(default=500, ge=1, le=100_000)
+    # Scored transactions waiting for the sidecar (shadows, records, Kafka) before shedding.
     shadow_queue_size: int = Field(default=10_000, ge=1)
     shadow_time_budget_ms: float = Field(default=50.0, gt=0)
+    # Batches older than this when the sidecar gets to them skip their shadows (counted).
+    shadow_max_lag_ms: float = Field(default=1000.0, gt=0)
     shadow_batch_max: int = Field(default=128, ge=1, le=10_000)
     shadow_batch_wait_ms: float = Field(default=5.0, ge=0, le=1000)
     kafka_buffer_records: int = Field(default=100_000, ge=2)
-    # Bytes (keys plus values) held while the broker is slow or down, half queued here, half
-    # in flight in the producer: records are up to ~1 MiB, so the count alone does not bound
-    # memory (measured: 300 requests of 0.5 MB grew the producer from 86 to 417 MB).
+    # Bytes held while the broker is slow or down, half queued here (request bytes), half in
+    # flight in the producer (record bytes): records are up to ~1 MiB, so the count alone
+    # does not bound memory (measured: 300 requests of 0.5 MB grew the producer from 86 to
+    # 417 MB).
     kafka_buffer_bytes: int = Field(default=64 << 20, ge=64 << 10)
     kafka_linger_ms: int = Field(default=50, ge=0, le=1000)  # bigger batches: less producer CPU
     kafka_delivery_timeout_ms: int = Field(default=30_000, ge=1000)
     kafka_restart_after_s: float = Field(default=10.0, gt=0)
-    # The Kafka producer runs in a child process (kafka-python's per-record work would hold
-    # this process's GIL); False runs it in a thread instead (tests, debugging).
-    kafka_producer_process: bool = True
+    # Shadows, records and the Kafka producer run in a sidecar process (their Python work
+    # would hold this process's GIL); False runs the sidecar in a thread (tests, debugging).
+    sidecar_process: bool = True
     reconcile_interval_s: float = Field(default=1.0, gt=0, le=2.0)
     # Answer the scoring routes below FastAPI's middleware stack (service.fastpath); false
     # routes them through FastAPI, with the same responses.

@@ -1,9 +1,10 @@
 """Shadow mode as logic: sample the shadows, run them within a time budget, build the record.
 
-No FastAPI, no Redis, no Kafka here: :class:`service.dispatcher.ShadowDispatcher` feeds batches
-in and hands the records on.  Each shadow runs on an executor of its own, so a shadow that hangs
-holds only its own thread: after ``budget_s`` its rows are recorded as timeouts, later batches
-as ``busy`` until it returns, and the other shadows are not held up.
+No FastAPI, no Redis, no Kafka here: the sidecar loop (:mod:`service.sidecar_loop`) feeds
+batches in and sends the records on.  Each shadow runs on an executor of its own, so a shadow
+that hangs holds only its own thread: after ``budget_s`` its rows are recorded as timeouts,
+later batches as ``busy`` until it returns, and the other shadows are not held up.  Counts go
+to a :class:`service.tally.Tally`, which the scorer adds to its Prometheus metrics.
 """
 
 from __future__ import annotations
@@ -12,36 +13,36 @@ import random
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from registry.records import SCORE_SCHEMA_VERSION
 from service.live import ShadowSlot
-from service.metrics import ServiceMetrics
 from service.models import Feeds, LoadedModel
+from service.tally import Tally
 
 ShadowEntry = dict[str, Any]
-YIELD_EVERY = 32  # rows of Python work between two offers of the GIL to the event loop
 
 
-@dataclass(slots=True)
-class Scored:
-    """A production-scored request on its way to the shadows and the sink."""
+class Scored(NamedTuple):
+    """A production-scored transaction on its way to the shadows and the scores topic.
+
+    A plain tuple: the scorer pickles batches of them to the sidecar process.
+    """
 
     transaction_id: str
     request_id: str
     scored_at: float
     inputs: dict[str, Any]
-    model: LoadedModel
+    model_name: str
+    version: str  # production's
+    schema_key: str  # production's input schema (``LoadedModel.schema_key``)
     score: float
     decision: str
     latency_ms: float
-    # The graph inputs production ran on (one row): a shadow with the same input schema
-    # reuses them instead of encoding the row again in Python.
-    feeds: Feeds
+    size: int  # bytes of request body it came from (bounds what the scorer holds)
 
 
 def sample(slots: tuple[ShadowSlot, ...], n: int, rng: random.Random) -> list[list[int]]:
@@ -62,9 +63,9 @@ def build_record(item: Scored, shadows: list[ShadowEntry]) -> dict[str, Any]:
         "transaction_id": item.transaction_id,
         "request_id": item.request_id,
         "scored_at": item.scored_at,
-        "model_name": item.model.name,
+        "model_name": item.model_name,
         "production": {
-            "version": item.model.version,
+            "version": item.version,
             "score": item.score,
             "decision": item.decision,
             "latency_ms": item.latency_ms,
@@ -89,25 +90,34 @@ def _timed_run(model: LoadedModel, feeds: Feeds) -> tuple[Any, float]:
 class ShadowRunner:
     """Runs shadow models over batches, each on its own single-thread executor.
 
-    ``run`` never raises because of a shadow: an exception, a timeout, an invalid row or a
-    still-busy shadow becomes an ``error`` entry on the affected records (and a metric).
+    ``run`` never raises because of a shadow: an exception, a timeout, an invalid row, a
+    still-busy shadow or a shed batch becomes an ``error`` entry on the affected records (and
+    a count in the tally).
     """
 
-    def __init__(self, metrics: ServiceMetrics, budget_s: float) -> None:
-        self._metrics = metrics
+    def __init__(self, tally: Tally, budget_s: float) -> None:
+        self._tally = tally
         self._budget_s = budget_s
         self._executors: dict[str, ThreadPoolExecutor] = {}
         self._pending: dict[str, Future[tuple[Any, float]]] = {}
-        self._same: dict[tuple[str, str], bool] = {}
 
     def run(
-        self, slots: tuple[ShadowSlot, ...], batch: list[Scored], rng: random.Random
+        self,
+        slots: tuple[ShadowSlot, ...],
+        batch: list[Scored],
+        rng: random.Random,
+        *,
+        shed: str | None = None,
     ) -> list[list[ShadowEntry]]:
-        """Shadow entries per item of ``batch`` (in the order of ``slots``)."""
+        """Shadow entries per item of ``batch`` (in the order of ``slots``).  With ``shed``
+        (the reason), no shadow runs: each sampled row gets a ``shed`` error entry."""
         entries: list[list[ShadowEntry]] = [[] for _ in batch]
         started: list[tuple[ShadowSlot, list[int], Future[tuple[Any, float]]]] = []
         for slot, indices in zip(slots, sample(slots, len(batch), rng), strict=True):
             version = slot.model.version
+            if shed is not None:
+                self._fail(version, "shed", f"shed: {shed}", indices, entries)
+                continue
             feeds, valid = self._feeds(slot.model, batch, indices, entries)
             if not valid:
                 continue
@@ -128,13 +138,6 @@ class ShadowRunner:
             self._collect(slot.model, valid, future, deadline, batch, entries)
         return entries
 
-    def _same_schema(self, production: LoadedModel, shadow: LoadedModel) -> bool:
-        key = (production.ref, shadow.ref)  # versions are immutable, so refs identify schemas
-        same = self._same.get(key)
-        if same is None:
-            same = self._same[key] = production.codec.schema == shadow.codec.schema
-        return same
-
     def _feeds(
         self,
         model: LoadedModel,
@@ -144,22 +147,20 @@ class ShadowRunner:
     ) -> tuple[Feeds, list[int]]:
         """The graph inputs of the rows this shadow scores, and their indices.
 
-        When the shadow's schema is production's, production's encoded rows are stacked (in
-        C); otherwise each row is checked against the shadow's own schema (a refused row
-        becomes an ``input`` error) and encoded again.
+        A row production checked against the same input schema is encoded as it is; any other
+        row is first checked against the shadow's own schema (a refused row becomes an
+        ``input`` error).
         """
-        if all(self._same_schema(batch[i].model, model) for i in indices):
-            names = model.codec.input_names
-            stacked = {n: np.concatenate([batch[i].feeds[n] for i in indices]) for n in names}
-            return stacked, indices
+        key = model.schema_key
         rows, valid = [], []
         for i in indices:
-            problems = model.check(batch[i].inputs)
+            item = batch[i]
+            problems = [] if item.schema_key == key else model.check(item.inputs)
             if problems:
-                self._metrics.shadow_errors.labels(model.version, "input").inc()
+                self._tally.shadow_error(model.version, "input")
                 entries[i].append(error_entry(model.version, f"input: {problems[0]}"))
                 continue
-            rows.append(batch[i].inputs)
+            rows.append(item.inputs)
             valid.append(i)
         return (model.encode(rows) if rows else {}), valid
 
@@ -195,19 +196,14 @@ class ShadowRunner:
     ) -> None:
         version, decide = model.version, model.decide
         latency_ms = seconds * 1000
-        observe = self._metrics.scores.labels("shadow", version).observe
-        self._metrics.inference_seconds.labels("shadow", version).observe(seconds)
+        values = scores.tolist()
         counts: dict[str, int] = {}
-        for n, (i, score) in enumerate(zip(valid, scores.tolist(), strict=True), 1):
+        for i, score in zip(valid, values, strict=True):
             decision = decide(score).value
             counts[decision] = counts.get(decision, 0) + 1
-            observe(score)
             entries[i].append({"version": version, "score": score, "decision": decision,
                                "latency_ms": latency_ms, "error": None})  # fmt: skip
-            if n % YIELD_EVERY == 0:
-                time.sleep(0)  # let the event loop have the GIL: it never waits for a batch
-        for decision, count in counts.items():
-            self._metrics.decisions.labels("shadow", version, decision).inc(count)
+        self._tally.shadow_scored(version, seconds, values, counts)
 
     def _fail(
         self,
@@ -217,7 +213,7 @@ class ShadowRunner:
         valid: list[int],
         entries: list[list[ShadowEntry]],
     ) -> None:
-        self._metrics.shadow_errors.labels(version, kind).inc(len(valid))
+        self._tally.shadow_error(version, kind, len(valid))
         for i in valid:
             entries[i].append(error_entry(version, message))
 
@@ -227,7 +223,6 @@ class ShadowRunner:
         for version in set(self._executors) - versions:
             self._executors.pop(version).shutdown(wait=False, cancel_futures=True)
             self._pending.pop(version, None)
-            self._same.clear()
 
     def close(self) -> None:
         self.retain(set())

@@ -102,7 +102,7 @@ def make_settings(
             "artifact_dir": str(tmp_path / "artifacts"),
             "admin_token": ADMIN_TOKEN,
             "reconcile_interval_s": 0.5,
-            "kafka_producer_process": False,
+            "sidecar_process": False,
             "shadow_batch_wait_ms": 1.0,
         }
         values.update(overrides)

@@ -86,7 +86,7 @@ def test_a_scored_request_reaches_the_topic_with_shadow_scores(
     register(production, "v3", bias=0.5)
     production.shadow("fraud", "v2", rate=1.0, actor="test")
     production.shadow("fraud", "v3", rate=1.0, actor="test")
-    settings = make_settings(kafka_producer_process=True)
+    settings = make_settings(sidecar_process=True)
     with serving(create_app(settings, production)) as client:
         assert wait_until(lambda: len(client.get("/readyz").json()["shadows"]) == 2)
         answer = client.post("/v1/score", json={"transaction_id": "tx-42", "features": ROWS[0]})
@@ -160,7 +160,7 @@ def test_broker_outage_drops_records_and_recovers(
         topic = "scores.outage"
         ensure_topics(port, [topic], partitions=1)
         settings = make_settings(
-            kafka_bootstrap=broker.address, scores_topic=topic, kafka_producer_process=True,
+            kafka_bootstrap=broker.address, scores_topic=topic, sidecar_process=True,
             kafka_buffer_records=200, kafka_restart_after_s=2.0, kafka_delivery_timeout_ms=5000,
         )  # fmt: skip
         with (

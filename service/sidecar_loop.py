@@ -1,0 +1,283 @@
+"""The sidecar process: shadows, score records and the Kafka producer, off the scorer's core.
+
+The scorer's process answers requests and does nothing else per request but hand the scored
+transaction (a :class:`service.shadow.Scored` tuple) to :class:`service.sidecar.Sidecar`,
+which pickles batches of them to this loop over a pipe.  Here, in a process of its own (a
+thread in tests), each batch is scored by the shadows (:class:`service.shadow.ShadowRunner`,
+each on its own executor within a time budget), turned into one record per transaction and
+produced to the scores topic (:class:`service.producer.KafkaOut`).
+
+Why a process: in the scorer's process this work held the GIL the event loop needed, and
+production's p99 at half the maximum rate grew 3.6x with 3 shadows (docs/benchmarks.md, before
+this design); here it runs on the other core.  The price is a second copy of each shadow model
+(the scorer loads and checks it first, for readiness and the registry's notes) and a pickle of
+about 4 us per transaction in the scorer.
+
+Pipe protocol (parent to child), each message one ``send_bytes``:
+
+* ``pickle(("shadows", (ShadowSpec, ...)))``: the shadow set from now on (sent when it
+  changes, before the next batch); a version that fails to load here is an error entry
+  (``load``) on the records it should have scored;
+* ``pickle(("batch", [Scored, ...]))``: transactions to shadow, record and produce;
+* ``b""``: stop (flush, report, exit).
+
+The child sends back a :class:`service.tally.Tally` snapshot (pickled) every
+``stats_interval_s`` and once more when it exits.  When the producer holds its limit of
+unacknowledged records, or has no broker, the loop stops reading: the pipe fills, and the
+scorer drops (and counts) what it cannot hand over.  When batches arrive older than
+``max_lag_s`` (the shadows cannot keep up), their shadows are shed: the records go out with
+production's score and a ``shed`` entry per sampled shadow.
+
+Stopping also sets a flag shared with the parent (an event): a loop without a producer
+(broker unreachable) does not read the pipe, so it would never see the empty message; on the
+flag it counts what is left in the pipe as failed and exits at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import random
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Protocol
+
+import orjson
+
+from registry.manifest import Manifest
+from service.errors import ModelLoadError
+from service.live import ShadowSlot
+from service.models import LoadedModel, load_model
+from service.producer import KafkaOut, ProducerConfig
+from service.shadow import Scored, ShadowEntry, ShadowRunner, build_record, error_entry
+from service.tally import Tally
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ShadowSpec:
+    """A shadow as the scorer hands it over: its manifest, its ONNX bytes (already verified
+    and loaded once by the scorer) and its sampling rate."""
+
+    manifest: Manifest
+    artifact: bytes
+    rate: float
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+
+@dataclass(frozen=True)
+class SidecarConfig:
+    """Everything the loop needs; picklable, so it can be handed to a spawned process."""
+
+    producer: ProducerConfig
+    budget_s: float = 0.05
+    max_lag_s: float = 1.0
+    stats_interval_s: float = 0.5
+    seed: int | None = None
+
+
+class StopFlag(Protocol):
+    """Set by the parent when it stops the sidecar (a ``multiprocessing`` or ``threading``
+    event)."""
+
+    def is_set(self) -> bool: ...
+
+
+class SidecarLoop:
+    """Reads the scorer's messages, runs the shadows, produces the records (module docstring)."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        config: SidecarConfig,
+        stop: StopFlag,
+        *,
+        load: Callable[[Manifest, bytes], LoadedModel] = load_model,
+    ) -> None:
+        self._conn = conn
+        self._config = config
+        self._stop = stop
+        self._load = load
+        self.tally = Tally()
+        self._kafka = KafkaOut(config.producer, self.tally)
+        self._runner = ShadowRunner(self.tally, config.budget_s)
+        self._rng = random.Random(config.seed)  # noqa: S311 - sampling, not security
+        self._loaded: dict[str, LoadedModel] = {}
+        self._load_errors: dict[str, str] = {}
+        self._specs: tuple[ShadowSpec, ...] = ()
+        self._last_stats = 0.0
+        self._parent_pid = os.getppid()
+
+    def run(self) -> None:
+        """Until the parent sends an empty message or goes away; then flush and report."""
+        try:
+            while self._step():
+                pass
+        finally:
+            self._runner.close()
+            self._kafka.close(timeout_s=5.0)
+            self._report(force=True)
+
+    def _step(self) -> bool:
+        if os.getppid() != self._parent_pid:
+            return False  # the scorer died without saying goodbye (SIGKILL): stop too
+        self._report()
+        self._kafka.maybe_restart()
+        if not self._kafka.ready and self._stop.is_set():
+            self._write_off_pipe()  # nothing can be delivered: do not wait for the broker
+            return False
+        if not self._kafka.ensure() or self._kafka.full():
+            time.sleep(0.05)  # hold further batches in the pipe: the parent drops, counted
+            return True
+        try:
+            if not self._conn.poll(0.1):
+                return True
+            blob = self._conn.recv_bytes()
+        except (EOFError, OSError):
+            return False  # the parent is gone
+        if not blob:
+            return False
+        kind, payload = pickle.loads(blob)  # noqa: S301 - our own parent's bytes
+        if kind == "shadows":
+            self.set_shadows(payload)
+        else:
+            self.process(payload)
+        return True
+
+    def set_shadows(self, specs: tuple[ShadowSpec, ...]) -> None:
+        """Load the versions not held yet; release those no longer wanted."""
+        wanted = {spec.version for spec in specs}
+        for spec in specs:
+            if spec.version in self._loaded or spec.version in self._load_errors:
+                continue
+            try:
+                self._loaded[spec.version] = self._load(spec.manifest, spec.artifact)
+            except ModelLoadError as exc:
+                log.error("sidecar: cannot load shadow %s: %s", spec.version, exc)
+                self._load_errors[spec.version] = f"error: the sidecar cannot load it ({exc})"
+        self._loaded = {v: m for v, m in self._loaded.items() if v in wanted}
+        self._load_errors = {v: e for v, e in self._load_errors.items() if v in wanted}
+        self._runner.retain(set(self._loaded))
+        self._specs = specs
+
+    def process(self, batch: list[Scored]) -> None:
+        """Shadow ``batch`` and produce one record per transaction.
+
+        Failures are handled per item, never per batch: a record whose ``inputs`` cannot be
+        encoded is produced with ``inputs = {"_unencodable": reason}``, and a record that
+        cannot be built or handed to the producer at all is counted
+        (``shadowline_records_failed_total``) and logged; the batch's other records go on.
+        """
+        per_item = self._shadow(batch)
+        dumps, sent = orjson.dumps, 0
+        for item, shadows in zip(batch, per_item, strict=True):
+            value: bytes | None
+            try:
+                value = dumps(build_record(item, shadows))
+            except Exception as exc:  # orjson: nesting too deep, non-str keys, int range
+                value = self._unencodable(item, shadows, exc)
+            if value is None:
+                continue
+            try:
+                self._kafka.send(item.transaction_id.encode(), value)
+                sent += 1
+            except Exception:
+                log.exception("sidecar: producing %r failed", item.transaction_id)
+                self.tally.record_failed("lost")
+        self.tally.records += sent
+
+    def _shadow(self, batch: list[Scored]) -> list[list[ShadowEntry]]:
+        """The shadow entries of each item (in the order of the shadow set)."""
+        if not self._specs:
+            return [[] for _ in batch]
+        slots = tuple(
+            ShadowSlot(self._loaded[spec.version], spec.rate)
+            for spec in self._specs
+            if spec.version in self._loaded
+        )
+        lag = time.time() - batch[0].scored_at
+        shed = None
+        if lag > self._config.max_lag_s:
+            shed = f"the shadows were {lag * 1000:.0f} ms behind"
+        try:
+            per_item = self._runner.run(slots, batch, self._rng, shed=shed)
+        except Exception as exc:  # the shadows' failure must not cost production's records
+            log.exception("sidecar: shadows failed on a batch of %d", len(batch))
+            message = f"error: sidecar: {type(exc).__name__}: {exc}"
+            per_item = [[error_entry(slot.model.version, message) for slot in slots] for _ in batch]
+        for version, message in self._load_errors.items():
+            for entries in per_item:
+                entries.append(error_entry(version, message))
+            self.tally.shadow_error(version, "load", len(batch))
+        return per_item
+
+    def _unencodable(
+        self, item: Scored, shadows: list[ShadowEntry], exc: Exception
+    ) -> bytes | None:
+        """The record with its inputs replaced by the reason they could not be encoded, or
+        None (counted as lost) when even that fails."""
+        reason = f"{type(exc).__name__}: {exc}"
+        log.warning("sidecar: record of %r: inputs not encodable (%s)",
+                    item.transaction_id, reason)  # fmt: skip
+        try:
+            record = build_record(item, shadows)
+            record["inputs"] = {"_unencodable": reason}
+            value = orjson.dumps(record)
+        except Exception:
+            log.exception("sidecar: the record of %r cannot be built", item.transaction_id)
+            self.tally.record_failed("lost")
+            return None
+        self.tally.record_failed("unencodable_inputs")
+        return value
+
+    def _write_off_pipe(self) -> None:
+        """Count the transactions still in the pipe as failed (stopping without a producer)."""
+        try:
+            while self._conn.poll(0):
+                blob = self._conn.recv_bytes()
+                if not blob:
+                    return
+                kind, payload = pickle.loads(blob)  # noqa: S301 - our own parent's bytes
+                if kind == "batch":
+                    self._kafka.write_off(len(payload))
+        except (EOFError, OSError):
+            return
+
+    def _report(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_stats < self._config.stats_interval_s:
+            return
+        self._last_stats = now
+        try:  # parent gone: nobody to report to
+            self._conn.send_bytes(pickle.dumps(self.tally.snapshot()))
+        except (OSError, ValueError):
+            return
+
+
+def run_sidecar_loop(conn: Connection, config: SidecarConfig, stop: StopFlag) -> None:
+    """Run :class:`SidecarLoop` until told to stop (a thread's target, in tests)."""
+    SidecarLoop(conn, config, stop).run()
+
+
+def sidecar_process_main(conn: Connection, config: SidecarConfig, stop: StopFlag) -> None:
+    """Entry point of the sidecar process.
+
+    Ctrl-C and SIGTERM reach the whole process group; the sidecar ignores them and stops when
+    the scorer says so (after its own graceful shutdown) or when the scorer is gone.  The
+    scorer kills it if it has not stopped within the scorer's close timeout.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # The parent blocked them around the start (see Sidecar._spawn): ignored now, so unblock.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO lines are per connection
+    run_sidecar_loop(conn, config, stop)
