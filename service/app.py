@@ -150,7 +150,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        parts.sink.start()
+        await asyncio.to_thread(parts.sink.start)
         await parts.follower.reconcile()
         # What start-up allocated (FastAPI, pydantic, onnxruntime, the models) lives as long
         # as the process: keep it out of the cyclic collector's full passes.

@@ -145,10 +145,10 @@ def add_to_histogram(histogram: Histogram, counts: list[int], total: float) -> N
     per-bucket values (``_buckets``, ``_sum``), which ``observe`` itself increments.
     ``tests/service/test_tally.py`` checks the result against ``observe``.
     """
-    buckets = histogram._buckets  # noqa: SLF001 - see the docstring
+    buckets = histogram._buckets
     if len(counts) != len(buckets):
         raise ValueError(f"{len(counts)} bucket counts for {len(buckets)} buckets")
     for bucket, n in zip(buckets, counts, strict=True):
         if n:
             bucket.inc(n)
-    histogram._sum.inc(total)  # noqa: SLF001
+    histogram._sum.inc(total)

@@ -99,6 +99,7 @@ class Sidecar:
         metrics.watch_queue(lambda: len(self._queue))
         self._in_process = in_process
         self._tally = Tally()
+        self._reported = False  # the current sidecar has sent a snapshot
         self._shadows_sent: tuple[tuple[str, float], ...] | None = None
         self._stop = threading.Event()
         self._writer: threading.Thread | None = None
@@ -145,11 +146,18 @@ class Sidecar:
             time.sleep(0.005)
         return False
 
-    def start(self) -> None:
-        if self._writer is None:
-            self._spawn()
-            self._writer = threading.Thread(target=self._run, name="sidecar-writer", daemon=True)
-            self._writer.start()
+    def start(self, timeout_s: float = 30.0) -> None:
+        """Start the sidecar and the writer; wait (up to ``timeout_s``) until the sidecar runs,
+        so that the first requests' shadows are not shed for its start-up time (a process
+        imports onnxruntime and kafka-python: about 1.5 s)."""
+        if self._writer is not None:
+            return
+        self._spawn()
+        self._read_stats(timeout_s)
+        if not self._reported:
+            log.warning("sidecar: not running after %gs; serving anyway", timeout_s)
+        self._writer = threading.Thread(target=self._run, name="sidecar-writer", daemon=True)
+        self._writer.start()
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Hand over what is queued, let the sidecar finish and flush (up to ``timeout_s``),
@@ -230,6 +238,7 @@ class Sidecar:
             child.start()
         self._conn, self._child, self._child_stop = parent, child, stop
         self._tally = Tally()  # a new sidecar counts from zero
+        self._reported = False
         self._shadows_sent = None  # and has no shadows yet
 
     def _run(self) -> None:
@@ -287,6 +296,7 @@ class Sidecar:
             while conn is not None and conn.poll(timeout_s):
                 snapshot = pickle.loads(conn.recv_bytes())  # noqa: S301 - our own child's bytes
                 old, self._tally = self._tally, snapshot
+                self._reported = True
                 apply_tally(self._metrics, old, snapshot)
                 timeout_s = 0
         except (EOFError, OSError, ValueError):

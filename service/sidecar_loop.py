@@ -30,7 +30,9 @@ production's score and a ``shed`` entry per sampled shadow.
 
 Stopping also sets a flag shared with the parent (an event): a loop without a producer
 (broker unreachable) does not read the pipe, so it would never see the empty message; on the
-flag it counts what is left in the pipe as failed and exits at once.
+flag, unless a broker accepts a connection now, it counts what is left in the pipe as failed
+and exits at once.  The loop reports once as soon as it runs: the scorer waits for that before
+it serves, so the first requests do not wait for the sidecar to start.
 """
 
 from __future__ import annotations
@@ -131,7 +133,7 @@ class SidecarLoop:
             return False  # the scorer died without saying goodbye (SIGKILL): stop too
         self._report()
         self._kafka.maybe_restart()
-        if not self._kafka.ready and self._stop.is_set():
+        if self._stop.is_set() and not self._kafka.ensure():
             self._write_off_pipe()  # nothing can be delivered: do not wait for the broker
             return False
         if not self._kafka.ensure() or self._kafka.full():

@@ -161,7 +161,8 @@ def test_broker_outage_drops_records_and_recovers(
         ensure_topics(port, [topic], partitions=1)
         settings = make_settings(
             kafka_bootstrap=broker.address, scores_topic=topic, sidecar_process=True,
-            kafka_buffer_records=200, kafka_restart_after_s=2.0, kafka_delivery_timeout_ms=5000,
+            kafka_buffer_records=100, shadow_queue_size=100, kafka_restart_after_s=2.0,
+            kafka_delivery_timeout_ms=5000,
         )  # fmt: skip
         with (
             serving(create_app(settings, production)) as client,

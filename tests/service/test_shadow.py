@@ -1,37 +1,34 @@
-"""Shadow logic: sampling, per-shadow results and errors, the record's shape, the dispatcher."""
+"""Shadow logic: sampling, per-shadow results and errors, the record's shape (no services)."""
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
 
 import orjson
 import pytest
 
 from registry.manifest import InputSchema
 from registry.records import decode_score
-from service.dispatcher import ShadowDispatcher
-from service.live import LiveModels, ModelSet, ShadowSlot
-from service.metrics import ServiceMetrics
+from service.live import ShadowSlot
 from service.models import LoadedModel, load_model
-from service.producer import ProducerConfig
 from service.shadow import Scored, ShadowRunner, build_record, sample
-from service.sink import KafkaSink
+from service.tally import Tally
 from tests.factories import DEFAULT_SCHEMA, logistic_model, make_manifest, random_rows
-from tests.service.conftest import FailingModel, HangingModel, build, sample_value, variant
-from tests.service.kafka_helpers import read_records
+from tests.service.conftest import FailingModel, HangingModel, build, variant
 
 ROWS = random_rows(n=6, seed=11)
 
 
-def scored(production: LoadedModel, n: int = 6) -> list[Scored]:
+def scored(production: LoadedModel, n: int = 6, scored_at: float | None = None) -> list[Scored]:
+    """``n`` transactions scored by ``production`` (now), as the scorer hands them over."""
+    scored_at = time.time() if scored_at is None else scored_at
     out = []
     for i, row in enumerate(ROWS[:n]):
-        feeds = production.encode([row])
-        score = float(production.run(feeds)[0])
+        score = float(production.score([row])[0])
         decision = production.decide(score).value
-        out.append(Scored(f"t{i}", f"r{i}", 1.7e9, row, production, score, decision, 0.05, feeds))
+        out.append(Scored(f"t{i}", f"r{i}", scored_at, row, production.name, production.version,
+                          production.schema_key, score, decision, 0.05, 400))  # fmt: skip
     return out
 
 
@@ -44,10 +41,11 @@ def test_sampling_follows_each_rate() -> None:
     assert quarter == sorted(set(quarter))
 
 
-def test_shadows_score_their_rows_and_records_decode(metrics: ServiceMetrics) -> None:
+def test_shadows_score_their_rows_and_records_decode() -> None:
     prod, challenger = build("v1"), build("v2", bias=-1.0)
     batch = scored(prod)
-    runner = ShadowRunner(metrics, budget_s=5.0)
+    tally = Tally()
+    runner = ShadowRunner(tally, budget_s=5.0)
     entries = runner.run((ShadowSlot(challenger, 1.0),), batch, random.Random(0))
     runner.close()
     for item, shadows in zip(batch, entries, strict=True):
@@ -59,15 +57,17 @@ def test_shadows_score_their_rows_and_records_decode(metrics: ServiceMetrics) ->
         assert record.production.version == "v1"
         assert record.production.score == item.score
         assert record.inputs == item.inputs
-    assert sample_value(metrics, "shadowline_inference_duration_seconds_count",
-                        {"role": "shadow", "version": "v2"}) == 1  # fmt: skip
+    assert sum(tally.inference["v2"].counts) == 1  # one call for the batch
+    assert sum(tally.scores["v2"].counts) == 6
+    assert sum(tally.decisions.values()) == 6
 
 
-def test_a_raising_shadow_is_an_error_on_its_records_only(metrics: ServiceMetrics) -> None:
+def test_a_raising_shadow_is_an_error_on_its_records_only() -> None:
     prod, good = build("v1"), build("v2")
     model = logistic_model()
     broken = variant(FailingModel, make_manifest(model, version="v3"), model)
-    runner = ShadowRunner(metrics, budget_s=5.0)
+    tally = Tally()
+    runner = ShadowRunner(tally, budget_s=5.0)
     entries = runner.run(
         (ShadowSlot(broken, 1.0), ShadowSlot(good, 1.0)), scored(prod), random.Random(0)
     )
@@ -81,18 +81,15 @@ def test_a_raising_shadow_is_an_error_on_its_records_only(metrics: ServiceMetric
             "error": "error: RuntimeError: model exploded",
         }
         assert shadows[1]["error"] is None
-    assert (
-        sample_value(metrics, "shadowline_shadow_errors_total", {"version": "v3", "kind": "error"})
-        == 6
-    )
+    assert tally.shadow_errors == {("v3", "error"): 6}
 
 
-def test_a_hanging_shadow_times_out_then_is_busy_and_others_go_on(metrics: ServiceMetrics) -> None:
+def test_a_hanging_shadow_times_out_then_is_busy_and_others_go_on() -> None:
     prod, good = build("v1"), build("v2")
     model = logistic_model()
     hanging = variant(HangingModel, make_manifest(model, version="v9"), model)
     HangingModel.release.clear()
-    runner = ShadowRunner(metrics, budget_s=0.05)
+    runner = ShadowRunner(Tally(), budget_s=0.05)
     slots = (ShadowSlot(hanging, 1.0), ShadowSlot(good, 1.0))
     try:
         first = runner.run(slots, scored(prod, 2), random.Random(0))
@@ -105,113 +102,50 @@ def test_a_hanging_shadow_times_out_then_is_busy_and_others_go_on(metrics: Servi
     assert all(e[1]["error"] is None and e[1]["score"] is not None for e in first + second)
 
 
-def test_a_shadow_with_another_schema_checks_rows_itself(metrics: ServiceMetrics) -> None:
+def test_a_shadow_with_another_schema_checks_rows_itself() -> None:
     prod = build("v1")
     wider = InputSchema(fields=(*DEFAULT_SCHEMA.fields, DEFAULT_SCHEMA.fields[0].model_copy(
         update={"name": "velocity_1h"})))  # fmt: skip
     model = logistic_model(wider, weights=[0.001] * 5)
     shadow = load_model(make_manifest(model, version="v5", schema=wider), model)
-    runner = ShadowRunner(metrics, budget_s=5.0)
+    tally = Tally()
+    runner = ShadowRunner(tally, budget_s=5.0)
     batch = scored(prod, 2)
-    batch[1].inputs = {**batch[1].inputs, "velocity_1h": 3.0}
+    batch[1] = batch[1]._replace(inputs={**batch[1].inputs, "velocity_1h": 3.0})
     entries = runner.run((ShadowSlot(shadow, 1.0),), batch, random.Random(0))
     runner.close()
     assert entries[0][0]["error"] == "input: velocity_1h: is required"
     assert entries[1][0]["error"] is None
+    assert tally.shadow_errors == {("v5", "input"): 1}
 
 
-def test_dispatcher_sends_one_record_per_request(metrics: ServiceMetrics) -> None:
+def test_rows_checked_against_the_same_schema_are_not_checked_again() -> None:
+    # Production checked the row; a shadow with an equal schema only encodes it.  (A row
+    # that claims production's schema key but breaks it would fail to encode, so the key,
+    # not a second check, is what lets it through: here the key says "another schema".)
     prod, challenger = build("v1"), build("v2")
-    live = LiveModels(ModelSet(1, prod, (ShadowSlot(challenger, 0.5),)))
-    sent: list[tuple[bytes, bytes]] = []
-    dispatcher = ShadowDispatcher(
-        live, lambda k, v: sent.append((k, v)), metrics, queue_size=100, budget_s=1.0, seed=4
+    assert prod.schema_key == challenger.schema_key
+    batch = scored(prod, 2)
+    broken = {k: v for k, v in batch[0].inputs.items() if k != "amount"}
+    batch[0] = batch[0]._replace(inputs=broken, schema_key="another schema")
+    entries = ShadowRunner(Tally(), budget_s=5.0).run(
+        (ShadowSlot(challenger, 1.0),), batch, random.Random(0)
     )
-    dispatcher.start()
-    for item in scored(prod) * 5:
-        dispatcher.submit(item)
-    assert dispatcher.drain()
-    dispatcher.stop()
-    assert len(sent) == 30
-    records = [decode_score(value) for _, value in sent]
-    assert [key for key, _ in sent] == [r.transaction_id.encode() for r in records]
-    sampled = sum(len(r.shadows) for r in records)
-    assert 5 <= sampled <= 25  # about half of 30 were sampled
-    assert sample_value(metrics, "shadowline_records_total") == 30
+    assert entries[0][0]["error"] == "input: amount: is required"
+    assert entries[1][0]["error"] is None
 
 
-def test_dispatcher_sheds_when_full(metrics: ServiceMetrics) -> None:
-    prod = build("v1")
-    dispatcher = ShadowDispatcher(LiveModels(ModelSet(1, prod)), lambda k, v: None, metrics,
-                                  queue_size=3, budget_s=1.0)  # fmt: skip
-    for item in scored(prod):  # not started: nothing drains
-        dispatcher.submit(item)
-    assert sample_value(metrics, "shadowline_shadow_shed_total") == 3
-    assert sample_value(metrics, "shadowline_shadow_queue_depth") == 3
-    dispatcher.start()
-    assert dispatcher.drain()
-    dispatcher.stop()
-    assert sample_value(metrics, "shadowline_shadow_queue_depth") == 0
-
-
-def test_dispatcher_survives_a_failing_sink(metrics: ServiceMetrics) -> None:
-    prod = build("v1")
-    calls: list[int] = []
-
-    def publish(key: bytes, value: bytes) -> None:
-        calls.append(1)
-        if len(calls) == 1:
-            raise OSError("sink broke")
-
-    dispatcher = ShadowDispatcher(LiveModels(ModelSet(1, prod)), publish, metrics,
-                                  queue_size=10, budget_s=1.0, batch_wait_s=0)  # fmt: skip
-    dispatcher.start()
-    items = scored(prod, 1)
-    dispatcher.submit(items[0])
-    assert dispatcher.drain()
-    time.sleep(0.01)
-    dispatcher.submit(items[0])
-    assert dispatcher.drain()
-    dispatcher.stop()
-    assert len(calls) == 2
-
-
-def test_a_record_that_cannot_be_encoded_costs_no_other_record(
-    metrics: ServiceMetrics, kafka_bootstrap: str, make_topic: Callable[..., str]
-) -> None:
-    # Inputs orjson cannot write (nested deeper than it writes) and a sink that refuses one
-    # key: each affects its own record only; the rest of the batch reaches the broker.
+def test_a_shed_batch_runs_no_shadow_and_says_why() -> None:
     prod, challenger = build("v1"), build("v2")
-    items = scored(prod, 4)
-    deep: list[object] = []
-    for _ in range(300):
-        deep = [deep]
-    items[1].inputs = {**items[1].inputs, "note": deep}
-    topic = make_topic("scores")
-    config = ProducerConfig(servers=(kafka_bootstrap,), topic=topic, max_in_flight=100)
-    sink = KafkaSink(config, metrics, buffer_records=100, in_process=True)
-
-    def publish(key: bytes, value: bytes) -> None:
-        if key == b"t3":
-            raise OSError("sink broke")
-        sink.publish(key, value)
-
-    live = LiveModels(ModelSet(1, prod, (ShadowSlot(challenger, 1.0),)))
-    dispatcher = ShadowDispatcher(live, publish, metrics, queue_size=10, budget_s=1.0)
-    sink.start()
-    try:
-        dispatcher.process(items)
-        records = read_records(kafka_bootstrap, topic, until=lambda r: len(r) >= 3)
-    finally:
-        dispatcher.stop()
-        sink.close()
-    by_id = {r.transaction_id: r for r in records}
-    assert sorted(by_id) == ["t0", "t1", "t2"]
-    assert by_id["t1"].inputs == {"_unencodable": "TypeError: Recursion limit reached"}
-    assert by_id["t1"].production.score == items[1].score
-    assert [s.version for s in by_id["t1"].shadows] == ["v2"]
-    assert by_id["t0"].inputs == ROWS[0]
-    assert sample_value(metrics, "shadowline_records_total") == 3
-    failed = "shadowline_records_failed_total"
-    assert sample_value(metrics, failed, {"kind": "unencodable_inputs"}) == 1
-    assert sample_value(metrics, failed, {"kind": "lost"}) == 1
+    tally = Tally()
+    runner = ShadowRunner(tally, budget_s=5.0)
+    slots = (ShadowSlot(challenger, 1.0), ShadowSlot(prod, 0.5))
+    entries = runner.run(slots, scored(prod), random.Random(3), shed="1500 ms behind")
+    runner.close()
+    assert [e[0] for e in entries] == [
+        {"version": "v2", "score": None, "decision": None, "latency_ms": None,
+         "error": "shed: 1500 ms behind"},
+    ] * 6  # fmt: skip
+    sampled = sum(len(e) - 1 for e in entries)  # v1 at 50%: only sampled rows get an entry
+    assert tally.shadow_errors == {("v2", "shed"): 6, ("v1", "shed"): sampled}
+    assert tally.inference == {}

@@ -1,0 +1,290 @@
+"""The sidecar against the real broker: shadows and records reach the topic, counts come back,
+and without a broker the queue stays bounded and every transaction is accounted for."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from registry.records import ScoreRecord
+from service.live import LiveModels, ModelSet, ShadowSlot
+from service.metrics import ServiceMetrics
+from service.models import LoadedModel
+from service.producer import ProducerConfig, broker_accepts
+from service.shadow import Scored
+from service.sidecar import Sidecar
+from service.sidecar_loop import SidecarConfig
+from shadowline.stack import free_port
+from tests.service.conftest import build, sample_value, wait_until
+from tests.service.kafka_helpers import read_records
+from tests.service.test_shadow import scored
+
+
+def make_sidecar(
+    metrics: ServiceMetrics,
+    servers: tuple[str, ...],
+    topic: str,
+    live: LiveModels | None = None,
+    *,
+    queue_size: int = 100,
+    in_process: bool = True,
+    **config: float,
+) -> Sidecar:
+    producer = ProducerConfig(servers=servers, topic=topic, max_in_flight=1000)
+    return Sidecar(
+        SidecarConfig(producer, stats_interval_s=0.05, seed=1, **config),
+        live or LiveModels(ModelSet(1, build("v1"))),
+        metrics, queue_size=queue_size, batch_wait_s=0.001, in_process=in_process,
+    )  # fmt: skip
+
+
+def no_broker() -> tuple[str, ...]:
+    servers = (f"127.0.0.1:{free_port()}",)
+    assert not broker_accepts(servers)
+    return servers
+
+
+def submit_all(sidecar: Sidecar, items: list[Scored], prefix: str = "t") -> None:
+    for n, item in enumerate(items):
+        sidecar.submit(item._replace(transaction_id=f"{prefix}{n}"))
+
+
+def test_transactions_reach_the_topic_with_shadow_scores(
+    kafka_bootstrap: str, make_topic: Callable[..., str], metrics: ServiceMetrics
+) -> None:
+    prod, challenger = build("v1"), build("v2", bias=-1.0)
+    live = LiveModels(ModelSet(1, prod, (ShadowSlot(challenger, 1.0),)))
+    topic = make_topic("scores")
+    sidecar = make_sidecar(metrics, (kafka_bootstrap,), topic, live)
+    sidecar.start()
+    items = scored(prod) * 2
+    submit_all(sidecar, items)
+    records = read_records(kafka_bootstrap, topic, until=lambda r: len(r) >= 12)
+    assert wait_until(lambda: sample_value(metrics, "shadowline_kafka_sent_total") == 12)
+    sidecar.close()
+    by_id = {r.transaction_id: r for r in records}
+    assert sorted(by_id) == sorted(f"t{n}" for n in range(12))
+    for n, item in enumerate(items):
+        record = by_id[f"t{n}"]
+        assert record.production.version == "v1"
+        assert record.production.score == item.score
+        assert record.inputs == item.inputs
+        [shadow] = record.shadows
+        assert shadow.version == "v2"
+        assert shadow.error is None
+        assert shadow.score == pytest.approx(float(challenger.score([item.inputs])[0]))
+    # The sidecar's counts are the scorer's metrics.
+    assert sample_value(metrics, "shadowline_records_total") == 12
+    assert sample_value(metrics, "shadowline_kafka_producer_restarts_total") == 1
+    role = {"role": "shadow", "version": "v2"}
+    assert sample_value(metrics, "shadowline_score_count", role) == 12
+    assert sample_value(metrics, "shadowline_inference_duration_seconds_count", role) >= 1
+    decided = sum(
+        sample_value(metrics, "shadowline_decisions_total", {**role, "decision": d})
+        for d in ("allow", "review", "block")
+    )
+    assert decided == 12
+
+
+def test_the_sidecar_process_delivers_and_reports(
+    kafka_bootstrap: str, make_topic: Callable[..., str], metrics: ServiceMetrics
+) -> None:
+    prod, challenger = build("v1"), build("v2", bias=-1.0)
+    live = LiveModels(ModelSet(1, prod, (ShadowSlot(challenger, 1.0),)))
+    topic = make_topic("scores")
+    sidecar = make_sidecar(metrics, (kafka_bootstrap,), topic, live, in_process=False)
+    sidecar.start()
+    # (Transactions that wait more than max_lag_s for the starting process skip the shadows.)
+    assert wait_until(lambda: sidecar.connected)
+    submit_all(sidecar, scored(prod) * 4, prefix="p")
+    records = read_records(kafka_bootstrap, topic, until=lambda r: len(r) >= 24)
+    assert wait_until(lambda: sample_value(metrics, "shadowline_kafka_sent_total") == 24)
+    sidecar.close()
+    assert len({r.transaction_id for r in records}) == 24
+    assert [s.error for s in records[0].shadows] == [None]
+    assert all([s.version for s in r.shadows] == ["v2"] for r in records)
+    shadow = {"role": "shadow", "version": "v2"}
+    assert sample_value(metrics, "shadowline_score_count", shadow) == 24
+
+
+def test_a_changed_shadow_set_reaches_the_sidecar(
+    kafka_bootstrap: str, make_topic: Callable[..., str], metrics: ServiceMetrics
+) -> None:
+    # A version the scorer loaded but the sidecar cannot (its bytes are not ONNX) is an error
+    # entry on the records, counted, and costs the other shadow nothing.
+    prod, challenger = build("v1"), build("v2", bias=-1.0)
+    unloadable = LoadedModel(build("v3").manifest, prod._session, 0.0, artifact=b"not onnx")
+    live = LiveModels(ModelSet(1, prod))
+    topic = make_topic("scores")
+    sidecar = make_sidecar(metrics, (kafka_bootstrap,), topic, live)
+    sidecar.start()
+    submit_all(sidecar, scored(prod, 3), prefix="before")
+    assert sidecar.drain()
+    live.swap(ModelSet(2, prod, (ShadowSlot(challenger, 1.0), ShadowSlot(unloadable, 1.0))))
+    submit_all(sidecar, scored(prod, 3), prefix="after")
+    records = read_records(kafka_bootstrap, topic, until=lambda r: len(r) >= 6)
+    assert wait_until(lambda: sample_value(metrics, "shadowline_kafka_sent_total") == 6)
+    sidecar.close()
+    for record in records:
+        if record.transaction_id.startswith("before"):
+            assert not record.shadows
+            continue
+        v2, v3 = sorted(record.shadows, key=lambda s: s.version)
+        assert v2.version == "v2"
+        assert v2.error is None
+        assert v2.score is not None
+        assert v3.version == "v3"
+        assert v3.score is None
+        assert v3.error is not None
+        assert v3.error.startswith("error: the sidecar cannot load it")
+    errors = {"version": "v3", "kind": "load"}
+    assert sample_value(metrics, "shadowline_shadow_errors_total", errors) == 3
+
+
+def test_late_batches_shed_their_shadows_and_still_send_records(
+    kafka_bootstrap: str, make_topic: Callable[..., str], metrics: ServiceMetrics
+) -> None:
+    prod, challenger = build("v1"), build("v2")
+    live = LiveModels(ModelSet(1, prod, (ShadowSlot(challenger, 1.0),)))
+    topic = make_topic("scores")
+    sidecar = make_sidecar(metrics, (kafka_bootstrap,), topic, live, max_lag_s=1.0)
+    sidecar.start()
+    submit_all(sidecar, scored(prod, 4, scored_at=time.time() - 5.0))
+    records = read_records(kafka_bootstrap, topic, until=lambda r: len(r) >= 4)
+    assert wait_until(lambda: sample_value(metrics, "shadowline_kafka_sent_total") == 4)
+    sidecar.close()
+    for record in records:
+        [shadow] = record.shadows
+        assert shadow.score is None
+        assert shadow.error is not None
+        assert shadow.error.startswith("shed: the shadows were")
+    errors = {"version": "v2", "kind": "shed"}
+    assert sample_value(metrics, "shadowline_shadow_errors_total", errors) == 4
+
+
+def test_a_record_that_cannot_be_encoded_costs_no_other_record(
+    kafka_bootstrap: str, make_topic: Callable[..., str], metrics: ServiceMetrics
+) -> None:
+    # Inputs orjson cannot write (nested deeper than it writes) and a transaction id that is
+    # not UTF-8: each affects its own record only; the rest of the batch reaches the broker.
+    prod, challenger = build("v1"), build("v2")
+    items = scored(prod, 4)
+    deep: list[object] = []
+    for _ in range(300):
+        deep = [deep]
+    items[1] = items[1]._replace(inputs={**items[1].inputs, "note": deep})
+    items[3] = items[3]._replace(transaction_id="t3-\ud800")
+    live = LiveModels(ModelSet(1, prod, (ShadowSlot(challenger, 1.0),)))
+    topic = make_topic("scores")
+    sidecar = make_sidecar(metrics, (kafka_bootstrap,), topic, live)
+    sidecar.start()
+    for item in items:
+        sidecar.submit(item)
+    records = read_records(kafka_bootstrap, topic, until=lambda r: len(r) >= 3)
+    failed = "shadowline_records_failed_total"
+    assert wait_until(lambda: sample_value(metrics, failed, {"kind": "lost"}) == 1)
+    sidecar.close()
+    by_id = {r.transaction_id: r for r in records}
+    assert sorted(by_id) == ["t0", "t1", "t2"]
+    assert by_id["t1"].inputs == {"_unencodable": "TypeError: Recursion limit reached"}
+    assert by_id["t1"].production.score == items[1].score
+    assert [s.version for s in by_id["t1"].shadows] == ["v2"]
+    assert by_id["t0"].inputs == items[0].inputs
+    assert sample_value(metrics, "shadowline_records_total") == 3
+    assert sample_value(metrics, failed, {"kind": "unencodable_inputs"}) == 1
+
+
+def test_a_burst_beyond_the_queue_is_shed_and_counted(
+    kafka_bootstrap: str, make_topic: Callable[..., str], metrics: ServiceMetrics
+) -> None:
+    topic = make_topic("scores")
+    sidecar = make_sidecar(metrics, (kafka_bootstrap,), topic, queue_size=5)
+    sidecar.start()
+    assert wait_until(lambda: sidecar.connected)
+    items = scored(build("v1"), 1) * 500
+    submit_all(sidecar, items)  # far faster than the writer hands over: most are shed
+    assert sidecar.drain()
+    shed = sample_value(metrics, "shadowline_shadow_shed_total")
+    assert wait_until(lambda: sample_value(metrics, "shadowline_kafka_sent_total") == 500 - shed)
+    sidecar.close()
+    assert shed > 0
+    assert sample_value(metrics, "shadowline_kafka_dropped_total") == 0
+
+
+def test_without_a_broker_transactions_are_dropped_and_counted(metrics: ServiceMetrics) -> None:
+    sidecar = make_sidecar(metrics, no_broker(), "scores", queue_size=5)
+    submit_all(sidecar, scored(build("v1")) * 5)  # not started: the queue holds 5
+    assert sample_value(metrics, "shadowline_kafka_dropped_total") == 25
+    assert sample_value(metrics, "shadowline_shadow_queue_depth") == 5
+    sidecar.start()
+    sidecar.close(timeout_s=1.0)
+    assert sample_value(metrics, "shadowline_kafka_sent_total") == 0
+    assert not sidecar.connected
+
+
+def sidecar_processes() -> list[multiprocessing.process.BaseProcess]:
+    return [p for p in multiprocessing.active_children() if p.name == "shadowline-sidecar"]
+
+
+def test_closing_without_a_broker_ends_the_sidecar_process(metrics: ServiceMetrics) -> None:
+    # The sidecar ignores SIGINT/SIGTERM and, without a broker, never reads the pipe's stop
+    # message: close() must still end it, or interpreter exit (which joins children) hangs.
+    assert sidecar_processes() == []
+    sidecar = make_sidecar(metrics, no_broker(), "scores", queue_size=10, in_process=False)
+    sidecar.start()
+    submit_all(sidecar, scored(build("v1"), 4) * 2)
+    assert wait_until(lambda: len(sidecar_processes()) == 1)
+    # (Long enough for the process to finish starting, see the stop flag and report.)
+    closing = threading.Thread(target=sidecar.close, kwargs={"timeout_s": 10.0})
+    closing.start()
+    closing.join(30)  # a bound on the wait, not a timing assertion
+    assert not closing.is_alive()
+    assert sidecar_processes() == []
+    assert sample_value(metrics, "shadowline_kafka_sent_total") == 0
+    held = sample_value(metrics, "shadowline_kafka_dropped_total") + sample_value(
+        metrics, "shadowline_kafka_failed_total"
+    )
+    assert held == 8  # every transaction is accounted for: dropped here or failed there
+
+
+def test_the_queue_is_bounded_in_bytes(metrics: ServiceMetrics) -> None:
+    # Counting transactions alone let 0.5 MB requests grow the producer by 330 MB with the
+    # broker down: the byte budget drops (and counts) what does not fit.
+    budget = 400_000
+    producer = ProducerConfig(servers=no_broker(), topic="scores", max_in_flight=1000,
+                              max_in_flight_bytes=budget // 2)  # fmt: skip
+    sidecar = Sidecar(SidecarConfig(producer), LiveModels(ModelSet(1, build("v1"))), metrics,
+                      queue_size=10_000, buffer_bytes=budget, in_process=True)  # fmt: skip
+    item = scored(build("v1"), 1)[0]._replace(size=20_000)
+    submit_all(sidecar, [item] * 30)  # not started yet: the queue takes half the budget
+    assert sidecar.queued_bytes == 10 * 20_000
+    assert sample_value(metrics, "shadowline_kafka_dropped_total") == 20
+    sidecar.start()
+    try:
+        for n in range(100):  # 2 MB more, five times the budget
+            sidecar.submit(item._replace(transaction_id=f"more{n}"))
+            assert sidecar.queued_bytes <= budget // 2
+            buffered = sample_value(metrics, "shadowline_kafka_buffered_bytes")
+            assert buffered == sidecar.buffered_bytes <= budget
+        assert sample_value(metrics, "shadowline_kafka_dropped_total") > 20
+    finally:
+        sidecar.close(timeout_s=1.0)
+    assert sample_value(metrics, "shadowline_kafka_sent_total") == 0
+    assert sidecar.queued_bytes == 0
+
+
+def test_records_decode_as_the_wire_format(
+    kafka_bootstrap: str, make_topic: Callable[..., str], metrics: ServiceMetrics
+) -> None:
+    topic = make_topic("scores")
+    sidecar = make_sidecar(metrics, (kafka_bootstrap,), topic)
+    sidecar.start()
+    submit_all(sidecar, scored(build("v1"), 2))
+    records: list[ScoreRecord] = read_records(kafka_bootstrap, topic, until=lambda r: len(r) >= 2)
+    sidecar.close()
+    assert {r.model_name for r in records} == {"fraud"}
+    assert all(r.request_id.startswith("r") for r in records)
