@@ -38,6 +38,9 @@ class ServiceSettings(SharedSettings):
     # Shadows, records and the Kafka producer run in a sidecar process (their Python work
     # would hold this process's GIL); False runs the sidecar in a thread (tests, debugging).
     sidecar_process: bool = True
+    # Added to the sidecar process's nice value (0 to 19): under CPU contention production's
+    # requests run first and the shadows fall behind, then are shed.
+    sidecar_niceness: int = Field(default=10, ge=0, le=19)
     reconcile_interval_s: float = Field(default=1.0, gt=0, le=2.0)
     # Answer the scoring routes below FastAPI's middleware stack (service.fastpath); false
     # routes them through FastAPI, with the same responses.

@@ -84,6 +84,9 @@ class SidecarConfig:
     max_lag_s: float = 1.0
     stats_interval_s: float = 0.5
     seed: int | None = None
+    # Added to the sidecar process's nice value: when the cores are contended, the scorer's
+    # event loop runs first and the shadows fall behind (and are shed), not production.
+    niceness: int = 10
 
 
 class StopFlag(Protocol):
@@ -280,6 +283,8 @@ def sidecar_process_main(conn: Connection, config: SidecarConfig, stop: StopFlag
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # The parent blocked them around the start (see Sidecar._spawn): ignored now, so unblock.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    if config.niceness:
+        os.nice(config.niceness)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO lines are per connection
     run_sidecar_loop(conn, config, stop)
