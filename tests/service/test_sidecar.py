@@ -7,6 +7,7 @@ import multiprocessing
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,7 @@ def make_sidecar(
     *,
     queue_size: int = 100,
     in_process: bool = True,
-    **config: float,
+    **config: Any,
 ) -> Sidecar:
     producer = ProducerConfig(servers=servers, topic=topic, max_in_flight=1000)
     return Sidecar(
