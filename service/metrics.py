@@ -62,13 +62,15 @@ class ServiceMetrics:
             ["version", "kind"], registry=registry,
         )  # fmt: skip
         self.records = Counter(
-            "shadowline_records_total", "Score records built and handed to the sink.",
+            "shadowline_records_total",
+            "Score records built by the sidecar and handed to its Kafka producer.",
             registry=registry,
-        )  # fmt: skip
+        )
         self.records_failed = Counter(
             "shadowline_records_failed_total",
-            "Score records that could not be built as usual, by kind: unencodable_inputs (sent "
-            "with inputs replaced by the reason), lost (not sent at all).",
+            "Score records that could not be built or sent as usual, by kind: "
+            "unencodable_inputs (sent with inputs replaced by the reason), lost (not sent at "
+            "all), sidecar_gone (held by a sidecar that ended, by crash or kill).",
             ["kind"], registry=registry,
         )  # fmt: skip
         self.kafka_sent = Counter(
@@ -77,7 +79,8 @@ class ServiceMetrics:
         )  # fmt: skip
         self.kafka_failed = Counter(
             "shadowline_kafka_failed_total",
-            "Score records the producer accepted but could not deliver.",
+            "Score records that could not be delivered: the broker refused or timed out, or "
+            "they were aborted or written off when the sidecar stopped without a broker.",
             registry=registry,
         )
         self.kafka_dropped = Counter(
@@ -94,7 +97,12 @@ class ServiceMetrics:
         )
         self.kafka_restarts = Counter(
             "shadowline_kafka_producer_restarts_total",
-            "Kafka producers (re)created by the sink.",
+            "Kafka producers (re)created by the sidecar.",
+            registry=registry,
+        )
+        self.sidecar_restarts = Counter(
+            "shadowline_sidecar_restarts_total",
+            "Sidecar processes started again after one ended unexpectedly.",
             registry=registry,
         )
         self.model_info = Gauge(

@@ -104,7 +104,8 @@ class KafkaOut:
     def _delivered(self, generation: int, size: int, *, ok: bool, error: object = None) -> None:
         tally = self._tally
         with self._lock:
-            # Records of a closed producer were already written off by close().
+            # A closed producer's records no longer count against the limits (close() reset
+            # them); their fate is still counted, once, here.
             if generation == self._generation:
                 self._in_flight -= 1
                 tally.in_flight_bytes -= size
@@ -112,6 +113,8 @@ class KafkaOut:
                 tally.sent += 1
             else:
                 tally.failed += 1
+        if generation != self._generation:
+            return  # an old producer's late answer says nothing about the current one
         if ok:
             self._last_ok = time.monotonic()
             self._failing = False
@@ -119,7 +122,7 @@ class KafkaOut:
             if not self._failing:
                 log.warning("kafka producer: delivery to %s failed: %s", self._config.topic, error)
             self._failing = True
-        tally.connected = not self._failing
+        tally.connected = self._producer is not None and not self._failing
 
     def ensure(self) -> bool:
         """Create the client if there is none and a broker accepts; True when one exists."""
@@ -162,8 +165,8 @@ class KafkaOut:
             self.close(timeout_s=0.0)
 
     def close(self, timeout_s: float) -> None:
-        """Flush (up to ``timeout_s``) and close; what is left unacknowledged counts as
-        failed when its delivery times out, or is written off here."""
+        """Flush (up to ``timeout_s``) and close.  What is still unacknowledged then is
+        aborted: each such record's callback counts it as failed."""
         producer, self._producer = self._producer, None
         self._tally.connected = False
         if producer is None:
@@ -171,13 +174,33 @@ class KafkaOut:
         try:
             if timeout_s > 0:
                 producer.flush(timeout=timeout_s)
-        except Exception as exc:  # KafkaTimeoutError: what is left is counted as failed
+        except Exception as exc:  # KafkaTimeoutError: what is left is aborted below
             log.warning("kafka producer: flush incomplete: %s", exc)
         with self._lock:
             self._generation += 1
             self._in_flight = 0
             self._tally.in_flight_bytes = 0
-        try:
-            producer.close(timeout=0)
-        except Exception as exc:  # closing a broken producer must not end the loop
-            log.warning("kafka producer: close failed: %s", exc)
+        _close(producer)
+
+
+def _close(producer: Any) -> None:
+    """Close a kafka-python producer now, whatever it holds.
+
+    ``close(timeout=0)`` flushes first and, with records pending, raises before it stops its
+    sender thread (kafka-python 3.0.12): the thread and its buffers would outlive the producer.
+    So on that error the sender is force-closed (its pending batches fail, which their callbacks
+    count) and ``close`` is called again, with nothing left to flush.
+    """
+    try:
+        producer.close(timeout=0)
+        return
+    except Exception as exc:  # KafkaTimeoutError with records pending
+        log.info("kafka producer: closing with records pending (%s); aborting them", exc)
+    sender = getattr(producer, "_sender", None)
+    if sender is not None:
+        sender.force_close()
+        sender.join(5.0)
+    try:
+        producer.close(timeout=0)
+    except Exception as exc:  # a producer that cannot even do this is left to the collector
+        log.warning("kafka producer: close failed: %s", exc)

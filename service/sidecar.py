@@ -5,16 +5,22 @@ The request path calls :meth:`Sidecar.submit` with each scored transaction (a
 (``queue_size``) and in request bytes (``buffer_bytes`` / 2).  A writer thread wakes every
 ``batch_wait_s``, pickles what has accumulated (up to ``batch_max`` per message, about 4 us a
 transaction) and writes it to the sidecar process (:mod:`service.sidecar_loop`) over a pipe;
-before the first batch after the live shadow set changed, it sends the new set (manifests and
-ONNX bytes).  The sidecar runs the shadows, builds the records and produces them to Kafka on
-the other core, so the scorer's event loop shares its GIL with nothing but this thread.
+before the first batch after the live shadow set changed, it sends the new set (manifests, and
+the ONNX bytes of versions this sidecar has not had yet).  The sidecar runs the shadows, builds
+the records and produces them to Kafka on the other core, so the scorer's event loop shares its
+GIL with nothing but this thread and a reader thread that wakes twice a second.
 
-When the sidecar cannot keep up, the pipe and then the deque fill, and transactions are
-dropped and counted, never queued without bound: as ``shadowline_kafka_dropped_total`` when
-the sidecar is held back by Kafka (broker down or its in-flight limit reached), else as
-``shadowline_shadow_shed_total``.  The sidecar's counts come back over the pipe and are added
-to this process's metrics (:func:`service.tally.apply_tally`).  A sidecar that dies is started
-again.
+The sidecar's counts come back on a second pipe, read by that reader thread, and are added to
+this process's metrics (:func:`service.tally.apply_tally`).  Two one-way pipes, each with a
+thread of its own on this side, so neither direction can stall the other.
+
+Nothing is lost uncounted.  When the sidecar cannot keep up, the pipe and then the deque fill,
+and transactions are dropped and counted: as ``shadowline_kafka_dropped_total`` when the
+sidecar said Kafka holds it back (broker down or its in-flight limit reached), else as
+``shadowline_shadow_shed_total``.  When a sidecar ends (crash, kill, or stop), every
+transaction handed to it and not counted by it as sent, failed or lost is counted as
+``shadowline_records_failed_total{kind="sidecar_gone"}``.  A sidecar that dies is started again
+(at most every ``RESPAWN_INTERVAL_S``; ``shadowline_sidecar_restarts_total``).
 """
 
 from __future__ import annotations
@@ -63,14 +69,40 @@ class RecordSink(Protocol):
     def close(self, timeout_s: float = 5.0) -> None: ...
 
 
+class _Generation:
+    """One sidecar (process or thread) and this side's ends of its two pipes."""
+
+    def __init__(
+        self,
+        child: BaseProcess | threading.Thread,
+        data: Connection,
+        stats: Connection,
+        stop: StopEvent,
+    ) -> None:
+        self.child = child
+        self.data = data  # this side sends batches
+        self.stats = stats  # this side receives Tally snapshots
+        self.stop = stop
+        self.tally = Tally()  # its last snapshot
+        self.reported = threading.Event()  # it has sent one
+        self.handed = 0  # transactions written to it
+        self.artifacts: set[str] = set()  # versions it holds (their ONNX bytes were sent)
+        self.shadows: tuple[tuple[str, float], ...] | None = None  # the set it has
+        self.reader: threading.Thread | None = None
+
+    def alive(self) -> bool:
+        return self.child.is_alive()
+
+
 class Sidecar:
     """Bounded, non-blocking hand-over of scored transactions to the sidecar process.
 
     ``queue_size`` and ``buffer_bytes`` bound what is held: ``queue_size`` transactions and
-    half of ``buffer_bytes`` (of request bodies) here, the other half of the bytes in flight
-    in the producer; the pipe between them holds a few hundred KiB more, bounded by the kernel.
+    half of ``buffer_bytes`` (of request bodies) here; the producer holds at most
+    ``config.producer.max_in_flight_bytes`` (the other half) plus the batch it is reading; the
+    pipe between them holds a few hundred KiB more, bounded by the kernel.
     ``in_process=True`` runs the sidecar loop in a thread instead of a child process (tests;
-    same code, same pipe).
+    same code, same pipes).
     """
 
     def __init__(
@@ -98,20 +130,22 @@ class Sidecar:
         metrics.kafka_buffered_bytes.set_function(lambda: float(self.buffered_bytes))
         metrics.watch_queue(lambda: len(self._queue))
         self._in_process = in_process
-        self._tally = Tally()
-        self._reported = False  # the current sidecar has sent a snapshot
-        self._shadows_sent: tuple[tuple[str, float], ...] | None = None
         self._stop = threading.Event()
         self._writer: threading.Thread | None = None
-        self._conn: Connection | None = None
-        self._child: BaseProcess | threading.Thread | None = None
-        self._child_stop: StopEvent | None = None
+        self._gen: _Generation | None = None
         self._next_spawn = 0.0
+
+    @property
+    def running(self) -> bool:
+        """The current sidecar has reported at least once."""
+        gen = self._gen
+        return gen is not None and gen.reported.is_set()
 
     @property
     def connected(self) -> bool:
         """The sidecar's last report: it has a broker connection and deliveries succeed."""
-        return self._tally.connected
+        gen = self._gen
+        return gen is not None and gen.tally.connected
 
     @property
     def queued_bytes(self) -> int:
@@ -121,7 +155,8 @@ class Sidecar:
     @property
     def buffered_bytes(self) -> int:
         """Bytes held here plus the producer's last reported in-flight bytes."""
-        return self._queued_bytes + self._tally.in_flight_bytes
+        gen = self._gen
+        return self._queued_bytes + (gen.tally.in_flight_bytes if gen is not None else 0)
 
     def submit(self, item: Scored) -> None:
         """Queue one scored transaction, or drop and count it when the queue (transactions or
@@ -152,79 +187,67 @@ class Sidecar:
         imports onnxruntime and kafka-python: about 1.5 s)."""
         if self._writer is not None:
             return
-        self._spawn()
-        self._read_stats(timeout_s)
-        if not self._reported:
+        gen = self._spawn()
+        if not gen.reported.wait(timeout_s):
             log.warning("sidecar: not running after %gs; serving anyway", timeout_s)
         self._writer = threading.Thread(target=self._run, name="sidecar-writer", daemon=True)
         self._writer.start()
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Hand over what is queued, let the sidecar finish and flush (up to ``timeout_s``),
-        stop it.
-
-        A sidecar without a broker connection stops at once (what it holds is counted as
-        failed); a sidecar process still running after ``timeout_s`` is killed, so closing
-        never hangs on an unreachable broker (and multiprocessing's exit handler, which joins
-        child processes, has nothing left to wait for).
+        """Hand over what is queued and stop the sidecar: it finishes what it has and flushes
+        the producer (``config.flush_timeout_s``).  Each wait is bounded by ``timeout_s``: a
+        writer still blocked then (the sidecar held back by Kafka) or a sidecar process still
+        running is stopped by killing the sidecar, and what it held is counted
+        (``sidecar_gone``).  A sidecar without a broker connection writes off what it gets as
+        failed and stops at once.
         """
         self._stop.set()
-        if self._child_stop is not None:
-            self._child_stop.set()
+        gen = self._gen
+        if gen is not None:
+            gen.stop.set()
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.join(timeout_s)
-        conn, child = self._conn, self._child
-        if conn is not None and not (writer is not None and writer.is_alive()):
-            # (A writer still blocked on a full pipe owns the connection: no stop message then;
-            # a sidecar process that has not stopped on the stop event is killed below.)
+            if writer.is_alive() and gen is not None:
+                self._kill(gen, timeout_s)  # the writer's blocked send fails; it then ends
+                writer.join(timeout_s)
+        if gen is None:
+            return
+        if not (writer is not None and writer.is_alive()):
             with contextlib.suppress(OSError, ValueError):
-                conn.send_bytes(b"")  # the stop message
-            deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline and _alive(child):
-                self._read_stats(0.05)
-            self._read_stats(0)
-        if conn is not None:
-            conn.close()
-        if isinstance(child, BaseProcess):
-            if child.is_alive():
-                # It ignores SIGTERM (the whole process group gets Ctrl-C and SIGTERM): kill.
-                log.warning("sidecar: it did not stop within %gs; killing it", timeout_s)
-                child.kill()
-            child.join(5.0)
-        self._conn = self._child = None
-        self._child_stop = None
+                gen.data.send_bytes(b"")  # the stop message
+        gen.child.join(timeout_s)
+        if gen.alive():
+            self._kill(gen, timeout_s)
+        self._retire(gen)
+        self._gen = None
 
     def _count_dropped(self, n: int) -> None:
-        tally = self._tally
-        if tally.connected and not tally.kafka_full:
-            self._metrics.shadow_shed.inc(n)  # the shadows (or records) cannot keep up
-        else:
+        gen = self._gen
+        tally = gen.tally if gen is not None and gen.reported.is_set() else None
+        if tally is not None and (not tally.connected or tally.kafka_full):
             self._metrics.kafka_dropped.inc(n)  # Kafka holds the sidecar back
+        else:
+            self._metrics.shadow_shed.inc(n)  # the sidecar cannot keep up (or is restarting)
 
-    # -- the writer thread ----------------------------------------------------------------
-    def _spawn(self) -> None:
-        if self._conn is not None:  # a dead sidecar's pipe
-            self._conn.close()
-        if isinstance(self._child, BaseProcess):
-            self._child.join(0.1)
-        parent, child_end = multiprocessing.Pipe(duplex=True)
+    # -- sidecar generations ----------------------------------------------------------------
+    def _spawn(self) -> _Generation:
+        data_recv, data_send = multiprocessing.Pipe(duplex=False)
+        stats_recv, stats_send = multiprocessing.Pipe(duplex=False)
         child: BaseProcess | threading.Thread
         stop: StopEvent
+        args = (data_recv, stats_send, self.config)
         if self._in_process:
             stop = threading.Event()
-            child = threading.Thread(
-                target=run_sidecar_loop, args=(child_end, self.config, stop), daemon=True
-            )
+            child = threading.Thread(target=run_sidecar_loop, args=(*args, stop), daemon=True)
+            child.start()
         else:
             # spawn, not fork: this process has threads (onnxruntime, the writer).
             context = multiprocessing.get_context("spawn")
             stop = context.Event()
             child = context.Process(
-                target=sidecar_process_main, args=(child_end, self.config, stop),
-                name="shadowline-sidecar",
-            )  # fmt: skip
-        if isinstance(child, BaseProcess):
+                target=sidecar_process_main, args=(*args, stop), name="shadowline-sidecar"
+            )
             # Ctrl-C reaches the whole process group; until the child has set its handlers a
             # SIGINT would end it with a KeyboardInterrupt traceback.  It inherits this mask
             # and unblocks the signals once it ignores them.
@@ -233,79 +256,128 @@ class Sidecar:
                 child.start()
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            child_end.close()
-        else:
-            child.start()
-        self._conn, self._child, self._child_stop = parent, child, stop
-        self._tally = Tally()  # a new sidecar counts from zero
-        self._reported = False
-        self._shadows_sent = None  # and has no shadows yet
+            data_recv.close()  # the child's ends: closed here, so either side sees the other go
+            stats_send.close()
+        gen = _Generation(child, data_send, stats_recv, stop)
+        gen.reader = threading.Thread(
+            target=self._read, args=(gen,), name="sidecar-reader", daemon=True
+        )
+        gen.reader.start()
+        self._gen = gen
+        return gen
 
+    def _read(self, gen: _Generation) -> None:
+        """The reader thread: apply each snapshot until the sidecar closes its end."""
+        while True:
+            try:
+                blob = gen.stats.recv_bytes()
+            except (EOFError, OSError):
+                return
+            snapshot = pickle.loads(blob)  # noqa: S301 - our own child's bytes
+            old, gen.tally = gen.tally, snapshot
+            gen.reported.set()
+            apply_tally(self._metrics, old, snapshot)
+
+    def _kill(self, gen: _Generation, timeout_s: float) -> None:
+        child = gen.child
+        if isinstance(child, BaseProcess) and child.is_alive():
+            # It ignores SIGTERM (the whole process group gets Ctrl-C and SIGTERM): kill.
+            log.warning("sidecar: still running after %gs; killing it", timeout_s)
+            child.kill()
+            child.join(5.0)
+
+    def _retire(self, gen: _Generation) -> None:
+        """After a sidecar ended: take its last counts, count what it never accounted for,
+        close this side's pipe ends."""
+        if gen.reader is not None:
+            gen.reader.join(5.0)  # its stats pipe is at end of stream: this is quick
+        tally = gen.tally
+        unaccounted = gen.handed - tally.sent - tally.failed - tally.records_failed.get("lost", 0)
+        if unaccounted > 0:
+            log.error("sidecar: ended holding %d transactions; counted as lost", unaccounted)
+            self._metrics.records_failed.labels("sidecar_gone").inc(unaccounted)
+        for conn in (gen.data, gen.stats):
+            conn.close()
+        if isinstance(gen.child, BaseProcess):
+            with contextlib.suppress(ValueError):  # one that survived kill(): let it be
+                gen.child.close()
+
+    # -- the writer thread ------------------------------------------------------------------
     def _run(self) -> None:
         queue = self._queue
         while True:
+            gen = self._live_generation()
             if not queue:
                 if self._stop.is_set():
                     return
-                self._read_stats(_IDLE_WAIT_S)
+                self._stop.wait(_IDLE_WAIT_S)
                 continue
             if len(queue) < self._batch_max and not self._stop.is_set():
-                self._read_stats(self._batch_wait_s)  # let a batch gather
+                self._stop.wait(self._batch_wait_s)  # let a batch gather
             batch: list[Scored] = []
             size = 0
             while queue and len(batch) < self._batch_max:
                 item = queue.popleft()
                 batch.append(item)
                 size += item.size
-            if not (self._send_shadows() and self._write(pickle.dumps(("batch", batch), 5))):
+            try:
+                handed = gen is not None and self._hand(gen, batch)
+            except Exception:  # keep the writer alive whatever a batch does
+                log.exception("sidecar: handing over a batch of %d failed", len(batch))
+                handed = False
+            if not handed:
                 self._count_dropped(len(batch))
             with self._lock:  # counted until handed over: the writer may block holding them
                 self._queued_bytes -= size
 
-    def _send_shadows(self) -> bool:
-        """Send the live shadow set if the sidecar does not have it yet."""
+    def _live_generation(self) -> _Generation | None:
+        """The running sidecar; a dead one is retired and (at most every
+        ``RESPAWN_INTERVAL_S``, not while closing) replaced."""
+        gen = self._gen
+        if gen is not None and gen.alive():
+            return gen
+        if self._stop.is_set() or time.monotonic() < self._next_spawn:
+            return None
+        self._next_spawn = time.monotonic() + RESPAWN_INTERVAL_S
+        if gen is None:
+            return self._spawn()
+        log.error("sidecar: it is gone; starting a new one")
+        self._retire(gen)
+        new = self._spawn()
+        self._metrics.sidecar_restarts.inc()
+        return new
+
+    def _hand(self, gen: _Generation, batch: list[Scored]) -> bool:
+        """Send the shadow set if this sidecar does not have it, then the batch."""
         slots = self._live.current.shadows
         key = tuple((slot.model.version, slot.rate) for slot in slots)
-        if key == self._shadows_sent:
-            return True
-        if not self._write(pickle.dumps(("shadows", _specs(slots)), 5)):
+        if key != gen.shadows:
+            specs = _specs(slots, gen.artifacts)
+            if not _send(gen, pickle.dumps(("shadows", specs), 5)):
+                return False
+            gen.shadows = key
+            gen.artifacts = {spec.version for spec in specs}  # it drops the others
+        if not _send(gen, pickle.dumps(("batch", batch), 5)):
             return False
-        self._shadows_sent = key
+        gen.handed += len(batch)
         return True
 
-    def _write(self, blob: bytes) -> bool:
-        """Hand ``blob`` to the sidecar; restart the sidecar if it died."""
-        conn = self._conn
-        if conn is None or not _alive(self._child):
-            if self._stop.is_set():
-                return False  # closing: a sidecar that stopped is not started again
-            if time.monotonic() >= self._next_spawn:
-                log.error("sidecar: the process is gone; starting a new one")
-                self._next_spawn = time.monotonic() + RESPAWN_INTERVAL_S
-                self._spawn()
-            return False
-        try:
-            conn.send_bytes(blob)  # blocks while the sidecar holds back (broker down)
-        except (OSError, ValueError):
-            return False
-        return True
 
-    def _read_stats(self, timeout_s: float) -> None:
-        conn = self._conn
-        try:
-            while conn is not None and conn.poll(timeout_s):
-                snapshot = pickle.loads(conn.recv_bytes())  # noqa: S301 - our own child's bytes
-                old, self._tally = self._tally, snapshot
-                self._reported = True
-                apply_tally(self._metrics, old, snapshot)
-                timeout_s = 0
-        except (EOFError, OSError, ValueError):
-            return
+def _send(gen: _Generation, blob: bytes) -> bool:
+    try:
+        gen.data.send_bytes(blob)  # blocks while the sidecar holds back (broker down)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
-def _specs(slots: tuple[ShadowSlot, ...]) -> tuple[ShadowSpec, ...]:
-    return tuple(ShadowSpec(slot.model.manifest, slot.model.artifact, slot.rate) for slot in slots)
-
-
-def _alive(child: BaseProcess | threading.Thread | None) -> bool:
-    return child is not None and child.is_alive()
+def _specs(slots: tuple[ShadowSlot, ...], sent: set[str]) -> tuple[ShadowSpec, ...]:
+    """The shadow set; ONNX bytes only for versions the sidecar has not been sent."""
+    return tuple(
+        ShadowSpec(
+            slot.model.manifest,
+            b"" if slot.model.version in sent else slot.model.artifact,
+            slot.rate,
+        )
+        for slot in slots
+    )

@@ -13,26 +13,28 @@ this design); here it runs on the other core.  The price is a second copy of eac
 (the scorer loads and checks it first, for readiness and the registry's notes) and a pickle of
 about 4 us per transaction in the scorer.
 
-Pipe protocol (parent to child), each message one ``send_bytes``:
+Two one-way pipes.  Scorer to sidecar, each message one ``send_bytes``:
 
 * ``pickle(("shadows", (ShadowSpec, ...)))``: the shadow set from now on (sent when it
-  changes, before the next batch); a version that fails to load here is an error entry
-  (``load``) on the records it should have scored;
+  changes, before the next batch; a version's ONNX bytes only the first time); a version that
+  fails to load here is an error entry (``load``) on the records it should have scored;
 * ``pickle(("batch", [Scored, ...]))``: transactions to shadow, record and produce;
 * ``b""``: stop (flush, report, exit).
 
-The child sends back a :class:`service.tally.Tally` snapshot (pickled) every
-``stats_interval_s`` and once more when it exits.  When the producer holds its limit of
-unacknowledged records, or has no broker, the loop stops reading: the pipe fills, and the
-scorer drops (and counts) what it cannot hand over.  When batches arrive older than
+Sidecar to scorer: a :class:`service.tally.Tally` snapshot (pickled) every
+``stats_interval_s`` and once more when it exits, read by a thread of the scorer's that does
+nothing else.  When the producer holds its limit of unacknowledged records, or has no broker,
+the loop stops reading batches: that pipe fills, and the scorer drops (and counts) what it
+cannot hand over.  When batches arrive older than
 ``max_lag_s`` (the shadows cannot keep up), their shadows are shed: the records go out with
 production's score and a ``shed`` entry per sampled shadow.
 
 Stopping also sets a flag shared with the parent (an event): a loop without a producer
 (broker unreachable) does not read the pipe, so it would never see the empty message; on the
-flag, unless a broker accepts a connection now, it counts what is left in the pipe as failed
-and exits at once.  The loop reports once as soon as it runs: the scorer waits for that before
-it serves, so the first requests do not wait for the sidecar to start.
+flag, unless a broker accepts a connection now, it counts every batch the scorer still sends
+as failed, until the stop message, and exits.  The loop reports once as soon as it runs: the
+scorer waits for that before it serves, so the first requests do not wait for the sidecar to
+start.
 """
 
 from __future__ import annotations
@@ -83,6 +85,9 @@ class SidecarConfig:
     budget_s: float = 0.05
     max_lag_s: float = 1.0
     stats_interval_s: float = 0.5
+    # How long stopping waits for the broker to acknowledge what the producer holds (less
+    # than the scorer's close timeout, so the last counts reach it).
+    flush_timeout_s: float = 3.0
     seed: int | None = None
     # Added to the sidecar process's nice value: when the cores are contended, the scorer's
     # event loop runs first and the shadows fall behind (and are shed), not production.
@@ -101,13 +106,15 @@ class SidecarLoop:
 
     def __init__(
         self,
-        conn: Connection,
+        data: Connection,
+        stats: Connection,
         config: SidecarConfig,
         stop: StopFlag,
         *,
         load: Callable[[Manifest, bytes], LoadedModel] = load_model,
     ) -> None:
-        self._conn = conn
+        self._data = data  # batches and shadow sets from the scorer
+        self._stats = stats  # tally snapshots to the scorer
         self._config = config
         self._stop = stop
         self._load = load
@@ -128,8 +135,10 @@ class SidecarLoop:
                 pass
         finally:
             self._runner.close()
-            self._kafka.close(timeout_s=5.0)
+            self._kafka.close(timeout_s=self._config.flush_timeout_s)
             self._report(force=True)
+            self._data.close()
+            self._stats.close()  # the scorer's reader sees the end
 
     def _step(self) -> bool:
         if os.getppid() != self._parent_pid:
@@ -137,15 +146,15 @@ class SidecarLoop:
         self._report()
         self._kafka.maybe_restart()
         if self._stop.is_set() and not self._kafka.ensure():
-            self._write_off_pipe()  # nothing can be delivered: do not wait for the broker
+            self._write_off()  # nothing can be delivered: do not wait for the broker
             return False
         if not self._kafka.ensure() or self._kafka.full():
             time.sleep(0.05)  # hold further batches in the pipe: the parent drops, counted
             return True
         try:
-            if not self._conn.poll(0.1):
+            if not self._data.poll(0.1):
                 return True
-            blob = self._conn.recv_bytes()
+            blob = self._data.recv_bytes()
         except (EOFError, OSError):
             return False  # the parent is gone
         if not blob:
@@ -164,6 +173,8 @@ class SidecarLoop:
             if spec.version in self._loaded or spec.version in self._load_errors:
                 continue
             try:
+                if not spec.artifact:  # the scorer sends the bytes with a version's first set
+                    raise ModelLoadError(spec.manifest.ref, "no ONNX bytes were sent")
                 self._loaded[spec.version] = self._load(spec.manifest, spec.artifact)
             except ModelLoadError as exc:
                 log.error("sidecar: cannot load shadow %s: %s", spec.version, exc)
@@ -243,16 +254,21 @@ class SidecarLoop:
         self.tally.record_failed("unencodable_inputs")
         return value
 
-    def _write_off_pipe(self) -> None:
-        """Count the transactions still in the pipe as failed (stopping without a producer)."""
+    def _write_off(self) -> None:
+        """Stopping without a producer: count every transaction the scorer still sends as
+        failed, until its stop message (or its end of the pipe, or it is gone)."""
+        deadline = time.monotonic() + 60.0  # the scorer kills us long before this
         try:
-            while self._conn.poll(0):
-                blob = self._conn.recv_bytes()
+            while time.monotonic() < deadline and os.getppid() == self._parent_pid:
+                if not self._data.poll(0.1):
+                    continue
+                blob = self._data.recv_bytes()
                 if not blob:
                     return
                 kind, payload = pickle.loads(blob)  # noqa: S301 - our own parent's bytes
                 if kind == "batch":
                     self._kafka.write_off(len(payload))
+                    self._report()
         except (EOFError, OSError):
             return
 
@@ -262,17 +278,21 @@ class SidecarLoop:
             return
         self._last_stats = now
         try:  # parent gone: nobody to report to
-            self._conn.send_bytes(pickle.dumps(self.tally.snapshot()))
+            self._stats.send_bytes(pickle.dumps(self.tally.snapshot()))
         except (OSError, ValueError):
             return
 
 
-def run_sidecar_loop(conn: Connection, config: SidecarConfig, stop: StopFlag) -> None:
+def run_sidecar_loop(
+    data: Connection, stats: Connection, config: SidecarConfig, stop: StopFlag
+) -> None:
     """Run :class:`SidecarLoop` until told to stop (a thread's target, in tests)."""
-    SidecarLoop(conn, config, stop).run()
+    SidecarLoop(data, stats, config, stop).run()
 
 
-def sidecar_process_main(conn: Connection, config: SidecarConfig, stop: StopFlag) -> None:
+def sidecar_process_main(
+    data: Connection, stats: Connection, config: SidecarConfig, stop: StopFlag
+) -> None:
     """Entry point of the sidecar process.
 
     Ctrl-C and SIGTERM reach the whole process group; the sidecar ignores them and stops when
@@ -287,4 +307,4 @@ def sidecar_process_main(conn: Connection, config: SidecarConfig, stop: StopFlag
         os.nice(config.niceness)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO lines are per connection
-    run_sidecar_loop(conn, config, stop)
+    run_sidecar_loop(data, stats, config, stop)

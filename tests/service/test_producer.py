@@ -1,0 +1,35 @@
+"""The sidecar's Kafka producer against the real broker: closing with records pending."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from service.producer import KafkaOut, ProducerConfig
+from service.tally import Tally
+from tests.service.conftest import wait_until
+
+
+def test_closing_with_records_pending_fails_them_and_stops_the_client(
+    kafka_bootstrap: str, make_topic: Callable[..., str]
+) -> None:
+    # kafka-python's close(timeout=0) raises before it stops its sender when records are
+    # pending: each producer restart left a sender thread (and its buffers) behind.
+    config = ProducerConfig(servers=(kafka_bootstrap,), topic=make_topic("scores"),
+                            max_in_flight=100, linger_ms=60_000,
+                            delivery_timeout_ms=120_000)  # fmt: skip
+    threads = threading.active_count()
+    for _ in range(3):  # three restarts' worth
+        tally = Tally()
+        out = KafkaOut(config, tally)
+        assert out.ensure()
+        for n in range(10):
+            out.send(f"k{n}".encode(), b"v")
+        assert tally.in_flight_bytes == 30
+        out.close(timeout_s=0.0)  # nothing acknowledged yet: lingering for a minute
+        assert wait_until(lambda t=tally: t.failed == 10)  # type: ignore[misc]
+        assert tally.sent == 0
+        assert tally.in_flight_bytes == 0
+        assert not out.ready
+        assert not tally.connected
+    assert wait_until(lambda: threading.active_count() == threads)
