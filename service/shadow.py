@@ -1,9 +1,10 @@
 """Shadow mode as logic: sample the shadows, run them within a time budget, build the record.
 
 No FastAPI, no Redis, no Kafka here: the sidecar loop (:mod:`service.sidecar_loop`) feeds
-batches in and sends the records on.  Each shadow runs on an executor of its own, so a shadow
-that hangs holds only its own thread: after ``budget_s`` its rows are recorded as timeouts,
-later batches as ``busy`` until it returns, and the other shadows are not held up.  Counts go
+batches in and sends the records on.  The shadows run one after the other, each on an executor
+of its own within its own ``budget_s``, so a shadow that hangs holds only its own thread: after
+``budget_s`` its rows are recorded as timeouts, later batches as ``busy`` (at once) until it
+returns, and the other shadows are not held up.  Counts go
 to a :class:`service.tally.Tally`, which the scorer adds to its Prometheus metrics.
 """
 
@@ -112,13 +113,13 @@ class ShadowRunner:
         """Shadow entries per item of ``batch`` (in the order of ``slots``).  With ``shed``
         (the reason), no shadow runs: each sampled row gets a ``shed`` error entry."""
         entries: list[list[ShadowEntry]] = [[] for _ in batch]
-        started: list[tuple[ShadowSlot, list[int], Future[tuple[Any, float]]]] = []
+        shared: dict[tuple[str, tuple[int, ...]], Feeds] = {}
         for slot, indices in zip(slots, sample(slots, len(batch), rng), strict=True):
             version = slot.model.version
             if shed is not None:
                 self._fail(version, "shed", f"shed: {shed}", indices, entries)
                 continue
-            feeds, valid = self._feeds(slot.model, batch, indices, entries)
+            feeds, valid = self._feeds(slot.model, batch, indices, entries, shared)
             if not valid:
                 continue
             previous = self._pending.get(version)
@@ -132,10 +133,10 @@ class ShadowRunner:
                 self._executors[version] = executor
             future = executor.submit(_timed_run, slot.model, feeds)
             self._pending[version] = future
-            started.append((slot, valid, future))
-        deadline = time.monotonic() + self._budget_s
-        for slot, valid, future in started:
-            self._collect(slot.model, valid, future, deadline, batch, entries)
+            # One shadow at a time: the sidecar never takes more than one core for inference
+            # from the scorer it shares the machine with (measured on 2 cores: p99 ratio with 3
+            # shadows 1.49x running them at once).
+            self._collect(slot.model, valid, future, time.monotonic() + self._budget_s, entries)
         return entries
 
     def _feeds(
@@ -144,14 +145,19 @@ class ShadowRunner:
         batch: list[Scored],
         indices: list[int],
         entries: list[list[ShadowEntry]],
+        shared: dict[tuple[str, tuple[int, ...]], Feeds],
     ) -> tuple[Feeds, list[int]]:
         """The graph inputs of the rows this shadow scores, and their indices.
 
         A row production checked against the same input schema is encoded as it is; any other
         row is first checked against the shadow's own schema (a refused row becomes an
-        ``input`` error).
+        ``input`` error).  Shadows with the same schema and rows share one encoding
+        (``shared``, per batch; onnxruntime does not write to its inputs).
         """
         key = model.schema_key
+        cached = shared.get((key, tuple(indices)))
+        if cached is not None:
+            return cached, indices
         rows, valid = [], []
         for i in indices:
             item = batch[i]
@@ -162,7 +168,10 @@ class ShadowRunner:
                 continue
             rows.append(item.inputs)
             valid.append(i)
-        return (model.encode(rows) if rows else {}), valid
+        feeds = model.encode(rows) if rows else {}
+        if len(valid) == len(indices):  # no refused row: nothing to replay for the next one
+            shared[(key, tuple(indices))] = feeds
+        return feeds, valid
 
     def _collect(
         self,
@@ -170,7 +179,6 @@ class ShadowRunner:
         valid: list[int],
         future: Future[tuple[Any, float]],
         deadline: float,
-        batch: list[Scored],
         entries: list[list[ShadowEntry]],
     ) -> None:
         version = model.version
