@@ -6,8 +6,10 @@ in a :class:`Tally` of plain cumulative numbers (histograms as per-bucket counts
 with the same buckets as :mod:`service.metrics`).  It sends a snapshot to the scorer about
 twice a second; :func:`apply_tally` adds what grew since the previous snapshot to the
 scorer's own metrics, which ``/metrics`` serves as one exposition.  Snapshots are cumulative,
-so a lost one loses nothing; a new sidecar starts from zero and the scorer starts its deltas
-from zero with it.
+so a skipped one loses nothing; a new sidecar starts from zero and the scorer starts its
+deltas from zero with it.  A sidecar that dies takes the counts since its last snapshot with
+it; the scorer then counts every transaction it handed over and saw no fate for as
+``sidecar_gone`` (:meth:`service.sidecar.Sidecar._retire`).
 """
 
 from __future__ import annotations
