@@ -33,3 +33,23 @@ def test_closing_with_records_pending_fails_them_and_stops_the_client(
         assert not out.ready
         assert not tally.connected
     assert wait_until(lambda: threading.active_count() == threads)
+
+
+def test_the_producer_is_full_at_its_byte_budget(
+    kafka_bootstrap: str, make_topic: Callable[..., str]
+) -> None:
+    # The sidecar stops reading batches while the producer is full: unacknowledged bytes,
+    # not only records, are bounded (records can be up to ~1 MiB each).
+    config = ProducerConfig(servers=(kafka_bootstrap,), topic=make_topic("scores"),
+                            max_in_flight=1000, max_in_flight_bytes=100, linger_ms=60_000,
+                            delivery_timeout_ms=120_000)  # fmt: skip
+    tally = Tally()
+    out = KafkaOut(config, tally)
+    assert out.ensure()
+    for n in range(4):
+        out.send(f"k{n}".encode(), b"v" * 23)  # 25 bytes each
+        assert out.full() == (n == 3)
+        assert tally.kafka_full == (n == 3)
+    out.close(timeout_s=0.0)
+    assert not out.full()
+    assert wait_until(lambda: tally.failed == 4)
