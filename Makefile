@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP  := $(VENV)/.installed
 
-.PHONY: all install lock system-deps demo test test-fast lint format typecheck check clean stack-up stack-down
+.PHONY: all install lock system-deps dashboards demo test test-fast lint format typecheck check clean stack-up stack-down
 
 all: lint typecheck test
 
@@ -20,13 +20,18 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP) system-deps
 
-# redis-server from the system package manager when it is missing (the broker comes in the
-# `stack` extra above).  Root on CI; sudo elsewhere.
+# redis-server and prometheus (with promtool; the dashboard tests query a real one) from the
+# system package manager when missing (the broker comes in the `stack` extra above).  Root on
+# CI; sudo elsewhere.
+SYSTEM_PACKAGES := redis-server prometheus
 system-deps:
-	@command -v redis-server >/dev/null 2>&1 || { \
-	  echo "redis-server missing: installing it with apt-get"; \
+	@missing=""; for pkg in $(SYSTEM_PACKAGES); do \
+	  command -v $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	[ -z "$$missing" ] || { \
+	  echo "missing:$$missing: installing with apt-get"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; }
 
 # Regenerate the lock after changing dependencies in pyproject.toml.
 lock:
@@ -34,6 +39,10 @@ lock:
 	  --python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements.lock
 	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements-scorer.lock
+
+# The Grafana dashboards, generated from shadowline/dashboards.py (tests check they are current).
+dashboards: install
+	$(BIN)/python -m shadowline.dashboards --out deploy/grafana/dashboards
 
 demo: install
 	$(BIN)/shadowline demo

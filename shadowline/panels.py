@@ -1,0 +1,329 @@
+"""What the Shadowline dashboard shows: every panel as data, PromQL over the real metric names.
+
+Design: a panel is a title, a description, a unit and its queries (:class:`Panel`); the rows
+are tuples of panels (:data:`ROWS`).  ``shadowline.dashboards`` turns them into Grafana JSON,
+so adding a panel is adding a few lines here and running ``make dashboards``.  Tests check
+that every ``shadowline_*`` name used here is one the scorer or the retrain worker exports.
+
+Rates and increases use ``$__rate_interval``, as Grafana expects, so a window always spans
+several scrapes whatever the zoom; the retrain worker runs weekly, so its panels look at 7 days.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+DAY = 86400.0
+RATE = "[$__rate_interval]"
+# /metrics is Prometheus's own scrape: not traffic an operator wants to see in request panels.
+HTTP = 'route!="/metrics"'
+# Scrape jobs of deploy/prometheus/prometheus.yml.
+SCORER_JOB = "shadowline-scorer"
+RETRAIN_JOB = "shadowline-retrain"
+REQUESTS = "shadowline_request_duration_seconds_count"
+
+
+@dataclass(frozen=True)
+class Query:
+    """One PromQL expression and the legend of its series (Grafana ``{{label}}`` syntax)."""
+
+    expr: str
+    legend: str
+
+
+@dataclass(frozen=True)
+class Panel:
+    """What one panel shows; ``thresholds`` are (value, colour) steps above green."""
+
+    title: str
+    description: str
+    unit: str
+    queries: tuple[Query, ...]
+    kind: Literal["timeseries", "stat"] = "timeseries"
+    width: int = 12
+    thresholds: tuple[tuple[float, str], ...] = ()
+    no_value: str | None = None
+
+
+def _quantiles(metric: str, labels: tuple[str, ...], title: str, description: str) -> Panel:
+    """p50 and p99 of a latency histogram, one series per set of ``labels``."""
+    by = ", ".join(labels)
+    legend = " ".join(f"{{{{{label}}}}}" for label in labels)
+    return Panel(
+        title,
+        description,
+        "s",
+        tuple(
+            Query(
+                f"histogram_quantile({q}, sum by (le, {by}) (rate({metric}_bucket{RATE})))",
+                f"p{round(q * 100)} {legend}",
+            )
+            for q in (0.5, 0.99)
+        ),
+    )
+
+
+REQUESTS_ROW = (
+    Panel(
+        "Request rate by route and status",
+        "HTTP requests per second answered by the scorers, by route template and status.",
+        "reqps",
+        (
+            Query(
+                f"sum by (route, status) (rate({REQUESTS}{{{HTTP}}}{RATE}))", "{{route}} {{status}}"
+            ),
+        ),
+    ),
+    _quantiles(
+        "shadowline_request_duration_seconds",
+        ("route", "status"),
+        "Request latency p50 / p99",
+        "Time in the server per request (parsing, scoring, answer), by route and status.",
+    ),
+    Panel(
+        "Client and server errors",
+        "Share of requests answered 4xx (a client's mistake: bad fields, too large) and 5xx "
+        "(ours: no production model loaded, registry unreachable during an admin call).",
+        "percentunit",
+        tuple(
+            Query(
+                f'sum(rate({REQUESTS}{{{HTTP}, status=~"{c}.."}}{RATE}))'
+                f" / sum(rate({REQUESTS}{{{HTTP}}}{RATE}))",
+                f"{c}xx",
+            )
+            for c in (4, 5)
+        ),
+        width=24,
+    ),
+)
+
+MODELS_ROW = (
+    Panel(
+        "Score quantiles by model",
+        "Median and 90th percentile of the fraud score per role and version: a challenger "
+        "whose distribution moves away from production's shows here before any label arrives.",
+        "none",
+        tuple(
+            Query(
+                f"histogram_quantile({q}, sum by (le, role, version)"
+                f" (rate(shadowline_score_bucket{RATE})))",
+                f"p{round(q * 100)} {{{{role}}}} {{{{version}}}}",
+            )
+            for q in (0.5, 0.9)
+        ),
+    ),
+    Panel(
+        "Mean score by model",
+        "Average fraud score per role and version.",
+        "none",
+        (
+            Query(
+                f"sum by (role, version) (rate(shadowline_score_sum{RATE}))"
+                f" / sum by (role, version) (rate(shadowline_score_count{RATE}))",
+                "{{role}} {{version}}",
+            ),
+        ),
+    ),
+    Panel(
+        "Decisions by model",
+        "Decisions per second taken by production and those the shadows would have taken.",
+        "ops",
+        (
+            Query(
+                f"sum by (role, version, decision) (rate(shadowline_decisions_total{RATE}))",
+                "{{role}} {{version}} {{decision}}",
+            ),
+        ),
+    ),
+    _quantiles(
+        "shadowline_inference_duration_seconds",
+        ("role",),
+        "Inference latency p50 / p99",
+        "Time of one model call; a shadow call scores a whole batch.",
+    ),
+)
+
+SHADOW_ROW = (
+    Panel(
+        "Shadow queue depth",
+        "Scored transactions waiting in each scorer for the sidecar (at most "
+        "SHADOWLINE_SHADOW_QUEUE_SIZE).",
+        "none",
+        (Query("sum by (instance) (shadowline_shadow_queue_depth)", "{{instance}}"),),
+        width=8,
+    ),
+    Panel(
+        "Shed transactions",
+        "Transactions dropped because the sidecar could not keep up while Kafka was fine: "
+        "their records are not sent.",
+        "ops",
+        (Query(f"sum(rate(shadowline_shadow_shed_total{RATE}))", "shed"),),
+        width=8,
+    ),
+    Panel(
+        "Shadow errors by kind",
+        "Shadow results recorded as errors: error, timeout, busy, input, shed, load.",
+        "ops",
+        (
+            Query(
+                f"sum by (version, kind) (rate(shadowline_shadow_errors_total{RATE}))",
+                "{{version}} {{kind}}",
+            ),
+        ),
+        width=8,
+    ),
+)
+
+KAFKA_ROW = (
+    Panel(
+        "Kafka deliveries",
+        "Score records built, acknowledged by the broker, failed, and dropped because "
+        "Kafka held the sidecar back.",
+        "ops",
+        (
+            Query(f"sum(rate(shadowline_records_total{RATE}))", "built"),
+            Query(f"sum(rate(shadowline_kafka_sent_total{RATE}))", "sent"),
+            Query(f"sum(rate(shadowline_kafka_failed_total{RATE}))", "failed"),
+            Query(f"sum(rate(shadowline_kafka_dropped_total{RATE}))", "dropped"),
+        ),
+    ),
+    Panel(
+        "Bytes held for Kafka",
+        "Record bytes queued in the scorer plus in flight in the producer (at most "
+        "SHADOWLINE_KAFKA_BUFFER_BYTES); it grows while the broker is slow or down.",
+        "bytes",
+        (Query("sum by (instance) (shadowline_kafka_buffered_bytes)", "{{instance}}"),),
+    ),
+    Panel(
+        "Records failed by kind",
+        "Records sent without their inputs (unencodable_inputs), not sent (lost), or held "
+        "by a sidecar that ended (sidecar_gone).",
+        "ops",
+        (Query(f"sum by (kind) (rate(shadowline_records_failed_total{RATE}))", "{{kind}}"),),
+    ),
+    Panel(
+        "Sidecar and producer restarts",
+        "Sidecar processes started again after one ended, and Kafka producers recreated.",
+        "none",
+        (
+            Query(f"sum(increase(shadowline_sidecar_restarts_total{RATE}))", "sidecar"),
+            Query(f"sum(increase(shadowline_kafka_producer_restarts_total{RATE}))", "producer"),
+        ),
+    ),
+)
+
+LOADED_ROW = (
+    Panel(
+        "Loaded models",
+        "Each version every scorer holds, by role; the value is when it was loaded.",
+        "dateTimeFromNow",
+        (Query("shadowline_model_info", "{{role}} {{version}} {{instance}}"),),
+        kind="stat",
+        width=6,
+    ),
+    Panel(
+        "Scorers up",
+        "Scorer replicas Prometheus scraped successfully (job shadowline-scorer).",
+        "none",
+        (Query(f'sum(up{{job="{SCORER_JOB}"}})', "up"),),
+        kind="stat",
+        width=4,
+        thresholds=((1.0, "green"),),
+    ),
+    Panel(
+        "Production model age",
+        "Time since the production model was created; the retrain schedule is weekly.",
+        "s",
+        (Query("max(shadowline_model_age_seconds)", "age"),),
+        kind="stat",
+        width=4,
+        thresholds=((8 * DAY, "yellow"), (15 * DAY, "red")),
+    ),
+    Panel(
+        "Registry reachable",
+        "1 while every scorer's last registry (Redis) read succeeded; scoring goes on "
+        "without it, model changes do not arrive.",
+        "none",
+        (Query("min(shadowline_registry_reachable)", "reachable"),),
+        kind="stat",
+        width=4,
+        thresholds=((1.0, "green"),),
+    ),
+    Panel(
+        "Model swaps and failed loads",
+        "Model sets swapped in, and versions that failed to load (the previous model kept "
+        "serving), by role.",
+        "none",
+        (
+            Query(f"sum by (role) (increase(shadowline_model_swaps_total{RATE}))", "{{role}}"),
+            Query(
+                f"sum by (role) (increase(shadowline_model_swap_failures_total{RATE}))",
+                "failed {{role}}",
+            ),
+        ),
+        width=6,
+    ),
+)
+
+RETRAIN_ROW = (
+    Panel(
+        "Retrain runs in the last 7 days",
+        "Runs by outcome; a failed run also fires ShadowlineRetrainRunFailed.",
+        "none",
+        (Query("sum by (outcome) (increase(shadowline_retrain_runs_total[7d]))", "{{outcome}}"),),
+        kind="stat",
+        width=6,
+    ),
+    Panel(
+        "Worker up",
+        "1 while Prometheus scrapes the retrain worker (job shadowline-retrain).",
+        "none",
+        (Query(f'max(up{{job="{RETRAIN_JOB}"}})', "up"),),
+        kind="stat",
+        width=4,
+        thresholds=((1.0, "green"),),
+    ),
+    Panel(
+        "Since the last successful run",
+        "Time since a run last ended with a candidate (in shadow, or rejected by a gate).",
+        "s",
+        (Query("time() - max(shadowline_retrain_last_success_timestamp_seconds > 0)", "since"),),
+        kind="stat",
+        width=4,
+        thresholds=((8 * DAY, "yellow"), (15 * DAY, "red")),
+        no_value="never",
+    ),
+    Panel(
+        "Run in progress",
+        "1 while the worker is executing a run.",
+        "none",
+        (Query("max(shadowline_retrain_run_in_progress)", "running"),),
+        kind="stat",
+        width=4,
+    ),
+    Panel(
+        "Mean step duration, last 7 days",
+        "Seconds per pipeline step, averaged over the runs of the last 7 days.",
+        "s",
+        (
+            Query(
+                "sum by (step) (increase(shadowline_retrain_step_duration_seconds_sum[7d]))"
+                " / sum by (step)"
+                " (increase(shadowline_retrain_step_duration_seconds_count[7d]))",
+                "{{step}}",
+            ),
+        ),
+        kind="stat",
+        width=6,
+    ),
+)
+
+ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
+    ("Requests", REQUESTS_ROW),
+    ("Production and shadow models", MODELS_ROW),
+    ("Shadow pipeline", SHADOW_ROW),
+    ("Score records and Kafka", KAFKA_ROW),
+    ("Loaded models and registry", LOADED_ROW),
+    ("Retrain worker", RETRAIN_ROW),
+)
