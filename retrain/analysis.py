@@ -34,22 +34,11 @@ import numpy.typing as npt
 from registry.manifest import Decision
 from registry.policy import ShadowEvidence
 from registry.records import LabelRecord, ScoreRecord
-from retrain.errors import RetrainError
+from retrain.errors import NoEvidence
 
 METRIC = "fraud_caught_at_block_rate"
 Floats = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
-
-
-class AnalysisError(RetrainError):
-    """Shadow analysis cannot run (unreadable topic, bad label file, ...)."""
-
-
-class NoEvidence(AnalysisError):
-    """The records do not allow measuring the business metric; the message says why."""
-
-    def __init__(self, ref: str, why: str) -> None:
-        super().__init__(f"no shadow evidence for {ref}: {why}")
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from registry.manifest import describe_validation_error
 from registry.records import LabelRecord, encode
-from retrain.analysis import AnalysisError
+from retrain.errors import AnalysisError
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

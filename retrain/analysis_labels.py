@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from registry.manifest import describe_validation_error
 from registry.records import LabelRecord
-from retrain.analysis import AnalysisError
+from retrain.errors import AnalysisError
 
 MAX_REPORTED = 10  # bad lines named in one error; the count says how many there were
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from registry.records import LabelRecord, ScoreRecord
-from retrain.analysis import METRIC, NoEvidence, analyze, auc, block_share, latest_labels
+from retrain.analysis import METRIC, analyze, auc, block_share, latest_labels
+from retrain.errors import NoEvidence
 from tests.retrain.analysis_records import T0, label, scored, shadow, traffic
 
 PRODUCTION = [0.95, 0.92, 0.5, 0.3, 0.2, 0.25, 0.1, 0.15, 0.4, 0.05]

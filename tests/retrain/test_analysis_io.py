@@ -8,8 +8,8 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from registry.records import decode_label, decode_score, encode
-from retrain.analysis import AnalysisError
 from retrain.analysis_io import BadRecord, read_topic, send_labels
+from retrain.errors import AnalysisError
 from shadowline.stack import free_port
 from tests.retrain.analysis_records import label, traffic
 
@@ -37,6 +37,21 @@ def test_reads_every_record_of_every_partition_and_stops(
     read = list(read_topic([kafka_bootstrap], topic, decode_score, on_bad=bad.append))
     assert sorted(r.transaction_id for r in read) == [s.transaction_id for s in scores]
     assert bad == []
+
+
+def test_records_written_while_reading_are_left_for_the_next_read(
+    kafka_bootstrap: str, make_topic: Callable[..., str]
+) -> None:
+    topic = make_topic("labels")
+    first = [label(f"tx-{i}", False) for i in range(6000)]  # more than one poll returns
+    produce(kafka_bootstrap, topic, [(x.transaction_id, encode(x)) for x in first])
+    reading = read_topic([kafka_bootstrap], topic, decode_label)
+    read = [next(reading)]
+    later = [label(f"late-{i}", True) for i in range(10)]
+    produce(kafka_bootstrap, topic, [(x.transaction_id, encode(x)) for x in later])
+    read += list(reading)
+    assert read == first
+    assert list(read_topic([kafka_bootstrap], topic, decode_label)) == first + later
 
 
 def test_a_bad_record_is_skipped_and_named_by_its_offset(
