@@ -111,7 +111,7 @@ def read_topic(
     timeout_s: float = 30.0,
     on_bad: Callable[[BadRecord], None] = _warn,
 ) -> Iterator[T]:
-    """Every record of ``topic`` from the beginning, decoded, partition by partition in order.
+    """Every record of ``topic`` from the beginning, decoded (in offset order per partition).
 
     Raises :class:`AnalysisError` when Kafka cannot be reached, the topic does not exist, or
     the end is not reached within ``timeout_s`` (naming the partitions still behind).
@@ -141,9 +141,11 @@ def read_topic(
                     try:
                         if message.value is None:
                             raise ValueError("the record has no value")
-                        yield decode(message.value)
+                        record = decode(message.value)
                     except ValueError as exc:  # pydantic's ValidationError is a ValueError
                         on_bad(BadRecord(topic, tp.partition, message.offset, _problem(exc)))
+                        continue
+                    yield record
     except KafkaError as exc:
         raise AnalysisError(f"reading topic {topic} failed: {exc}") from exc
     finally:
