@@ -7,10 +7,28 @@ Public entry points:
 * :class:`retrain.worker.Worker` -- the cron-scheduled worker (``drain`` for tests);
 * :class:`retrain.sources.DataSource` (synthetic or a folder of files) and
   :class:`retrain.training.Trainer` (LightGBM by default) -- the pluggable parts;
+* :func:`retrain.analysis.analyze` -- shadow analysis: a challenger against production on
+  scored, labeled transactions, as ``ShadowEvidence`` for the approval policy;
 * :class:`retrain.settings.RetrainSettings` -- every setting;
 * :class:`retrain.errors.RetrainError` -- the base of every error raised here.
 """
 
-from retrain.errors import DataError, ParityError, RetrainError, ScheduleError, StepError
+from retrain.errors import (
+    AnalysisError,
+    DataError,
+    NoEvidence,
+    ParityError,
+    RetrainError,
+    ScheduleError,
+    StepError,
+)
 
-__all__ = ["DataError", "ParityError", "RetrainError", "ScheduleError", "StepError"]
+__all__ = [
+    "AnalysisError",
+    "DataError",
+    "NoEvidence",
+    "ParityError",
+    "RetrainError",
+    "ScheduleError",
+    "StepError",
+]

@@ -32,3 +32,14 @@ class ParityError(RetrainError):
 
 class ScheduleError(RetrainError):
     """The cron schedule in the settings is not a valid expression."""
+
+
+class AnalysisError(RetrainError):
+    """Shadow analysis cannot run (unreachable broker, missing topic, bad label file, ...)."""
+
+
+class NoEvidence(AnalysisError):
+    """The records do not allow measuring the business metric; the message says why."""
+
+    def __init__(self, ref: str, why: str) -> None:
+        super().__init__(f"no shadow evidence for {ref}: {why}")
