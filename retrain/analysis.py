@@ -17,14 +17,15 @@ The comparison is made on the SAME transactions for both models:
 * a label counts once per transaction: the latest ``label_time`` wins (a chargeback reversed by
   a later review); labels of transactions that were never scored are counted and ignored.
 
-When the metric cannot be measured (nothing compared, no labels yet, no fraud among the
-labels), :meth:`ShadowComparison.evidence` raises :class:`NoEvidence` saying which, so
-approval never rests on an empty comparison.
+When the metric cannot be measured (nothing compared, production blocked nothing, no labels
+yet, fewer than ``MIN_BLOCKED_LABEL_COVERAGE`` of production's blocked transactions labeled,
+no fraud among the labels), :meth:`ShadowComparison.evidence` raises :class:`NoEvidence`
+saying which, so approval never rests on an empty or one-sided comparison.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -37,6 +38,9 @@ from registry.records import LabelRecord, ScoreRecord
 from retrain.errors import NoEvidence
 
 METRIC = "fraud_caught_at_block_rate"
+# The share of production's blocked transactions that must carry a label: blocked payments
+# rarely get one (no chargeback), and without them production's catch reads as zero.
+MIN_BLOCKED_LABEL_COVERAGE = 0.1
 Floats = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
 
@@ -114,9 +118,14 @@ def latest_labels(labels: Iterable[LabelRecord]) -> tuple[dict[str, LabelRecord]
 
 
 def _collect(
-    scores: Iterable[ScoreRecord], version: str, model_name: str | None, counts: dict[str, float]
+    scores: Iterable[ScoreRecord],
+    version: str,
+    model_name: str | None,
+    counts: dict[str, float],
+    labeled_ids: Container[str],
 ) -> tuple[dict[str, _Scored], set[str]]:
-    """The newest record per transaction the challenger was sampled on, and every scored id."""
+    """The newest record per transaction the challenger was sampled on, and the labeled ids
+    that were scored (not every scored id: that would be all traffic)."""
     mine: dict[str, _Scored] = {}
     scored_ids: set[str] = set()
     for record in scores:
@@ -124,7 +133,8 @@ def _collect(
         if model_name is not None and record.model_name != model_name:
             counts["other_model_records"] += 1
             continue
-        scored_ids.add(record.transaction_id)
+        if record.transaction_id in labeled_ids:
+            scored_ids.add(record.transaction_id)
         shadow = next((s for s in record.shadows if s.version == version), None)
         if shadow is None:
             continue
@@ -210,7 +220,7 @@ def analyze(
         ("scores_read", "other_model_records", "duplicate_score_records"), 0.0
     )
     label_of, counts["labels_superseded"] = latest_labels(labels)
-    sampled, scored_ids = _collect(scores, version, model_name, counts)
+    sampled, scored_ids = _collect(scores, version, model_name, counts, label_of)
     counts["labels_read"] = len(label_of) + counts["labels_superseded"]
     counts["labels_without_score"] = float(sum(1 for tx in label_of if tx not in scored_ids))
     counts["challenger_sampled"] = float(len(sampled))
@@ -278,10 +288,26 @@ def _compare(
     # The challenger blocks as many transactions as production did: same customer friction.
     chal_blocks = block_share(challenger, int(prod_blocks.sum()))
     details["production_block_rate"] = float(prod_blocks.mean())
-    if prod_blocks.any():
-        details["challenger_block_threshold"] = float(challenger[chal_blocks > 0].min())
+    if not prod_blocks.any():
+        # 0 against 0 would let any challenger through the policy.
+        return _undefined(
+            base, f"production blocked none of the {len(ids)} compared transactions: there is "
+            "no block volume to compare at",
+        )  # fmt: skip
+    details["challenger_block_threshold"] = float(challenger[chal_blocks > 0].min())
     if not labeled.any():
         return _undefined(base, f"none of the {len(ids)} compared transactions has a label yet")
+    blocked = prod_blocks > 0
+    coverage = float(labeled[blocked].mean())
+    details["production_blocked_label_coverage"] = coverage
+    if coverage < MIN_BLOCKED_LABEL_COVERAGE:
+        # Blocked payments are rarely labeled (no chargeback comes): production would catch
+        # no labeled fraud, and any challenger blocking the same volume would look better.
+        return _undefined(
+            base, f"only {coverage:.1%} of the {int(blocked.sum())} transactions production "
+            f"blocked have a label (at least {MIN_BLOCKED_LABEL_COVERAGE:.0%} needed): label a "
+            "sample of blocked transactions (e.g. from manual review) to compare",
+        )  # fmt: skip
     _labeled_details(rows, ids, labeled, fraud, challenger, prod_score, details)
     _rates(fraud, prod_blocks[labeled], "production_at_block_rate", details)
     _rates(fraud, chal_blocks[labeled], "challenger_at_block_rate", details)

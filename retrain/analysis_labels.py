@@ -69,14 +69,20 @@ def _rows(path: Path, text: str) -> list[tuple[int, Any]]:
     if path.suffix.lower() == ".csv":
         reader = csv.DictReader(io.StringIO(text))
         rows: list[tuple[int, Any]] = []
-        for row in reader:
-            if not any((v or "").strip() for v in row.values()):
-                continue
-            if None in row:  # more cells than header columns
-                rows.append((reader.line_num, "the row has more cells than the header"))
-                continue
-            # A missing cell is a missing field, not an empty string to validate.
-            rows.append((reader.line_num, {k: v for k, v in row.items() if v not in ("", None)}))
+        try:
+            for row in reader:
+                if None in row:  # more cells than header columns (they come as a list)
+                    rows.append((reader.line_num, "the row has more cells than the header"))
+                    continue
+                if not any(isinstance(v, str) and v.strip() for v in row.values()):
+                    continue
+                # A missing cell is a missing field, not an empty string to validate.
+                rows.append(
+                    (reader.line_num, {k: v for k, v in row.items() if v not in ("", None)})
+                )
+        except csv.Error as exc:  # e.g. a cell over the csv module's field size limit
+            # (line_num counts the lines read before the one that failed)
+            rows.append((reader.line_num + 1, f"not valid CSV ({exc})"))
         return rows
     parsed: list[tuple[int, Any]] = []
     for number, line in enumerate(text.splitlines(), start=1):

@@ -88,8 +88,9 @@ REQUESTS_ROW = (
         "percentunit",
         tuple(
             Query(
-                f'sum(rate({REQUESTS}{{{HTTP}, status=~"{c}.."}}{RATE}))'
-                f" / sum(rate({REQUESTS}{{{HTTP}}}{RATE}))",
+                # 0 (not an empty series) when none; no value at all when there is no traffic
+                f'(sum(rate({REQUESTS}{{{HTTP}, status=~"{c}.."}}{RATE})) or vector(0))'
+                f" / (sum(rate({REQUESTS}{{{HTTP}}}{RATE})) > 0)",
                 f"{c}xx",
             )
             for c in (4, 5)
@@ -218,7 +219,8 @@ LOADED_ROW = (
         "Loaded models",
         "Each version every scorer holds, by role; the value is when it was loaded.",
         "dateTimeFromNow",
-        (Query("shadowline_model_info", "{{role}} {{version}} {{instance}}"),),
+        # The gauge holds unix seconds; Grafana's time units read milliseconds.
+        (Query("shadowline_model_info * 1000", "{{role}} {{version}} {{instance}}"),),
         kind="stat",
         width=6,
     ),

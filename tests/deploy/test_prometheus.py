@@ -38,7 +38,7 @@ BOARD = ROOT / "deploy/grafana/dashboards/shadowline.json"
 MACROS = {"$__rate_interval": "5s", "$__interval": "1s", "$__range": "1m"}
 # Panels that must show data for a scorer under traffic: by title, the queries (all, or
 # these indexes) that must each return a value above zero.  No 5xx happens, so the 5xx share
-# (query 1 of the errors panel) is empty; failed and dropped records are zero.
+# (query 1 of the errors panel) is zero; failed and dropped records are zero.
 CORE: dict[str, tuple[int, ...] | None] = {
     "Request rate by route and status": None,
     "Request latency p50 / p99": None,

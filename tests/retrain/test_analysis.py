@@ -191,12 +191,32 @@ def test_other_models_and_repeated_score_records() -> None:
     assert result.challenger_value == pytest.approx(2 / 3)  # tx0 keeps its newest score, 0.93
 
 
-def test_production_that_blocks_nothing_compares_nothing_blocked() -> None:
+def test_production_that_blocks_nothing_gives_no_evidence() -> None:
+    # 0 caught against 0 caught would let any challenger through the policy.
     scores = [scored(f"t{i}", 0.1 + i / 100, shadow("v2", 0.5 + i / 100)) for i in range(4)]
     result = analyze(scores, [label("t0", True), label("t1", False)], "v2")
-    assert (result.challenger_value, result.production_value) == (0.0, 0.0)
+    assert (result.challenger_value, result.production_value) == (None, None)
     assert result.details["production_block_rate"] == 0.0
-    assert "challenger_block_threshold" not in result.details
+    assert result.why_undefined == (
+        "production blocked none of the 4 compared transactions: there is no block volume to "
+        "compare at"
+    )
+    with pytest.raises(NoEvidence):
+        result.evidence()
+
+
+def test_unlabeled_blocked_transactions_give_no_evidence() -> None:
+    # Labels often come only for approved payments (chargebacks): production then catches no
+    # labeled fraud and a random challenger blocking the same volume would look better.
+    scores, labels = _ten()
+    blocked = {"tx0", "tx1"}  # production's two blocks
+    result = analyze(scores, [lb for lb in labels if lb.transaction_id not in blocked], "v2")
+    assert result.challenger_value is None
+    assert result.details["production_blocked_label_coverage"] == 0.0
+    assert result.why_undefined is not None
+    assert result.why_undefined.startswith(
+        "only 0.0% of the 2 transactions production blocked have a label (at least 10% needed)"
+    )
 
 
 def test_a_better_and_a_worse_challenger_on_generated_traffic() -> None:

@@ -99,6 +99,21 @@ def test_bad_csv_rows_name_their_line(tmp_path: Path) -> None:
     )
 
 
+def test_csv_rows_the_csv_module_cannot_read_are_errors_not_tracebacks(tmp_path: Path) -> None:
+    empty_cells_then_extra = _write(
+        tmp_path, "extra.csv", "transaction_id,is_fraud,label_time\n,,,x\n"
+    )
+    huge_cell = _write(
+        tmp_path, "huge.csv", "transaction_id,is_fraud,label_time\n" + "x" * 200_000 + ",1,1\n"
+    )
+    with pytest.raises(LabelFileError) as caught:
+        read_labels(empty_cells_then_extra)
+    assert str(caught.value).endswith("line 2: the row has more cells than the header")
+    with pytest.raises(LabelFileError) as caught:
+        read_labels(huge_cell)
+    assert "line 2: not valid CSV (field larger than field limit" in str(caught.value)
+
+
 def test_many_bad_lines_are_summarised(tmp_path: Path) -> None:
     path = _write(tmp_path, "labels.jsonl", "{}\n" * 12)
     with pytest.raises(LabelFileError, match=r"has 12 bad line\(s\): line 1: .* \(and 2 more\)$"):

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from retrain.metrics import RetrainMetrics
 from service.metrics import ServiceMetrics
 from shadowline import dashboards
+from shadowline import panels as panels_module
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "deploy/grafana/dashboards"
@@ -126,3 +127,14 @@ def test_command_line_refuses_an_out_that_is_a_file(
     target.write_text("{}")
     assert dashboards.main(["--out", str(target)]) == 1
     assert capsys.readouterr().err.strip() == f"error: --out {target}: exists and is not a folder"
+
+
+def test_time_panels_convert_unix_seconds_to_milliseconds() -> None:
+    # The gauges hold unix seconds; Grafana's dateTime units read epoch milliseconds (without
+    # the factor, "Loaded models" showed load times of 1970).
+    timed = [
+        panel for _, row in panels_module.ROWS for panel in row if panel.unit.startswith("dateTime")
+    ]
+    assert timed
+    for panel in timed:
+        assert all(query.expr.endswith("* 1000") for query in panel.queries), panel.title
