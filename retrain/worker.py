@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from retrain.constants import HEALTH_KEY, SCHEDULE_KEY
+from retrain.constants import HEALTH_KEY, MAX_RUNS_KEPT, SCHEDULE_KEY
 from retrain.errors import ScheduleError
 from retrain.records import RunStore
 from retrain.runner import Runner, RunResult
@@ -62,6 +62,20 @@ class Worker:
         self.clock = clock
         self.state = "idle"
         self.last: dict[str, Any] = {}  # the last run's id and outcome, in every beat
+        self.restore_last_success()
+
+    def restore_last_success(self) -> None:
+        """Seed the last-success gauge from the stored runs, so a restarted worker does not
+        report "never" (and trip staleness alerts) until its next good run.  Redis being
+        unreachable here only leaves the gauge unset: the serve loop reports Redis itself."""
+        try:
+            records = self.runs.recent(MAX_RUNS_KEPT)
+        except redis.RedisError:
+            return
+        for record in records:  # newest first
+            if record.outcome in ("succeeded", "rejected") and record.finished_at is not None:
+                self.runner.metrics.last_success.set(record.finished_at)
+                return
 
     def due(self) -> float | None:
         """The slot to run now, or None when the latest slot was handled already."""

@@ -18,7 +18,7 @@ from redis.retry import Retry
 from retrain.constants import HEALTH_KEY, SCHEDULE_KEY
 from retrain.errors import DataError, ScheduleError
 from retrain.metrics import RetrainMetrics, serve_metrics
-from retrain.records import RunStore
+from retrain.records import RunRecord, RunStore
 from retrain.runner import Runner
 from retrain.settings import RetrainSettings
 from retrain.worker import Worker, check_health, latest_slot, next_slot
@@ -213,3 +213,18 @@ def test_serve_survives_redis_being_down_and_logs_it(
         .getMessage()
         .startswith("retrain worker: Redis unavailable: ConnectionError: ")
     )
+
+
+def test_a_restarted_worker_reports_its_last_success_from_the_stored_runs(
+    broken_worker: tuple[Worker, Runner, Clock], redis_client: redis.Redis
+) -> None:
+    worker, runner, clock = broken_worker
+    gauge = "shadowline_retrain_last_success_timestamp_seconds"
+    assert runner.metrics.registry.get_sample_value(gauge) == 0.0  # nothing stored yet
+    store = RunStore(redis_client)
+    good = RunRecord("r-good", "fraud", MONDAY_3AM - 7 * 86400, "as-of", "schedule",
+                     outcome="succeeded", finished_at=MONDAY_3AM - 7 * 86400 + 600)  # fmt: skip
+    store.save(good)
+    worker.drain()  # a newer run that fails does not count as a success
+    restarted = Worker(runner, store, schedule="0 3 * * 1", health_ttl_s=30, clock=clock)
+    assert restarted.runner.metrics.registry.get_sample_value(gauge) == good.finished_at
