@@ -164,6 +164,10 @@ def test_one_version_for_review(admin: Client, registry: ModelRegistry) -> None:
     ]
     assert admin.get("/admin/models/v2?audit=0").json()["audit"] == []
 
+    left = admin.post("/admin/models/v2/unshadow", json={"actor": "ana"})
+    assert left.json()["message"] == "fraud:v2 left shadow"
+    assert left.json()["shadows"] == {}
+
     no_evidence = admin.get("/admin/models/v1").json()
     assert no_evidence["evidence"] is None
     assert no_evidence["policy_violations"][0].startswith("rule evidence_required: ")

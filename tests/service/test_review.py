@@ -84,6 +84,7 @@ def test_review_approve_promote_rollback_in_a_browser(
     register(registry, "v3", bias=-1.5)
     registry.shadow("fraud", "v3", rate=0.2, actor="retrain")
     registry.record_evidence("fraud", "v3", evidence(challenger=0.7, production=0.79))
+    register(registry, "v4", bias=-1.2)
 
     with serving(create_app(make_settings(), registry)) as client:
         page = browser.new_page()
@@ -124,6 +125,18 @@ def drive(page: Page, client: Client, registry: ModelRegistry) -> None:
     for shown in ("0.8123", "0.7901", "-0.0222", "5000", "300", "2026-11-01T00:00:00Z"):
         expect(v2.locator(".evidence")).to_contain_text(shown)
     expect(v2.locator(".policy")).to_have_text("Approval policy is satisfied.")
+
+    # Shadow a registered version at a rate, then take it out again.
+    v4 = page.locator('[data-version="v4"]')
+    expect(v4.locator(".policy")).to_contain_text("rule evidence_required: ")
+    v4.locator(".rate").fill("0.3")
+    v4.locator("button[data-action=shadow]").click()
+    expect(message).to_have_text("fraud:v4 is in shadow at rate 0.3")
+    expect(page.locator("#shadows")).to_contain_text("v4 at rate 0.3")
+    assert registry.deployment("fraud").shadows["v4"] == 0.3
+    v4.locator("button[data-action=unshadow]").click()
+    expect(message).to_have_text("fraud:v4 left shadow")
+    assert registry.state("fraud", "v4") is State.REGISTERED
 
     # A challenger worse than production: the page names the rule the API refused it for.
     v3.locator("button[data-action=approve]").click()
