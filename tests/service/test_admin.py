@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 import pytest
 from httpx import Client
 
-from registry import ModelRegistry, State
+from registry import ModelRegistry, ShadowEvidence, State
 from service.app import create_app
 from service.settings import ServiceSettings
 from tests.service.conftest import ADMIN, make_production, register, wait_until
@@ -42,6 +43,7 @@ def test_lifecycle_through_the_admin_api(admin: Client, registry: ModelRegistry)
     shadow = admin.post("/admin/models/v2/shadow", json={"actor": "ana", "rate": 0.5})
     assert shadow.status_code == 200
     assert shadow.json()["shadows"] == {"v2": 0.5}
+    assert shadow.json()["message"] == "fraud:v2 is in shadow at rate 0.5"
     listing = admin.get("/admin/models").json()
     assert [(m["version"], m["state"]) for m in listing["models"]] == [
         ("v1", "production"), ("v2", "shadow"),
@@ -53,12 +55,18 @@ def test_lifecycle_through_the_admin_api(admin: Client, registry: ModelRegistry)
     assert refused.json()["detail"].startswith("cannot approve model fraud:v2: ")
     assert refused.json()["errors"]  # each broken policy rule
     forced = {"actor": "ana", "reason": "incident fix", "force": True}
-    assert admin.post("/admin/models/v2/approve", json=forced).status_code == 200
+    approved = admin.post("/admin/models/v2/approve", json=forced)
+    assert approved.status_code == 200
+    assert approved.json()["message"] == "fraud:v2 is approved (forced)"
     promoted = admin.post("/admin/models/v2/promote", json={"actor": "ana"})
     assert promoted.json()["production"] == "v2"
     assert promoted.json()["previous_production"] == "v1"
+    assert promoted.json()["message"] == (
+        "fraud:v2 is production; scorers swap to it within seconds"
+    )
     rolled = admin.post("/admin/rollback", json={"actor": "ana", "reason": "bad"})
     assert rolled.json()["production"] == "v1"
+    assert rolled.json()["message"] == "rolled back: fraud:v1 is production again"
     assert registry.state("fraud", "v2") is State.RETIRED
     actions = [(e.actor, e.action) for e in registry.audit("fraud")]
     assert ("ana", "promote") in actions
@@ -119,3 +127,60 @@ def test_invalid_admin_bodies_are_422_naming_each_field(
     assert response.status_code == 422
     assert response.json() == {"detail": "invalid request", "errors": errors}
     assert "often" not in response.text  # the input is never echoed
+
+
+def test_one_version_for_review(admin: Client, registry: ModelRegistry) -> None:
+    make_production(registry, "v1")
+    register(registry, "v2", bias=-1.0)
+    registry.shadow("fraud", "v2", rate=0.25, actor="retrain", reason="weekly run")
+    evidence = ShadowEvidence(
+        production_version="v1", shadow_records=5000, labeled_records=300,
+        challenger_value=0.8123, production_value=0.7901,
+        window_start=datetime(2026, 11, 1, tzinfo=UTC),
+        window_end=datetime(2026, 11, 15, tzinfo=UTC), report="runs/42/report.html",
+    )  # fmt: skip
+    registry.record_evidence("fraud", "v2", evidence)
+
+    detail = admin.get("/admin/models/v2").json()
+    assert (detail["version"], detail["state"], detail["shadow_rate"]) == ("v2", "shadow", 0.25)
+    shown = detail["evidence"]
+    assert shown["production_version"] == "v1"
+    assert (shown["shadow_records"], shown["labeled_records"]) == (5000, 300)
+    assert (shown["challenger_value"], shown["production_value"]) == (0.8123, 0.7901)
+    assert shown["regression"] == pytest.approx(-0.0222)
+    assert shown["window_start"] == "2026-11-01T00:00:00Z"
+    assert shown["report"] == "runs/42/report.html"
+    assert shown["recorded_at"] is not None
+    assert detail["policy_violations"] == []
+    # Newest first, this version's entries only.
+    assert [(e["action"], e["actor"]) for e in detail["audit"]] == [
+        ("evidence", "shadow-analysis"), ("shadow", "retrain"), ("register", "test"),
+    ]  # fmt: skip
+    assert detail["audit"][1]["reason"] == "weekly run"
+    assert detail["audit"][1]["from_state"] == "registered"
+    assert detail["audit"][1]["to_state"] == "shadow"
+    assert [e["action"] for e in admin.get("/admin/models/v2?audit=1").json()["audit"]] == [
+        "evidence"
+    ]
+    assert admin.get("/admin/models/v2?audit=0").json()["audit"] == []
+
+    left = admin.post("/admin/models/v2/unshadow", json={"actor": "ana"})
+    assert left.json()["message"] == "fraud:v2 left shadow"
+    assert left.json()["shadows"] == {}
+
+    no_evidence = admin.get("/admin/models/v1").json()
+    assert no_evidence["evidence"] is None
+    assert no_evidence["policy_violations"][0].startswith("rule evidence_required: ")
+
+
+def test_version_detail_errors(admin: Client, registry: ModelRegistry) -> None:
+    register(registry, "v1")
+    missing = admin.get("/admin/models/v9")
+    assert missing.status_code == 404
+    assert missing.json()["detail"] == "model fraud:v9 is not registered"
+    too_many = admin.get("/admin/models/v1?audit=101")
+    assert too_many.status_code == 422
+    assert too_many.json()["errors"] == ["query.audit: Input should be less than or equal to 100"]
+    assert admin.get("/admin/models/v1", headers={"Authorization": ""}).status_code == 401
+    paths = admin.get("/openapi.json").json()["paths"]
+    assert "get" in paths["/admin/models/{version}"]
