@@ -81,11 +81,13 @@ def _ensure_production(echo: Echo) -> str:
 
 def _train_challenger(echo: Echo) -> None:
     as_of = (datetime.now(UTC) + timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%S")
-    # The gates compare the challenger with production per slice; on a week of synthetic data
-    # one slice can dip by a few points, so the demo relaxes the tolerance to show shadow mode.
+    # The gates compare the challenger with production overall and per slice.  On the demo's
+    # small synthetic weeks the metric swings by tens of points with the hour the data is cut
+    # at (measured: 2 of 8 hours rejected a challenger at tolerance 0.2), so the demo lets any
+    # challenger into shadow, where live traffic and late labels judge it.
     run = _json(
         echo, "retrain", "run", "--as-of", as_of, ok=(0, 3),
-        env={"SHADOWLINE_GATE_TOLERANCE": "0.2"},
+        env={"SHADOWLINE_GATE_TOLERANCE": "1"},
     )  # fmt: skip
     echo(f"  {run['outcome']}: {run['reason']}")
 

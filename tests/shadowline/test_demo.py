@@ -34,7 +34,7 @@ def test_demo_trains_promotes_shadows_serves_and_reads_back(
         records = [line for line in output.splitlines() if ": production r" in line]
         assert len(records) == 5
         challenger = output.split("== training a challenger", 1)[1].split("==", 1)[0]
-        assert "in shadow at rate 1" in challenger
+        assert "in shadow at rate 1" in challenger, challenger
         assert all(" shadows: r" in line for line in records), records
     finally:
         runner.invoke(app, ["stack", "down"])
