@@ -138,3 +138,33 @@ def test_time_panels_convert_unix_seconds_to_milliseconds() -> None:
     assert timed
     for panel in timed:
         assert all(query.expr.endswith("* 1000") for query in panel.queries), panel.title
+
+
+def label_names() -> set[str]:
+    """Every label name the scorer's and the worker's metrics carry, plus Prometheus's own."""
+    registry = CollectorRegistry()
+    metrics = [*vars(ServiceMetrics(registry)).values(), *vars(RetrainMetrics(registry)).values()]
+    names = {"le", "instance", "job"}
+    for metric in metrics:
+        names.update(getattr(metric, "_labelnames", ()))  # prometheus_client keeps them here
+    return names
+
+
+def test_every_label_a_query_or_legend_uses_exists() -> None:
+    # Prometheus accepts a label no metric has (`by (path)` is one empty group, `path!="x"`
+    # matches everything), so a renamed label would go unnoticed without this.
+    known = label_names()
+    assert {"route", "status", "role", "version", "kind", "outcome"} <= known
+    for board in committed().values():
+        for panel in panels(board):
+            for target in panel["targets"]:
+                expr, legend = target["expr"], target.get("legendFormat", "")
+                used_labels = {
+                    label.strip()
+                    for group in re.findall(r"\bby \(([^)]*)\)", expr)
+                    for label in group.split(",")
+                }
+                used_labels |= set(re.findall(r"[{,]\s*([a-z_]+)\s*(?:=~|!~|!=|=)", expr))
+                used_labels |= set(re.findall(r"\{\{\s*([a-z_]+)\s*\}\}", legend))
+                unknown = used_labels - known
+                assert not unknown, f"{panel['title']}: labels no metric has: {sorted(unknown)}"
