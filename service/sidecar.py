@@ -172,8 +172,8 @@ class Sidecar:
             self._queued_bytes += item.size
 
     def drain(self, timeout_s: float = 5.0) -> bool:
-        """Wait until everything submitted so far has been handed to the sidecar (tests and
-        shutdown).  Returns False on timeout."""
+        """Wait until everything submitted so far has been handed to the sidecar (tests).
+        Returns False on timeout."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not self._queue and self._queued_bytes == 0:
