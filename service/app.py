@@ -12,10 +12,11 @@ Design (numbers measured on the 2-core test machine, see the README "Scoring ser
   (:class:`service.sidecar.Sidecar`; shed and counted when full).  A writer thread pickles
   batches of them to the sidecar process (:mod:`service.sidecar_loop`), which runs the
   sampled shadows one after the other, each on its own executor within a time budget,
-  builds one record per transaction and produces it to Kafka.  Threads in this process were measured first: the shadows' and
-  kafka-python's Python work held the GIL the event loop needed, and production's p99 at half
-  the maximum rate grew 3.6x with 3 shadows (docs/benchmarks.md of 2026-11-27 10:57); in the
-  sidecar it runs on the other core, and this process spends ~4 us a transaction on it.
+  builds one record per transaction and produces it to Kafka.  Threads in this process were
+  measured first: the shadows' and kafka-python's Python work held the GIL the event loop
+  needed, and production's p99 at half the maximum rate grew 3.6x with 3 shadows
+  (docs/benchmarks.md of 2026-11-27 10:57); in the sidecar it runs on the other core, and
+  this process spends ~4 us a transaction on it.
   Nothing on the event loop waits for a shadow or for Kafka.
 * Hot swap.  :class:`service.follower.RegistryFollower` listens to registry events and
   reconciles by revision every ``reconcile_interval_s``; :class:`service.loader.ModelLoader`
