@@ -7,7 +7,7 @@ Public entry points:
 * :class:`retrain.worker.Worker` -- the cron-scheduled worker (``drain`` for tests);
 * :class:`retrain.sources.DataSource` (synthetic or a folder of files) and
   :class:`retrain.training.Trainer` (LightGBM by default) -- the pluggable parts;
-* :func:`retrain.analysis.analyze` -- shadow analysis: a challenger against production on
+* :func:`retrain.evidence.comparison.analyze` -- shadow analysis: a challenger against production on
   scored, labeled transactions, as ``ShadowEvidence`` for the approval policy;
 * :class:`retrain.settings.RetrainSettings` -- every setting;
 * :class:`retrain.errors.RetrainError` -- the base of every error raised here.

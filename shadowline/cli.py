@@ -18,8 +18,8 @@ import typer
 from loadtest import cli as loadtest_cli
 from registry import cli as registry_cli
 from registry.config import SettingsError, load_settings
-from retrain import analysis_cli
 from retrain import cli as retrain_cli
+from retrain.evidence import cli as evidence_cli
 from service import cli as service_cli
 from shadowline.settings import STATE_DIR, StackSettings
 from shadowline.stack import LocalStack, StackError
@@ -36,9 +36,9 @@ app.add_typer(
     retrain_cli.app, name="retrain", help="The retrain pipeline and its scheduled worker."
 )
 app.add_typer(loadtest_cli.app, name="loadtest", help="Open-loop HTTP load tests.")
-app.command("analyze")(analysis_cli.analyze_command)
+app.command("analyze")(evidence_cli.analyze_command)
 app.add_typer(
-    analysis_cli.labels_app, name="labels", help="Fraud labels: send a file to the labels topic."
+    evidence_cli.labels_app, name="labels", help="Fraud labels: send a file to the labels topic."
 )
 # The scorer mounts its commands (`serve`) at the top level.
 app.registered_commands.extend(service_cli.app.registered_commands)

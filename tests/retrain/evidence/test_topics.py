@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
 from registry.records import decode_label, decode_score, encode
-from retrain.analysis_io import BadRecord, read_topic, send_labels
 from retrain.errors import AnalysisError
+from retrain.evidence.topics import BadRecord, read_topic, send_labels
 from shadowline.stack import free_port
-from tests.retrain.analysis_records import label, traffic
-
-
-def produce(bootstrap: str, topic: str, values: Sequence[tuple[str, bytes | None]]) -> None:
-    """Send ``(key, value)`` pairs in order and wait for every acknowledgement."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=50)
-    try:
-        futures = [producer.send(topic, key=k.encode(), value=v) for k, v in values]
-        producer.flush(timeout=20)
-        for future in futures:
-            future.get(timeout=20)
-    finally:
-        producer.close()
+from tests.retrain.evidence.records import label, produce, traffic
 
 
 def test_reads_every_record_of_every_partition_and_stops(

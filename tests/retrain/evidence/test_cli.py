@@ -21,8 +21,7 @@ from registry.records import encode
 from shadowline.cli import app
 from shadowline.stack import free_port
 from tests.factories import logistic_model, make_manifest
-from tests.retrain.analysis_records import traffic
-from tests.retrain.test_analysis_io import produce
+from tests.retrain.evidence.records import produce, traffic
 
 Run = Callable[..., Result]
 TRANSACTIONS = 1200  # above the default policy's 1000 shadow records

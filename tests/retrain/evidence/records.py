@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from kafka import KafkaProducer
+
 from registry.manifest import Decision
 from registry.records import LabelRecord, ProductionScore, ScoreRecord, ShadowScore
 
@@ -75,3 +79,15 @@ def traffic(n: int, challengers: dict[str, int]) -> tuple[list[ScoreRecord], lis
         scores.append(scored(tx, prod, *shadows, at=T0 + i))
         labels.append(label(tx, fraud, at=T0 + 30 * 86_400.0 + i))
     return scores, labels
+
+
+def produce(bootstrap: str, topic: str, values: Sequence[tuple[str, bytes | None]]) -> None:
+    """Send ``(key, value)`` pairs in order and wait for every acknowledgement."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=50)
+    try:
+        futures = [producer.send(topic, key=k.encode(), value=v) for k, v in values]
+        producer.flush(timeout=20)
+        for future in futures:
+            future.get(timeout=20)
+    finally:
+        producer.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from registry.records import LabelRecord
-from retrain.analysis_labels import LabelFileError, read_labels
+from retrain.evidence.labels import LabelFileError, read_labels
 
 NOV_20 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC).timestamp()
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from registry.records import LabelRecord, ScoreRecord
-from retrain.analysis import METRIC, analyze, auc, block_share, latest_labels
 from retrain.errors import NoEvidence
-from tests.retrain.analysis_records import T0, label, scored, shadow, traffic
+from retrain.evidence.comparison import METRIC, analyze, auc, block_share, latest_labels
+from tests.retrain.evidence.records import T0, label, scored, shadow, traffic
 
 PRODUCTION = [0.95, 0.92, 0.5, 0.3, 0.2, 0.25, 0.1, 0.15, 0.4, 0.05]
 CHALLENGER = [0.93, 0.2, 0.1, 0.96, 0.15, 0.4, 0.05, 0.12, 0.3, 0.02]

@@ -24,7 +24,7 @@ from registry.config import SettingsError, SharedSettings, load_settings
 
 if TYPE_CHECKING:
     from registry.lifecycle import ModelRegistry
-    from retrain.analysis import ShadowComparison
+    from retrain.evidence.comparison import ShadowComparison
 
 ACTOR = "shadow-analysis"
 labels_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
@@ -146,8 +146,8 @@ def _compare(
     timeout_s: float,
 ) -> tuple[ShadowComparison, list[str]]:
     from registry.records import decode_label, decode_score
-    from retrain.analysis import analyze
-    from retrain.analysis_io import BadRecord, read_topic
+    from retrain.evidence.comparison import analyze
+    from retrain.evidence.topics import BadRecord, read_topic
 
     registry.state(name, version)  # ModelNotFound names the version before Kafka is read
     production = production or registry.deployment(name).production
@@ -225,8 +225,8 @@ def send(
 ) -> None:
     """Check every line of a label file, then produce the labels to the labels topic."""
     with _errors():
-        from retrain.analysis_io import send_labels
-        from retrain.analysis_labels import read_labels
+        from retrain.evidence.labels import read_labels
+        from retrain.evidence.topics import send_labels
 
         settings = load_settings(SharedSettings)
         labels = read_labels(file, source=source)
