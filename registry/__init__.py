@@ -24,6 +24,7 @@ from registry.errors import (
     ValidationFailed,
 )
 from registry.events import RegistryEvent, decode_event
+from registry.evidence import Interval, MetricEstimate, ShadowEvidence
 from registry.lifecycle import (
     Deployment,
     ModelRegistry,
@@ -31,7 +32,7 @@ from registry.lifecycle import (
     State,
     allowed_moves,
 )
-from registry.policy import ApprovalPolicy, ShadowEvidence
+from registry.policy import ApprovalPolicy
 from registry.validation import validate_model
 
 __all__ = [
@@ -50,8 +51,10 @@ __all__ = [
     "Environment",
     "FileArtifactStore",
     "IllegalTransition",
+    "Interval",
     "InvalidRequest",
     "ManifestError",
+    "MetricEstimate",
     "ModelNotFound",
     "ModelRegistry",
     "ModelStatus",

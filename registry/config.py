@@ -53,6 +53,14 @@ class SharedSettings(BaseSettings):
     artifact_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
     # The model name commands and processes act on by default (one fraud model per deployment).
     model_name: str = Field(default="fraud", min_length=1, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    # The approval policy (registry.policy.ApprovalPolicy): every process that approves
+    # (CLI, admin API, worker) judges evidence by the same rules.
+    policy_min_shadow_records: int = Field(default=1000, ge=0)
+    policy_min_live_records: int = Field(default=0, ge=0)
+    policy_min_matured_frauds: int = Field(default=50, ge=0)
+    policy_min_label_maturity: float = Field(default=0.8, ge=0.0, le=1.0)
+    policy_tolerance: float = Field(default=0.02, ge=0.0, le=1.0)
+    policy_alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
 
     @field_validator("redis_url")
     @classmethod

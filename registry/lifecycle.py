@@ -36,8 +36,9 @@ from registry.errors import (
     PolicyViolation,
     ValidationFailed,
 )
+from registry.evidence import ShadowEvidence
 from registry.manifest import Manifest
-from registry.policy import ApprovalPolicy, ShadowEvidence
+from registry.policy import ApprovalPolicy
 from registry.states import MOVES, Deployment, ModelStatus, State, allowed_moves
 from registry.transactions import Change, Plan, Snapshot, set_state, transact
 from registry.types import Clock, utc_now
@@ -243,13 +244,15 @@ class ModelRegistry:
 
         def plan(pipe: Pipeline, snap: Snapshot) -> Plan[None]:
             state = self._check_move(pipe, name, version, "approve")
-            raw = _str(pipe.hget(version_key(name, version), "evidence"))
-            evidence = ShadowEvidence.model_validate_json(raw) if raw else None
-            broken = self.policy.violations(evidence, snap.production)
+            live, replay = (
+                _parse_evidence(_str(pipe.hget(version_key(name, version), _evidence_field(s))))
+                for s in ("live", "replay")
+            )
+            broken = self.policy.violations(live, snap.production, replay=replay)
             if broken and not force:
                 raise PolicyViolation(f"{name}:{version}", broken)
             detail = "forced past policy: " + "; ".join(broken) if broken else "policy satisfied"
-            ref = evidence.ref if evidence else ""
+            ref = " ".join(e.ref for e in (live, replay) if e is not None)
             result: Plan[None] = Plan(None)
             result.writes += set_state(name, version, State.APPROVED, leaving=state)
             result.changes.append(
@@ -340,35 +343,54 @@ class ModelRegistry:
         *,
         actor: str = "shadow-analysis",
     ) -> None:
-        """Store shadow analysis results for ``version`` (replacing earlier ones); ``approve``
-        judges them.  Audited (action ``evidence``); not a transition, so no event."""
+        """Store shadow analysis results for ``version`` (replacing earlier ones of the same
+        ``evidence.source``, live or replay); ``approve`` judges them.  A decisive evidence
+        (enough matured frauds to support an approval) counts as one more look
+        (:meth:`evidence_looks`).  Audited (action ``evidence``); not a transition, so no
+        event."""
         stored = evidence
         if evidence.recorded_at is None:
             stored = evidence.model_copy(update={"recorded_at": self._clock()})
+        field = _evidence_field(stored.source)
+        looks = _looks_field(stored.source, stored.production_version)
+        decisive = self.policy.decisive(stored)
 
         def plan(pipe: Pipeline, snap: Snapshot) -> Plan[None]:
             state = self._state_of(pipe, name, version)
             payload = stored.model_dump_json()
             result: Plan[None] = Plan(None, bump=False)
-            result.writes.append(lambda p: p.hset(version_key(name, version), "evidence", payload))
-            versus = (
-                f" vs production {stored.production_version} {stored.production_value:.4f}"
-                if stored.production_value is not None
-                else ""
+            result.writes.append(lambda p: p.hset(version_key(name, version), field, payload))
+            if decisive:
+                result.writes.append(lambda p: p.hincrby(version_key(name, version), looks, 1))
+            result.changes.append(
+                Change(version, "evidence", state, state, "", stored.ref, _evidence_line(stored))
             )
-            detail = (
-                f"{stored.shadow_records} shadow records, {stored.labeled_records} labeled; "
-                f"{stored.metric} {stored.challenger_value:.4f}{versus}"
-            )
-            result.changes.append(Change(version, "evidence", state, state, "", stored.ref, detail))
             return result
 
         transact(self._redis, self._clock, name, _require(actor, "actor"), plan)
 
-    def evidence(self, name: str, version: str) -> ShadowEvidence | None:
-        """The shadow evidence recorded for ``version``, if any."""
-        raw = self._hash(name, version).get("evidence")
+    def evidence(self, name: str, version: str, source: str = "live") -> ShadowEvidence | None:
+        """The shadow evidence of ``source`` (``live`` or ``replay``) recorded for
+        ``version``, if any."""
+        raw = self._hash(name, version).get(_evidence_field(source))
         return ShadowEvidence.model_validate_json(raw) if raw else None
+
+    def evidence_looks(self, name: str, version: str, source: str, production: str | None) -> int:
+        """How many decisive evidences of ``source`` against ``production`` were recorded
+        for ``version``: the looks already spent (the next analysis is look ``n + 1``)."""
+        raw = self._hash(name, version).get(_looks_field(source, production))
+        return int(raw) if raw else 0
+
+    def approval_violations(self, name: str, version: str) -> builtins.list[str]:
+        """What approving ``version`` without force would be refused for now (empty:
+        allowed): the policy on its live and replay evidence against today's production."""
+        fields = self._hash(name, version)
+        production = self.deployment(name).production
+        return self.policy.violations(
+            _parse_evidence(fields.get(_evidence_field("live"))),
+            production,
+            replay=_parse_evidence(fields.get(_evidence_field("replay"))),
+        )
 
     def note(self, name: str, version: str, message: str, *, actor: str) -> None:
         """Append a free-text audit entry (e.g. a scorer replica failed to load the version).
@@ -474,3 +496,31 @@ class ModelRegistry:
         if not entries and not known:
             raise ModelNotFound(name)
         return verify_entries(name, entries, head, int(count or 0))
+
+
+def _evidence_field(source: str) -> str:
+    """The version-hash field holding the evidence of ``source`` (live keeps its old name)."""
+    if source not in ("live", "replay"):
+        raise InvalidRequest(f"evidence source must be live or replay; got {source!r}")
+    return "evidence" if source == "live" else "evidence_replay"
+
+
+def _looks_field(source: str, production: str | None) -> str:
+    return f"looks:{source}:{production or '-'}"
+
+
+def _parse_evidence(raw: str | None) -> ShadowEvidence | None:
+    return ShadowEvidence.model_validate_json(raw) if raw else None
+
+
+def _evidence_line(evidence: ShadowEvidence) -> str:
+    """The audit entry's one-line summary of an evidence."""
+    line = (
+        f"{evidence.source}: {evidence.shadow_records} compared, {evidence.matured_frauds} "
+        f"matured frauds; {evidence.metric} {evidence.challenger_value:.4f}"
+    )
+    if evidence.production_value is not None:
+        line += f" vs production {evidence.production_version} {evidence.production_value:.4f}"
+    if evidence.difference_ci is not None:
+        line += f", difference 95% {evidence.difference_ci}"
+    return line

@@ -158,6 +158,11 @@ class Lineage(_Strict):
     data_fingerprint: str | None = None
     parent_version: str | None = None
     trainer: str | None = None
+    seed: int | None = None
+    # Set on a control model: production version ``control_of``'s recipe retrained on the same
+    # data with another seed.  Shadowed beside a challenger, it measures how much retraining
+    # alone moves the metrics (the noise floor of the evidence).
+    control_of: str | None = None
 
 
 class GoldenExample(_Strict):
@@ -186,6 +191,23 @@ class Manifest(_Strict):
     metrics: dict[str, float] = Field(default_factory=dict)
     lineage: Lineage = Lineage()
     golden_examples: Annotated[tuple[GoldenExample, ...], Field(min_length=MIN_GOLDEN_EXAMPLES)]
+    # The input field holding the transaction's amount: the evidence puts money on the
+    # transactions whose decision a challenger would change.  None: no money is reported.
+    amount_field: str | None = None
+
+    @model_validator(mode="after")
+    def _amount_field_is_numeric(self) -> Self:
+        if self.amount_field is None:
+            return self
+        field = next((f for f in self.input_schema.fields if f.name == self.amount_field), None)
+        if field is None:
+            raise ValueError(f"amount_field {self.amount_field} is not a field of input_schema")
+        if field.type not in (FieldType.FLOAT, FieldType.INT):
+            raise ValueError(
+                f"amount_field {self.amount_field} is a {field.type.value} field; "
+                "it must be float or int"
+            )
+        return self
 
     @field_validator("metrics")
     @classmethod

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from registry.manifest import Decision, Scalar
 
-SCORE_SCHEMA_VERSION = 1
+# Version 2 adds production's exploration fields; readers accept both.
+SCORE_SCHEMA_VERSION = 2
 LABEL_SCHEMA_VERSION = 1
 
 
@@ -25,10 +26,21 @@ class _Record(BaseModel):
 
 
 class ProductionScore(_Record):
+    """Production's answer.  ``decision`` is the model's own decision at its thresholds.
+
+    Exploration (opt-in, ``SHADOWLINE_EXPLORATION_SHARE``): of the transactions production
+    would block, a random ``exploration_share`` is answered ``review`` instead, so their
+    outcome can be observed.  ``explored`` marks those (``decision`` stays ``block``: the
+    model's decision); ``exploration_share`` is the probability every would-be block had of
+    being explored when this one was scored, which the evidence uses to weight them.
+    """
+
     version: str
     score: Annotated[float, Field(ge=0.0, le=1.0)]
     decision: Decision
     latency_ms: Annotated[float, Field(ge=0.0)]
+    explored: bool = False
+    exploration_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
 
 
 class ShadowScore(_Record):
@@ -44,7 +56,7 @@ class ShadowScore(_Record):
 class ScoreRecord(_Record):
     """One record per scored request."""
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1, 2] = 2
     transaction_id: Annotated[str, Field(min_length=1)]
     request_id: str
     scored_at: float  # unix seconds

@@ -5,6 +5,7 @@ from __future__ import annotations
 import redis
 
 from registry import ModelNotFound, ModelRegistry, SharedSettings, State, artifact_store
+from registry.connections import approval_policy
 from registry.manifest import Manifest
 from retrain.registration import ProductionModel
 
@@ -20,7 +21,9 @@ class RegistryStore:
     @classmethod
     def connect(cls, client: redis.Redis, settings: SharedSettings) -> RegistryStore:
         """The registry on ``client`` with the artifact store the settings name."""
-        return cls(ModelRegistry(client, artifact_store(settings)))
+        return cls(
+            ModelRegistry(client, artifact_store(settings), policy=approval_policy(settings))
+        )
 
     def production(self, name: str) -> ProductionModel | None:
         version = self.registry.deployment(name).production

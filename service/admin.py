@@ -213,7 +213,6 @@ def admin_router(
         if status is None:
             raise ModelNotFound(name, version)
         evidence = registry.evidence(name, version)
-        production = registry.deployment(name).production
         # The whole log is read and filtered: it grows by a handful of entries a version.
         entries = [e for e in registry.audit(name) if e.version == version]
         return ModelDetail(
@@ -224,7 +223,7 @@ def admin_router(
             registered_at=status.registered_at,
             shadow_rate=status.shadow_rate,
             evidence=_evidence(evidence) if evidence else None,
-            policy_violations=registry.policy.violations(evidence, production),
+            policy_violations=registry.approval_violations(name, version),
             audit=[_audit(e) for e in reversed(entries[-audit:])] if audit else [],
         )
 

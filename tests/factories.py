@@ -18,6 +18,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from registry.contract import CATEGORICAL_INPUT, NUMERIC_INPUT, RowCodec, scores_from_output
+from registry.evidence import Interval, Maturity, ShadowEvidence
 from registry.manifest import (
     FieldType,
     GoldenExample,
@@ -161,3 +162,42 @@ def make_manifest(
         fields["sha256"] = hashlib.sha256(model).hexdigest()
     fields.update(extra)
     return Manifest.model_validate(fields)
+
+
+def make_evidence(
+    production: str | None = "v1",
+    *,
+    compared: int = 5000,
+    matured_frauds: int = 120,
+    challenger: float = 0.81,
+    production_value: float | None = 0.80,
+    low: float = -0.005,
+    high: float = 0.025,
+    maturity: float = 0.93,
+    source: str = "live",
+    **changes: object,
+) -> ShadowEvidence:
+    """Recorded evidence as the analysis writes it: the primary metric for both models, the
+    paired difference's interval [low, high] (also the decision bound), label maturity."""
+    if production is None:
+        production_value = None  # a first model: nothing to compare with
+    difference = None if production_value is None else challenger - production_value
+    fields: dict[str, object] = {
+        "source": source,
+        "production_version": production,
+        "shadow_records": compared,
+        "labeled_records": compared // 2,
+        "matured_records": compared // 2,
+        "matured_frauds": matured_frauds,
+        "challenger_value": challenger,
+        "production_value": production_value,
+        "difference": difference,
+        "difference_ci": None if difference is None else Interval(low=low, high=high),
+        "decision_low": None if difference is None else low,
+        "decision_level": None if difference is None else 0.975,
+        "maturity": Maturity(
+            window_s=14 * 86400.0, window_from="curve", expected_share_matured=maturity
+        ),
+    }
+    fields.update(changes)
+    return ShadowEvidence.model_validate(fields)

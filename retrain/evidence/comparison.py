@@ -32,8 +32,8 @@ from datetime import UTC, datetime
 import numpy as np
 import numpy.typing as npt
 
+from registry.evidence import ShadowEvidence
 from registry.manifest import Decision
-from registry.policy import ShadowEvidence
 from registry.records import LabelRecord, ScoreRecord
 from retrain.errors import NoEvidence
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from registry import ApprovalPolicy, FileArtifactStore, ModelRegistry, ShadowEvidence
+from registry import ApprovalPolicy, FileArtifactStore, ModelRegistry
 from registry.manifest import Manifest
 from tests.factories import logistic_model, make_manifest
 
-POLICY = ApprovalPolicy(min_shadow_records=100, max_regression=0.01)
+POLICY = ApprovalPolicy(min_shadow_records=100, min_matured_frauds=50, tolerance=0.01)
 
 
 class StepClock:
@@ -61,13 +61,3 @@ def registered(
         return version
 
     return make
-
-
-def good_evidence(production: str | None = "v1", records: int = 500) -> ShadowEvidence:
-    return ShadowEvidence(
-        production_version=production,
-        shadow_records=records,
-        labeled_records=records // 2,
-        challenger_value=0.81,
-        production_value=0.80 if production else None,
-    )

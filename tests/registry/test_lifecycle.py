@@ -16,7 +16,7 @@ from registry import (
 )
 from registry.artifacts import sha256_hex
 from registry.manifest import Manifest
-from tests.registry.conftest import good_evidence
+from tests.factories import make_evidence as good_evidence
 
 ModelFor = Callable[..., tuple[bytes, Manifest]]
 Registered = Callable[..., str]

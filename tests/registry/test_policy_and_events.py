@@ -7,43 +7,80 @@ import json
 import pytest
 
 from registry import ApprovalPolicy, RegistryError, RegistryEvent, ShadowEvidence, decode_event
+from tests.factories import make_evidence
+
+POLICY = ApprovalPolicy(min_shadow_records=1000, min_matured_frauds=50, tolerance=0.02)
 
 
-def _evidence(**changes: object) -> ShadowEvidence:
-    fields: dict[str, object] = {
-        "production_version": "v1",
-        "shadow_records": 5000,
-        "labeled_records": 300,
-        "metric": "false_decline_rate",
-        "challenger_value": 0.020,
-        "production_value": 0.018,
-        "higher_is_better": False,
-    }
-    fields.update(changes)
-    return ShadowEvidence.model_validate(fields)
-
-
-def test_lower_is_better_metrics_and_labeled_records() -> None:
-    policy = ApprovalPolicy(min_shadow_records=1000, min_labeled_records=500, max_regression=0.001)
-    assert policy.violations(_evidence(), "v1") == [
-        "rule min_labeled_records: 300 labeled records, 500 required",
-        "rule max_regression: false_decline_rate is 0.0200 against production's 0.0180, "
-        "a regression of 0.0020 > 0.0010 allowed",
+def test_non_inferiority_judges_the_lower_bound_not_the_point_value() -> None:
+    # Better on the point value, but the interval reaches below -tolerance: refused.
+    noisy = make_evidence(challenger=0.83, production_value=0.80, low=-0.05, high=0.11)
+    assert POLICY.violations(noisy, "v1") == [
+        "rule non_inferiority: fraud_caught_at_block_rate differs by +0.0300 (challenger minus "
+        "production); its lower bound at 97.50% (1 look(s)) is -0.0500, not above -0.0200"
     ]
-    better = _evidence(challenger_value=0.015, labeled_records=800)
-    assert better.regression == pytest.approx(-0.003)
-    assert policy.violations(better, "v1") == []
+    # Worse on the point value, but confidently within the tolerance: approved.
+    close = make_evidence(challenger=0.795, production_value=0.80, low=-0.015, high=0.005)
+    assert POLICY.violations(close, "v1") == []
+
+
+def test_too_few_matured_frauds_or_immature_labels_refuse_for_lack_of_evidence() -> None:
+    thin = make_evidence(matured_frauds=12, maturity=0.55)
+    assert POLICY.violations(thin, "v1") == [
+        "rule min_matured_frauds: 12 labeled frauds among matured transactions, 50 required "
+        "(too few to tell the models apart: wait for labels or replay archived traffic)",
+        "rule min_label_maturity: 55% of eventual labels expected in on the matured "
+        "transactions, 80% required",
+    ]
+    assert POLICY.decisive(thin) is False
+    assert POLICY.decisive(make_evidence(matured_frauds=50)) is True
+
+
+def test_evidence_from_before_intervals_asks_for_a_new_analysis() -> None:
+    old = ShadowEvidence(
+        production_version="v1", shadow_records=5000, challenger_value=0.81,
+        production_value=0.80, matured_frauds=300,
+    )  # fmt: skip
+    assert POLICY.violations(old, "v1") == [
+        "rule min_label_maturity: unknown of eventual labels expected in on the matured "
+        "transactions, 80% required",
+        "rule non_inferiority: the evidence has no interval for the difference (recorded "
+        "before intervals existed, or undefined): run the analysis again",
+    ]
+
+
+def test_replay_evidence_judges_labels_and_live_records_are_a_separate_minimum() -> None:
+    policy = ApprovalPolicy(min_shadow_records=1000, min_live_records=2000)
+    replay = make_evidence(source="replay", compared=400_000, matured_frauds=900)
+    live = make_evidence(compared=1500, matured_frauds=3, low=-0.4)
+    # The replay has more matured frauds, so the labeled rules judge it; the live one only
+    # counts towards min_live_records.
+    assert policy.violations(live, "v1", replay=replay) == [
+        "rule min_live_records: 1500 transactions scored in live shadow, 2000 required"
+    ]
+    assert policy.violations(None, "v1", replay=replay) == [
+        "rule min_live_records: 0 transactions scored in live shadow, 2000 required"
+    ]
+    stale = make_evidence(source="replay", production="v0", matured_frauds=900)
+    assert policy.violations(None, "v1", replay=stale)[0] == (
+        "rule evidence_current: the replay evidence compares against production v0, "
+        "but production is now v1"
+    )
 
 
 def test_no_production_to_compare_against() -> None:
-    first = _evidence(production_version=None, production_value=None)
+    first = make_evidence(None)
     assert first.regression is None
-    assert ApprovalPolicy(min_labeled_records=0).violations(first, None) == []
+    assert ApprovalPolicy().violations(first, None) == []
+
+
+def _evidence(**changes: object) -> ShadowEvidence:
+    return make_evidence(**changes)  # type: ignore[arg-type]
 
 
 def test_evidence_reference_is_content_derived() -> None:
     assert _evidence().ref == _evidence().ref
-    assert _evidence().ref != _evidence(shadow_records=5001).ref
+    assert _evidence().ref != _evidence(compared=5001).ref
     assert _evidence().ref.startswith("evidence:")
     assert len(_evidence().ref) == 25
 

@@ -33,7 +33,20 @@ def test_score_record_round_trip() -> None:
         inputs={"amount": 10.0, "country": "US", "is_foreign": False},
     )
     assert decode_score(encode(record)) == record
-    assert b'"schema_version":1' in encode(record)
+    assert b'"schema_version":2' in encode(record)
+    assert record.production.explored is False
+
+
+def test_version_1_score_records_still_decode() -> None:
+    # Written before exploration existed: no explored / exploration_share fields.
+    old = (
+        b'{"schema_version":1,"transaction_id":"tx-1","request_id":"r","scored_at":1.0,'
+        b'"model_name":"fraud","production":{"version":"v1","score":0.95,"decision":"block",'
+        b'"latency_ms":0.1},"shadows":[],"inputs":{}}'
+    )
+    record = decode_score(old)
+    assert (record.schema_version, record.production.explored) == (1, False)
+    assert record.production.exploration_share == 0.0
 
 
 def test_label_record_round_trip_and_refusal() -> None:

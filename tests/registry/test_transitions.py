@@ -19,7 +19,7 @@ from registry import (
     ValidationFailed,
 )
 from registry.manifest import Manifest
-from tests.registry.conftest import good_evidence
+from tests.factories import make_evidence as good_evidence
 
 ACTIONS = ("shadow", "unshadow", "approve", "promote", "retire", "reject")
 # Written out rather than derived from registry.states.MOVES, so a change to the table shows here.
@@ -227,15 +227,18 @@ def test_approval_policy_is_enforced(
         "cannot approve model fraud:v2: rule evidence_required: no shadow evidence is recorded "
         "for it (run shadow analysis, or force with a written reason)"
     )
-    weak = good_evidence("v0", records=40).model_copy(update={"challenger_value": 0.75})
+    weak = good_evidence("v0", compared=40, matured_frauds=12, challenger=0.75, low=-0.2)
     registry.record_evidence("fraud", "v2", weak)
     with pytest.raises(PolicyViolation) as broken:
         registry.approve("fraud", "v2", actor="bob", reason="trust me")
     assert str(broken.value) == (
-        "cannot approve model fraud:v2: rule evidence_current: the evidence compares against "
-        "production v0, but production is now v1; rule min_shadow_records: 40 shadow records, "
-        "100 required; rule max_regression: fraud_caught_at_block_rate is 0.7500 against "
-        "production's 0.8000, a regression of 0.0500 > 0.0100 allowed"
+        "cannot approve model fraud:v2: rule evidence_current: the live evidence compares "
+        "against production v0, but production is now v1; rule min_shadow_records: 40 compared "
+        "transactions, 100 required; rule min_matured_frauds: 12 labeled frauds among matured "
+        "transactions, 50 required (too few to tell the models apart: wait for labels or "
+        "replay archived traffic); rule non_inferiority: fraud_caught_at_block_rate differs by "
+        "-0.0500 (challenger minus production); its lower bound at 97.50% (1 look(s)) is "
+        "-0.2000, not above -0.0100"
     )
     assert registry.state("fraud", "v2") is State.SHADOW
     registry.approve("fraud", "v2", actor="bob", reason="holiday traffic skews it", force=True)
@@ -263,7 +266,7 @@ def test_approval_with_good_evidence(
     assert (evidence_entry.action, evidence_entry.actor) == ("evidence", "shadow-analysis")
     assert evidence_entry.evidence == entry.evidence
     assert evidence_entry.detail == (
-        "500 shadow records, 250 labeled; fraud_caught_at_block_rate 0.8100"
+        "live: 5000 compared, 120 matured frauds; fraud_caught_at_block_rate 0.8100"
     )
     registry.record_evidence("fraud", "v1", good_evidence(None), actor="weekly-job")
     assert registry.audit("fraud")[-1].actor == "weekly-job"

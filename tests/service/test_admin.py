@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 import pytest
 from httpx import Client
 
-from registry import ModelRegistry, ShadowEvidence, State
+from registry import ModelRegistry, State
 from service.app import create_app
 from service.settings import ServiceSettings
+from tests.factories import make_evidence
 from tests.service.conftest import ADMIN, make_production, register, wait_until
 from tests.service.server import serving
 
@@ -133,12 +134,14 @@ def test_one_version_for_review(admin: Client, registry: ModelRegistry) -> None:
     make_production(registry, "v1")
     register(registry, "v2", bias=-1.0)
     registry.shadow("fraud", "v2", rate=0.25, actor="retrain", reason="weekly run")
-    evidence = ShadowEvidence(
-        production_version="v1", shadow_records=5000, labeled_records=300,
-        challenger_value=0.8123, production_value=0.7901,
+    evidence = make_evidence(
+        challenger=0.8123,
+        production_value=0.7901,
+        labeled_records=300,
         window_start=datetime(2026, 11, 1, tzinfo=UTC),
-        window_end=datetime(2026, 11, 15, tzinfo=UTC), report="runs/42/report.html",
-    )  # fmt: skip
+        window_end=datetime(2026, 11, 15, tzinfo=UTC),
+        report="runs/42/report.html",
+    )
     registry.record_evidence("fraud", "v2", evidence)
 
     detail = admin.get("/admin/models/v2").json()

@@ -18,6 +18,7 @@ from registry import ModelRegistry, ShadowEvidence, State
 from service.app import create_app
 from service.review import CONTENT_SECURITY_POLICY
 from service.settings import ServiceSettings
+from tests.factories import make_evidence
 from tests.service.conftest import ADMIN_TOKEN, make_production, register, wait_until
 from tests.service.server import serving
 
@@ -29,12 +30,16 @@ CHROMIUM_ARGS = [
 
 
 def evidence(challenger: float, production: float) -> ShadowEvidence:
-    return ShadowEvidence(
-        production_version="v1", shadow_records=5000, labeled_records=300,
-        challenger_value=challenger, production_value=production,
+    difference = challenger - production
+    return make_evidence(
+        challenger=challenger,
+        production_value=production,
+        labeled_records=300,
+        low=difference - 0.01,
+        high=difference + 0.01,
         window_start=datetime(2026, 11, 1, tzinfo=UTC),
         window_end=datetime(2026, 11, 15, tzinfo=UTC),
-    )  # fmt: skip
+    )
 
 
 def test_the_page_is_static_with_a_content_security_policy(
@@ -145,8 +150,8 @@ def drive(page: Page, client: Client, registry: ModelRegistry) -> None:
     v3.locator("button[data-action=approve]").click()
     expect(message).to_contain_text("Refused (409): cannot approve model fraud:v3")
     expect(page.locator("#problems")).to_have_text(
-        "rule max_regression: fraud_caught_at_block_rate is 0.7000 against production's "
-        "0.7900, a regression of 0.0900 > 0.0100 allowed"
+        "rule non_inferiority: fraud_caught_at_block_rate differs by -0.0900 (challenger "
+        "minus production); its lower bound at 97.50% (1 look(s)) is -0.1000, not above -0.0200"
     )
     assert registry.state("fraud", "v3") is State.SHADOW
 
@@ -188,4 +193,4 @@ def drive(page: Page, client: Client, registry: ModelRegistry) -> None:
     v3.locator("button[data-action=approve]").click()
     expect(message).to_have_text("fraud:v3 is approved (forced)")
     assert registry.state("fraud", "v3") is State.APPROVED
-    assert registry.audit("fraud")[-1].detail.startswith("forced past policy: rule max_regression")
+    assert registry.audit("fraud")[-1].detail.startswith("forced past policy: rule non_inferiority")
