@@ -232,15 +232,7 @@ def show(version: Version, name: Name = None, as_json: Json = False) -> None:
             f"  golden      {len(manifest.golden_examples)} examples",
         ]
         if evidence is not None:
-            lines.append(
-                f"  evidence    {evidence.ref}: {evidence.shadow_records} shadow records, "
-                f"{evidence.metric} {evidence.challenger_value:.4f}"
-                + (
-                    f" vs {evidence.production_value:.4f} ({evidence.production_version})"
-                    if evidence.production_value is not None
-                    else ""
-                )
-            )
+            lines.append(f"  evidence    {evidence.ref}: {evidence.summary()}")
         _print(as_json, data, "\n".join(lines))
 
 

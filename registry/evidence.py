@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Source = Literal["live", "replay"]
 Estimator = Literal["ipw", "observed"]
+DecisionName = Literal["allow", "review", "block"]
 PRIMARY_METRIC = "fraud_caught_at_block_rate"
 
 Count = Annotated[int, Field(ge=0)]
@@ -78,8 +79,8 @@ class Flip(_Frozen):
     """Transactions production decided ``production`` that the challenger decides
     ``challenger`` (each at its own thresholds), and the money they carry (None: no amount)."""
 
-    production: Literal["allow", "review", "block"]
-    challenger: Literal["allow", "review", "block"]
+    production: DecisionName
+    challenger: DecisionName
     count: Count
     amount: float | None = None
 
@@ -160,8 +161,10 @@ class ShadowEvidence(_Frozen):
     so that a reader can see what they rest on.  ``challenger_value``, ``production_value`` and
     ``difference`` are the primary metric's; ``difference_ci`` its 95% interval;
     ``decision_low`` the lower bound at the looks-corrected level (see
-    :mod:`retrain.evidence.intervals`).  Evidence recorded before intervals existed has none of
-    them; the policy then asks for a new analysis.
+    :mod:`retrain.evidence.intervals`).  Before any transaction is matured and labeled the
+    evidence holds the label-free signals only (``challenger_value`` None, ``why_undefined``
+    says why).  Evidence recorded before intervals existed has none of them; the policy then
+    asks for a new analysis.
     """
 
     schema_version: Literal[1, 2] = 2
@@ -174,7 +177,7 @@ class ShadowEvidence(_Frozen):
     explored_records: Count = 0  # would-be blocks explored (answered review) among them
     estimator: Estimator = "observed"
     metric: Annotated[str, Field(min_length=1)] = PRIMARY_METRIC
-    challenger_value: float
+    challenger_value: float | None = None  # None: no labeled metric yet (label-free only)
     production_value: float | None = None
     higher_is_better: bool = True
     difference: float | None = None
@@ -188,6 +191,7 @@ class ShadowEvidence(_Frozen):
     control: ControlComparison | None = None
     window_start: datetime | None = None
     window_end: datetime | None = None
+    why_undefined: str = ""  # why there is no labeled metric (yet)
     report: str = ""  # where the full report lives (path or URL)
     details: dict[str, float] = Field(default_factory=dict)
     recorded_at: datetime | None = None  # filled by the registry when recorded
@@ -201,10 +205,24 @@ class ShadowEvidence(_Frozen):
     @property
     def regression(self) -> float | None:
         """How much worse than production the challenger is (negative = better)."""
-        if self.production_value is None:
+        if self.production_value is None or self.challenger_value is None:
             return None
         delta = self.production_value - self.challenger_value
         return delta if self.higher_is_better else -delta
+
+    def summary(self) -> str:
+        """One line: the source, what it rests on, the primary metric and its interval."""
+        line = (
+            f"{self.source}: {self.shadow_records} compared, {self.matured_frauds} matured frauds; "
+        )
+        if self.challenger_value is None:
+            return line + f"no labeled metric yet ({self.why_undefined or 'undefined'})"
+        line += f"{self.metric} {self.challenger_value:.4f}"
+        if self.production_value is not None:
+            line += f" vs production {self.production_version} {self.production_value:.4f}"
+        if self.difference_ci is not None:
+            line += f", difference 95% {self.difference_ci}"
+        return line
 
     def metric_named(self, name: str) -> MetricEstimate | None:
         """The labeled metric called ``name``, if measured."""

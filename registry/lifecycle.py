@@ -363,7 +363,7 @@ class ModelRegistry:
             if decisive:
                 result.writes.append(lambda p: p.hincrby(version_key(name, version), looks, 1))
             result.changes.append(
-                Change(version, "evidence", state, state, "", stored.ref, _evidence_line(stored))
+                Change(version, "evidence", state, state, "", stored.ref, stored.summary())
             )
             return result
 
@@ -511,16 +511,3 @@ def _looks_field(source: str, production: str | None) -> str:
 
 def _parse_evidence(raw: str | None) -> ShadowEvidence | None:
     return ShadowEvidence.model_validate_json(raw) if raw else None
-
-
-def _evidence_line(evidence: ShadowEvidence) -> str:
-    """The audit entry's one-line summary of an evidence."""
-    line = (
-        f"{evidence.source}: {evidence.shadow_records} compared, {evidence.matured_frauds} "
-        f"matured frauds; {evidence.metric} {evidence.challenger_value:.4f}"
-    )
-    if evidence.production_value is not None:
-        line += f" vs production {evidence.production_version} {evidence.production_value:.4f}"
-    if evidence.difference_ci is not None:
-        line += f", difference 95% {evidence.difference_ci}"
-    return line

@@ -118,7 +118,12 @@ class ApprovalPolicy(BaseModel):
                 f"rule min_label_maturity: {got} of eventual labels expected in on the matured "
                 f"transactions, {self.min_label_maturity:.0%} required"
             )
-        if judged.decision_low is None or judged.difference is None:
+        if judged.challenger_value is None:
+            broken.append(
+                "rule non_inferiority: no labeled comparison yet ("
+                f"{judged.why_undefined or 'undefined'})"
+            )
+        elif judged.decision_low is None or judged.difference is None:
             broken.append(
                 "rule non_inferiority: the evidence has no interval for the difference "
                 "(recorded before intervals existed, or undefined): run the analysis again"

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from registry.config import SharedSettings
+from retrain.evidence.settings import EvidenceSettings
 
 GateMetric = Literal["recall", "money_saved_share", "precision", "roc_auc", "pr_auc"]
 
@@ -34,7 +34,7 @@ def check_as_of(value: datetime) -> datetime:
     return aware
 
 
-class RetrainSettings(SharedSettings):
+class RetrainSettings(EvidenceSettings):
     """Everything the retrain worker reads at start-up; built once and passed down."""
 
     model_name: str = Field(default="fraud", min_length=1, pattern=r"^[a-z0-9][a-z0-9_.-]*$")

@@ -1,10 +1,13 @@
 """``shadowline analyze VERSION`` and ``shadowline labels send`` (mounted by shadowline.cli).
 
-``analyze`` reads the labels topic and the scores topic from the beginning, compares the shadow
-version with the production version now in the registry on the same labeled transactions,
-prints the comparison and what the approval policy would say of it, and with ``--record``
-stores it as the version's shadow evidence (actor ``shadow-analysis``), which ``approve`` then
-judges.  ``labels send`` checks a label file line by line and produces it to the labels topic.
+``analyze`` reads the labels topic and the scores topic from the beginning, pairs the shadow
+version (and a control shadow, when one shadows production) with the production version now in
+the registry, and prints the evidence: label-free signals, label maturity, every labeled metric
+with 95% intervals for both models and their difference, the control's noise floor, and what
+the approval policy says.  ``--record`` stores it as the version's evidence (actor
+``shadow-analysis``), which ``approve`` then judges, and writes the JSON and a self-contained
+HTML report under ``SHADOWLINE_EVIDENCE_DIR``.  ``labels send`` checks a label file line by line
+and produces it to the labels topic.
 
 Errors print one line ``error: ...`` on stderr and exit 1 (2 for bad settings).  Module-level
 imports stay light: every ``shadowline`` command imports this module.
@@ -12,21 +15,28 @@ imports stay light: every ``shadowline`` command imports this module.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from registry.config import SettingsError, SharedSettings, load_settings
+from retrain.errors import AnalysisError
+from retrain.evidence.settings import EvidenceSettings
 
 if TYPE_CHECKING:
     from registry.lifecycle import ModelRegistry
-    from retrain.evidence.comparison import ShadowComparison
+    from retrain.evidence.comparison import Comparison
 
 ACTOR = "shadow-analysis"
+MAX_NAMED = 10  # refused labels named in a warning; the count says how many there were
 labels_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -58,99 +68,49 @@ def _errors() -> Iterator[None]:
         raise _exit(f"Redis: {exc}") from None
 
 
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
+def _seed(name: str, version: str, production: str | None) -> int:
+    """A stable seed per comparison: re-running the analysis gives the same intervals."""
+    digest = hashlib.sha256(f"{name}:{version}:{production}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
 
 
-def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
+def _control_of(registry: ModelRegistry, name: str, production: str | None) -> str | None:
+    """A shadow whose manifest says it is production's control, if one is shadowed."""
+    if production is None:
+        return None
+    for version in registry.deployment(name).shadows:
+        if registry.manifest(name, version).lineage.control_of == production:
+            return version
+    return None
 
 
-def _difference(result: ShadowComparison) -> str:
-    if result.challenger_value is None or result.production_value is None:
-        return ""
-    return f" (difference {result.challenger_value - result.production_value:+.4f})"
+def _named(ids: list[str] | tuple[str, ...]) -> str:
+    shown = ", ".join(ids[:MAX_NAMED])
+    return shown + (f" and {len(ids) - MAX_NAMED} more" if len(ids) > MAX_NAMED else "")
 
 
-def _text(result: ShadowComparison, violations: list[str] | None, bad: list[str]) -> str:
-    d = result.details
-    window = (
-        f"{result.window_start:%Y-%m-%d %H:%M:%S} .. {result.window_end:%Y-%m-%d %H:%M:%S} UTC"
-        if result.window_start and result.window_end
-        else "no compared records"
-    )
-    lines = [
-        f"{result.ref} vs production {result.production_version or '-'}, {window}",
-        f"  compared transactions  {result.shadow_records} "
-        f"(labeled {result.labeled_records}, fraud {result.labeled_frauds})",
-        f"  fraud caught at production's block rate ({_percent(d.get('production_block_rate'))}):"
-        f" challenger {_number(result.challenger_value)}, "
-        f"production {_number(result.production_value)}{_difference(result)}",
-    ]
-    for what, key in (
-        ("ROC-AUC", "roc_auc"),
-        ("recall at own block threshold", "own_block_recall"),
-        ("precision at own block threshold", "own_block_precision"),
-        ("false declines at the same volume", "at_block_rate_false_decline_rate"),
-    ):
-        challenger, production = d.get(f"challenger_{key}"), d.get(f"production_{key}")
-        if challenger is not None or production is not None:
-            lines.append(
-                f"  {what}: challenger {_number(challenger)}, production {_number(production)}"
-            )
-    lines += [
-        f"  left out: {d['shadow_errors']:.0f} shadow errors, "
-        f"{d['other_production_records']:.0f} answered by another production version, "
-        f"{d['duplicate_score_records']:.0f} repeated score records, {len(bad)} bad records",
-        f"  labels: {d['labels_read']:.0f} read, {d['labels_superseded']:.0f} superseded by a "
-        f"later one, {d['labels_without_score']:.0f} for transactions never scored",
-    ]
-    if result.why_undefined:
-        lines.append(f"  no evidence: {result.why_undefined}")
-    elif violations is not None:
-        verdict = "; ".join(violations) if violations else "satisfied"
-        lines.append(f"  approval policy: {verdict}")
-    return "\n".join(lines)
-
-
-def _as_json(
-    result: ShadowComparison, violations: list[str] | None, bad: list[str], recorded: str | None
-) -> str:
-    data: dict[str, Any] = {
-        "name": result.model_name,
-        "version": result.version,
-        "production_version": result.production_version,
-        "shadow_records": result.shadow_records,
-        "labeled_records": result.labeled_records,
-        "labeled_frauds": result.labeled_frauds,
-        "metric": "fraud_caught_at_block_rate",
-        "challenger_value": result.challenger_value,
-        "production_value": result.production_value,
-        "window_start": result.window_start.isoformat() if result.window_start else None,
-        "window_end": result.window_end.isoformat() if result.window_end else None,
-        "details": result.details,
-        "no_evidence": result.why_undefined or None,
-        "policy_violations": violations,
-        "bad_records": bad,
-        "recorded": recorded,
-    }
-    return json.dumps(data, sort_keys=True)
-
-
-def _compare(
-    settings: SharedSettings,
+def _analyse(
+    settings: EvidenceSettings,
     registry: ModelRegistry,
     name: str,
     version: str,
+    *,
     production: str | None,
+    control: str | None,
+    as_of: float,
+    seed: int | None,
     timeout_s: float,
-) -> tuple[ShadowComparison, list[str]]:
+) -> tuple[Comparison, list[str]]:
     from registry.records import decode_label, decode_score
-    from retrain.evidence.comparison import analyze
+    from retrain.evidence.comparison import Options, compare
+    from retrain.evidence.frame import pair_many
     from retrain.evidence.topics import BadRecord, read_topic
 
-    registry.state(name, version)  # ModelNotFound names the version before Kafka is read
+    manifest = registry.manifest(name, version)  # ModelNotFound names it before Kafka is read
     production = production or registry.deployment(name).production
+    control = control or _control_of(registry, name, production)
+    if control == version:
+        control = None
     bad: list[BadRecord] = []
     servers = settings.kafka_servers
     labels = list(
@@ -161,8 +121,65 @@ def _compare(
     scores = read_topic(
         servers, settings.scores_topic, decode_score, timeout_s=timeout_s, on_bad=bad.append
     )
-    result = analyze(scores, labels, version, production_version=production, model_name=name)
+    versions = [version] if control is None else [version, control]
+    paired = pair_many(
+        scores,
+        labels,
+        versions,
+        production_version=production,
+        model_name=name,
+        amount_field=manifest.amount_field,
+        as_of=as_of,
+    )
+    rows, sampling, production = paired[version]
+    looks = registry.evidence_looks(name, version, "live", production) + 1
+    options = Options(
+        as_of=as_of,
+        quantile=settings.evidence_maturity_quantile,
+        window_s=settings.evidence_maturity_window_s,
+        default_window_s=settings.evidence_default_window_s,
+        min_delays=settings.evidence_min_delays,
+        replicates=settings.evidence_replicates,
+        seed=_seed(name, version, production) if seed is None else seed,
+        alpha=registry.policy.alpha,
+        looks=looks,
+    )
+    control_rows = None if control is None else (control, paired[control][0])
+    result = compare(
+        rows,
+        sampling,
+        version=version,
+        production_version=production,
+        options=options,
+        model_name=name,
+        control=control_rows,
+    )
     return result, [str(b) for b in bad]
+
+
+def write_report(
+    settings: EvidenceSettings, result: Comparison, as_of: float, violations: list[str]
+) -> Comparison:
+    """Write the evidence JSON and the self-contained HTML report in a folder of their own
+    (``<evidence_dir>/<name>/<version>/<time>/``); returns ``result`` with the evidence
+    pointing at the report."""
+    from retrain.evidence.report import render
+
+    stamp = datetime.fromtimestamp(as_of, UTC).strftime("%Y%m%dT%H%M%SZ")
+    folder = Path(settings.evidence_dir) / (result.model_name or "model") / result.version / stamp
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        html = (folder / "report.html").resolve()
+        result = replace(result, evidence=result.evidence.model_copy(update={"report": str(html)}))
+        (folder / "evidence.json").write_text(
+            result.evidence.model_dump_json(indent=2), encoding="utf-8"
+        )
+        html.write_text(render(result, as_of, violations), encoding="utf-8")
+    except OSError as exc:
+        raise AnalysisError(
+            f"cannot write the evidence report in {folder}: {exc.strerror}"
+        ) from exc
+    return result
 
 
 def analyze_command(
@@ -174,43 +191,109 @@ def analyze_command(
         str | None,
         typer.Option(help="Compare against this production version (default: the current one)."),
     ] = None,
+    control: Annotated[
+        str | None,
+        typer.Option(
+            help="The control shadow (default: a shadow whose manifest names production as "
+            "the version it controls, if any)."
+        ),
+    ] = None,
     record: Annotated[
-        bool, typer.Option("--record", help="Store the result as the version's shadow evidence.")
+        bool,
+        typer.Option(
+            "--record", help="Store the evidence on the version and write the JSON and report."
+        ),
     ] = False,
+    seed: Annotated[
+        int | None, typer.Option(help="Bootstrap seed (default: derived from the versions).")
+    ] = None,
     timeout_s: Timeout = 120.0,
     as_json: JsonFlag = False,
 ) -> None:
-    """Compare a shadow version with production on scored, labeled transactions."""
-    from retrain.errors import NoEvidence
+    """Compare a shadow version with production: label-free signals, label maturity, and
+    labeled metrics with intervals on matured transactions."""
+    from retrain.evidence.text import as_text
 
     with _errors():
         from registry.connections import model_registry
 
-        settings = load_settings(SharedSettings)
+        settings = load_settings(EvidenceSettings)
         registry = model_registry(settings)
         try:
             model = name or settings.model_name
-            result, bad = _compare(settings, registry, model, version, production, timeout_s)
-            violations = None
-            if not result.why_undefined:
-                current = registry.deployment(model).production
-                violations = registry.policy.violations(result.evidence(), current)
-            recorded = None
-            if record and not result.why_undefined:
-                registry.record_evidence(model, version, result.evidence(), actor=ACTOR)
-                # The registry stamps the time it recorded, which is part of the reference.
+            as_of = time.time()
+            result, bad = _analyse(
+                settings,
+                registry,
+                model,
+                version,
+                production=production,
+                control=control,
+                as_of=as_of,
+                seed=seed,
+                timeout_s=timeout_s,
+            )
+            replay = registry.evidence(model, version, "replay")
+            violations = registry.policy.violations(
+                result.evidence, registry.deployment(model).production, replay=replay
+            )
+            report = recorded = None
+            if record:
+                result = write_report(settings, result, as_of, violations)
+                report = result.evidence.report
+                registry.record_evidence(model, version, result.evidence, actor=ACTOR)
                 stored = registry.evidence(model, version)
                 recorded = stored.ref if stored else None
         finally:
             registry.close()
+    _warn(result, bad)
+    if as_json:
+        typer.echo(_as_json(result, violations, bad, recorded, report))
+        return
+    typer.echo(as_text(result, violations))
+    if recorded:
+        typer.echo(f"recorded {recorded} for {result.ref} (actor {ACTOR}); report {report}")
+
+
+def _warn(result: Comparison, bad: list[str]) -> None:
     for line in bad:
         typer.secho(f"warning: skipped {line}", fg=typer.colors.YELLOW, err=True)
-    out = _as_json(result, violations, bad, recorded) if as_json else _text(result, violations, bad)
-    typer.echo(out)
-    if record and result.why_undefined:
-        raise _exit(f"{NoEvidence(result.ref, result.why_undefined)}; nothing was recorded")
-    if recorded and not as_json:
-        typer.echo(f"recorded {recorded} for {result.ref} (actor {ACTOR})")
+    refused = {
+        "dated after the analysis time (in the future)": result.labels_after,
+        "dated before their transaction was scored": result.sampling.labels_before_score,
+    }
+    for why, ids in refused.items():
+        if ids:
+            typer.secho(
+                f"warning: refused {len(ids)} label(s) {why}: {_named(list(ids))}",
+                fg=typer.colors.YELLOW,
+                err=True,
+            )
+
+
+def _as_json(
+    result: Comparison,
+    violations: list[str],
+    bad: list[str],
+    recorded: str | None,
+    report: str | None,
+) -> str:
+    data: dict[str, Any] = json.loads(result.evidence.model_dump_json())
+    data.update(
+        {
+            "name": result.model_name,
+            "version": result.version,
+            "policy_violations": violations,
+            "bad_records": bad,
+            "refused_labels": {
+                "after_analysis_time": list(result.labels_after),
+                "before_score": list(result.sampling.labels_before_score),
+            },
+            "recorded": recorded,
+            "report": report,
+        }
+    )
+    return json.dumps(data, sort_keys=True)
 
 
 @labels_app.command("send")

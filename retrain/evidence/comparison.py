@@ -1,353 +1,434 @@
-"""Shadow analysis: score records + late fraud labels -> :class:`ShadowEvidence` for one challenger.
+"""Shadow analysis: a challenger against production, as :class:`ShadowEvidence`.
 
-Pure logic (no Kafka, no Redis): :func:`analyze` takes iterables of decoded records, so it
-streams the scores topic and keeps only what the challenger needs.
+Pure logic: :func:`compare` takes the paired columns (:mod:`retrain.evidence.frame`, built
+from Kafka records or from the Parquet archive) and returns a :class:`Comparison`.  The steps:
 
-The comparison is made on the SAME transactions for both models:
+1. label-free signals over every paired transaction (:mod:`retrain.evidence.signals`);
+2. label maturity: the label-delay curve from the fraud labels seen, the maturity window, the
+   expected share of labels in (:mod:`retrain.evidence.maturity`); labels dated after
+   ``as_of`` are not known yet and left out;
+3. the matured cohort: outcomes and inverse-propensity weights for what production's blocks
+   hide (:mod:`retrain.evidence.ipw`);
+4. every labeled metric for both models with 95% intervals and the paired difference, and the
+   decision bound corrected for looks (:mod:`retrain.evidence.intervals`);
+5. with a control shadow, the same for the control and the challenger minus the control: the
+   noise floor a difference has to clear.
 
-* a transaction counts when the challenger scored it without error and production was the
-  version being compared against (``production_version``; default: the one that answered the
-  newest such record).  If the scores topic carries a transaction twice, the newest record wins;
-* production's block rate is the share of those transactions production blocked; the
-  challenger blocks the same number of them, its riskiest by score (transactions tied at the
-  cut-off share what is left of that volume).  The volume is measured on all compared traffic,
-  labeled or not: it is the customer friction the fraud team pays for;
-* the business metric ``fraud_caught_at_block_rate`` is, for each model, the share of labeled
-  fraud among those transactions that it blocks -- the rule the approval policy judges;
-* a label counts once per transaction: the latest ``label_time`` wins (a chargeback reversed by
-  a later review); labels of transactions that were never scored are counted and ignored.
-
-When the metric cannot be measured (nothing compared, production blocked nothing, no labels
-yet, fewer than ``MIN_BLOCKED_LABEL_COVERAGE`` of production's blocked transactions labeled,
-no fraud among the labels), :meth:`ShadowComparison.evidence` raises :class:`NoEvidence`
-saying which, so approval never rests on an empty or one-sided comparison.
+When the labeled comparison cannot be made (nothing paired, nothing matured, production blocked
+nothing, its blocks hide every outcome, no fraud among the matured), the evidence still holds
+the label-free signals and the maturity, ``challenger_value`` is None and ``why_undefined``
+says why; the approval policy then refuses for lack of evidence.
 """
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable
+import math
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import numpy as np
-import numpy.typing as npt
 
-from registry.evidence import ShadowEvidence
-from registry.manifest import Decision
-from registry.records import LabelRecord, ScoreRecord
+from registry.evidence import (
+    PRIMARY_METRIC,
+    ControlComparison,
+    Interval,
+    LabelFree,
+    Maturity,
+    MetricEstimate,
+    ShadowEvidence,
+    Source,
+)
 from retrain.errors import NoEvidence
+from retrain.evidence import intervals, ipw, maturity, signals
+from retrain.evidence.frame import BLOCK, FRAUD, NO_LABEL, Paired, Sampling
+from retrain.evidence.intervals import Cohort, Estimates, Model
 
-METRIC = "fraud_caught_at_block_rate"
-# The share of production's blocked transactions that must carry a label: blocked payments
-# rarely get one (no chargeback), and without them production's catch reads as zero.
-MIN_BLOCKED_LABEL_COVERAGE = 0.1
-Floats = npt.NDArray[np.float64]
-Bools = npt.NDArray[np.bool_]
-
-
-@dataclass(frozen=True)
-class _Scored:
-    """What one compared transaction contributes (the newest record of it)."""
-
-    scored_at: float
-    production_version: str
-    production_score: float
-    production_decision: str
-    score: float | None  # None: the challenger errored on it
-    decision: str | None
+DAY = 86_400.0
+CHALLENGER, PRODUCTION, CONTROL = "challenger", "production", "control"
 
 
 @dataclass(frozen=True)
-class ShadowComparison:
-    """Challenger vs production on the same transactions; see the module docstring.
+class Options:
+    """How to analyse: at which time, with which maturity rules and bootstrap."""
 
-    ``challenger_value`` / ``production_value`` are None when the metric is undefined
-    (``why_undefined`` says why).  ``details`` holds every other number (counts, AUC,
-    precision and recall at each model's own decision thresholds, thresholds, rates).
-    """
+    as_of: float  # unix seconds: the analysis sees labels up to then
+    quantile: float = 0.9  # maturity window: the delay by which this share of labels is in
+    window_s: float | None = None  # a fixed maturity window instead of the curve's
+    default_window_s: float = 30 * DAY  # when too few fraud labels to trust the curve
+    min_delays: int = 20
+    replicates: int = 1000
+    seed: int = 0
+    alpha: float = 0.05
+    looks: int = 1  # this analysis is look number `looks` (intervals.py: Bonferroni)
+    source: Source = "live"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The analysis of one challenger; ``evidence`` is what the registry stores."""
 
     model_name: str | None
     version: str
     production_version: str | None
-    shadow_records: int
-    labeled_records: int
-    labeled_frauds: int
-    challenger_value: float | None
-    production_value: float | None
-    window_start: datetime | None
-    window_end: datetime | None
+    rows: Paired
+    sampling: Sampling
+    evidence: ShadowEvidence
+    labels_after: tuple[str, ...] = ()  # labels dated after as_of: not counted
+    estimates: Estimates | None = None
     details: dict[str, float] = field(default_factory=dict)
-    why_undefined: str = ""
 
     @property
     def ref(self) -> str:
         return f"{self.model_name}:{self.version}" if self.model_name else self.version
 
-    def evidence(self, report: str = "") -> ShadowEvidence:
-        """The comparison as the registry stores it; :class:`NoEvidence` when undefined."""
-        if self.challenger_value is None:
+    @property
+    def why_undefined(self) -> str:
+        return self.evidence.why_undefined
+
+    def require(self) -> ShadowEvidence:
+        """The evidence, or :class:`NoEvidence` when it holds no labeled metric."""
+        if self.evidence.challenger_value is None:
             raise NoEvidence(self.ref, self.why_undefined)
-        return ShadowEvidence(
-            production_version=self.production_version,
-            shadow_records=self.shadow_records,
-            labeled_records=self.labeled_records,
-            metric=METRIC,
-            challenger_value=self.challenger_value,
-            production_value=self.production_value,
-            higher_is_better=True,
-            window_start=self.window_start,
-            window_end=self.window_end,
-            report=report,
-            details=self.details,
-        )
+        return self.evidence
 
 
-def latest_labels(labels: Iterable[LabelRecord]) -> tuple[dict[str, LabelRecord], int]:
-    """One label per transaction (latest ``label_time``; on a tie the later in the stream),
-    and how many labels were superseded."""
-    latest: dict[str, LabelRecord] = {}
-    superseded = 0
-    for label in labels:
-        known = latest.get(label.transaction_id)
-        if known is not None:
-            superseded += 1
-            if label.label_time < known.label_time:
-                continue
-        latest[label.transaction_id] = label
-    return latest, superseded
-
-
-def _collect(
-    scores: Iterable[ScoreRecord],
-    version: str,
-    model_name: str | None,
-    counts: dict[str, float],
-    labeled_ids: Container[str],
-) -> tuple[dict[str, _Scored], set[str]]:
-    """The newest record per transaction the challenger was sampled on, and the labeled ids
-    that were scored (not every scored id: that would be all traffic)."""
-    mine: dict[str, _Scored] = {}
-    scored_ids: set[str] = set()
-    for record in scores:
-        counts["scores_read"] += 1
-        if model_name is not None and record.model_name != model_name:
-            counts["other_model_records"] += 1
-            continue
-        if record.transaction_id in labeled_ids:
-            scored_ids.add(record.transaction_id)
-        shadow = next((s for s in record.shadows if s.version == version), None)
-        if shadow is None:
-            continue
-        failed = shadow.error is not None or shadow.score is None
-        entry = _Scored(
-            scored_at=record.scored_at,
-            production_version=record.production.version,
-            production_score=record.production.score,
-            production_decision=record.production.decision.value,
-            score=None if failed else shadow.score,
-            decision=None if failed or shadow.decision is None else shadow.decision.value,
-        )
-        known = mine.get(record.transaction_id)
-        if known is not None:
-            counts["duplicate_score_records"] += 1
-            if record.scored_at < known.scored_at:
-                continue
-        mine[record.transaction_id] = entry
-    return mine, scored_ids
-
-
-def _pick_production(rows: dict[str, _Scored], production_version: str | None) -> str | None:
-    if production_version is not None or not rows:
-        return production_version
-    return max(rows.values(), key=lambda row: row.scored_at).production_version
-
-
-def auc(labels: Bools, scores: Floats) -> float | None:
-    """ROC-AUC by ranks (ties count half); None unless both classes are present."""
-    positives = int(labels.sum())
-    negatives = len(labels) - positives
-    if positives == 0 or negatives == 0:
-        return None
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    # Average rank of each distinct score: tied scores share the mean of their positions.
-    starts = np.cumsum(counts) - counts
-    ranks = (starts + (counts + 1) / 2.0)[inverse]
-    rank_sum = float(ranks[labels].sum())
-    return (rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives)
-
-
-def block_share(scores: Floats, blocked: int) -> Floats:
-    """How much each row is blocked when exactly ``blocked`` of the riskiest rows are: 1 above
-    the cut-off score, 0 below, and for rows tied at it the share of the remaining volume
-    (the expected outcome of breaking the tie at random, so no tie inflates the volume)."""
-    if blocked <= 0:
-        return np.zeros(len(scores))
-    blocked = min(blocked, len(scores))
-    cutoff = np.partition(scores, len(scores) - blocked)[len(scores) - blocked]
-    above, tied = scores > cutoff, scores == cutoff
-    share = np.where(above, 1.0, 0.0)
-    share[tied] = (blocked - int(above.sum())) / int(tied.sum())
-    return share
-
-
-def _rates(fraud: Bools, blocked: Floats, prefix: str, out: dict[str, float]) -> None:
-    """Recall, precision and false-decline rate on the labeled rows; ``blocked`` in [0, 1]."""
-    frauds, legit = int(fraud.sum()), int((~fraud).sum())
-    caught, volume = float(blocked[fraud].sum()), float(blocked.sum())
-    if frauds:
-        out[f"{prefix}_recall"] = caught / frauds
-    if volume > 0:
-        out[f"{prefix}_precision"] = caught / volume
-    if legit:
-        out[f"{prefix}_false_decline_rate"] = float(blocked[~fraud].sum()) / legit
-
-
-def analyze(
-    scores: Iterable[ScoreRecord],
-    labels: Iterable[LabelRecord],
-    version: str,
-    *,
-    production_version: str | None = None,
-    model_name: str | None = None,
-) -> ShadowComparison:
-    """Compare shadow ``version`` with production on the transactions both scored.
-
-    ``labels`` is read fully first (one label per transaction is kept), then ``scores`` is
-    streamed.  ``model_name`` keeps only records of that model; ``production_version`` fixes
-    the production version compared against (the one the approval will be judged against).
-    """
-    counts: dict[str, float] = dict.fromkeys(
-        ("scores_read", "other_model_records", "duplicate_score_records"), 0.0
-    )
-    label_of, counts["labels_superseded"] = latest_labels(labels)
-    sampled, scored_ids = _collect(scores, version, model_name, counts, label_of)
-    counts["labels_read"] = len(label_of) + counts["labels_superseded"]
-    counts["labels_without_score"] = float(sum(1 for tx in label_of if tx not in scored_ids))
-    counts["challenger_sampled"] = float(len(sampled))
-    succeeded = {tx: row for tx, row in sampled.items() if row.score is not None}
-    counts["shadow_errors"] = float(len(sampled) - len(succeeded))
-    production = _pick_production(succeeded, production_version)
-    rows = {tx: r for tx, r in succeeded.items() if r.production_version == production}
-    counts["other_production_records"] = float(len(succeeded) - len(rows))
-    why_empty = _why_empty(version, sampled, production)
-    return _compare(model_name, version, production, rows, label_of, counts, why_empty)
-
-
-def _why_empty(version: str, sampled: dict[str, _Scored], production: str | None) -> str:
-    if not sampled:
-        return f"{version} was never scored in shadow in the records read"
-    if all(row.score is None for row in sampled.values()):
-        return f"{version} failed on every one of the {len(sampled)} transactions it was sampled on"
-    versions = sorted({row.production_version for row in sampled.values()})
+def _hide_later_labels(rows: Paired, as_of: float) -> tuple[Paired, tuple[str, ...]]:
+    """``rows`` with the labels dated after ``as_of`` removed (not known at that time)."""
+    later = np.isfinite(rows.label_time) & (rows.label_time > as_of)
+    if not later.any():
+        return rows, ()
+    ids = tuple(np.asarray(rows.transaction_id, dtype=object)[later].tolist())
     return (
-        f"none of the transactions {version} scored was answered by production {production} "
-        f"(they were answered by {', '.join(versions)})"
+        replace(
+            rows,
+            label=np.where(later, NO_LABEL, rows.label).astype(np.int8),
+            label_time=np.where(later, np.nan, rows.label_time),
+        ),
+        ids,
     )
 
 
-def _compare(
-    model_name: str | None,
+def _window(rows: Paired) -> tuple[datetime | None, datetime | None]:
+    if not len(rows):
+        return None, None
+    return (
+        datetime.fromtimestamp(float(rows.scored_at.min()), UTC),
+        datetime.fromtimestamp(float(rows.scored_at.max()), UTC),
+    )
+
+
+def _sampling_details(sampling: Sampling) -> dict[str, float]:
+    details = {
+        "scores_read": sampling.scores_read,
+        "challenger_sampled": sampling.sampled,
+        "other_production_records": sampling.other_production,
+        "other_model_records": sampling.other_model,
+        "duplicate_score_records": sampling.duplicates,
+        "labels_read": sampling.labels_read,
+        "labels_superseded": sampling.labels_superseded,
+        "labels_without_score": sampling.labels_without_score,
+        "labels_before_score": len(sampling.labels_before_score),
+    }
+    details.update({f"shadow_errors_{kind}": n for kind, n in sampling.errors.items()})
+    return {key: float(value) for key, value in details.items()}
+
+
+def _why_empty(version: str, sampling: Sampling, production: str | None) -> str:
+    if sampling.sampled == 0:
+        return f"{version} was never scored in shadow in the records read"
+    failed = sum(sampling.errors.values())
+    if failed == sampling.sampled:
+        return f"{version} failed on every one of the {failed} transactions it was sampled on"
+    return f"none of the transactions {version} scored was answered by production {production}"
+
+
+def _age(seconds: float) -> str:
+    if seconds >= 2 * DAY:
+        return f"{seconds / DAY:.1f} days"
+    if seconds >= 7200:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds:.0f} s"
+
+
+def compare(
+    rows: Paired,
+    sampling: Sampling,
+    *,
     version: str,
-    production: str | None,
-    rows: dict[str, _Scored],
-    label_of: dict[str, LabelRecord],
-    counts: dict[str, float],
-    why_empty: str,
-) -> ShadowComparison:
-    ids = sorted(rows)
-    times = [rows[tx].scored_at for tx in ids]
-    window = (
-        (datetime.fromtimestamp(min(times), UTC), datetime.fromtimestamp(max(times), UTC))
-        if times
-        else (None, None)
+    production_version: str | None,
+    options: Options,
+    model_name: str | None = None,
+    control: tuple[str, Paired] | None = None,
+) -> Comparison:
+    """Compare challenger ``version`` with production over ``rows`` (see the module
+    docstring); ``control`` is a control shadow's version and its paired rows."""
+    rows, hidden = _hide_later_labels(rows, options.as_of)
+    labels_after = tuple(sampling.labels_after) + hidden
+    delays = np.array(
+        [(s, t) for s, t in sampling.fraud_delays if t <= options.as_of], dtype=np.float64
+    ).reshape(-1, 2)
+    curve = maturity.delay_curve(delays[:, 0], delays[:, 1], options.as_of)
+    ages = options.as_of - rows.scored_at
+    matured_info = maturity.maturity(
+        curve,
+        ages,
+        quantile=options.quantile,
+        window_s=options.window_s,
+        default_window_s=options.default_window_s,
+        min_delays=options.min_delays,
     )
-    labeled = np.array([tx in label_of for tx in ids], dtype=bool)
-    fraud = np.array([label_of[tx].is_fraud for tx in ids if tx in label_of], dtype=bool)
-    details = dict(counts)
-    details["labeled_frauds"] = float(fraud.sum())
-    base = ShadowComparison(
-        model_name=model_name,
-        version=version,
-        production_version=production,
-        shadow_records=len(ids),
-        labeled_records=int(labeled.sum()),
-        labeled_frauds=int(fraud.sum()),
-        challenger_value=None,
-        production_value=None,
-        window_start=window[0],
-        window_end=window[1],
-        details=details,
+    start, end = _window(rows)
+    base = ShadowEvidence(
+        source=options.source,
+        production_version=production_version,
+        shadow_records=len(rows),
+        label_free=signals.label_free(rows, sampling),
+        maturity=matured_info,
+        window_start=start,
+        window_end=end,
+        details=_sampling_details(sampling),
     )
-    if not ids:
-        return _undefined(base, why_empty)
-    challenger = np.array([rows[tx].score for tx in ids], dtype=np.float64)
-    prod_score = np.array([rows[tx].production_score for tx in ids], dtype=np.float64)
-    prod_blocks = np.array(
-        [rows[tx].production_decision == Decision.BLOCK for tx in ids], dtype=np.float64
-    )
-    # The challenger blocks as many transactions as production did: same customer friction.
-    chal_blocks = block_share(challenger, int(prod_blocks.sum()))
-    details["production_block_rate"] = float(prod_blocks.mean())
-    if not prod_blocks.any():
-        # 0 against 0 would let any challenger through the policy.
+    result = Comparison(model_name, version, production_version, rows, sampling, base, labels_after)
+    if not len(rows):
+        return _undefined(result, _why_empty(version, sampling, production_version))
+    matured = ages >= matured_info.window_s
+    if not matured.any():
         return _undefined(
-            base, f"production blocked none of the {len(ids)} compared transactions: there is "
-            "no block volume to compare at",
-        )  # fmt: skip
-    details["challenger_block_threshold"] = float(challenger[chal_blocks > 0].min())
-    if not labeled.any():
-        return _undefined(base, f"none of the {len(ids)} compared transactions has a label yet")
-    blocked = prod_blocks > 0
-    coverage = float(labeled[blocked].mean())
-    details["production_blocked_label_coverage"] = coverage
-    if coverage < MIN_BLOCKED_LABEL_COVERAGE:
-        # Blocked payments are rarely labeled (no chargeback comes): production would catch
-        # no labeled fraud, and any challenger blocking the same volume would look better.
-        return _undefined(
-            base, f"only {coverage:.1%} of the {int(blocked.sum())} transactions production "
-            f"blocked have a label (at least {MIN_BLOCKED_LABEL_COVERAGE:.0%} needed): label a "
-            "sample of blocked transactions (e.g. from manual review) to compare",
-        )  # fmt: skip
-    _labeled_details(rows, ids, labeled, fraud, challenger, prod_score, details)
-    _rates(fraud, prod_blocks[labeled], "production_at_block_rate", details)
-    _rates(fraud, chal_blocks[labeled], "challenger_at_block_rate", details)
-    if not fraud.any():
-        return _undefined(
-            base, f"none of the {int(labeled.sum())} labeled transactions is fraud (yet)"
+            result,
+            f"none of the {len(rows)} compared transactions is matured yet: the oldest is "
+            f"{_age(float(ages.max()))} old and the maturity window is "
+            f"{_age(matured_info.window_s)} ({matured_info.window_from})",
         )
-    return replace(
-        base,
-        challenger_value=details["challenger_at_block_rate_recall"],
-        production_value=details["production_at_block_rate_recall"],
+    return _labeled(result, rows.take(matured), options, control)
+
+
+def _undefined(result: Comparison, why: str) -> Comparison:
+    evidence = result.evidence.model_copy(update={"why_undefined": why})
+    return replace(result, evidence=evidence)
+
+
+def _cohort(rows: Paired) -> tuple[Cohort, ipw.Observation]:
+    seen = ipw.observe(rows)
+    amount = rows.amount if np.isfinite(rows.amount).any() else None
+    cohort = Cohort(
+        y=seen.y,
+        weight=seen.weight,
+        volume_blocks=rows.production_decision == BLOCK,
+        amount=amount,
     )
+    return cohort, seen
 
 
-def _labeled_details(
-    rows: dict[str, _Scored],
-    ids: list[str],
-    labeled: Bools,
-    fraud: Bools,
-    challenger: Floats,
-    prod_score: Floats,
-    details: dict[str, float],
-) -> None:
-    """Ranking quality and each model's own decisions (block; review or block) on the labels."""
-    for prefix, scores in (("challenger", challenger), ("production", prod_score)):
-        value = auc(fraud, scores[labeled])
+def _models(rows: Paired) -> dict[str, Model]:
+    blocks = rows.production_decision == BLOCK
+    return {
+        CHALLENGER: Model(rows.challenger_score, rows.challenger_decision == BLOCK),
+        PRODUCTION: Model(rows.production_score, blocks, blocks.astype(np.float64)),
+    }
+
+
+def _labeled(
+    result: Comparison, matured: Paired, options: Options, control: tuple[str, Paired] | None
+) -> Comparison:
+    cohort, seen = _cohort(matured)
+    frauds = int(((cohort.y == FRAUD) & cohort.observed).sum())
+    counts = {
+        "matured_records": len(matured),
+        "labeled_records": int(cohort.observed.sum()),
+        "matured_frauds": frauds,
+        "explored_records": seen.explored,
+        "estimator": seen.estimator,
+    }
+    evidence = result.evidence.model_copy(update=counts)
+    result = replace(result, evidence=evidence)
+    n = len(matured)
+    if seen.would_block == 0:
+        return _undefined(
+            result,
+            f"production blocked none of the {n} matured transactions: there is no "
+            "block volume to compare at",
+        )
+    if seen.observed_blocks == 0:
+        return _undefined(
+            result,
+            f"production's blocks hide the outcome of all {seen.would_block} of its "
+            "would-be blocks among the matured transactions: turn on exploration "
+            "(SHADOWLINE_EXPLORATION_SHARE) or label a random sample of blocked transactions",
+        )
+    if frauds == 0:
+        return _undefined(result, f"none of the {n} matured transactions is a labeled fraud")
+    replicates = intervals.replicates_for(options.looks, options.alpha, options.replicates)
+    estimates = intervals.estimate(
+        cohort,
+        _models(matured),
+        [(CHALLENGER, PRODUCTION)],
+        replicates=replicates,
+        seed=options.seed,
+        alpha=options.alpha,
+        looks=options.looks,
+    )
+    details = dict(result.evidence.details)
+    details.update(_naive(matured, seen))
+    details.update(
+        {
+            "observed_would_be_blocks": seen.observed_blocks,
+            "labeled_block_share": seen.labeled_share,
+        }
+    )
+    evidence = _evidence(result.evidence, estimates, frauds, n, options, details)
+    if control is not None:
+        evidence = evidence.model_copy(
+            update={"control": _control(result.rows, control, _matured_window(result), options)}
+        )
+    return replace(result, evidence=evidence, estimates=estimates, details=details)
+
+
+def _matured_window(result: Comparison) -> float:
+    maturity_info = result.evidence.maturity
+    return maturity_info.window_s if maturity_info is not None else 0.0
+
+
+def _naive(rows: Paired, seen: ipw.Observation) -> dict[str, float]:
+    """What the labeled-only comparison (no weights) would say: shown beside the weighted
+    one so the bias production's blocks cause is visible."""
+    naive = Cohort(
+        y=seen.y, weight=seen.naive, volume_blocks=rows.production_decision == BLOCK, amount=None
+    )
+    points = intervals.estimate(naive, _models(rows), [], replicates=0, seed=0)
+    out = {}
+    for model in (CHALLENGER, PRODUCTION):
+        value = points.values[model][PRIMARY_METRIC].point
         if value is not None:
-            details[f"{prefix}_roc_auc"] = value
-    tagged = [tx for tx, has in zip(ids, labeled, strict=True) if has]
-    for prefix, decisions in (
-        ("challenger", [rows[tx].decision for tx in tagged]),
-        ("production", [rows[tx].production_decision for tx in tagged]),
-    ):
-        block = np.array([d == Decision.BLOCK for d in decisions], dtype=np.float64)
-        review = np.array(
-            [d in (Decision.BLOCK, Decision.REVIEW) for d in decisions], dtype=np.float64
+            out[f"naive_{model}_{PRIMARY_METRIC}"] = value
+    return out
+
+
+def _interval(low: float | None, high: float | None, level: float) -> Interval | None:
+    if low is None or high is None:
+        return None
+    return Interval(low=low, high=high, level=level)
+
+
+def _evidence(
+    evidence: ShadowEvidence,
+    estimates: Estimates,
+    frauds: int,
+    matured: int,
+    options: Options,
+    details: dict[str, float],
+) -> ShadowEvidence:
+    level = 1 - options.alpha
+    metrics = []
+    for name, higher in intervals.METRICS:
+        challenger = estimates.values[CHALLENGER].get(name)
+        production = estimates.values[PRODUCTION].get(name)
+        difference = estimates.differences[(CHALLENGER, PRODUCTION)].get(name)
+        if challenger is None or production is None or difference is None:
+            continue  # e.g. money without an amount field
+        metrics.append(
+            MetricEstimate(
+                name=name,
+                challenger=challenger.point,
+                production=production.point,
+                difference=difference.point,
+                challenger_ci=_interval(challenger.low, challenger.high, level),
+                production_ci=_interval(production.low, production.high, level),
+                difference_ci=_interval(difference.low, difference.high, level),
+                higher_is_better=higher,
+                frauds=frauds,
+                transactions=matured,
+            )
         )
-        _rates(fraud, block, f"{prefix}_own_block", details)
-        _rates(fraud, review, f"{prefix}_own_review", details)
+    primary = next(m for m in metrics if m.name == PRIMARY_METRIC)
+    return evidence.model_copy(
+        update={
+            "metric": PRIMARY_METRIC,
+            "challenger_value": primary.challenger,
+            "production_value": primary.production,
+            "difference": primary.difference,
+            "difference_ci": primary.difference_ci,
+            "decision_low": estimates.decision_low,
+            "decision_level": estimates.decision_level,
+            "looks": options.looks,
+            "metrics": tuple(metrics),
+            "details": {k: float(v) for k, v in details.items()},
+        }
+    )
 
 
-def _undefined(base: ShadowComparison, why: str) -> ShadowComparison:
-    return replace(base, why_undefined=why)
+def _control(
+    rows: Paired, control: tuple[str, Paired], window_s: float, options: Options
+) -> ControlComparison:
+    """Control and challenger on the transactions both scored (matured ones)."""
+    version, other = control
+    position = {tx: i for i, tx in enumerate(other.transaction_id)}
+    mine = [i for i, tx in enumerate(rows.transaction_id) if tx in position]
+    theirs = [position[rows.transaction_id[i]] for i in mine]
+    both = rows.take(np.array(mine, dtype=np.intp))
+    matured = (options.as_of - both.scored_at) >= window_s
+    common = both.take(matured)
+    control_score = other.challenger_score[np.array(theirs, dtype=np.intp)][matured]
+    control_block = other.challenger_decision[np.array(theirs, dtype=np.intp)][matured] == BLOCK
+    cohort, seen = _cohort(common)
+    frauds = int(((cohort.y == FRAUD) & cohort.observed).sum())
+    empty = ControlComparison(version=version, control_difference=None, transactions=len(common))
+    if frauds == 0 or seen.observed_blocks == 0 or seen.would_block == 0:
+        return empty.model_copy(
+            update={
+                "frauds": frauds,
+                "verdict": f"control {version}: too little labeled "
+                "traffic in common with the challenger to measure the noise floor",
+            }
+        )
+    models = _models(common)
+    models[CONTROL] = Model(control_score, control_block)
+    estimates = intervals.estimate(
+        cohort,
+        models,
+        [(CONTROL, PRODUCTION), (CHALLENGER, CONTROL)],
+        replicates=options.replicates,
+        seed=options.seed + 1,
+        alpha=options.alpha,
+    )
+    level = 1 - options.alpha
+    noise = estimates.differences[(CONTROL, PRODUCTION)][PRIMARY_METRIC]
+    versus = estimates.differences[(CHALLENGER, CONTROL)][PRIMARY_METRIC]
+    beyond = versus.low is not None and versus.low > 0
+    return ControlComparison(
+        version=version,
+        control_difference=noise.point,
+        control_difference_ci=_interval(noise.low, noise.high, level),
+        versus_control=versus.point,
+        versus_control_ci=_interval(versus.low, versus.high, level),
+        transactions=len(common),
+        frauds=frauds,
+        beyond_noise=beyond,
+        verdict=_verdict(version, noise, versus, beyond),
+    )
+
+
+def _signed(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:+.4f}"
+
+
+def _verdict(
+    version: str, noise: intervals.Estimate, versus: intervals.Estimate, beyond: bool
+) -> str:
+    spread = f"[{_signed(versus.low)}, {_signed(versus.high)}]" if versus.low is not None else "-"
+    retrained = (
+        f"retraining production's recipe with another seed (control {version}) moves fraud "
+        f"caught by {_signed(noise.point)}"
+    )
+    if beyond:
+        return (
+            f"The challenger beats the noise floor: it catches {_signed(versus.point)} "
+            f"{spread} more fraud than the control, while {retrained}."
+        )
+    return (
+        f"The challenger's difference is within the noise floor: challenger minus control is "
+        f"{_signed(versus.point)} {spread}, and {retrained}. Treat its difference with "
+        "production as what retraining alone produces."
+    )
+
+
+__all__ = ["Comparison", "LabelFree", "Maturity", "Options", "compare"]

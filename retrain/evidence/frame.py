@@ -21,12 +21,13 @@ Decisions are small integers (:data:`ALLOW`, :data:`REVIEW`, :data:`BLOCK`); a m
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
 
+from registry.evidence import DecisionName
 from registry.records import LabelRecord, ScoreRecord
 
 Floats = npt.NDArray[np.float64]
@@ -34,7 +35,7 @@ Ints = npt.NDArray[np.int8]
 Bools = npt.NDArray[np.bool_]
 
 ALLOW, REVIEW, BLOCK = 0, 1, 2
-DECISIONS = ("allow", "review", "block")
+DECISIONS: tuple[DecisionName, DecisionName, DecisionName] = ("allow", "review", "block")
 DECISION_CODE = {name: code for code, name in enumerate(DECISIONS)}
 NO_LABEL, LEGIT, FRAUD = -1, 0, 1
 # How a shadow entry's ``error`` starts, by kind (service/shadow.py writes them).
@@ -115,6 +116,7 @@ class Sampling:
     labels_superseded: int = 0
     labels_without_score: int = 0
     labels_before_score: list[str] = field(default_factory=list)
+    labels_after: list[str] = field(default_factory=list)  # dated after the analysis time
     fraud_delays: list[tuple[float, float]] = field(default_factory=list)
 
 
@@ -190,37 +192,92 @@ def pair_records(
     production_version: str | None = None,
     model_name: str | None = None,
     amount_field: str | None = None,
+    as_of: float | None = None,
 ) -> tuple[Paired, Sampling, str | None]:
     """Pair challenger ``version`` with production over decoded records.
 
     ``labels`` is read fully first, then ``scores`` is streamed (only the challenger's rows
     and the labeled transactions' score times are kept).  ``production_version`` fixes the
     version compared against (default: the one that answered the newest record the challenger
-    scored).  Returns the paired columns, the sampling counts and the production version used.
+    scored).  Labels dated after ``as_of`` are not used (``Sampling.labels_after`` names
+    them).  Returns the paired columns, the sampling counts and the production version used.
     """
-    label_of, superseded = latest_labels(labels)
-    sampling = Sampling(labels_read=len(label_of) + superseded, labels_superseded=superseded)
-    rows: dict[str, _Row] = {}
+    paired = pair_many(
+        scores,
+        labels,
+        [version],
+        production_version=production_version,
+        model_name=model_name,
+        amount_field=amount_field,
+        as_of=as_of,
+    )
+    return paired[version]
+
+
+def pair_many(
+    scores: Iterable[ScoreRecord],
+    labels: Iterable[LabelRecord],
+    versions: Sequence[str],
+    *,
+    production_version: str | None = None,
+    model_name: str | None = None,
+    amount_field: str | None = None,
+    as_of: float | None = None,
+) -> dict[str, tuple[Paired, Sampling, str | None]]:
+    """:func:`pair_records` for several shadow versions in one pass over ``scores`` (a
+    challenger and its control).  Without ``production_version``, each version is compared
+    with the production that answered the newest record it scored."""
+    later: list[str] = []
+
+    def until_as_of(stream: Iterable[LabelRecord]) -> Iterator[LabelRecord]:
+        for label in stream:
+            if as_of is not None and label.label_time > as_of:
+                later.append(label.transaction_id)
+            else:
+                yield label
+
+    label_of, superseded = latest_labels(until_as_of(labels))
+    rows: dict[str, dict[str, _Row]] = {version: {} for version in versions}
     scored_at: dict[str, float] = {}
+    counts = Sampling(
+        labels_read=len(label_of) + superseded + len(later),
+        labels_superseded=superseded,
+        labels_after=later,
+    )
+    duplicates = dict.fromkeys(versions, 0)
     for record in scores:
-        sampling.scores_read += 1
+        counts.scores_read += 1
         if model_name is not None and record.model_name != model_name:
-            sampling.other_model += 1
+            counts.other_model += 1
             continue
         tx = record.transaction_id
         if tx in label_of:
             scored_at[tx] = max(scored_at.get(tx, record.scored_at), record.scored_at)
-        row = _row(record, version, amount_field)
-        if row is None:
-            continue
-        known = rows.get(tx)
-        if known is not None:
-            sampling.duplicates += 1
-            if row.scored_at < known.scored_at:
+        for version in versions:
+            row = _row(record, version, amount_field)
+            if row is None:
                 continue
-        rows[tx] = row
-    _label_counts(label_of, scored_at, sampling)
-    sampling.sampled = len(rows)
+            known = rows[version].get(tx)
+            if known is not None:
+                duplicates[version] += 1
+                if row.scored_at < known.scored_at:
+                    continue
+            rows[version][tx] = row
+    _label_counts(label_of, scored_at, counts)
+    return {
+        version: _finish(rows[version], label_of, counts, duplicates[version], production_version)
+        for version in versions
+    }
+
+
+def _finish(
+    rows: dict[str, _Row],
+    label_of: dict[str, LabelRecord],
+    counts: Sampling,
+    duplicates: int,
+    production_version: str | None,
+) -> tuple[Paired, Sampling, str | None]:
+    sampling = replace(counts, errors=Counter(), duplicates=duplicates, sampled=len(rows))
     for row in rows.values():
         if row.error is not None:
             sampling.errors[error_kind(row.error)] += 1

@@ -56,7 +56,7 @@ def label(
 
 
 def traffic(n: int, challengers: dict[str, int]) -> tuple[list[ScoreRecord], list[LabelRecord]]:
-    """``n`` transactions, one second apart, all labeled a month later; every 20th is fraud.
+    """``n`` transactions, one second apart, all labeled two days later; every 20th is fraud.
 
     Production (v1) blocks half the fraud (every 40th transaction) and one legitimate payment
     in 100.  Challenger ``version: quarters`` blocks ``quarters`` of every 4 consecutive frauds
@@ -77,7 +77,7 @@ def traffic(n: int, challengers: dict[str, int]) -> tuple[list[ScoreRecord], lis
             for version, catch in challengers.items()
         ]
         scores.append(scored(tx, prod, *shadows, at=T0 + i))
-        labels.append(label(tx, fraud, at=T0 + 30 * 86_400.0 + i))
+        labels.append(label(tx, fraud, at=T0 + 2 * 86_400.0 + i))
     return scores, labels
 
 
