@@ -15,27 +15,21 @@ imports stay light: every ``shadowline`` command imports this module.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from registry.config import SettingsError, SharedSettings, load_settings
-from retrain.errors import AnalysisError
 from retrain.evidence.settings import EvidenceSettings
 
 if TYPE_CHECKING:
-    from registry.lifecycle import ModelRegistry
     from retrain.evidence.comparison import Comparison
 
-ACTOR = "shadow-analysis"
 MAX_NAMED = 10  # refused labels named in a warning; the count says how many there were
 labels_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 
@@ -56,7 +50,6 @@ def _errors() -> Iterator[None]:
     import redis
 
     from registry.errors import RegistryError
-    from retrain.errors import AnalysisError
 
     try:
         yield
@@ -68,118 +61,9 @@ def _errors() -> Iterator[None]:
         raise _exit(f"Redis: {exc}") from None
 
 
-def _seed(name: str, version: str, production: str | None) -> int:
-    """A stable seed per comparison: re-running the analysis gives the same intervals."""
-    digest = hashlib.sha256(f"{name}:{version}:{production}".encode()).digest()
-    return int.from_bytes(digest[:4], "big")
-
-
-def _control_of(registry: ModelRegistry, name: str, production: str | None) -> str | None:
-    """A shadow whose manifest says it is production's control, if one is shadowed."""
-    if production is None:
-        return None
-    for version in registry.deployment(name).shadows:
-        if registry.manifest(name, version).lineage.control_of == production:
-            return version
-    return None
-
-
 def _named(ids: list[str] | tuple[str, ...]) -> str:
     shown = ", ".join(ids[:MAX_NAMED])
     return shown + (f" and {len(ids) - MAX_NAMED} more" if len(ids) > MAX_NAMED else "")
-
-
-def _analyse(
-    settings: EvidenceSettings,
-    registry: ModelRegistry,
-    name: str,
-    version: str,
-    *,
-    production: str | None,
-    control: str | None,
-    as_of: float,
-    seed: int | None,
-    timeout_s: float,
-) -> tuple[Comparison, list[str]]:
-    from registry.records import decode_label, decode_score
-    from retrain.evidence.comparison import Options, compare
-    from retrain.evidence.frame import pair_many
-    from retrain.evidence.topics import BadRecord, read_topic
-
-    manifest = registry.manifest(name, version)  # ModelNotFound names it before Kafka is read
-    production = production or registry.deployment(name).production
-    control = control or _control_of(registry, name, production)
-    if control == version:
-        control = None
-    bad: list[BadRecord] = []
-    servers = settings.kafka_servers
-    labels = list(
-        read_topic(
-            servers, settings.labels_topic, decode_label, timeout_s=timeout_s, on_bad=bad.append
-        )
-    )
-    scores = read_topic(
-        servers, settings.scores_topic, decode_score, timeout_s=timeout_s, on_bad=bad.append
-    )
-    versions = [version] if control is None else [version, control]
-    paired = pair_many(
-        scores,
-        labels,
-        versions,
-        production_version=production,
-        model_name=name,
-        amount_field=manifest.amount_field,
-        as_of=as_of,
-    )
-    rows, sampling, production = paired[version]
-    looks = registry.evidence_looks(name, version, "live", production) + 1
-    options = Options(
-        as_of=as_of,
-        quantile=settings.evidence_maturity_quantile,
-        window_s=settings.evidence_maturity_window_s,
-        default_window_s=settings.evidence_default_window_s,
-        min_delays=settings.evidence_min_delays,
-        replicates=settings.evidence_replicates,
-        seed=_seed(name, version, production) if seed is None else seed,
-        alpha=registry.policy.alpha,
-        looks=looks,
-    )
-    control_rows = None if control is None else (control, paired[control][0])
-    result = compare(
-        rows,
-        sampling,
-        version=version,
-        production_version=production,
-        options=options,
-        model_name=name,
-        control=control_rows,
-    )
-    return result, [str(b) for b in bad]
-
-
-def write_report(
-    settings: EvidenceSettings, result: Comparison, as_of: float, violations: list[str]
-) -> Comparison:
-    """Write the evidence JSON and the self-contained HTML report in a folder of their own
-    (``<evidence_dir>/<name>/<version>/<time>/``); returns ``result`` with the evidence
-    pointing at the report."""
-    from retrain.evidence.report import render
-
-    stamp = datetime.fromtimestamp(as_of, UTC).strftime("%Y%m%dT%H%M%SZ")
-    folder = Path(settings.evidence_dir) / (result.model_name or "model") / result.version / stamp
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        html = (folder / "report.html").resolve()
-        result = replace(result, evidence=result.evidence.model_copy(update={"report": str(html)}))
-        (folder / "evidence.json").write_text(
-            result.evidence.model_dump_json(indent=2), encoding="utf-8"
-        )
-        html.write_text(render(result, as_of, violations), encoding="utf-8")
-    except OSError as exc:
-        raise AnalysisError(
-            f"cannot write the evidence report in {folder}: {exc.strerror}"
-        ) from exc
-    return result
 
 
 def analyze_command(
@@ -216,13 +100,15 @@ def analyze_command(
 
     with _errors():
         from registry.connections import model_registry
+        from retrain.evidence.analysis import ACTOR, analyse
+        from retrain.evidence.analysis import record as record_evidence
 
         settings = load_settings(EvidenceSettings)
         registry = model_registry(settings)
         try:
             model = name or settings.model_name
             as_of = time.time()
-            result, bad = _analyse(
+            result, bad = analyse(
                 settings,
                 registry,
                 model,
@@ -233,17 +119,15 @@ def analyze_command(
                 seed=seed,
                 timeout_s=timeout_s,
             )
-            replay = registry.evidence(model, version, "replay")
-            violations = registry.policy.violations(
-                result.evidence, registry.deployment(model).production, replay=replay
-            )
             report = recorded = None
             if record:
-                result = write_report(settings, result, as_of, violations)
+                result, violations, recorded = record_evidence(settings, registry, result, as_of)
                 report = result.evidence.report
-                registry.record_evidence(model, version, result.evidence, actor=ACTOR)
-                stored = registry.evidence(model, version)
-                recorded = stored.ref if stored else None
+            else:
+                replay = registry.evidence(model, version, "replay")
+                violations = registry.policy.violations(
+                    result.evidence, registry.deployment(model).production, replay=replay
+                )
         finally:
             registry.close()
     _warn(result, bad)
