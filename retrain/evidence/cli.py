@@ -50,6 +50,7 @@ def _errors() -> Iterator[None]:
     import redis
 
     from registry.errors import RegistryError
+    from retrain.errors import AnalysisError
 
     try:
         yield
