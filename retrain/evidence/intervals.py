@@ -55,6 +55,7 @@ PRIMARY = "fraud_caught_at_block_rate"
 TAIL_REPLICATES = 40
 MAX_REPLICATES = 40_000
 CHUNK = 250
+CHUNK_ELEMENTS = 2_000_000  # replicates x rows resampled at once (16 MB a matrix)
 # (name, higher is better): the metrics at production's block rate, then at own thresholds.
 AT_VOLUME = (
     (PRIMARY, True),
@@ -130,21 +131,37 @@ def _relevant(cohort: Cohort, models: Mapping[str, Model]) -> Bools:
     return keep
 
 
-def _top_shares(score: Floats, omega: Matrix, volume: Floats) -> Matrix:
-    """How much of each row a model blocks when it blocks ``volume`` (per replicate) of the
-    rows by descending score; ties at the cut-off share what is left."""
-    order = np.argsort(-score, kind="stable")
-    ranked = score[order]
-    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
-    group_weight = np.add.reduceat(omega[:, order], starts, axis=1)
+@dataclass(frozen=True)
+class _Ranking:
+    """A model's rows by descending score, in groups of equal scores (ties)."""
+
+    order: npt.NDArray[np.intp]
+    starts: npt.NDArray[np.intp]
+
+    @classmethod
+    def of(cls, score: Floats) -> _Ranking:
+        order = np.argsort(-score, kind="stable")
+        ranked = score[order]
+        return cls(order, np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]]))
+
+
+def _top_sums(
+    ranking: _Ranking, omega: Matrix, volume: Floats, columns: Mapping[str, Floats]
+) -> dict[str, Floats]:
+    """Per replicate, the sums of ``columns`` over what a model blocks when it blocks
+    ``volume`` (resampled) transactions, its highest scores first: groups wholly above the
+    cut-off count fully, the group at the cut-off by the share of it that is left."""
+    ranked = omega[:, ranking.order]
+    group_weight = np.add.reduceat(ranked, ranking.starts, axis=1)
     before = np.cumsum(group_weight, axis=1) - group_weight
-    left = volume[:, None] - before
     safe = np.where(group_weight > 0, group_weight, 1.0)
-    shares = np.clip(left / safe, 0.0, 1.0)
-    sizes = np.diff(np.r_[starts, len(order)])
-    out = np.empty_like(omega)
-    out[:, order] = np.repeat(shares, sizes, axis=1)
-    return out
+    shares = np.clip((volume[:, None] - before) / safe, 0.0, 1.0)
+    return {
+        name: (
+            shares * np.add.reduceat(ranked * values[ranking.order], ranking.starts, axis=1)
+        ).sum(axis=1)
+        for name, values in columns.items()
+    }
 
 
 def _ratio(numerator: Floats, denominator: Floats) -> Floats:
@@ -155,41 +172,42 @@ def _ratio(numerator: Floats, denominator: Floats) -> Floats:
 
 
 def _block_metrics(
-    cohort: Cohort, models: Mapping[str, Model], omega: Matrix, rest: Floats
+    cohort: Cohort,
+    models: Mapping[str, Model],
+    rankings: Mapping[str, _Ranking],
+    omega: Matrix,
+    rest: Floats,
 ) -> dict[str, dict[str, Floats]]:
     """Every at-volume and own-threshold metric of every model, per replicate (rows of
     ``omega``, already restricted to the relevant rows); ``rest`` is the legitimate weight
     of the other rows in each replicate."""
     w = cohort.weight
-    fraud = np.where(cohort.observed & (cohort.y == FRAUD), w, 0.0)
-    legit = np.where(cohort.observed & (cohort.y == LEGIT), w, 0.0)
-    frauds = omega @ fraud
-    legits = omega @ legit + rest
-    volume = omega @ cohort.volume_blocks.astype(np.float64)
-    observed = np.where(cohort.observed, w, 0.0)
-    money = None
+    columns = {
+        "fraud": np.where(cohort.observed & (cohort.y == FRAUD), w, 0.0),
+        "legit": np.where(cohort.observed & (cohort.y == LEGIT), w, 0.0),
+        "observed": np.where(cohort.observed, w, 0.0),
+    }
     if cohort.amount is not None:
-        money_w = fraud * np.nan_to_num(cohort.amount)
-        money = (omega @ money_w, money_w)
+        columns["money"] = columns["fraud"] * np.nan_to_num(cohort.amount)
+    totals = {name: omega @ values for name, values in columns.items()}
+    totals["legit"] = totals["legit"] + rest
+    volume = omega @ cohort.volume_blocks.astype(np.float64)
     out: dict[str, dict[str, Floats]] = {}
     for name, model in models.items():
-        blocked = (
-            np.broadcast_to(model.blocks, omega.shape)
-            if model.blocks is not None
-            else _top_shares(model.score, omega, volume)
-        )
-        weighted = omega * blocked
-        caught = weighted @ fraud
+        if model.blocks is None:
+            blocked = _top_sums(rankings[name], omega, volume, columns)
+        else:
+            blocked = {key: omega @ (model.blocks * values) for key, values in columns.items()}
+        own = {key: omega @ (model.own_block * columns[key]) for key in ("fraud", "observed")}
         metrics = {
-            PRIMARY: _ratio(caught, frauds),
-            "precision_at_block_rate": _ratio(caught, weighted @ observed),
-            "false_decline_rate_at_block_rate": _ratio(weighted @ legit, legits),
+            PRIMARY: _ratio(blocked["fraud"], totals["fraud"]),
+            "precision_at_block_rate": _ratio(blocked["fraud"], blocked["observed"]),
+            "false_decline_rate_at_block_rate": _ratio(blocked["legit"], totals["legit"]),
+            "recall_at_own_threshold": _ratio(own["fraud"], totals["fraud"]),
+            "precision_at_own_threshold": _ratio(own["fraud"], own["observed"]),
         }
-        if money is not None:
-            metrics["money_caught_at_block_rate"] = _ratio(weighted @ money[1], money[0])
-        own = omega * model.own_block
-        metrics["recall_at_own_threshold"] = _ratio(own @ fraud, frauds)
-        metrics["precision_at_own_threshold"] = _ratio(own @ fraud, own @ observed)
+        if "money" in columns:
+            metrics["money_caught_at_block_rate"] = _ratio(blocked["money"], totals["money"])
         out[name] = metrics
     return out
 
@@ -258,16 +276,19 @@ def estimate(
     outside = cohort.observed & (cohort.y == LEGIT) & ~keep
     rest_mean = float(cohort.weight[outside].sum())
     rest_sd = float(np.sqrt((cohort.weight[outside] ** 2).sum()))
+    rankings = {name: _Ranking.of(m.score) for name, m in small_models.items() if m.blocks is None}
+    width = int(keep.sum())
     point = _block_metrics(
-        small, small_models, np.ones((1, int(keep.sum()))), np.array([rest_mean])
+        small, small_models, rankings, np.ones((1, width)), np.array([rest_mean])
     )
     draws: dict[str, dict[str, list[Floats]]] = {m: {} for m in models}
+    chunk = max(1, min(CHUNK, CHUNK_ELEMENTS // max(width, 1)))  # bounds memory
     done = 0
     while done < total:
-        size = min(CHUNK, total - done)
-        omega = rng.poisson(1.0, (size, int(keep.sum()))).astype(np.float64)
+        size = min(chunk, total - done)
+        omega = rng.poisson(1.0, (size, width)).astype(np.float64)
         rest = rng.normal(rest_mean, rest_sd, size) if rest_sd > 0 else np.full(size, rest_mean)
-        for name, metrics in _block_metrics(small, small_models, omega, rest).items():
+        for name, metrics in _block_metrics(small, small_models, rankings, omega, rest).items():
             for metric, values in metrics.items():
                 draws[name].setdefault(metric, []).append(values)
         done += size
