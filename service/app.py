@@ -101,6 +101,7 @@ def build_components(
     scorer = Scorer(
         live, sink.submit, metrics,
         model_name=settings.model_name, max_batch=settings.max_batch,
+        exploration_share=settings.exploration_share,
     )  # fmt: skip
     loader = ModelLoader(source, live, metrics, name=settings.model_name)
     if connect is None:

@@ -7,6 +7,9 @@ from pydantic import Field, SecretStr, model_validator
 from registry.config import Environment, SharedSettings
 
 PLACEHOLDER_TOKEN = "change-me"  # noqa: S105 - the placeholder that is refused outside development
+# Each explored transaction is a payment the model wanted to block that goes to manual review
+# (docs/evidence.md "Exploration"): more than half would no longer be a model deciding.
+MAX_EXPLORATION_SHARE = 0.5
 
 
 class ServiceSettings(SharedSettings):
@@ -41,6 +44,8 @@ class ServiceSettings(SharedSettings):
     # Added to the sidecar process's nice value (0 to 19): under CPU contention production's
     # requests run first and the shadows fall behind, then are shed.
     sidecar_niceness: int = Field(default=10, ge=0, le=19)
+    # The share of would-be blocks answered review instead, so their outcome is observed.
+    exploration_share: float = Field(default=0.0, ge=0.0, le=MAX_EXPLORATION_SHARE)
     reconcile_interval_s: float = Field(default=1.0, gt=0, le=2.0)
     # Answer the scoring routes below FastAPI's middleware stack (service.fastpath); false
     # routes them through FastAPI, with the same responses.
