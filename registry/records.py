@@ -131,7 +131,7 @@ class LabelInput(BaseModel):
             raise PydanticCustomError(
                 "label_in_future",
                 "{when} is in the future (now {now}; clock skew allowed {skew} s)",
-                {"when": _utc(value), "now": _utc(now), "skew": f"{skew:g}"},
+                {"when": utc_text(value), "now": utc_text(now), "skew": f"{skew:g}"},
             )
         return value
 
@@ -155,7 +155,7 @@ def _iso_seconds(text: str) -> float:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
-def _utc(seconds: float) -> str:
+def utc_text(seconds: float) -> str:
     """Unix seconds as an ISO 8601 UTC time to the second (``2026-11-20T10:00:00Z``)."""
     try:
         return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

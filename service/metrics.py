@@ -50,6 +50,12 @@ class ServiceMetrics:
             "production version; shadowline_decisions_total counts them as the model's block.",
             ["version"], registry=registry,
         )  # fmt: skip
+        self.labels = Counter(
+            "shadowline_labels_total",
+            "Labels taken by POST /v1/labels, by outcome: written (acknowledged by the broker) "
+            "or duplicate (already taken within the dedupe window: a retry).",
+            ["outcome"], registry=registry,
+        )  # fmt: skip
         self.shadow_queue_depth = Gauge(
             "shadowline_shadow_queue_depth",
             "Scored transactions waiting to be handed to the sidecar (shadows, records, Kafka).",
