@@ -57,12 +57,20 @@ _bearer = HTTPBearer(
 )
 EXAMPLE = {
     "labels": [
-        {"transaction_id": "t-1001", "is_fraud": True, "label_time": 1795168800,
-         "source": "chargeback"},
-        {"transaction_id": "t-1002", "is_fraud": False, "label_time": "2026-11-20T10:00:00Z",
-         "source": "review"},
+        {
+            "transaction_id": "t-1001",
+            "is_fraud": True,
+            "label_time": 1795168800,
+            "source": "chargeback",
+        },
+        {
+            "transaction_id": "t-1002",
+            "is_fraud": False,
+            "label_time": "2026-11-20T10:00:00Z",
+            "source": "review",
+        },
     ]
-}  # fmt: skip
+}
 
 
 class WebhookLabel(LabelInput):
@@ -94,13 +102,17 @@ def parse_labels(
         raise InvalidRequest(["labels: must be a non-empty array"])
     unknown = sorted(set(data) - {"labels"})
     if unknown:
-        raise InvalidRequest([f"{key}: unknown field (the body is {{'labels': [...]}})"
-                              for key in unknown])  # fmt: skip
+        raise InvalidRequest(
+            [f"{key}: unknown field (the body is {{'labels': [...]}})" for key in unknown]
+        )
     if len(items) > max_batch:
         raise PayloadTooLarge(f"a batch of {len(items)} labels", f"{max_batch}")
     context = {"now": now, "clock_skew_s": clock_skew_s}
     labels, problems = [], []
     for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            problems.append(f"labels[{i}]: must be a JSON object")
+            continue
         try:
             labels.append(WebhookLabel.model_validate(item, context=context).record("webhook"))
         except ValidationError as exc:
@@ -111,7 +123,7 @@ def parse_labels(
 
 
 def _where(error: Any) -> str:
-    return ".".join(str(part) for part in error["loc"]) or "label"
+    return ".".join(str(part) for part in error["loc"]) or "(the label)"
 
 
 class LabelIntake:

@@ -3,6 +3,7 @@ named, nothing of a refused batch written, a retry never written twice."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ from kafka.admin import NewTopic
 
 from registry import ModelRegistry, SettingsError, load_settings
 from registry.constants import label_seen_key
-from registry.records import LabelRecord, decode_label
+from registry.records import LabelRecord, decode_label, utc_text
 from service.app import create_app
 from service.settings import ServiceSettings
 from shadowline.stack import free_port
@@ -31,7 +32,7 @@ NOV_20 = 1795168800.0  # 2026-11-20T10:00:00Z
 
 
 def label(
-    tid: str, is_fraud: bool = True, at: float = NOV_20, source: str = "chargeback"
+    tid: str, is_fraud: bool = True, at: float | str = NOV_20, source: str = "chargeback"
 ) -> dict[str, Any]:
     return {"transaction_id": tid, "is_fraud": is_fraud, "label_time": at, "source": source}
 
@@ -98,7 +99,7 @@ def test_labels_are_written_once_keyed_by_transaction(
     assert retry.status_code == 200
     assert (retry.json()["written"], retry.json()["duplicates"]) == (0, 3)
     # The same label with its time as ISO 8601, a new one, and a repeat within the batch.
-    iso = label("t-1", at="2026-11-20T10:00:00Z")  # type: ignore[arg-type]
+    iso = label("t-1", at="2026-11-20T10:00:00Z")
     mixed = intake.post("/v1/labels", json={"labels": [iso, label("t-4"), label("t-4")]})
     assert (mixed.json()["written"], mixed.json()["duplicates"]) == (1, 2)
     intake.post("/v1/labels", json={"labels": [label("end")]})
@@ -134,13 +135,15 @@ def test_every_bad_label_is_named_and_nothing_is_written(
         "labels[1]: transaction_id: String should have at least 1 character",
         "labels[1]: is_fraud: Input should be a valid boolean, unable to interpret input",
     ]
-    assert errors[2].startswith("labels[2]: label_time: ")
-    assert errors[2].endswith(" is in the future (now " + errors[2].split("(now ")[1])
-    assert "clock skew allowed 300 s)" in errors[2]
+    assert re.fullmatch(
+        rf"labels\[2\]: label_time: {utc_text(now + 3600)} is in the future "
+        r"\(now \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ; clock skew allowed 300 s\)",
+        errors[2],
+    )
     assert errors[3:] == [
         "labels[3]: source: Field required",
         "labels[3]: amount: Extra inputs are not permitted",
-        "labels[4]: label: Input should be a valid dictionary or instance of WebhookLabel",
+        "labels[4]: must be a JSON object",
     ]
     # Within the clock skew a label "from the future" is taken (clocks differ a little).
     assert (
@@ -152,17 +155,17 @@ def test_every_bad_label_is_named_and_nothing_is_written(
         "labels[1]: transaction c has another label at the same label_time in labels[0] "
         "(fraud from chargeback, here legitimate from chargeback)"
     ]
-    for body, status, problem in [
-        (b"{not json", 422, "body: invalid JSON"),
-        (b'{"labels": []}', 422, "labels: must be a non-empty array"),
-        (b'{"labels": [1], "extra": 1}', 422, "extra: unknown field"),
-        (b'{"labels": [' + b",".join([b"{}"] * 6) + b"]}", 413, ""),
+    for body, errors in [
+        (b'{"labels": []}', ["labels: must be a non-empty array"]),
+        (b'{"labels": [1], "extra": 1}', ["extra: unknown field (the body is {'labels': [...]})"]),
+        (b"[]", ["body: must be a JSON object, not an array"]),
     ]:
         response = intake.post(
             "/v1/labels", content=body, headers={"content-type": "application/json"}
         )
-        assert response.status_code == status
-        assert problem in " ".join(response.json()["errors"]) or status == 413
+        assert (response.status_code, response.json()["errors"]) == (422, errors)
+    not_json = intake.post("/v1/labels", content=b"{not json")
+    assert not_json.json()["errors"][0].startswith("body: invalid JSON (")
     too_many = intake.post("/v1/labels", json={"labels": [label(f"m{i}") for i in range(6)]})
     assert too_many.json()["detail"] == "a batch of 6 labels exceeds the limit of 5"
     intake.post("/v1/labels", json={"labels": [label("end")]})
