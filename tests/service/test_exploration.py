@@ -98,6 +98,11 @@ def test_no_exploration_by_default(metrics: ServiceMetrics, in_tmp_cwd: Path) ->
     assert load_settings(ServiceSettings).exploration_share == 0.0
 
 
+def test_the_scorer_refuses_a_share_outside_0_to_1(metrics: ServiceMetrics) -> None:
+    with pytest.raises(ValueError, match=r"^exploration_share must be within \[0, 1\]; got 1.5$"):
+        scorer_with(metrics, 1.5)
+
+
 @pytest.mark.parametrize("share", [0.51, 1.0, -0.1])
 def test_the_share_is_bounded(share: float) -> None:
     with pytest.raises(SettingsError) as info:
