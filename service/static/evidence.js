@@ -300,5 +300,5 @@ window.ShadowlineEvidence = (function () {
     return box;
   }
 
-  return { render, withInterval };
+  return { render };
 })();
