@@ -47,3 +47,9 @@ def version_key(name: str, version: str) -> str:
 def audit_key(name: str) -> str:
     """Stream: the append-only, hash-chained audit log of one model name."""
     return f"shadowline:audit:{name}"
+
+
+def label_seen_key(transaction_id: str, label_time: float) -> str:
+    """String with a TTL: a label of ``transaction_id`` at ``label_time`` taken by ``POST
+    /v1/labels`` (its content, or ``pending:`` and its content while it is being written)."""
+    return f"shadowline:labels:seen:{label_time!r}:{transaction_id}"

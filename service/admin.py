@@ -7,9 +7,11 @@ token check is one dependency, applied to the whole router; registry errors beco
 in the app's one error handler (:func:`service.http.error_status`).
 
 ``GET /admin/models/{version}`` gathers what a reviewer weighs before a move (the review page,
-:mod:`service.review`, shows it): the recorded shadow evidence, what the approval policy says
-about it right now, and the version's latest audit entries.  Every move answers with the
-deployment after it and a one-line ``message`` saying what happened.
+:mod:`service.review`, shows it): the recorded shadow evidence, live and from a replay, whole
+(every number behind the verdict: intervals, decision bound, maturity, label-free signals,
+control, report), the approval policy's rules and what they say about it right now, and the
+version's latest audit entries.  Every move answers with the deployment after it and a
+one-line ``message`` saying what happened.
 """
 
 from __future__ import annotations
@@ -20,9 +22,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, computed_field
 
-from registry import AuditEntry, Deployment, ModelNotFound, ModelRegistry, ShadowEvidence
+from registry import (
+    ApprovalPolicy,
+    AuditEntry,
+    Deployment,
+    ModelNotFound,
+    ModelRegistry,
+    ShadowEvidence,
+)
 from service.errors import Forbidden, Unauthorized
 from service.live import LiveModels
 
@@ -69,23 +78,15 @@ class ChangeView(DeploymentView):
     message: str = Field(description="What the move did, in one line.")
 
 
-class EvidenceView(BaseModel):
-    """The recorded :class:`registry.ShadowEvidence`, plus its ``regression`` (how much worse
-    than production the challenger is on ``metric``; negative = better, None = no production
-    value)."""
+class EvidenceView(ShadowEvidence):
+    """A recorded :class:`registry.ShadowEvidence` as stored (``registry/evidence.py`` says
+    what each number means), plus its ``regression``: how much worse than production the
+    challenger is on ``metric`` (negative = better, None = no production value)."""
 
-    production_version: str | None
-    shadow_records: int
-    labeled_records: int
-    metric: str
-    challenger_value: float
-    production_value: float | None
-    higher_is_better: bool
-    regression: float | None
-    window_start: datetime | None
-    window_end: datetime | None
-    report: str
-    recorded_at: datetime | None
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def regression(self) -> float | None:
+        return super().regression
 
 
 class AuditView(BaseModel):
@@ -101,7 +102,11 @@ class AuditView(BaseModel):
 
 
 class ModelDetail(ModelView):
-    evidence: EvidenceView | None
+    evidence: EvidenceView | None = Field(description="The evidence from live shadow traffic.")
+    replay_evidence: EvidenceView | None = Field(
+        description="The evidence from a replay of archived traffic."
+    )
+    policy: ApprovalPolicy = Field(description="The rules approving without force must meet.")
     policy_violations: list[str] = Field(
         description="What approving without force would be refused for now (empty: allowed)."
     )
@@ -132,7 +137,7 @@ def _deployment(deployment: Deployment) -> DeploymentView:
 
 
 def _evidence(evidence: ShadowEvidence) -> EvidenceView:
-    return EvidenceView(**evidence.model_dump(exclude={"details"}), regression=evidence.regression)
+    return EvidenceView(**evidence.model_dump(exclude={"details"}))
 
 
 def _audit(entry: AuditEntry) -> AuditView:
@@ -213,6 +218,7 @@ def admin_router(
         if status is None:
             raise ModelNotFound(name, version)
         evidence = registry.evidence(name, version)
+        replay = registry.evidence(name, version, "replay")
         # The whole log is read and filtered: it grows by a handful of entries a version.
         entries = [e for e in registry.audit(name) if e.version == version]
         return ModelDetail(
@@ -223,6 +229,8 @@ def admin_router(
             registered_at=status.registered_at,
             shadow_rate=status.shadow_rate,
             evidence=_evidence(evidence) if evidence else None,
+            replay_evidence=_evidence(replay) if replay else None,
+            policy=registry.policy,
             policy_violations=registry.approval_violations(name, version),
             audit=[_audit(e) for e in reversed(entries[-audit:])] if audit else [],
         )

@@ -51,6 +51,7 @@ from service.errors import ServiceError
 from service.fastpath import FastLane, Handler, ScorerApp
 from service.follower import RegistryFollower
 from service.http import JSON, RequestMetrics, error_response, json_response, read_body
+from service.labels import LabelIntake, label_intake, labels_router
 from service.live import LiveModels
 from service.loader import ModelLoader, ModelSource
 from service.metrics import ServiceMetrics
@@ -75,6 +76,7 @@ class Components:
     sink: RecordSink
     loader: ModelLoader
     follower: RegistryFollower
+    labels: LabelIntake
 
 
 def build_components(
@@ -101,6 +103,7 @@ def build_components(
     scorer = Scorer(
         live, sink.submit, metrics,
         model_name=settings.model_name, max_batch=settings.max_batch,
+        exploration_share=settings.exploration_share,
     )  # fmt: skip
     loader = ModelLoader(source, live, metrics, name=settings.model_name)
     if connect is None:
@@ -113,7 +116,8 @@ def build_components(
         loader, connect, metrics, name=settings.model_name, channel=events_channel,
         interval_s=settings.reconcile_interval_s,
     )  # fmt: skip
-    return Components(settings, metrics, live, scorer, sink, loader, follower)
+    labels = label_intake(settings, metrics)
+    return Components(settings, metrics, live, scorer, sink, loader, follower, labels)
 
 
 def sidecar_config(settings: ServiceSettings) -> SidecarConfig:
@@ -167,6 +171,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await follow
             await asyncio.to_thread(parts.sink.close)
+            await asyncio.to_thread(parts.labels.close)
 
     app = ScorerApp(
         # FastAPI's own OpenTelemetry hooks read the environment on every request (~8 us).
@@ -183,6 +188,7 @@ def create_app(
         admin_router(registry, settings.model_name, settings.admin_token, parts.live)
     )
     app.include_router(review_router())
+    app.include_router(labels_router(parts.labels, settings.labels_token, settings.max_body_bytes))
 
     async def on_error(_: Request, exc: Exception) -> Response:
         return error_response(exc)

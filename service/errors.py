@@ -57,18 +57,44 @@ class ModelLoadError(ServiceError):
 
 
 class Unauthorized(ServiceError):
-    """An admin route was called without a bearer token."""
+    """A route behind a token (the admin API, the labels intake) was called without one."""
 
     status = 401
 
-    def __init__(self) -> None:
-        super().__init__("the admin API needs 'Authorization: Bearer <SHADOWLINE_ADMIN_TOKEN>'")
+    def __init__(
+        self, what: str = "the admin API", setting: str = "SHADOWLINE_ADMIN_TOKEN"
+    ) -> None:
+        super().__init__(f"{what} needs 'Authorization: Bearer <{setting}>'")
 
 
 class Forbidden(ServiceError):
-    """An admin route was called with a wrong bearer token."""
+    """A route behind a token was called with a wrong one."""
 
     status = 403
 
-    def __init__(self) -> None:
-        super().__init__("the bearer token is not the admin token")
+    def __init__(self, which: str = "admin") -> None:
+        super().__init__(f"the bearer token is not the {which} token")
+
+
+class LabelsConflict(ServiceError):
+    """Labels of the batch clash with labels being written or already written (each named
+    in ``problems``); nothing of the batch was written."""
+
+    status = 409
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(
+            f"{len(self.problems)} label(s) clash with labels received before; "
+            "nothing of this batch was written"
+        )
+
+
+class LabelsUnavailable(ServiceError):
+    """Labels cannot be taken now (intake off, broker or Redis unreachable); nothing of the
+    batch was written, so the sender may send it again."""
+
+    status = 503
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"labels cannot be taken now: {reason}")

@@ -64,7 +64,7 @@ def error_payload(exc: ServiceError) -> bytes:
     """The JSON body for one of the scorer's own errors."""
     if isinstance(exc, InvalidRequest):
         return orjson.dumps({"detail": "invalid request", "errors": exc.problems})
-    return orjson.dumps({"detail": str(exc), "errors": []})
+    return orjson.dumps({"detail": str(exc), "errors": list(getattr(exc, "problems", ()))})
 
 
 def validation_problems(errors: Sequence[Mapping[str, Any]]) -> list[str]:

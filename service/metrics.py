@@ -44,6 +44,18 @@ class ServiceMetrics:
             "Decisions taken (production) or that would have been taken (shadow).",
             ["role", "version", "decision"], registry=registry,
         )  # fmt: skip
+        self.explored = Counter(
+            "shadowline_explored_total",
+            "Would-be blocks answered review instead (SHADOWLINE_EXPLORATION_SHARE), by "
+            "production version; shadowline_decisions_total counts them as the model's block.",
+            ["version"], registry=registry,
+        )  # fmt: skip
+        self.labels = Counter(
+            "shadowline_labels_total",
+            "Labels taken by POST /v1/labels, by outcome: written (acknowledged by the broker) "
+            "or duplicate (already taken within the dedupe window: a retry).",
+            ["outcome"], registry=registry,
+        )  # fmt: skip
         self.shadow_queue_depth = Gauge(
             "shadowline_shadow_queue_depth",
             "Scored transactions waiting to be handed to the sidecar (shadows, records, Kafka).",

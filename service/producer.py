@@ -180,10 +180,10 @@ class KafkaOut:
             self._generation += 1
             self._in_flight = 0
             self._tally.in_flight_bytes = 0
-        _close(producer)
+        close_client(producer)
 
 
-def _close(producer: Any) -> None:
+def close_client(producer: Any) -> None:
     """Close a kafka-python producer now, whatever it holds.
 
     ``close(timeout=0)`` flushes first and, with records pending, raises before it stops its

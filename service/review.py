@@ -1,9 +1,10 @@
 """The review page, ``GET /review``: a human compares a challenger with production and moves it.
 
-The page is static (``service/static/review.*``, read once when the app is built) and holds no
-data: its script asks the operator for the admin token, keeps it in ``sessionStorage`` and
-reads and acts through the admin API (:mod:`service.admin`) with ``Authorization: Bearer``.  So
-the page itself needs no authentication, and every rule, refusal and audit entry is the API's.
+The page is static (``service/static/review.*``, and ``evidence.js``, which renders the numbers
+behind each verdict; read once when the app is built) and holds no data: its script asks the
+operator for the admin token, keeps it in ``sessionStorage`` and reads and acts through the
+admin API (:mod:`service.admin`) with ``Authorization: Bearer``.  So the page itself needs no
+authentication, and every rule, refusal and audit entry is the API's.
 
 The script inserts every value with ``textContent``; the Content-Security-Policy allows only
 the page's own script and style and requests to its own origin, so even a value that slipped
@@ -33,6 +34,7 @@ _HEADERS = {
 _ASSETS = {
     "review.html": "text/html; charset=utf-8",
     "review.js": "text/javascript; charset=utf-8",
+    "evidence.js": "text/javascript; charset=utf-8",
     "review.css": "text/css; charset=utf-8",
 }
 
@@ -61,5 +63,6 @@ def review_router() -> APIRouter:
         return await page()
 
     router.add_api_route("/review/review.js", _asset("review.js"), include_in_schema=False)
+    router.add_api_route("/review/evidence.js", _asset("evidence.js"), include_in_schema=False)
     router.add_api_route("/review/review.css", _asset("review.css"), include_in_schema=False)
     return router

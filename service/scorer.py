@@ -10,12 +10,18 @@ Request (batch):  ``{"transactions": [{"transaction_id": ..., "features": {...}}
 ``features`` is the row as the model's input schema names it; unknown keys are kept (they are
 replayed from the wire record's ``inputs``) but not used by the model, and must be JSON scalars
 (number, string, boolean or null).
+
+Exploration (``exploration_share``, default 0; docs/evidence.md "Exploration"): of the
+transactions production would block, that random share is answered ``review`` instead, so
+their outcome can be observed; the record keeps the model's ``block`` and says ``explored``.
+Only a would-be block draws a random number: other requests pay one string comparison.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -34,7 +40,7 @@ MAX_TRANSACTION_ID = 128
 class _Bound:
     """A model version's hot-path metric children, bound once."""
 
-    __slots__ = ("decisions", "inference", "score")
+    __slots__ = ("decisions", "explored", "inference", "score")
 
     def __init__(self, metrics: ServiceMetrics, version: str) -> None:
         self.inference = metrics.inference_seconds.labels("production", version).observe
@@ -43,6 +49,7 @@ class _Bound:
             d: metrics.decisions.labels("production", version, d).inc
             for d in ("allow", "review", "block")
         }
+        self.explored = metrics.explored.labels(version).inc
 
 
 def parse_object(body: bytes) -> dict[str, Any]:
@@ -102,7 +109,11 @@ def check_transaction(
 
 class Scorer:
     """Scores requests with the production model and hands each transaction to ``submit``
-    (the sidecar: shadows, records, Kafka)."""
+    (the sidecar: shadows, records, Kafka).
+
+    ``exploration_share`` (0 to 1; the settings cap it) is the probability that a would-be
+    block is answered ``review`` (module docstring); ``rng`` draws it (seeded in tests).
+    """
 
     def __init__(
         self,
@@ -112,14 +123,22 @@ class Scorer:
         *,
         model_name: str,
         max_batch: int,
+        exploration_share: float = 0.0,
+        rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if not 0.0 <= exploration_share <= 1.0:
+            raise ValueError(f"exploration_share must be within [0, 1]; got {exploration_share}")
         self._live = live
         self._submit = submit
         self._metrics = metrics
         self._model_name = model_name
         self._max_batch = max_batch
         self._clock = clock
+        self._share = exploration_share
+        # Not a secret draw: which would-be blocks are explored is never shown to the client
+        # (the answer is an ordinary review), so a predictable generator gives nothing away.
+        self._draw = (rng or random.Random()).random  # noqa: S311
         self._bound: dict[str, _Bound] = {}
         # Request ids: a per-process random prefix and a counter (unique across replicas
         # without a urandom call per request).
@@ -138,6 +157,13 @@ class Scorer:
             bound = self._bound[model.version] = _Bound(self._metrics, model.version)
         return bound
 
+    def _explore(self, bound: _Bound) -> bool:
+        """Whether this would-be block is explored (answered review); counted when it is."""
+        if self._share and self._draw() < self._share:
+            bound.explored()
+            return True
+        return False
+
     def score(self, body: bytes) -> bytes:
         """Score one transaction.  Raises InvalidRequest (422) or NoProductionModel (503)."""
         data = parse_object(body)
@@ -155,11 +181,25 @@ class Scorer:
         bound.inference(seconds)
         bound.score(score)
         bound.decisions[decision]()
+        explored = decision == "block" and self._explore(bound)
         request_id = f"{self._prefix}{next(self._counter):x}"
         self._submit(
-            Scored(tid, request_id, self._clock(), features, model.name, model.version,
-                   model.schema_key, score, decision, seconds * 1e3, len(body))
-        )  # fmt: skip
+            Scored(
+                transaction_id=tid,
+                request_id=request_id,
+                scored_at=self._clock(),
+                inputs=features,
+                model_name=model.name,
+                version=model.version,
+                schema_key=model.schema_key,
+                score=score,
+                decision=decision,
+                latency_ms=seconds * 1e3,
+                size=len(body),
+                explored=explored,
+                exploration_share=self._share,
+            )
+        )
         return orjson.dumps(
             {
                 "transaction_id": tid,
@@ -167,7 +207,7 @@ class Scorer:
                 "model_name": model.name,
                 "model_version": model.version,
                 "score": score,
-                "decision": decision,
+                "decision": "review" if explored else decision,
             }
         )
 
@@ -199,16 +239,32 @@ class Scorer:
         now, latency_ms = self._clock(), seconds * 1e3
         size = len(body) // len(checked) + 1
         name, version, schema_key = model.name, model.version, model.schema_key
+        share = self._share
         results = []
         for (tid, features), score in zip(checked, scores, strict=True):
             decision = model.decide(score).value
             bound.score(score)
             bound.decisions[decision]()
+            explored = decision == "block" and self._explore(bound)
             self._submit(
-                Scored(tid, request_id, now, features, name, version, schema_key, score,
-                       decision, latency_ms, size)
-            )  # fmt: skip
-            results.append({"transaction_id": tid, "score": score, "decision": decision})
+                Scored(
+                    transaction_id=tid,
+                    request_id=request_id,
+                    scored_at=now,
+                    inputs=features,
+                    model_name=name,
+                    version=version,
+                    schema_key=schema_key,
+                    score=score,
+                    decision=decision,
+                    latency_ms=latency_ms,
+                    size=size,
+                    explored=explored,
+                    exploration_share=share,
+                )
+            )
+            answered = "review" if explored else decision
+            results.append({"transaction_id": tid, "score": score, "decision": answered})
         return orjson.dumps(
             {
                 "request_id": request_id,

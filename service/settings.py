@@ -5,8 +5,12 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, model_validator
 
 from registry.config import Environment, SharedSettings
+from registry.records import DEFAULT_LABEL_CLOCK_SKEW_S
 
 PLACEHOLDER_TOKEN = "change-me"  # noqa: S105 - the placeholder that is refused outside development
+# Each explored transaction is a payment the model wanted to block that goes to manual review
+# (docs/evidence.md "Exploration"): more than half would no longer be a model deciding.
+MAX_EXPLORATION_SHARE = 0.5
 
 
 class ServiceSettings(SharedSettings):
@@ -41,6 +45,18 @@ class ServiceSettings(SharedSettings):
     # Added to the sidecar process's nice value (0 to 19): under CPU contention production's
     # requests run first and the shadows fall behind, then are shed.
     sidecar_niceness: int = Field(default=10, ge=0, le=19)
+    # The share of would-be blocks answered review instead, so their outcome is observed.
+    exploration_share: float = Field(default=0.0, ge=0.0, le=MAX_EXPLORATION_SHARE)
+    # POST /v1/labels (docs/evidence.md "Labels over HTTP"): its own bearer token (unset: the
+    # route answers 503), at most labels_max_batch labels a request (the body at most
+    # max_body_bytes), label times at most labels_clock_skew_s ahead of this clock, a repeat
+    # of a (transaction id, label time) within labels_dedupe_window_s not written again, and
+    # the broker's acknowledgement awaited at most labels_ack_timeout_s.
+    labels_token: SecretStr | None = None
+    labels_max_batch: int = Field(default=1000, ge=1, le=100_000)
+    labels_clock_skew_s: float = Field(default=DEFAULT_LABEL_CLOCK_SKEW_S, ge=0, le=86_400)
+    labels_dedupe_window_s: int = Field(default=3 * 86_400, ge=60, le=90 * 86_400)
+    labels_ack_timeout_s: float = Field(default=10.0, ge=0.5, le=120)
     reconcile_interval_s: float = Field(default=1.0, gt=0, le=2.0)
     # Answer the scoring routes below FastAPI's middleware stack (service.fastpath); false
     # routes them through FastAPI, with the same responses.
@@ -58,4 +74,12 @@ class ServiceSettings(SharedSettings):
             )
         if len(token) < 8:
             raise ValueError("SHADOWLINE_ADMIN_TOKEN must be at least 8 characters")
+        if self.labels_token is not None:
+            labels = self.labels_token.get_secret_value()
+            if len(labels) < 8:
+                raise ValueError("SHADOWLINE_LABELS_TOKEN must be at least 8 characters")
+            if labels == token:
+                # Label senders (chargeback and review systems) must not hold the keys to
+                # approve and promote models.
+                raise ValueError("SHADOWLINE_LABELS_TOKEN must differ from SHADOWLINE_ADMIN_TOKEN")
         return self

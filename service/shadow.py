@@ -44,6 +44,10 @@ class Scored(NamedTuple):
     decision: str
     latency_ms: float
     size: int  # bytes of request body it came from (bounds what the scorer holds)
+    # Exploration (``SHADOWLINE_EXPLORATION_SHARE``): a would-be block answered ``review``
+    # (``decision`` stays the model's ``block``), and the share in force when it was scored.
+    explored: bool = False
+    exploration_share: float = 0.0
 
 
 def sample(slots: tuple[ShadowSlot, ...], n: int, rng: random.Random) -> list[list[int]]:
@@ -70,6 +74,8 @@ def build_record(item: Scored, shadows: list[ShadowEntry]) -> dict[str, Any]:
             "score": item.score,
             "decision": item.decision,
             "latency_ms": item.latency_ms,
+            "explored": item.explored,
+            "exploration_share": item.exploration_share,
         },
         "shadows": shadows,
         "inputs": item.inputs,

@@ -137,6 +137,22 @@ MODELS_ROW = (
             ),
         ),
     ),
+    Panel(
+        "Explored would-be blocks",
+        "Would-be blocks answered review instead (SHADOWLINE_EXPLORATION_SHARE), against all "
+        "of production's blocks: the share should match the setting (docs/evidence.md).",
+        "ops",
+        (
+            Query(
+                f"sum by (version) (rate(shadowline_explored_total{RATE}))", "explored {{version}}"
+            ),
+            Query(
+                'sum by (version) (rate(shadowline_decisions_total{role="production", '
+                f'decision="block"}}{RATE}))',
+                "blocks {{version}}",
+            ),
+        ),
+    ),
     _quantiles(
         "shadowline_inference_duration_seconds",
         ("role",),
@@ -202,6 +218,13 @@ KAFKA_ROW = (
         "by a sidecar that ended (sidecar_gone).",
         "ops",
         (Query(f"sum by (kind) (rate(shadowline_records_failed_total{RATE}))", "{{kind}}"),),
+    ),
+    Panel(
+        "Labels taken",
+        "Labels received by POST /v1/labels: written to the labels topic, or duplicates of "
+        "labels already taken (webhook retries), not written again.",
+        "ops",
+        (Query(f"sum by (outcome) (rate(shadowline_labels_total{RATE}))", "{{outcome}}"),),
     ),
     Panel(
         "Sidecar and producer restarts",

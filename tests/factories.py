@@ -18,7 +18,16 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from registry.contract import CATEGORICAL_INPUT, NUMERIC_INPUT, RowCodec, scores_from_output
-from registry.evidence import Interval, Maturity, ShadowEvidence
+from registry.evidence import (
+    ControlComparison,
+    Flip,
+    Interval,
+    LabelFree,
+    Maturity,
+    MetricEstimate,
+    Quantiles,
+    ShadowEvidence,
+)
 from registry.manifest import (
     FieldType,
     GoldenExample,
@@ -175,10 +184,19 @@ def make_evidence(
     high: float = 0.025,
     maturity: float = 0.93,
     source: str = "live",
+    with_metrics: bool = False,
+    with_signals: bool = False,
+    control: float | None = None,
     **changes: object,
 ) -> ShadowEvidence:
     """Recorded evidence as the analysis writes it: the primary metric for both models, the
-    paired difference's interval [low, high] (also the decision bound), label maturity."""
+    paired difference's interval [low, high] (also the decision bound), label maturity.
+
+    ``with_metrics`` adds every labeled metric with its intervals (the primary one's are
+    ``challenger``, ``production_value`` and [low, high]); ``with_signals`` the label-free
+    signals (agreement, flips with money, rates, latency); ``control`` a control shadow whose
+    difference with production is ``control`` (interval +-0.012).
+    """
     if production is None:
         production_value = None  # a first model: nothing to compare with
     difference = None if production_value is None else challenger - production_value
@@ -199,5 +217,67 @@ def make_evidence(
             window_s=14 * 86400.0, window_from="curve", expected_share_matured=maturity
         ),
     }
+    if with_metrics and production_value is not None:
+        fields["metrics"] = _metric_estimates(
+            challenger, production_value, low, high, matured_frauds, compared // 2
+        )
+    if with_signals:
+        fields["label_free"] = _label_free(compared)
+    if control is not None and difference is not None:
+        versus = difference - control
+        fields["control"] = ControlComparison(
+            version=f"{production}-control",
+            control_difference=control,
+            control_difference_ci=Interval(low=control - 0.012, high=control + 0.012),
+            versus_control=versus,
+            versus_control_ci=Interval(low=versus - 0.015, high=versus + 0.015),
+            transactions=compared // 2,
+            frauds=matured_frauds,
+            beyond_noise=versus - 0.015 > 0,
+            verdict=(
+                "the challenger's difference is larger than retraining alone produces"
+                if versus - 0.015 > 0
+                else "the challenger's difference is within what retraining alone produces"
+            ),
+        )
     fields.update(changes)
     return ShadowEvidence.model_validate(fields)
+
+
+def _metric_estimates(
+    challenger: float, production: float, low: float, high: float, frauds: int, n: int
+) -> tuple[MetricEstimate, ...]:
+    primary = MetricEstimate(
+        name="fraud_caught_at_block_rate", challenger=challenger, production=production,
+        difference=challenger - production,
+        challenger_ci=Interval(low=challenger - 0.03, high=challenger + 0.03),
+        production_ci=Interval(low=production - 0.03, high=production + 0.03),
+        difference_ci=Interval(low=low, high=high), frauds=frauds, transactions=n,
+    )  # fmt: skip
+    auc = MetricEstimate(
+        name="auc", challenger=0.934, production=0.921, difference=0.013,
+        challenger_ci=Interval(low=0.921, high=0.947),
+        production_ci=Interval(low=0.907, high=0.935),
+        difference_ci=Interval(low=0.004, high=0.022), frauds=frauds, transactions=n,
+    )  # fmt: skip
+    money = MetricEstimate(
+        name="money_saved_at_block_rate", challenger=48210.0, production=45020.0,
+        difference=3190.0, difference_ci=Interval(low=-1250.0, high=7630.0), frauds=frauds,
+        transactions=n,
+    )  # fmt: skip
+    return primary, auc, money
+
+
+def _label_free(compared: int) -> LabelFree:
+    return LabelFree(
+        transactions=compared, sampled=compared + 40, agreement=0.971, rank_correlation=0.912,
+        psi=0.031, ks=0.045, error_rate=0.0004, timeout_rate=0.0002, busy_rate=0.0, shed_rate=0.001,
+        flips=(
+            Flip(production="allow", challenger="allow", count=compared - 160, amount=812345.5),
+            Flip(production="allow", challenger="block", count=37, amount=5120.0),
+            Flip(production="block", challenger="allow", count=21, amount=2380.25),
+            Flip(production="block", challenger="block", count=102, amount=30999.0),
+        ),
+        challenger_latency_ms=Quantiles(p50=1.2, p95=2.9, p99=4.4),
+        production_latency_ms=Quantiles(p50=0.8, p95=1.7, p99=2.6),
+    )  # fmt: skip

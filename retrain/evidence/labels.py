@@ -2,25 +2,25 @@
 
 Each line (a JSON object, or a CSV row under a header) has ``transaction_id``, ``is_fraud``
 (true/false, 1/0), ``label_time`` (unix seconds, or an ISO 8601 time; without a zone it is
-UTC) and optionally ``source`` (else the default given, e.g. ``manual``).  A file with any bad
-line is refused as a whole, every bad line named with its field, so a half-sent file never has
-to be untangled.
+UTC) and optionally ``source`` (else the default given, e.g. ``manual``).  A label time in
+the future (beyond a small clock skew) is a bad line: a label cannot be observed before it
+happens.  A file with any bad line is refused as a whole, every bad line named with its field,
+so a half-sent file never has to be untangled.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import math
-from datetime import UTC, datetime
+import time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 from registry.manifest import describe_validation_error
-from registry.records import LabelRecord
+from registry.records import DEFAULT_LABEL_CLOCK_SKEW_S, LabelInput, LabelRecord
 from retrain.errors import AnalysisError
 
 MAX_REPORTED = 10  # bad lines named in one error; the count says how many there were
@@ -28,40 +28,6 @@ MAX_REPORTED = 10  # bad lines named in one error; the count says how many there
 
 class LabelFileError(AnalysisError):
     """The label file cannot be read or has bad lines (each named with its field)."""
-
-
-class _LabelLine(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    schema_version: Literal[1] = 1
-    transaction_id: Annotated[str, Field(min_length=1)]
-    is_fraud: bool
-    label_time: Annotated[float, Field(ge=0.0)]
-    source: Annotated[str, Field(min_length=1)] | None = None
-
-    @field_validator("label_time", mode="before")
-    @classmethod
-    def _unix_seconds(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError("must be unix seconds or an ISO 8601 time, not a boolean")
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                return _iso_seconds(value)
-        if isinstance(value, int | float) and not math.isfinite(value):
-            raise ValueError(f"{value!r} is not a finite number of seconds")
-        return value
-
-
-def _iso_seconds(text: str) -> float:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(
-            f"{text!r} is neither unix seconds nor an ISO 8601 time (e.g. 2026-11-20T10:00:00Z)"
-        ) from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _rows(path: Path, text: str) -> list[tuple[int, Any]]:
@@ -97,12 +63,20 @@ def _rows(path: Path, text: str) -> list[tuple[int, Any]]:
     return parsed
 
 
-def read_labels(path: Path, *, source: str = "manual") -> list[LabelRecord]:
+def read_labels(
+    path: Path,
+    *,
+    source: str = "manual",
+    now: float | None = None,
+    clock_skew_s: float = DEFAULT_LABEL_CLOCK_SKEW_S,
+) -> list[LabelRecord]:
     """The labels of ``path`` (``.csv``: CSV with a header; anything else: JSON Lines).
 
     Raises :class:`LabelFileError` naming the file and each bad line and field
-    (``labels.jsonl line 3: is_fraud: Input should be a valid boolean``).
+    (``labels.jsonl line 3: is_fraud: Input should be a valid boolean``), including a label
+    time later than ``now`` (default: the current time) plus ``clock_skew_s``.
     """
+    context = {"now": time.time() if now is None else now, "clock_skew_s": clock_skew_s}
     try:
         text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's BOM is not data
     except OSError as exc:
@@ -116,18 +90,11 @@ def read_labels(path: Path, *, source: str = "manual") -> list[LabelRecord]:
             problems.append(f"line {number}: {row}")
             continue
         try:
-            line = _LabelLine.model_validate(row)
+            line = LabelInput.model_validate(row, context=context)
         except ValidationError as exc:
             problems.append(f"line {number}: {describe_validation_error(exc)}")
             continue
-        labels.append(
-            LabelRecord(
-                transaction_id=line.transaction_id,
-                is_fraud=line.is_fraud,
-                label_time=line.label_time,
-                source=line.source or source,
-            )
-        )
+        labels.append(line.record(source))
     if problems:
         more = f" (and {len(problems) - MAX_REPORTED} more)" if len(problems) > MAX_REPORTED else ""
         raise LabelFileError(

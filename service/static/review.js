@@ -18,10 +18,6 @@
     return node;
   }
 
-  function fmt(value) {
-    return typeof value === "number" ? value.toFixed(4) : "n/a";
-  }
-
   // ------------------------------------------------------------------ messages
 
   function say(text, kind, problems) {
@@ -104,34 +100,8 @@
   }
 
   function renderEvidence(detail) {
-    const box = el("div", null, "evidence");
-    box.append(el("h4", "Shadow evidence"));
-    const ev = detail.evidence;
-    if (!ev) {
-      box.append(el("p", "none recorded (shadowline analyze " + detail.version + " --record)"));
-    } else {
-      const table = el("table");
-      const head = el("tr");
-      head.append(el("th", ev.metric), el("th", "value"));
-      const challenger = el("tr", null, "challenger");
-      challenger.append(el("td", "challenger " + detail.version), el("td", fmt(ev.challenger_value)));
-      const production = el("tr", null, "production");
-      production.append(
-        el("td", "production " + (ev.production_version || "none")),
-        el("td", fmt(ev.production_value))
-      );
-      table.append(head, challenger, production);
-      box.append(table);
-      const dl = el("dl");
-      const worse = ev.regression === null ? "n/a" : fmt(ev.regression);
-      row(dl, "Regression", worse + (ev.higher_is_better ? " (higher is better)" : " (lower is better)"));
-      row(dl, "Shadow records", ev.shadow_records);
-      row(dl, "Labeled records", ev.labeled_records);
-      row(dl, "Window", (ev.window_start || "?") + " to " + (ev.window_end || "?"));
-      row(dl, "Recorded at", ev.recorded_at || "n/a");
-      if (ev.report) row(dl, "Report", ev.report);
-      box.append(dl);
-    }
+    // The numbers behind the verdict (evidence.js), then what the policy says about them.
+    const box = window.ShadowlineEvidence.render(detail, el);
     if (detail.state !== "registered" && detail.state !== "shadow") return box;
     // What approving without force would meet now (the API judges again on the click).
     const policy = el("div", null, "policy");

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from registry.manifest import Decision
+from registry.manifest import Decision, describe_validation_error
 from registry.records import (
+    LabelInput,
     LabelRecord,
     ProductionScore,
     ScoreRecord,
@@ -14,6 +15,7 @@ from registry.records import (
     decode_label,
     decode_score,
     encode,
+    utc_text,
 )
 
 
@@ -57,3 +59,21 @@ def test_label_record_round_trip_and_refusal() -> None:
     with pytest.raises(ValidationError, match="schema_version"):
         decode_label(b'{"schema_version": 2, "transaction_id": "t", "is_fraud": true, '
                      b'"label_time": 1, "source": "x"}')  # fmt: skip
+
+
+def test_label_input_checks_the_future_only_against_a_given_now() -> None:
+    nov_20 = 1795168800.0  # 2026-11-20T10:00:00Z
+    row = {"transaction_id": "tx-1", "is_fraud": "true", "label_time": "2026-11-20T10:00:00"}
+    assert LabelInput.model_validate(row).record("manual") == LabelRecord(
+        transaction_id="tx-1", is_fraud=True, label_time=nov_20, source="manual"
+    )
+    later = {**row, "label_time": nov_20 + 301}
+    LabelInput.model_validate(later)  # no "now": nothing to compare with
+    LabelInput.model_validate(later, context={"now": nov_20, "clock_skew_s": 302})
+    with pytest.raises(ValidationError) as info:
+        LabelInput.model_validate(later, context={"now": nov_20, "clock_skew_s": 300})
+    assert describe_validation_error(info.value) == (
+        "label_time: 2026-11-20T10:05:01Z is in the future (now 2026-11-20T10:00:00Z; "
+        "clock skew allowed 300 s)"
+    )
+    assert utc_text(1e300) == "1e+300 (unix seconds)"

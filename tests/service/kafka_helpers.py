@@ -1,23 +1,28 @@
-"""Reading the scores topic back in tests (consumer settings from INFRA.md)."""
+"""Reading topics back in tests (consumer settings from INFRA.md)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from kafka import KafkaConsumer
 
 from registry.records import ScoreRecord, decode_score
 
+T = TypeVar("T")
 
-def read_records(
+
+def read_topic(
     bootstrap: str,
     topic: str,
+    decode: Callable[[Any], T],
     *,
-    until: Callable[[list[ScoreRecord]], bool],
+    until: Callable[[list[T]], bool],
     timeout_s: float = 20.0,
-) -> list[ScoreRecord]:
-    """Read ``topic`` from the start until ``until(records)`` holds or the timeout passes."""
+) -> list[T]:
+    """Read ``topic`` from the start, each message (a kafka-python ``ConsumerRecord``)
+    decoded, until ``until(values)`` holds or the timeout passes."""
     consumer = KafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -27,12 +32,27 @@ def read_records(
         heartbeat_interval_ms=1000,
         max_poll_interval_ms=5000,
     )
-    records: list[ScoreRecord] = []
+    values: list[T] = []
     deadline = time.monotonic() + timeout_s
     try:
-        while time.monotonic() < deadline and not until(records):
+        while time.monotonic() < deadline and not until(values):
             for batch in consumer.poll(timeout_ms=200).values():
-                records.extend(decode_score(message.value) for message in batch)
+                values.extend(decode(message) for message in batch)
     finally:
         consumer.close()
-    return records
+    return values
+
+
+def read_records(
+    bootstrap: str,
+    topic: str,
+    *,
+    until: Callable[[list[ScoreRecord]], bool],
+    timeout_s: float = 20.0,
+) -> list[ScoreRecord]:
+    """Read the scores ``topic`` from the start until ``until(records)`` holds or the timeout
+    passes."""
+    return read_topic(
+        bootstrap, topic, lambda message: decode_score(message.value), until=until,
+        timeout_s=timeout_s,
+    )  # fmt: skip

@@ -154,6 +154,13 @@ def test_one_version_for_review(admin: Client, registry: ModelRegistry) -> None:
     assert shown["window_start"] == "2026-11-01T00:00:00Z"
     assert shown["report"] == "runs/42/report.html"
     assert shown["recorded_at"] is not None
+    # Every number behind the verdict, as recorded.
+    assert (shown["source"], shown["matured_frauds"], shown["looks"]) == ("live", 120, 1)
+    assert shown["difference_ci"] == {"low": -0.005, "high": 0.025, "level": 0.95}
+    assert (shown["decision_low"], shown["decision_level"]) == (-0.005, 0.975)
+    assert shown["maturity"]["expected_share_matured"] == 0.93
+    assert detail["replay_evidence"] is None
+    assert (detail["policy"]["tolerance"], detail["policy"]["min_matured_frauds"]) == (0.02, 50)
     assert detail["policy_violations"] == []
     # Newest first, this version's entries only.
     assert [(e["action"], e["actor"]) for e in detail["audit"]] == [

@@ -51,6 +51,7 @@ def test_the_page_is_static_with_a_content_security_policy(
     with serving(create_app(make_settings(), registry)) as client:
         page = client.get("/review")
         script = client.get("/review/review.js")
+        renderer = client.get("/review/evidence.js")
         style = client.get("/review/review.css")
     assert page.status_code == 200
     assert page.headers["content-type"] == "text/html; charset=utf-8"
@@ -58,15 +59,18 @@ def test_the_page_is_static_with_a_content_security_policy(
     assert "script-src 'self';" in CONTENT_SECURITY_POLICY
     assert page.headers["x-content-type-options"] == "nosniff"
     assert script.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert renderer.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert renderer.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
     assert style.headers["content-type"] == "text/css; charset=utf-8"
     assert '<script src="/review/review.js" defer></script>' in page.text
-    for body in (page.text, script.text, style.text):
+    for body in (page.text, script.text, renderer.text, style.text):
         assert "prod-2026-11-20" not in body
         assert sha not in body
         assert ADMIN_TOKEN not in body
     # Values reach the page as text only.
-    assert "innerHTML" not in script.text
-    assert "insertAdjacentHTML" not in script.text
+    for code in (script.text, renderer.text):
+        assert "innerHTML" not in code
+        assert "insertAdjacentHTML" not in code
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +131,8 @@ def drive(page: Page, client: Client, registry: ModelRegistry) -> None:
     expect(page.locator("#shadows")).to_contain_text("v2 at rate 0.5")
     v2, v3 = page.locator('[data-version="v2"]'), page.locator('[data-version="v3"]')
     expect(v2.locator(".state")).to_have_text("shadow")
-    for shown in ("0.8123", "0.7901", "-0.0222", "5000", "300", "2026-11-01T00:00:00Z"):
+    for shown in ("0.812", "0.790", "+0.022 [+0.012, +0.032]", "5,000 compared", "300 labeled",
+                  "2026-11-01T00:00:00Z"):  # fmt: skip
         expect(v2.locator(".evidence")).to_contain_text(shown)
     expect(v2.locator(".policy")).to_have_text("Approval policy is satisfied.")
 
@@ -194,3 +199,82 @@ def drive(page: Page, client: Client, registry: ModelRegistry) -> None:
     expect(message).to_have_text("fraud:v3 is approved (forced)")
     assert registry.state("fraud", "v3") is State.APPROVED
     assert registry.audit("fraud")[-1].detail.startswith("forced past policy: rule non_inferiority")
+
+
+def test_the_numbers_behind_the_verdict_then_approval_without_force(
+    browser: Browser, registry: ModelRegistry, make_settings: Callable[..., ServiceSettings]
+) -> None:
+    make_production(registry, "v1")
+    register(registry, "v2", bias=-1.0)
+    registry.shadow("fraud", "v2", rate=0.5, actor="retrain")
+    replay = make_evidence(
+        source="replay", compared=20_000, matured_frauds=300, report="runs/42/report.html"
+    )
+    registry.record_evidence("fraud", "v2", replay)
+
+    with serving(create_app(make_settings(), registry)) as client:
+        report = f"{client.base_url}/reports/v2.html"  # a link only: never fetched
+        live = make_evidence(
+            challenger=0.83, production_value=0.80, low=0.012, high=0.048,
+            with_metrics=True, with_signals=True, control=0.004, report=report,
+        )  # fmt: skip
+        registry.record_evidence("fraud", "v2", live)
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        try:
+            page.goto(f"{client.base_url}/review")
+            page.fill("#token", ADMIN_TOKEN)
+            page.fill("#actor", "ana")
+            page.click("#connect")
+            expect(page.locator("#message")).to_have_text("Loaded.")
+            v2 = page.locator('[data-version="v2"]')
+            shown = v2.locator('.evidence-source[data-source="live"]')
+            metrics = shown.locator("table.metrics")
+            primary = metrics.locator("tr.primary")
+            expect(primary).to_contain_text("fraud caught at production's block rate (judged)")
+            expect(primary.locator("td")).to_have_text([
+                "fraud caught at production's block rate (judged)", "0.800 [0.770, 0.830]",
+                "0.830 [0.800, 0.860]", "+0.030 [+0.012, +0.048]", "120", "2,500",
+            ])  # fmt: skip
+            expect(metrics).to_contain_text("+0.013 [+0.004, +0.022]")  # AUC
+            expect(metrics).to_contain_text("+3,190 [-1,250, +7,630]")  # money saved
+            expect(shown.locator(".bound")).to_have_text(
+                "Decision bound: the difference is at least +0.012 at 97.50% confidence after "
+                "1 look(s); approval needs it above -0.020."
+            )
+            for text in (
+                "120 (policy needs 50)",
+                "14.0 days, from the delay by which 90% of fraud labels arrived",
+                "93.0% (policy needs 80%)",
+                "97.1%",  # decision agreement
+                "0.031 / 0.045",  # PSI / KS
+                "0.04% / 0.02% / 0.00% / 0.10%",  # error / timeout / busy / shed
+                "1.2 / 2.9 / 4.4 ms",
+                "37 · 5,120",  # allow -> block, with the money
+            ):
+                expect(shown).to_contain_text(text)
+            control = shown.locator(".control")
+            expect(control).to_contain_text("Control v1-control")
+            expect(control).to_contain_text("control minus production+0.004 [-0.008, +0.016]")
+            expect(control).to_contain_text("challenger minus control+0.026 [+0.011, +0.041]")
+            expect(control.locator(".verdict")).to_have_text(
+                "the challenger's difference is larger than retraining alone produces"
+            )
+            expect(shown.locator(".report a")).to_have_attribute("href", report)
+            replayed = v2.locator('.evidence-source[data-source="replay"]')
+            expect(replayed).to_contain_text("20,000 compared")
+            expect(replayed.locator(".report")).to_have_text(
+                "Full report: runs/42/report.html (on the analysis host)"
+            )
+            expect(v2.locator(".policy")).to_have_text("Approval policy is satisfied.")
+
+            v2.locator(".reason").fill("beats v1 beyond the control's noise floor")
+            v2.locator("button[data-action=approve]").click()  # no force
+            expect(page.locator("#message")).to_have_text("fraud:v2 is approved")
+        finally:
+            page.close()
+    assert errors == []
+    assert registry.state("fraud", "v2") is State.APPROVED
+    entry = registry.audit("fraud")[-1]
+    assert (entry.action, entry.detail) == ("approve", "policy satisfied")

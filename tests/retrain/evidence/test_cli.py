@@ -21,7 +21,7 @@ from registry.records import encode
 from shadowline.cli import app
 from shadowline.stack import free_port
 from tests.factories import logistic_model, make_manifest
-from tests.retrain.evidence.records import produce, traffic
+from tests.retrain.evidence.records import label, produce, traffic
 
 Run = Callable[..., Result]
 TRANSACTIONS = 1200  # above the default policy's 1000 shadow records
@@ -109,10 +109,16 @@ def test_evidence_from_scores_and_late_labels_gates_approval(
     assert stored.label_free.transactions == 1200
 
     labels = _labels_file(Path.cwd(), TRANSACTIONS)
-    with labels.open("a") as out:  # a label from the future is refused when analysing
-        out.write('{"transaction_id": "tx-00001", "is_fraud": true, "label_time": 4102444800}\n')
+    future = '{"transaction_id": "tx-00001", "is_fraud": true, "label_time": 4102444800}\n'
+    with_future = labels.with_name("future.jsonl")
+    with_future.write_text(labels.read_text() + future)
+    refused = _error(run("labels", "send", "--file", str(with_future)))
+    assert "line 1201: label_time: 2100-01-01T00:00:00Z is in the future" in refused
     sent = run("labels", "send", "--file", str(labels))
-    assert _ok(sent) == f"sent 1201 labels (61 fraud) to {topics[1]}\n"
+    assert _ok(sent) == f"sent 1200 labels (60 fraud) to {topics[1]}\n"
+    # One written past the intake's check (another producer): the analysis refuses it too.
+    late = label("tx-00001", True, at=4102444800.0)
+    produce(kafka_bootstrap, topics[1], [("tx-00001", encode(late))])
 
     good = run("analyze", "v2", "--record", "--json")
     data = json.loads(_ok(good))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -112,6 +113,33 @@ def test_csv_rows_the_csv_module_cannot_read_are_errors_not_tracebacks(tmp_path:
     with pytest.raises(LabelFileError) as caught:
         read_labels(huge_cell)
     assert "line 2: not valid CSV (field larger than field limit" in str(caught.value)
+
+
+def test_labels_in_the_future_are_refused_naming_the_line(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "labels.jsonl",
+        '{"transaction_id": "skew", "is_fraud": true, "label_time": "2026-11-20T10:04:59Z"}\n'
+        '{"transaction_id": "later", "is_fraud": true, "label_time": "2026-11-21T00:00:00Z"}\n'
+        # milliseconds where seconds were meant: tens of thousands of years ahead
+        '{"transaction_id": "ms", "is_fraud": false, "label_time": 1795000000000}\n',
+    )
+    with pytest.raises(LabelFileError) as caught:
+        read_labels(path, now=NOV_20, clock_skew_s=300)
+    assert str(caught.value) == (
+        f"label file {path} has 2 bad line(s): "
+        "line 2: label_time: 2026-11-21T00:00:00Z is in the future "
+        "(now 2026-11-20T10:00:00Z; clock skew allowed 300 s); "
+        "line 3: label_time: 1.795e+12 (unix seconds) is in the future "
+        "(now 2026-11-20T10:00:00Z; clock skew allowed 300 s)"
+    )
+    # By default "now" is the current time: a label of a minute from now is within the skew.
+    soon = _write(
+        tmp_path,
+        "soon.jsonl",
+        f'{{"transaction_id": "t", "is_fraud": true, "label_time": {time.time() + 60}}}\n',
+    )
+    assert [label.transaction_id for label in read_labels(soon)] == ["t"]
 
 
 def test_many_bad_lines_are_summarised(tmp_path: Path) -> None:
