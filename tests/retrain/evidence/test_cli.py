@@ -112,8 +112,8 @@ def test_evidence_from_scores_and_late_labels_gates_approval(
     future = '{"transaction_id": "tx-00001", "is_fraud": true, "label_time": 4102444800}\n'
     with_future = labels.with_name("future.jsonl")
     with_future.write_text(labels.read_text() + future)
-    refused = _error(run("labels", "send", "--file", str(with_future)))
-    assert "line 1201: label_time: 2100-01-01T00:00:00Z is in the future" in refused
+    from_file = _error(run("labels", "send", "--file", str(with_future)))
+    assert "line 1201: label_time: 2100-01-01T00:00:00Z is in the future" in from_file
     sent = run("labels", "send", "--file", str(labels))
     assert _ok(sent) == f"sent 1200 labels (60 fraud) to {topics[1]}\n"
     # One written past the intake's check (another producer): the analysis refuses it too.
