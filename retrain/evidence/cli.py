@@ -145,6 +145,7 @@ def _compare(
     production: str | None,
     timeout_s: float,
 ) -> tuple[ShadowComparison, list[str]]:
+    from registry.connections import kafka_options
     from registry.records import decode_label, decode_score
     from retrain.evidence.comparison import analyze
     from retrain.evidence.topics import BadRecord, read_topic
@@ -153,14 +154,17 @@ def _compare(
     production = production or registry.deployment(name).production
     bad: list[BadRecord] = []
     servers = settings.kafka_servers
+    options = kafka_options(settings)
     labels = list(
         read_topic(
-            servers, settings.labels_topic, decode_label, timeout_s=timeout_s, on_bad=bad.append
+            servers, settings.labels_topic, decode_label,
+            timeout_s=timeout_s, on_bad=bad.append, options=options,
         )
-    )
+    )  # fmt: skip
     scores = read_topic(
-        servers, settings.scores_topic, decode_score, timeout_s=timeout_s, on_bad=bad.append
-    )
+        servers, settings.scores_topic, decode_score,
+        timeout_s=timeout_s, on_bad=bad.append, options=options,
+    )  # fmt: skip
     result = analyze(scores, labels, version, production_version=production, model_name=name)
     return result, [str(b) for b in bad]
 
@@ -225,12 +229,15 @@ def send(
 ) -> None:
     """Check every line of a label file, then produce the labels to the labels topic."""
     with _errors():
+        from registry.connections import kafka_options
         from retrain.evidence.labels import read_labels
         from retrain.evidence.topics import send_labels
 
         settings = load_settings(SharedSettings)
         labels = read_labels(file, source=source)
-        sent = send_labels(settings.kafka_servers, settings.labels_topic, labels)
+        sent = send_labels(
+            settings.kafka_servers, settings.labels_topic, labels, options=kafka_options(settings)
+        )
     frauds = sum(label.is_fraud for label in labels)
     if as_json:
         typer.echo(json.dumps({"sent": sent, "frauds": frauds, "topic": settings.labels_topic}))

@@ -1,4 +1,6 @@
-"""Fixtures of the registry tests: a real Redis database, a real artifact store on disk."""
+"""Fixtures of the registry tests: a real Redis database and a real artifact store of each
+backend (files on disk, and a bucket on the S3-compatible server): every test that uses the
+``store`` or ``registry`` fixture runs once per backend."""
 
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from registry import ApprovalPolicy, FileArtifactStore, ModelRegistry, ShadowEvidence
+from registry import ApprovalPolicy, ModelRegistry, ShadowEvidence
+from registry.artifacts import ArtifactStore
 from registry.manifest import Manifest
 from tests.factories import logistic_model, make_manifest
+from tests.registry.stores import make_store
 
 POLICY = ApprovalPolicy(min_shadow_records=100, max_regression=0.01)
 
@@ -27,13 +31,20 @@ class StepClock:
         return self.now
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> FileArtifactStore:
-    return FileArtifactStore(tmp_path / "artifacts")
+@pytest.fixture(params=["file", pytest.param("s3", marks=pytest.mark.s3)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactStore:
+    if request.param == "file":
+        return make_store("file", folder=tmp_path / "artifacts")
+    return make_store(
+        "s3",
+        folder=tmp_path / "unused",
+        endpoint=request.getfixturevalue("s3_endpoint"),
+        bucket=request.getfixturevalue("s3_bucket"),
+    )
 
 
 @pytest.fixture
-def registry(redis_client: redis.Redis, store: FileArtifactStore) -> ModelRegistry:
+def registry(redis_client: redis.Redis, store: ArtifactStore) -> ModelRegistry:
     return ModelRegistry(redis_client, store, policy=POLICY, clock=StepClock())
 
 
