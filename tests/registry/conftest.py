@@ -1,6 +1,9 @@
-"""Fixtures of the registry tests: a real Redis database and a real artifact store of each
-backend (files on disk, and a bucket on the S3-compatible server): every test that uses the
-``store`` or ``registry`` fixture runs once per backend."""
+"""Fixtures of the registry tests: a real Redis database and a real artifact store.
+
+The tests of the lifecycle and of the store itself (``BOTH_BACKENDS``) run once per backend:
+files on disk, and a bucket on the S3-compatible server.  The others (model formats, the
+audit chain) run on the file store only: the backend changes nothing there, and training
+their models twice would only cost time."""
 
 from __future__ import annotations
 
@@ -18,6 +21,14 @@ from tests.factories import logistic_model, make_manifest
 from tests.registry.stores import make_store
 
 POLICY = ApprovalPolicy(min_shadow_records=100, max_regression=0.01)
+BOTH_BACKENDS = {"test_artifacts", "test_lifecycle", "test_transitions", "test_concurrency"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "store_backend" in metafunc.fixturenames:
+        both = metafunc.module.__name__.rsplit(".", 1)[-1] in BOTH_BACKENDS
+        s3 = pytest.param("s3", marks=pytest.mark.s3)
+        metafunc.parametrize("store_backend", ["file", s3] if both else ["file"])
 
 
 class StepClock:
@@ -31,9 +42,9 @@ class StepClock:
         return self.now
 
 
-@pytest.fixture(params=["file", pytest.param("s3", marks=pytest.mark.s3)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactStore:
-    if request.param == "file":
+@pytest.fixture
+def store(store_backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactStore:
+    if store_backend == "file":
         return make_store("file", folder=tmp_path / "artifacts")
     return make_store(
         "s3",

@@ -30,10 +30,10 @@ DATA = b"model bytes " * 100  # 1200 bytes
 MakeStore = Callable[..., ArtifactStore]
 
 
-@pytest.fixture(params=["file", pytest.param("s3", marks=pytest.mark.s3)])
-def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> MakeStore:
+@pytest.fixture
+def new_store(store_backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> MakeStore:
     """Factory: ``new_store(max_bytes=...)`` on this test's backend, all on the same storage."""
-    backend = str(request.param)
+    backend = store_backend
     endpoint = bucket = ""
     if backend == "s3":
         endpoint = request.getfixturevalue("s3_endpoint")
