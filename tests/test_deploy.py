@@ -75,3 +75,28 @@ def test_prometheus_config_loads_the_alert_rules() -> None:
     rules = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
     names = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
     assert "ShadowlineRetrainRunFailed" in names
+
+
+def test_the_scorer_image_can_reach_s3_but_carries_no_training_library() -> None:
+    locked = {
+        line.split("==", 1)[0]
+        for line in (ROOT / "requirements-scorer.lock").read_text().splitlines()
+        if "==" in line and not line.startswith(" ")
+    }
+    assert {"boto3", "onnxruntime", "fastapi"} <= locked
+    assert not {"lightgbm", "scikit-learn", "pandas", "checkov"} & locked
+
+
+def test_importing_the_scorer_does_not_import_boto3() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, service.main, registry.connections as c; from registry import "
+        "SharedSettings, load_settings; c.artifact_store(load_settings(SharedSettings)); "
+        "print(sorted({'boto3', 'botocore'} & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.strip() == "[]"
