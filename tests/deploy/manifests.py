@@ -81,6 +81,7 @@ class Container:
     names: list[str]  # variables in the order they are defined (envFrom first, then env)
     values: dict[str, str]  # literal values (env[].value and ConfigMap data)
     secret_refs: list[tuple[str, str, bool]]  # (secret, key, optional)
+    secrets: dict[str, str]  # variable -> key of the Secret it is read from
 
 
 def containers(docs: list[Doc]) -> list[Container]:
@@ -96,6 +97,7 @@ def containers(docs: list[Doc]) -> list[Container]:
             names: list[str] = []
             values: dict[str, str] = {}
             refs: list[tuple[str, str, bool]] = []
+            secrets: dict[str, str] = {}
             for source in container.get("envFrom", []):
                 data = config_maps[source["configMapRef"]["name"]]
                 names += list(data)
@@ -107,8 +109,9 @@ def containers(docs: list[Doc]) -> list[Container]:
                 ref: dict[str, Any] = item.get("valueFrom", {}).get("secretKeyRef", {})
                 if ref:
                     refs.append((ref["name"], ref["key"], bool(ref.get("optional"))))
+                    secrets[item["name"]] = ref["key"]
             where = f"{doc['kind']} {doc['metadata']['name']}"
-            found.append(Container(where, container["name"], names, values, refs))
+            found.append(Container(where, container["name"], names, values, refs, secrets))
     return found
 
 
@@ -121,7 +124,8 @@ def compose_services() -> list[Container]:
         if isinstance(env, list):
             env = dict(item.split("=", 1) for item in env)
         values = {key: str(value) for key, value in env.items()}
-        found.append(Container(f"compose service {name}", name, list(values), values, []))
+        where = f"compose service {name}"
+        found.append(Container(where, name, list(values), values, [], {}))
     return found
 
 

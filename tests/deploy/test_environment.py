@@ -4,10 +4,14 @@ manifest builds a value from is defined before it."""
 
 from __future__ import annotations
 
+import base64
+import os
 import re
+from pathlib import Path
 
 import pytest
 
+from registry.config import load_settings
 from service.settings import ServiceSettings
 from tests.deploy.kustomize import Doc
 from tests.deploy.manifests import (
@@ -18,8 +22,13 @@ from tests.deploy.manifests import (
     Container,
     compose_services,
     containers,
+    find,
     variables,
 )
+
+
+def _expand(value: str, env: dict[str, str]) -> str:
+    return REFERENCE.sub(lambda match: env.get(match.group(1), match.group(0)), value)
 
 
 def _unknown(container: Container) -> list[str]:
@@ -68,3 +77,36 @@ def test_the_scorer_image_sets_only_known_variables() -> None:
     names = set(re.findall(r"\b(SHADOWLINE_[A-Z0-9_]+)=", dockerfile))
     assert names
     assert names <= variables(ServiceSettings)
+
+
+@pytest.mark.parametrize("kustomization", ["base", "overlays/production"])
+def test_each_process_starts_with_its_manifest_environment(
+    rendered: dict[str, list[Doc]],
+    kustomization: str,
+    in_tmp_cwd: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The settings class of every container loads from exactly the environment the manifest
+    gives it (ConfigMap, literal values, $(VAR) expanded, the Secret's values): a setting the
+    validators require in production cannot be missing from one Deployment."""
+    docs = rendered[kustomization]
+    secret = {
+        key: base64.b64decode(value).decode()
+        for key, value in find(rendered["overlays/production"], "Secret", "shadowline-secrets")[
+            "data"
+        ].items()
+    }
+    for container in containers(docs):
+        env = dict(container.values)
+        for name, key in container.secrets.items():
+            env[name] = secret[key]
+        for name in container.names:  # in definition order, as the kubelet expands them
+            env[name] = _expand(env[name], env)
+        with monkeypatch.context() as patch:
+            for name in [n for n in os.environ if n.startswith("SHADOWLINE_")]:
+                patch.delenv(name)
+            for name, value in env.items():
+                if name.startswith("SHADOWLINE_"):
+                    patch.setenv(name, value)
+            settings = load_settings(SETTINGS_OF[container.name])
+        assert settings.environment.value == "production", container.where
