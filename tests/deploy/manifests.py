@@ -30,7 +30,7 @@ SECRETS_EXAMPLE = "overlays/production/secrets.env.example"
 # Which settings class reads a container's SHADOWLINE_* variables, by container (or compose
 # service) name.  The archiver has no settings class of its own yet: until it has, it may set
 # only the variables every process knows.
-SETTINGS_OF: dict[str, type[BaseSettings]] = {
+SETTINGS_OF: dict[str, type[SharedSettings]] = {
     "scorer": ServiceSettings,
     "retrain-worker": RetrainSettings,
     "archiver": SharedSettings,
