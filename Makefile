@@ -5,6 +5,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP  := $(VENV)/.installed
+# checkov's own environment (see requirements-checkov.in): tests/deploy runs its binary.
+CHECKOV := $(VENV)/tools/checkov
+CHECKOV_STAMP := $(CHECKOV)/.installed
 
 .PHONY: all install lock system-deps dashboards demo test test-fast lint format typecheck check clean stack-up stack-down
 
@@ -18,7 +21,12 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
-install: $(STAMP) system-deps
+$(CHECKOV_STAMP): requirements-checkov.lock | $(STAMP)
+	test -x $(CHECKOV)/bin/python || $(PYTHON) -m venv $(CHECKOV)
+	$(BIN)/uv pip sync --quiet --python $(CHECKOV)/bin/python --require-hashes requirements-checkov.lock
+	touch $(CHECKOV_STAMP)
+
+install: $(STAMP) $(CHECKOV_STAMP) system-deps
 
 # redis-server and prometheus (with promtool; the dashboard tests query a real one) from the
 # system package manager when missing (the broker comes in the `stack` extra above), and
@@ -40,7 +48,9 @@ lock:
 	$(BIN)/uv pip compile pyproject.toml --all-extras --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements.lock
 	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 \
-	  --python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements-scorer.lock
+	  --extra s3 --python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements-scorer.lock
+	$(BIN)/uv pip compile requirements-checkov.in --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements-checkov.lock
 
 # The Grafana dashboards, generated from shadowline/dashboards.py (tests check they are current).
 dashboards: install

@@ -11,10 +11,10 @@ Nothing else in the code base reads ``os.environ``.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "SHADOWLINE_"
@@ -62,6 +62,26 @@ class SharedSettings(BaseSettings):
     policy_tolerance: float = Field(default=0.02, ge=0.0, le=1.0)
     policy_alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
 
+    # Where artifacts live: "file" under artifact_dir (one host, or a shared filesystem), "s3"
+    # in an S3-compatible bucket (several hosts).  S3 credentials come from boto3's own chain
+    # (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a web identity token, an instance role), so no
+    # key is ever a Shadowline setting.
+    artifact_backend: Literal["file", "s3"] = "file"
+    artifact_s3_bucket: str = ""
+    artifact_s3_prefix: str = Field(default="artifacts/", pattern=r"^([^/].*/)?$")
+    artifact_s3_endpoint_url: str | None = None  # MinIO, Ceph, ...; None means AWS itself
+    artifact_s3_region: str | None = None
+
+    # Kafka security, given to every Kafka client the project creates
+    # (registry.connections.kafka_options).  PLAINTEXT is the local stack's broker.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_ssl_cafile: str | None = None  # the cluster's CA (PEM); None: the system's CAs
+    kafka_ssl_certfile: str | None = None  # client certificate, for mutual TLS
+    kafka_ssl_keyfile: str | None = None
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url_is_a_redis_dsn(cls, value: SecretStr) -> SecretStr:
@@ -80,6 +100,32 @@ class SharedSettings(BaseSettings):
             if not sep or not host or not port.isdigit():
                 raise ValueError(f"{server.strip()!r} is not host:port (comma-separate several)")
         return value
+
+    @model_validator(mode="after")
+    def _production_connections_are_complete(self) -> SharedSettings:
+        if self.artifact_backend == "s3" and not self.artifact_s3_bucket:
+            raise ValueError(
+                "SHADOWLINE_ARTIFACT_S3_BUCKET must be set when SHADOWLINE_ARTIFACT_BACKEND=s3"
+            )
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password.get_secret_value()
+        ):
+            raise ValueError(
+                "SHADOWLINE_KAFKA_SASL_USERNAME and SHADOWLINE_KAFKA_SASL_PASSWORD must be set "
+                f"when SHADOWLINE_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol}"
+            )
+        if bool(self.kafka_ssl_certfile) != bool(self.kafka_ssl_keyfile):
+            raise ValueError(
+                "SHADOWLINE_KAFKA_SSL_CERTFILE and SHADOWLINE_KAFKA_SSL_KEYFILE go together "
+                "(mutual TLS needs both)"
+            )
+        dsn = urlsplit(self.redis_url.get_secret_value())
+        if self.environment is Environment.PRODUCTION and dsn.scheme != "unix" and not dsn.password:
+            raise ValueError(
+                "SHADOWLINE_REDIS_URL has no password; production needs one "
+                "(redis://:PASSWORD@host:6379/0, or rediss:// for TLS)"
+            )
+        return self
 
     @property
     def kafka_servers(self) -> list[str]:

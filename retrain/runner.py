@@ -62,6 +62,19 @@ _RUNTIME_ONLY = {
     "labels_topic",
     "artifact_dir",
     "as_of",
+    # Where artifacts live and how Kafka is reached change no result either.
+    "artifact_backend",
+    "artifact_s3_bucket",
+    "artifact_s3_prefix",
+    "artifact_s3_endpoint_url",
+    "artifact_s3_region",
+    "kafka_security_protocol",
+    "kafka_sasl_mechanism",
+    "kafka_sasl_username",
+    "kafka_sasl_password",
+    "kafka_ssl_cafile",
+    "kafka_ssl_certfile",
+    "kafka_ssl_keyfile",
 }
 
 

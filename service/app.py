@@ -46,6 +46,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from registry import EVENTS_CHANNEL, ModelRegistry, RegistryError
+from registry.connections import async_redis_client, kafka_options
 from service.admin import admin_router
 from service.errors import ServiceError
 from service.fastpath import FastLane, Handler, ScorerApp
@@ -107,10 +108,9 @@ def build_components(
     )  # fmt: skip
     loader = ModelLoader(source, live, metrics, name=settings.model_name)
     if connect is None:
-        url = settings.redis_url.get_secret_value()
 
         def connect() -> aioredis.Redis:
-            return aioredis.Redis.from_url(url, socket_connect_timeout=2.0)
+            return async_redis_client(settings)
 
     follower = RegistryFollower(
         loader, connect, metrics, name=settings.model_name, channel=events_channel,
@@ -131,6 +131,8 @@ def sidecar_config(settings: ServiceSettings) -> SidecarConfig:
         linger_ms=settings.kafka_linger_ms,
         delivery_timeout_ms=settings.kafka_delivery_timeout_ms,
         restart_after_s=settings.kafka_restart_after_s,
+        acks="all" if settings.kafka_acks == "all" else int(settings.kafka_acks),
+        client_options=kafka_options(settings),
     )
     return SidecarConfig(
         producer,

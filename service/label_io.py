@@ -101,10 +101,19 @@ def _text(value: Any) -> str | None:
 class LabelProducer:
     """Produces labels to ``topic``, keyed by transaction id, and waits for the broker."""
 
-    def __init__(self, servers: Sequence[str], topic: str, *, timeout_s: float) -> None:
+    def __init__(
+        self,
+        servers: Sequence[str],
+        topic: str,
+        *,
+        timeout_s: float,
+        client_options: Mapping[str, Any] | None = None,
+    ) -> None:
         self._servers = list(servers)
         self._topic = topic
         self._timeout_s = timeout_s
+        # The Kafka security settings (registry.connections.kafka_options).
+        self._options = dict(client_options or {})
         self._lock = threading.Lock()
         self._producer: Any = None
 
@@ -150,6 +159,7 @@ class LabelProducer:
                 reconnect_backoff_max_ms=1000,
                 bootstrap_timeout_ms=timeout_ms,
                 allow_auto_create_topics=False,
+                **self._options,
             )
             return self._producer
 
@@ -166,6 +176,7 @@ class LabelProducer:
             enable_auto_commit=False,
             allow_auto_create_topics=False,
             bootstrap_timeout_ms=int(self._timeout_s * 1000),
+            **self._options,
         )
         try:
             topics = consumer.topics()

@@ -35,7 +35,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from registry.connections import redis_client
+from registry.connections import kafka_options, redis_client
 from registry.records import LabelInput, LabelRecord, utc_text
 from service.errors import (
     Forbidden,
@@ -288,7 +288,12 @@ def label_intake(settings: ServiceSettings, metrics: ServiceMetrics) -> LabelInt
             redis_client(settings), window_s=settings.labels_dedupe_window_s,
             claim_s=2 * timeout_s + 10,
         ),
-        LabelProducer(settings.kafka_servers, settings.labels_topic, timeout_s=timeout_s),
+        LabelProducer(
+            settings.kafka_servers,
+            settings.labels_topic,
+            timeout_s=timeout_s,
+            client_options=kafka_options(settings),
+        ),
         metrics,
         clock_skew_s=settings.labels_clock_skew_s,
         max_batch=settings.labels_max_batch,

@@ -10,6 +10,9 @@ stays loaded, so a rollback is a swap, not a load.
 
 A version that fails to load is reported (metric, log, ``registry.note``) and not retried until
 the revision changes again; production keeps the model it had, and a failed shadow is left out.
+An artifact store that cannot be reached (an object store's network blip) says nothing about
+the model: that load is counted and retried at the next reconcile, so a replica that starts
+during the blip becomes ready once the store answers instead of waiting for a new revision.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import socket
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from registry.errors import RegistryError
+from registry.errors import ArtifactStoreUnavailable, RegistryError
 from registry.manifest import Manifest
 from service.errors import ModelLoadError
 from service.live import LiveModels, ModelSet, ShadowSlot
@@ -79,6 +82,7 @@ class ModelLoader:
         self._failed: dict[str, int] = {}  # version -> revision at which it failed
         self._revision = -1
         self._regressed = False
+        self._store_down = False  # a load failed because the artifact store did not answer
 
     @property
     def revision(self) -> int:
@@ -105,6 +109,7 @@ class ModelLoader:
             self._regressed = True
             return False
         self._regressed = False
+        self._store_down = False
         current = self._live.current
         production = current.production
         if deployment.production is None:
@@ -127,7 +132,8 @@ class ModelLoader:
         new = ModelSet(revision, production, tuple(slots))
         self._live.swap(new)
         self._loaded = keep  # anything not kept is released with the last request using it
-        self._revision = revision
+        if not self._store_down:  # otherwise the next reconcile tries those loads again
+            self._revision = revision
         self._report(current, new)
         return True
 
@@ -140,6 +146,11 @@ class ModelLoader:
         try:
             manifest = self._source.manifest(self._name, version)
             model = self._load(manifest, self._source.artifact(self._name, version))
+        except ArtifactStoreUnavailable as exc:
+            self._store_down = True
+            self._metrics.swap_failures.labels(role).inc()
+            log.warning("could not load %s:%s as %s, retrying: %s", self._name, version, role, exc)
+            return None
         except (ModelLoadError, RegistryError) as exc:
             self._failed[version] = revision
             self._metrics.swap_failures.labels(role).inc()

@@ -15,7 +15,7 @@ import logging
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from service.tally import Tally
@@ -34,6 +34,11 @@ class ProducerConfig:
     linger_ms: int = 50
     delivery_timeout_ms: int = 30_000
     restart_after_s: float = 10.0
+    # "all" waits for min.insync.replicas copies, 1 for the leader's (docs/production.md).
+    acks: int | str = 1
+    # Security options from registry.connections.kafka_options, passed to the client as they
+    # are; out of the repr, because they may hold the SASL password.
+    client_options: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 def broker_accepts(servers: tuple[str, ...] | list[str], timeout_s: float = 1.0) -> bool:
@@ -137,7 +142,7 @@ class KafkaOut:
         try:
             self._producer = KafkaProducer(
                 bootstrap_servers=list(config.servers),
-                acks=1,
+                acks=config.acks,
                 enable_idempotence=False,  # an idempotent producer never recovers a restart
                 linger_ms=config.linger_ms,
                 batch_size=256 * 1024,  # fewer sender wake-ups per record
@@ -146,6 +151,7 @@ class KafkaOut:
                 request_timeout_ms=min(10_000, config.delivery_timeout_ms // 2),
                 reconnect_backoff_max_ms=1000,
                 bootstrap_timeout_ms=2000,
+                **config.client_options,
             )
         except (KafkaError, OSError) as exc:
             log.warning("kafka producer: cannot connect to %s: %s", config.servers, exc)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, model_validator
 
 from registry.config import Environment, SharedSettings
@@ -39,6 +41,11 @@ class ServiceSettings(SharedSettings):
     kafka_linger_ms: int = Field(default=50, ge=0, le=1000)  # bigger batches: less producer CPU
     kafka_delivery_timeout_ms: int = Field(default=30_000, ge=1000)
     kafka_restart_after_s: float = Field(default=10.0, gt=0)
+    # Acknowledgement the score records' producer waits for: "1" (the partition leader has
+    # the record) or "all" (min.insync.replicas copies have it; no loss when a leader dies).
+    # Not idempotent either way: a retry can duplicate a record, and readers key on the
+    # transaction id.  docs/production.md weighs the two.
+    kafka_acks: Literal["1", "all"] = "1"
     # Shadows, records and the Kafka producer run in a sidecar process (their Python work
     # would hold this process's GIL); False runs the sidecar in a thread (tests, debugging).
     sidecar_process: bool = True

@@ -31,6 +31,7 @@ from typing import Any
 from kafka import KafkaConsumer
 
 from registry.config import SharedSettings, load_settings
+from registry.connections import kafka_options
 from shadowline.settings import STATE_DIR
 from shadowline.stack import free_port
 
@@ -169,6 +170,7 @@ def _read_records(echo: Echo, settings: SharedSettings, ids: list[str]) -> int:
         session_timeout_ms=6000,
         heartbeat_interval_ms=1000,
         max_poll_interval_ms=5000,
+        **kafka_options(settings),
     )
     wanted, found = set(ids), 0
     deadline = time.monotonic() + 20

@@ -19,9 +19,11 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
 from shadowline.stack import Component, LocalStack
+from tests.servers import s3_server
 
 REDIS_FIXTURES = {"local_stack", "redis_url", "redis_client"}
 KAFKA_FIXTURES = {"local_stack", "kafka_bootstrap", "make_topic"}
+S3_FIXTURES = {"s3_endpoint", "s3_bucket"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -31,6 +33,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.redis)
         if names & KAFKA_FIXTURES:
             item.add_marker(pytest.mark.kafka)
+        if names & S3_FIXTURES:
+            item.add_marker(pytest.mark.s3)
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +83,31 @@ def make_topic(
     if created:
         admin.delete_topics(created)
     admin.close()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a real S3-compatible server (moto_server) on 127.0.0.1, for the whole session."""
+    with s3_server(tmp_path_factory.mktemp("s3")) as url:
+        yield url
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new, empty bucket on the S3 server.  boto3 finds test credentials in the environment
+    (its own chain, as in production) and never reads the machine's AWS files."""
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "shadowline-test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "shadowline-test-secret")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    bucket = f"shadowline-{uuid.uuid4().hex[:12]}"
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket=bucket)
+    client.close()
+    return bucket
 
 
 @pytest.fixture

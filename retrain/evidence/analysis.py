@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from registry.connections import kafka_options
 from registry.lifecycle import ModelRegistry
 from registry.records import decode_label, decode_score
 from retrain.errors import AnalysisError
@@ -61,14 +62,24 @@ def analyse(
     if control == version:
         control = None
     bad: list[BadRecord] = []
-    servers = settings.kafka_servers
+    servers, client = settings.kafka_servers, kafka_options(settings)
     labels = list(
         read_topic(
-            servers, settings.labels_topic, decode_label, timeout_s=timeout_s, on_bad=bad.append
+            servers,
+            settings.labels_topic,
+            decode_label,
+            timeout_s=timeout_s,
+            on_bad=bad.append,
+            options=client,
         )
     )
     scores = read_topic(
-        servers, settings.scores_topic, decode_score, timeout_s=timeout_s, on_bad=bad.append
+        servers,
+        settings.scores_topic,
+        decode_score,
+        timeout_s=timeout_s,
+        on_bad=bad.append,
+        options=client,
     )
     versions = [version] if control is None else [version, control]
     paired = pair_many(

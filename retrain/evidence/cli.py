@@ -193,12 +193,15 @@ def send(
 ) -> None:
     """Check every line of a label file, then produce the labels to the labels topic."""
     with _errors():
+        from registry.connections import kafka_options
         from retrain.evidence.labels import read_labels
         from retrain.evidence.topics import send_labels
 
         settings = load_settings(SharedSettings)
         labels = read_labels(file, source=source)
-        sent = send_labels(settings.kafka_servers, settings.labels_topic, labels)
+        sent = send_labels(
+            settings.kafka_servers, settings.labels_topic, labels, options=kafka_options(settings)
+        )
     frauds = sum(label.is_fraud for label in labels)
     if as_json:
         typer.echo(json.dumps({"sent": sent, "frauds": frauds, "topic": settings.labels_topic}))

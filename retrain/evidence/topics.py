@@ -9,6 +9,9 @@ the end offset, which alone would cut the last batch short.  A deadline bounds t
 
 A record that does not decode is skipped and reported (``on_bad``, by default a log warning)
 naming its topic, partition and offset; it never stops the analysis.
+
+``options`` are the Kafka security settings (``registry.connections.kafka_options``), given to
+every client made here.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
@@ -53,7 +56,9 @@ def _warn(bad: BadRecord) -> None:
     log.warning("skipped a record that does not decode: %s", bad)
 
 
-def _connect(servers: Sequence[str], purpose: str) -> KafkaConsumer:
+def _connect(
+    servers: Sequence[str], purpose: str, options: Mapping[str, Any] | None
+) -> KafkaConsumer:
     where = f"cannot reach Kafka at {','.join(servers)} {purpose}"
     _any_listening(servers, where)
     try:
@@ -64,6 +69,7 @@ def _connect(servers: Sequence[str], purpose: str) -> KafkaConsumer:
             allow_auto_create_topics=False,
             max_poll_records=MAX_POLL_RECORDS,
             bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+            **(options or {}),
         )
     except KafkaError as exc:
         raise AnalysisError(f"{where}: {exc}") from exc
@@ -110,13 +116,14 @@ def read_topic(
     *,
     timeout_s: float = 30.0,
     on_bad: Callable[[BadRecord], None] = _warn,
+    options: Mapping[str, Any] | None = None,
 ) -> Iterator[T]:
     """Every record of ``topic`` from the beginning, decoded (in offset order per partition).
 
     Raises :class:`AnalysisError` when Kafka cannot be reached, the topic does not exist, or
     the end is not reached within ``timeout_s`` (naming the partitions still behind).
     """
-    consumer = _connect(servers, f"to read {topic}")
+    consumer = _connect(servers, f"to read {topic}", options)
     try:
         parts = [TopicPartition(topic, p) for p in _partitions(consumer, servers, topic)]
         consumer.assign(parts)
@@ -172,7 +179,12 @@ def _behind(
 
 
 def send_labels(
-    servers: Sequence[str], topic: str, labels: Sequence[LabelRecord], *, timeout_s: float = 30.0
+    servers: Sequence[str],
+    topic: str,
+    labels: Sequence[LabelRecord],
+    *,
+    timeout_s: float = 30.0,
+    options: Mapping[str, Any] | None = None,
 ) -> int:
     """Produce ``labels`` to ``topic`` keyed by transaction id; returns how many were sent.
 
@@ -180,14 +192,16 @@ def send_labels(
     The topic must exist: a Kafka-protocol broker may acknowledge writes to a missing topic
     and drop them, so this checks first instead of losing labels silently.
     """
-    consumer = _connect(servers, f"to send labels to {topic}")
+    consumer = _connect(servers, f"to send labels to {topic}", options)
     try:
         _partitions(consumer, servers, topic)
     finally:
         consumer.close()
     producer: KafkaProducer | None = None
     try:
-        producer = KafkaProducer(bootstrap_servers=list(servers), acks="all", linger_ms=20)
+        producer = KafkaProducer(
+            bootstrap_servers=list(servers), acks="all", linger_ms=20, **(options or {})
+        )
         futures = [
             producer.send(topic, key=label.transaction_id.encode(), value=encode(label))
             for label in labels

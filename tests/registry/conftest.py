@@ -1,4 +1,9 @@
-"""Fixtures of the registry tests: a real Redis database, a real artifact store on disk."""
+"""Fixtures of the registry tests: a real Redis database and a real artifact store.
+
+The tests of the lifecycle and of the store itself (``BOTH_BACKENDS``) run once per backend:
+files on disk, and a bucket on the S3-compatible server.  The others (model formats, the
+audit chain) run on the file store only: the backend changes nothing there, and training
+their models twice would only cost time."""
 
 from __future__ import annotations
 
@@ -9,11 +14,21 @@ from pathlib import Path
 import pytest
 import redis
 
-from registry import ApprovalPolicy, FileArtifactStore, ModelRegistry
+from registry import ApprovalPolicy, ModelRegistry
+from registry.artifacts import ArtifactStore
 from registry.manifest import Manifest
 from tests.factories import logistic_model, make_manifest
+from tests.registry.stores import make_store
 
 POLICY = ApprovalPolicy(min_shadow_records=100, min_matured_frauds=50, tolerance=0.01)
+BOTH_BACKENDS = {"test_artifacts", "test_lifecycle", "test_transitions", "test_concurrency"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "store_backend" in metafunc.fixturenames:
+        both = metafunc.module.__name__.rsplit(".", 1)[-1] in BOTH_BACKENDS
+        s3 = pytest.param("s3", marks=pytest.mark.s3)
+        metafunc.parametrize("store_backend", ["file", s3] if both else ["file"])
 
 
 class StepClock:
@@ -28,12 +43,19 @@ class StepClock:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> FileArtifactStore:
-    return FileArtifactStore(tmp_path / "artifacts")
+def store(store_backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactStore:
+    if store_backend == "file":
+        return make_store("file", folder=tmp_path / "artifacts")
+    return make_store(
+        "s3",
+        folder=tmp_path / "unused",
+        endpoint=request.getfixturevalue("s3_endpoint"),
+        bucket=request.getfixturevalue("s3_bucket"),
+    )
 
 
 @pytest.fixture
-def registry(redis_client: redis.Redis, store: FileArtifactStore) -> ModelRegistry:
+def registry(redis_client: redis.Redis, store: ArtifactStore) -> ModelRegistry:
     return ModelRegistry(redis_client, store, policy=POLICY, clock=StepClock())
 
 

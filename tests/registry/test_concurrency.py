@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from registry import (
+    ArtifactStore,
     Contention,
-    FileArtifactStore,
     IllegalTransition,
     ModelRegistry,
     RegistryError,
@@ -36,7 +36,7 @@ def test_concurrent_promotes_of_different_versions_leave_one_production(
     registry: ModelRegistry,
     registered: Callable[..., str],
     redis_url: str,
-    store: FileArtifactStore,
+    store: ArtifactStore,
 ) -> None:
     versions = _approve_all(registry, registered, THREADS)
 
@@ -91,7 +91,7 @@ def test_concurrent_promotes_of_one_version_succeed_once(
 
 def test_a_writer_that_always_loses_gives_up_without_writing(
     redis_client: redis.Redis,
-    store: FileArtifactStore,
+    store: ArtifactStore,
     registered: Callable[..., str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from registry import (
     AlreadyRegistered,
-    FileArtifactStore,
+    ArtifactStore,
     IllegalTransition,
     InvalidRequest,
     ModelNotFound,
@@ -20,6 +20,7 @@ from registry import (
 )
 from registry.manifest import Manifest
 from tests.factories import make_evidence as good_evidence
+from tests.registry.stores import stored_objects
 
 ACTIONS = ("shadow", "unshadow", "approve", "promote", "retire", "reject")
 # Written out rather than derived from registry.states.MOVES, so a change to the table shows here.
@@ -203,14 +204,14 @@ def test_manifest_sha256_must_match(
 def test_a_refused_model_leaves_nothing_behind(
     registry: ModelRegistry,
     model_for: Callable[..., tuple[bytes, Manifest]],
-    store: FileArtifactStore,
+    store: ArtifactStore,
 ) -> None:
     _, manifest = model_for("v1")
     with pytest.raises(ValidationFailed):
         registry.register(b"not a model", manifest, actor="alice")
     assert registry.list() == []
     assert registry.deployment("fraud").revision == 0
-    assert not store.root.exists()
+    assert stored_objects(store) == []  # nothing was written
 
 
 def test_approval_policy_is_enforced(

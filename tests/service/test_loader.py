@@ -93,6 +93,28 @@ def test_a_failed_load_keeps_the_old_model_and_is_reported(
     assert sample_value(metrics, "shadowline_model_swap_failures_total", labels) == 1
 
 
+def test_an_unreachable_artifact_store_is_retried_at_the_next_reconcile(
+    registry: ModelRegistry, metrics: ServiceMetrics, tmp_path: Path
+) -> None:
+    make_production(registry, "v1")
+    root = tmp_path / "artifacts"
+    root.rename(tmp_path / "away")
+    root.write_text("a file where the store's folder should be: reads fail with an OSError")
+    loader, live = loader_for(registry, metrics)
+    assert loader.reconcile()
+    assert not warmed(live)  # not ready while the store cannot be read
+    labels = {"role": "production"}
+    assert sample_value(metrics, "shadowline_model_swap_failures_total", labels) == 1
+    assert [e for e in registry.audit("fraud") if e.action == "note"] == []
+    root.unlink()
+    (tmp_path / "away").rename(root)  # the store answers again; the revision has not moved
+    assert loader.reconcile()
+    assert live.current.production is not None
+    assert live.current.production.version == "v1"
+    assert warmed(live)
+    assert not loader.reconcile()
+
+
 @pytest.mark.slow
 def test_memory_does_not_grow_across_200_swaps(
     registry: ModelRegistry, metrics: ServiceMetrics
