@@ -55,7 +55,7 @@ def _warn(bad: BadRecord) -> None:
 
 def _connect(servers: Sequence[str], purpose: str) -> KafkaConsumer:
     where = f"cannot reach Kafka at {','.join(servers)} {purpose}"
-    _any_listening(servers, where)
+    any_listening(servers, where)
     try:
         return KafkaConsumer(
             bootstrap_servers=list(servers),
@@ -69,7 +69,7 @@ def _connect(servers: Sequence[str], purpose: str) -> KafkaConsumer:
         raise AnalysisError(f"{where}: {exc}") from exc
 
 
-def _any_listening(servers: Sequence[str], where: str) -> None:
+def any_listening(servers: Sequence[str], where: str) -> None:
     """Fail at once, naming the address, when no bootstrap server accepts a connection.
 
     The Kafka client would retry for its bootstrap timeout and then leave its sockets open.
@@ -97,7 +97,7 @@ def _partitions(consumer: KafkaConsumer, servers: Sequence[str], topic: str) -> 
     return sorted(consumer.partitions_for_topic(topic) or ())
 
 
-def _problem(exc: Exception) -> str:
+def problem_of(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         return f"invalid {exc.title}: {describe_validation_error(exc)}"
     return f"{type(exc).__name__}: {exc}"
@@ -143,7 +143,7 @@ def read_topic(
                             raise ValueError("the record has no value")
                         record = decode(message.value)
                     except ValueError as exc:  # pydantic's ValidationError is a ValueError
-                        on_bad(BadRecord(topic, tp.partition, message.offset, _problem(exc)))
+                        on_bad(BadRecord(topic, tp.partition, message.offset, problem_of(exc)))
                         continue
                     yield record
     except KafkaError as exc:
