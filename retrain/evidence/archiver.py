@@ -122,7 +122,7 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
             types[name].add(kind)
     for name in [n for n, kinds in types.items() if len(kinds) > 1]:
         tables = [
-            t.set_column(t.column_names.index(name), name, t[name].cast(pa.string()))
+            t.set_column(t.column_names.index(name), name, layout.json_text(t[name].to_pylist()))
             if name in t.column_names
             else t
             for t in tables
@@ -171,7 +171,7 @@ class Archiver(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         for topic in {tp.topic for tp in assigned}:
-            archived = layout.archived_offsets(self.root, self.kinds[topic], topic)
+            archived = layout.archived_offsets(self.root, self.kinds[topic], topic, repair=True)
             for tp in assigned:
                 if tp.topic == topic:
                     self._done[tp] = archived.get(tp.partition, -1)

@@ -18,7 +18,8 @@ Layout under the archive root (``SHADOWLINE_ARCHIVE_DIR``)::
   columns, the shadows as ``shadows``: a list of structs (version, score, decision, latency_ms,
   error), which DuckDB and Trino ``UNNEST`` and Spark ``explode``; every input as a top-level
   ``input_<name>`` column: numbers as DOUBLE, booleans as BOOLEAN, strings as VARCHAR (a field
-  whose values mix kinds within one file is stored as text).  Numbers are always DOUBLE so that
+  whose values mix kinds within one file is stored as VARCHAR holding each value's JSON text:
+  ``"DE"`` with its quotes, ``3.0``, ``true``).  Numbers are always DOUBLE so that
   the same field has the same type in every file (Spark's schema merge refuses LONG vs DOUBLE).
 * Every row keeps ``kafka_partition`` and ``kafka_offset``: exactly-once can be checked, and a
   row can be traced back to the topic.
@@ -119,6 +120,12 @@ def part_name(topic: str, partition: int, first: int, last: int, days: int, suff
     return f"part-{topic}-p{partition:03d}-o{first:012d}-{last:012d}-n{days}.{suffix}"
 
 
+def json_text(values: Iterable[Any]) -> pa.Array:
+    """Values as the JSON text of each (``"DE"`` keeps its quotes, 3.0 is ``3.0``): how a
+    field whose values mix kinds is stored, so that no kind is lost."""
+    return pa.array([None if v is None else orjson.dumps(v).decode() for v in values], pa.string())
+
+
 def _typed(values: list[Any]) -> pa.Array:
     """One input field as a typed column (see the module docstring for the rules)."""
     kinds = {type(v) for v in values if v is not None}
@@ -128,13 +135,7 @@ def _typed(values: list[Any]) -> pa.Array:
         return pa.array([None if v is None else float(v) for v in values], pa.float64())
     if kinds <= {str}:
         return pa.array(values, pa.string())
-    return pa.array(
-        [
-            None if v is None else (v if isinstance(v, str) else orjson.dumps(v).decode())
-            for v in values
-        ],
-        pa.string(),
-    )
+    return json_text(values)
 
 
 def score_table(rows: Sequence[Located[ScoreRecord]]) -> pa.Table:
@@ -317,12 +318,14 @@ def files(
     return found
 
 
-def archived_offsets(root: Path, kind: str, topic: str) -> dict[int, int]:
+def archived_offsets(root: Path, kind: str, topic: str, *, repair: bool = False) -> dict[int, int]:
     """The last offset archived per partition of ``topic``, from the complete batches on disk.
 
     A batch's files are its day files plus its dead-letter file (when it refused records).
-    A batch whose files are not all there (a crash between two renames) is incomplete:
-    its files are deleted here, and its records will be archived again from the topic.
+    A batch whose files are not all there (a crash between two renames, or a batch being
+    written right now) is incomplete and does not count; with ``repair`` (the archiver, at
+    assignment, when no one else writes these partitions) its files are deleted, and its
+    records will be archived again from the topic.
     """
     batches: dict[tuple[int, int, int, int], list[Path]] = defaultdict(list)
     base = root / kind
@@ -335,7 +338,7 @@ def archived_offsets(root: Path, kind: str, topic: str) -> dict[int, int]:
     done: dict[int, int] = {}
     for (partition, _first, last, days), paths in batches.items():
         if len(paths) < days:
-            for path in paths:
+            for path in paths if repair else ():
                 path.unlink(missing_ok=True)
             continue
         done[partition] = max(done.get(partition, -1), last)

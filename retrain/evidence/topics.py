@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -110,8 +110,12 @@ def read_topic(
     *,
     timeout_s: float = 30.0,
     on_bad: Callable[[BadRecord], None] = _warn,
+    start: Mapping[int, int] | None = None,
 ) -> Iterator[T]:
     """Every record of ``topic`` from the beginning, decoded (in offset order per partition).
+
+    ``start`` maps partitions to the first offset to read (the archive's tail starts after
+    what is archived); partitions it does not name are read from the beginning.
 
     Raises :class:`AnalysisError` when Kafka cannot be reached, the topic does not exist, or
     the end is not reached within ``timeout_s`` (naming the partitions still behind).
@@ -123,7 +127,11 @@ def read_topic(
         consumer.seek_to_beginning(*parts)
         ends = consumer.end_offsets(parts)
         begins = consumer.beginning_offsets(parts)
-        # An empty partition needs no fetch; the others end at their first high watermark.
+        for tp in parts:
+            if start is not None and start.get(tp.partition, 0) > begins[tp]:
+                consumer.seek(tp, start[tp.partition])
+        # An empty partition needs no fetch; the others end at their first high watermark
+        # (an empty fetch from a start offset reports one too).
         target: dict[TopicPartition, int | None] = {
             tp: ends[tp] if ends[tp] <= begins[tp] else None for tp in parts
         }
@@ -131,9 +139,11 @@ def read_topic(
         while not _done(consumer, target):
             if time.monotonic() >= deadline:
                 raise AnalysisError(_behind(topic, consumer, target, ends, timeout_s))
-            for tp, messages in consumer.poll(timeout_ms=POLL_MS).items():
+            polled = consumer.poll(timeout_ms=POLL_MS)
+            for tp in parts:
                 if target[tp] is None and consumer.highwater(tp) is not None:
                     target[tp] = max(ends[tp], int(consumer.highwater(tp)))
+            for tp, messages in polled.items():
                 for message in messages:
                     limit = target[tp]
                     if limit is not None and message.offset >= limit:

@@ -1,0 +1,81 @@
+"""Archives built by hand with the archive's own layout, and varied traffic to pair."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+from registry.records import LabelRecord, ScoreRecord
+from retrain.evidence import layout
+from tests.retrain.evidence.records import T0, label, scored, shadow
+
+DAY = 86_400.0
+
+
+def write_archive(
+    root: Path,
+    scores: Sequence[ScoreRecord],
+    labels: Sequence[LabelRecord],
+    *,
+    topic: str = "t",
+    batch: int = 500,
+) -> None:
+    """Write ``scores`` and ``labels`` as the archiver would: batches of one partition, one
+    file per day a batch spans, offsets in record order."""
+    for kind, records, to_table in (
+        (layout.SCORES, scores, layout.score_table),
+        (layout.LABELS, labels, layout.label_table),
+    ):
+        for first in range(0, len(records), batch):
+            rows = [
+                layout.Located(r, 0, first + i)
+                for i, r in enumerate(records[first : first + batch])
+            ]
+            days = layout.split_by_day(rows)
+            last = rows[-1].offset
+            for day, part in days.items():
+                name = layout.part_name(topic, 0, first, last, len(days), "parquet")
+                layout.write_parquet(layout.day_dir(root, kind, day) / name, to_table(part))  # type: ignore[arg-type]
+
+
+def messy_traffic(n: int, seed: int = 3) -> tuple[list[ScoreRecord], list[LabelRecord]]:
+    """Traffic with everything pairing must handle: challenger errors, records repeated with a
+    newer time, another production version and another model, labels superseded by later
+    ones, labels before their score, labels of transactions never scored, time ties."""
+    rng = random.Random(seed)
+    scores: list[ScoreRecord] = []
+    labels: list[LabelRecord] = []
+    for i in range(n):
+        tx = f"tx-{i:05d}"
+        at = T0 + i * 37.0 + (0 if i % 50 else 0.0)
+        prod = rng.random()
+        entries = []
+        if i % 3:
+            roll = rng.random()
+            if roll < 0.05:
+                entries.append(shadow("v2", None, "timeout: no result within 50 ms"))
+            elif roll < 0.08:
+                entries.append(shadow("v2", None, "busy: queue full"))
+            elif roll < 0.09:
+                entries.append(shadow("v2", None, "weird failure"))
+            else:
+                entries.append(shadow("v2", rng.random()))
+        if i % 5 == 0:
+            entries.append(shadow("v3", rng.random()))
+        version = "v0" if i % 97 == 0 else "v1"
+        model = "other" if i % 89 == 0 else "fraud"
+        scores.append(
+            scored(tx, prod, *entries, at=at, production_version=version, model_name=model)
+        )
+        if i % 31 == 0:  # scored again later (a retry): the newer record wins
+            again = shadow("v2", rng.random())
+            scores.append(scored(tx, rng.random(), again, at=at + 5.0))
+        if i % 4 == 0:
+            labels.append(label(tx, rng.random() < 0.3, at=at + rng.uniform(1, 40) * DAY))
+        if i % 23 == 0:
+            labels.append(label(tx, rng.random() < 0.5, at=at + 60 * DAY))  # supersedes
+        if i % 211 == 0:
+            labels.append(label(tx, True, at=at - 10.0))  # before its score: refused
+    labels += [label(f"never-{i}", True) for i in range(7)]
+    return scores, labels
