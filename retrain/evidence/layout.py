@@ -52,6 +52,8 @@ SCORES, LABELS, REPLAY = "scores", "labels", "replay"
 DEAD_LETTER = "_dead_letter"  # under scores/ and labels/; engines skip folders starting with _
 INPUT_PREFIX = "input_"
 TMP_PREFIX = ".tmp-"
+# Parquet key-value metadata: the input columns holding JSON text (their values mix kinds).
+JSON_INPUTS = b"shadowline.json_inputs"
 _PART = re.compile(r"^part-(?P<topic>.+)-p(?P<p>\d+)-o(?P<first>\d+)-(?P<last>\d+)-n(?P<n>\d+)\.")
 _TIME = pa.timestamp("us", tz="UTC")
 SHADOW_TYPE = pa.struct(
@@ -179,7 +181,45 @@ def score_table(rows: Sequence[Located[ScoreRecord]]) -> pa.Table:
         values = [r.inputs.get(key) for r in scores]
         if any(v is not None for v in values):
             columns[INPUT_PREFIX + key] = _typed(values)
-    return pa.table(columns)
+    table = pa.table(columns)
+    mixed = [INPUT_PREFIX + key for key in keys if _mixed([r.inputs.get(key) for r in scores])]
+    return mark_json(table, mixed)
+
+
+def _mixed(values: list[Any]) -> bool:
+    kinds = {type(v) for v in values if v is not None}
+    return not (kinds == {bool} or kinds <= {int, float} or kinds <= {str})
+
+
+def json_columns(schema: pa.Schema) -> set[str]:
+    """The input columns of a file that hold JSON text (see :func:`json_text`)."""
+    raw = (schema.metadata or {}).get(JSON_INPUTS, b"")
+    return {name for name in raw.decode().split(",") if name}
+
+
+def mark_json(table: pa.Table, names: Iterable[str]) -> pa.Table:
+    """``table`` with ``names`` added to the JSON-text columns its metadata lists."""
+    marked = json_columns(table.schema) | set(names)
+    if not marked:
+        return table
+    return table.replace_schema_metadata({JSON_INPUTS: ",".join(sorted(marked)).encode()})
+
+
+def input_rows(table: pa.Table, names: Sequence[str]) -> list[dict[str, Any]]:
+    """The rows' inputs ``names`` as the scorer received them (a column a file lacks is
+    missing: None), for replaying them through a model."""
+    decoded = json_columns(table.schema)
+    columns: list[list[Any]] = []
+    for name in names:
+        column = INPUT_PREFIX + name
+        if column not in table.column_names:
+            columns.append([None] * table.num_rows)
+            continue
+        values = table[column].to_pylist()
+        if column in decoded:
+            values = [None if v is None else orjson.loads(v) for v in values]
+        columns.append(values)
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
 def _field(struct: pa.ChunkedArray | pa.Array, name: str, kind: pa.DataType, n: int) -> pa.Array:

@@ -6,8 +6,14 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
+import pyarrow.parquet as pq
+from prometheus_client import CollectorRegistry
+
 from registry.records import LabelRecord, ScoreRecord
 from retrain.evidence import layout
+from retrain.evidence.archive_metrics import ArchiveMetrics
+from retrain.evidence.archiver import ArchiveProgress, Archiver, group_consumer
+from retrain.settings import ArchiveSettings
 from tests.retrain.evidence.records import T0, label, scored, shadow
 
 DAY = 86_400.0
@@ -79,3 +85,33 @@ def messy_traffic(n: int, seed: int = 3) -> tuple[list[ScoreRecord], list[LabelR
             labels.append(label(tx, True, at=at - 10.0))  # before its score: refused
     labels += [label(f"never-{i}", True) for i in range(7)]
     return scores, labels
+
+
+def archive_once(
+    bootstrap: str, scores_topic: str, labels_topic: str, root: Path, group: str
+) -> tuple[ArchiveProgress, ArchiveMetrics]:
+    """One ``--once`` run of the archiver in this process, as ``shadowline archive`` wires it."""
+    settings = ArchiveSettings(
+        kafka_bootstrap=bootstrap, scores_topic=scores_topic, labels_topic=labels_topic,
+        archive_group=group, archive_flush_records=700,
+    )  # fmt: skip
+    metrics = ArchiveMetrics(CollectorRegistry(), (scores_topic, labels_topic))
+    consumer = group_consumer(settings)
+    try:
+        archiver = Archiver(
+            root, consumer, {scores_topic: layout.SCORES, labels_topic: layout.LABELS},
+            metrics=metrics, flush_records=settings.archive_flush_records,
+        )  # fmt: skip
+        return archiver.run(once=True, join_timeout_s=30), metrics
+    finally:
+        consumer.close(autocommit=False)
+
+
+def archived_ids(root: Path, kind: str) -> list[str]:
+    """Every transaction id in the archive's ``kind`` files, read with pyarrow alone."""
+    found = sorted((root / kind).glob("date=*/*.parquet"))
+    if not found:
+        return []
+    return [
+        str(tx) for tx in pq.read_table(found, columns=["transaction_id"]).column(0).to_pylist()
+    ]
