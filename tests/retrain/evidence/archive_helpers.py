@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from prometheus_client import CollectorRegistry
 
@@ -13,6 +14,7 @@ from registry.records import LabelRecord, ScoreRecord
 from retrain.evidence import layout
 from retrain.evidence.archive_metrics import ArchiveMetrics
 from retrain.evidence.archiver import ArchiveProgress, Archiver, group_consumer
+from retrain.evidence.layout import R
 from retrain.settings import ArchiveSettings
 from tests.retrain.evidence.records import T0, label, scored, shadow
 
@@ -29,20 +31,25 @@ def write_archive(
 ) -> None:
     """Write ``scores`` and ``labels`` as the archiver would: batches of one partition, one
     file per day a batch spans, offsets in record order."""
-    for kind, records, to_table in (
-        (layout.SCORES, scores, layout.score_table),
-        (layout.LABELS, labels, layout.label_table),
-    ):
-        for first in range(0, len(records), batch):
-            rows = [
-                layout.Located(r, 0, first + i)
-                for i, r in enumerate(records[first : first + batch])
-            ]
-            days = layout.split_by_day(rows)
-            last = rows[-1].offset
-            for day, part in days.items():
-                name = layout.part_name(topic, 0, first, last, len(days), "parquet")
-                layout.write_parquet(layout.day_dir(root, kind, day) / name, to_table(part))  # type: ignore[arg-type]
+    _write(root, layout.SCORES, scores, layout.score_table, topic, batch)
+    _write(root, layout.LABELS, labels, layout.label_table, topic, batch)
+
+
+def _write(
+    root: Path,
+    kind: str,
+    records: Sequence[R],
+    to_table: Callable[[list[layout.Located[R]]], pa.Table],
+    topic: str,
+    batch: int,
+) -> None:
+    for first in range(0, len(records), batch):
+        chunk = records[first : first + batch]
+        rows = [layout.Located(r, 0, first + i) for i, r in enumerate(chunk)]
+        days = layout.split_by_day(rows)
+        for day, part in days.items():
+            name = layout.part_name(topic, 0, first, rows[-1].offset, len(days), "parquet")
+            layout.write_parquet(layout.day_dir(root, kind, day) / name, to_table(part))
 
 
 def messy_traffic(n: int, seed: int = 3) -> tuple[list[ScoreRecord], list[LabelRecord]]:

@@ -60,7 +60,8 @@ def test_a_rerun_archives_only_what_is_new_even_without_the_committed_offsets(
     produce(kafka_bootstrap, topics[1], [(x.transaction_id, encode(x)) for x in labels])
     archive_once(kafka_bootstrap, *topics, tmp_path, "g1")
     again, _ = archive_once(kafka_bootstrap, *topics, tmp_path, "g1")
-    assert sum(again.archived.values()) == 0 and sum(again.skipped.values()) == 0
+    assert sum(again.archived.values()) == 0
+    assert sum(again.skipped.values()) == 0
     produce(kafka_bootstrap, topics[0], [(s.transaction_id, encode(s)) for s in second])
     # A new group has no committed offsets: it reads everything, and the archive says what
     # is already there.
@@ -76,7 +77,7 @@ def test_an_incomplete_batch_is_removed_and_archived_again(
     scores, _ = messy_traffic(1500)  # 15 hours from 11:06 UTC: some batches span two days
     produce(kafka_bootstrap, topics[0], [(s.transaction_id, encode(s)) for s in scores])
     archive_once(kafka_bootstrap, *topics, tmp_path, "g1")
-    split = [p for p in (tmp_path / "scores").glob("date=*/*-n2.parquet")]
+    split = list((tmp_path / "scores").glob("date=*/*-n2.parquet"))
     assert split, "expected a batch spanning two days"
     split[0].unlink()  # as if the archiver died between the two renames
     (tmp_path / "scores" / ".tmp-1-left-by-a-crash.parquet").write_bytes(b"half")
