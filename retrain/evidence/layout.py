@@ -51,7 +51,7 @@ from registry.records import LabelRecord, ScoreRecord
 SCORES, LABELS, REPLAY = "scores", "labels", "replay"
 DEAD_LETTER = "_dead_letter"  # under scores/ and labels/; engines skip folders starting with _
 INPUT_PREFIX = "input_"
-TMP_PREFIX = ".tmp-"
+TMP_SUFFIX = ".tmp"  # ".<name>.<pid>.tmp": hidden from engines, never matched by *.parquet
 # Parquet key-value metadata: the input columns holding JSON text (their values mix kinds).
 JSON_INPUTS = b"shadowline.json_inputs"
 _PART = re.compile(r"^part-(?P<topic>.+)-p(?P<p>\d+)-o(?P<first>\d+)-(?P<last>\d+)-n(?P<n>\d+)\.")
@@ -316,9 +316,10 @@ def _fsync_dir(path: Path) -> None:
 def write_atomic(path: Path, write: Any) -> None:
     """Write ``path`` durably: ``write(tmp_path)`` fills a temporary file beside it, which is
     flushed to disk and renamed into place, and the folder entry is flushed too.  A crash
-    leaves either the whole file or none (plus a ``.tmp-`` file, removed by :func:`clean_tmp`)."""
+    leaves either the whole file or none (plus a hidden ``.tmp`` file, removed by
+    :func:`clean_tmp`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{TMP_PREFIX}{os.getpid()}-{path.name}")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
     write(tmp)
     with tmp.open("rb+") as handle:
         os.fsync(handle.fileno())
@@ -334,7 +335,7 @@ def write_parquet(path: Path, table: pa.Table) -> None:
 def clean_tmp(root: Path) -> int:
     """Remove temporary files a crashed writer left under ``root``; returns how many."""
     removed = 0
-    for tmp in root.rglob(f"{TMP_PREFIX}*"):
+    for tmp in root.rglob(f".*{TMP_SUFFIX}"):
         tmp.unlink(missing_ok=True)
         removed += 1
     return removed

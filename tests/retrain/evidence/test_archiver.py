@@ -80,11 +80,11 @@ def test_an_incomplete_batch_is_removed_and_archived_again(
     split = list((tmp_path / "scores").glob("date=*/*-n2.parquet"))
     assert split, "expected a batch spanning two days"
     split[0].unlink()  # as if the archiver died between the two renames
-    (tmp_path / "scores" / ".tmp-1-left-by-a-crash.parquet").write_bytes(b"half")
+    (tmp_path / "scores" / ".part-left-by-a-crash.parquet.123.tmp").write_bytes(b"half")
     again, _ = archive_once(kafka_bootstrap, *topics, tmp_path, "g2")
     assert sorted(archived_ids(tmp_path, "scores")) == sorted(s.transaction_id for s in scores)
     assert again.archived["scores"] > 0
-    assert not list((tmp_path / "scores").glob(".tmp-*"))
+    assert not list((tmp_path / "scores").glob(".*.tmp"))
 
 
 def test_a_missing_topic_or_broker_is_named(kafka_bootstrap: str, topics: tuple[str, str]) -> None:
