@@ -147,7 +147,7 @@ def pair_archive(
     for ``version`` (``replay/version=<v>/``) instead of live shadow records.
     """
     kind = f"{layout.REPLAY}/version={version}" if replay else layout.SCORES
-    days = (since.date() if since else None, until.date() if until else None)
+    days = layout.days_of(since, until)
     files = (
         [str(path) for path in layout.files(archive, kind, *days)],
         [str(path) for path in layout.files(archive, layout.LABELS)],

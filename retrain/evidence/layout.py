@@ -36,7 +36,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -339,6 +339,12 @@ def clean_tmp(root: Path) -> int:
         tmp.unlink(missing_ok=True)
         removed += 1
     return removed
+
+
+def days_of(since: datetime | None, until: datetime | None) -> tuple[date | None, date | None]:
+    """The ``date=`` partitions that can hold times in ``[since, until)`` (first, last day)."""
+    last = None if until is None else (until - timedelta(microseconds=1)).astimezone(UTC).date()
+    return (None if since is None else since.astimezone(UTC).date()), last
 
 
 def files(

@@ -122,7 +122,7 @@ def replay(
     :class:`ArchiveError` when the archive holds no score records in the range.
     """
     candidate = _Candidate(registry.manifest(name, version), registry.artifact(name, version))
-    days = (since.date() if since else None, until.date() if until else None)
+    days = layout.days_of(since, until)
     sources = layout.files(archive, layout.SCORES, *days)
     if not sources:
         span = f" from {since or 'the start'} to {until or 'the end'}"

@@ -6,15 +6,19 @@ import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from prometheus_client import CollectorRegistry
 
-from registry.records import LabelRecord, ScoreRecord
+from registry.manifest import Decision
+from registry.records import LabelRecord, ProductionScore, ScoreRecord
 from retrain.evidence import layout
 from retrain.evidence.archive_metrics import ArchiveMetrics
 from retrain.evidence.archiver import ArchiveProgress, Archiver, group_consumer
 from retrain.evidence.layout import R
+from retrain.features import add_features
+from retrain.schema import MODEL_SCHEMA
 from retrain.settings import ArchiveSettings
 from tests.retrain.evidence.records import T0, label, scored, shadow
 
@@ -122,3 +126,37 @@ def archived_ids(root: Path, kind: str) -> list[str]:
     return [
         str(tx) for tx in pq.read_table(found, columns=["transaction_id"]).column(0).to_pylist()
     ]
+
+
+def production_saw(
+    frame: pd.DataFrame, *, blocked_every: int = 0
+) -> tuple[list[ScoreRecord], list[LabelRecord]]:
+    """Score and label records of synthetic payments, as the scorer and the label feed would
+    have written them: the model's inputs (velocity features included) as received, every
+    fraud report as a label at its ``label_time``.  Every ``blocked_every``-th payment was
+    blocked by production (0: none)."""
+    rows = add_features(frame.sort_values("event_time", kind="stable").reset_index(drop=True))
+    seconds = rows["event_time"].astype("int64").to_numpy() / 1e6
+    unit = rows["event_time"].dt.unit
+    seconds = seconds * {"s": 1e6, "ms": 1e3, "us": 1.0, "ns": 1e-3}[unit]
+    inputs = rows.loc[:, list(MODEL_SCHEMA.names)].astype(object).where(rows.notna(), None)
+    scores, labels = [], []
+    for i, (tx, at, row) in enumerate(
+        zip(rows["transaction_id"], seconds, inputs.to_dict("records"), strict=True)
+    ):
+        blocked = blocked_every and i % blocked_every == 0
+        production = ProductionScore(
+            version="v0", score=0.95 if blocked else 0.1, latency_ms=0.2,
+            decision=Decision.BLOCK if blocked else Decision.ALLOW,
+        )  # fmt: skip
+        scores.append(
+            ScoreRecord(
+                transaction_id=str(tx), request_id=f"r-{tx}", scored_at=float(at),
+                model_name="fraud", production=production, shadows=[],
+                inputs={str(k): v for k, v in row.items()},
+            )
+        )  # fmt: skip
+    reported = rows.loc[rows["is_fraud"] == 1]
+    for tx, when in zip(reported["transaction_id"], reported["label_time"], strict=True):
+        labels.append(label(str(tx), True, at=when.timestamp()))
+    return scores, labels
