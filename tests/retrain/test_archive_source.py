@@ -104,7 +104,8 @@ def test_a_retrain_run_from_the_archive_names_its_partitions_in_the_lineage(
     assert list(lineage.data_partitions) == ingest["data_parts"]
     days = {p.parent.name for p in (archive / "scores").glob("date=*/*.parquet")}
     used = {part.removeprefix("scores/") for part in lineage.data_partitions if "scores/" in part}
-    assert used and used <= days
+    assert used
+    assert used <= days
     # The run reads from a day before training starts (maturity, evaluation and training
     # weeks back from as-of) up to as-of: the archive's older days are not read.
     assert min(used) == f"date={(AS_OF - timedelta(days=14 + 6 * 7 + 1)):%Y-%m-%d}"
