@@ -40,6 +40,7 @@ MEMORY_LIMIT = "700MB"  # DuckDB spills to disk beyond it; the bench holds the p
 def _connect() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "threads": 2})
     con.execute("SET preserve_insertion_order = false")
+    con.execute("SET enable_progress_bar = false")
     return con
 
 
@@ -47,8 +48,9 @@ def _connect() -> duckdb.DuckDBPyConnection:
 _SCORE_COLUMNS = (
     "transaction_id, model_name, epoch_us(scored_at) AS at_us, production_version, "
     "production_score, production_decision, production_explored, production_exploration_share, "
-    "production_latency_ms, shadows, {amount} AS amount, {rank} AS src, kafka_partition, "
-    "kafka_offset"
+    "production_latency_ms, {amount} AS amount, {rank} AS src, kafka_partition, kafka_offset, "
+    # The first entry of the challenger in a record, as pair_records takes it (NULL: none).
+    "list_filter(shadows, lambda x: x.version = $v)[1] AS sh"
 )
 _WINDOW = " WHERE epoch_us(scored_at) >= $since AND epoch_us(scored_at) < $until"
 _LABEL_COLUMNS = (
@@ -94,7 +96,7 @@ def _load(
     files: tuple[list[str], list[str]],
     tails: tuple[pa.Table | None, pa.Table | None],
     amount_field: str | None,
-    window: dict[str, int],
+    window: dict[str, Any],
 ) -> bool:
     """Tables ``s`` (score records in the window) and ``l`` (labels) over the archived files
     and the tail; False when there is no score record to read at all."""
@@ -155,6 +157,7 @@ def pair_archive(
     window = {
         "since": -(2**62) if since is None else round(since.timestamp() * 1e6),
         "until": 2**62 if until is None else round(until.timestamp() * 1e6),
+        "v": version,
     }
     con = _connect()
     try:
@@ -173,22 +176,20 @@ def _pair(
 ) -> tuple[Paired, Sampling, str | None]:
     sampling = Sampling()
     model = {"model": model_name}
-    sampling.scores_read = _one(con, "SELECT count(*) FROM s")
-    sampling.other_model = _one(con, "SELECT count(*) FROM s WHERE NOT " + _MINE, model)
-    con.execute("CREATE TEMP TABLE m AS SELECT * FROM s WHERE " + _MINE, model)
-    # The first entry of the challenger in a record, as pair_records takes it.
-    con.execute(
-        "CREATE TEMP TABLE c AS SELECT *, list_filter(shadows, lambda x: x.version = $v)[1] AS sh "
-        "FROM m WHERE len(list_filter(shadows, lambda x: x.version = $v)) > 0",
-        {"v": version},
-    )
+    read, other, entries = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE NOT " + _MINE + "), "
+        "count(*) FILTER (WHERE sh IS NOT NULL AND " + _MINE + ") FROM s",
+        model,
+    ).fetchone() or (0, 0, 0)
+    sampling.scores_read, sampling.other_model = int(read), int(other)
     con.execute(
         "CREATE TEMP TABLE n AS SELECT *, (sh.error IS NOT NULL OR sh.score IS NULL OR "
-        "sh.decision IS NULL) AS failed FROM c "
-        "QUALIFY row_number() OVER (PARTITION BY transaction_id " + _NEWEST + ") = 1"
+        "sh.decision IS NULL) AS failed FROM s WHERE sh IS NOT NULL AND " + _MINE + " "
+        "QUALIFY row_number() OVER (PARTITION BY transaction_id " + _NEWEST + ") = 1",
+        model,
     )
     sampling.sampled = _one(con, "SELECT count(*) FROM n")
-    sampling.duplicates = _one(con, "SELECT count(*) FROM c") - sampling.sampled
+    sampling.duplicates = int(entries) - sampling.sampled
     for error, count in con.execute(
         "SELECT coalesce(sh.error, 'error: no score'), count(*) FROM n WHERE failed GROUP BY 1"
     ).fetchall():
@@ -199,11 +200,14 @@ def _pair(
         ).fetchone()
         production_version = None if found is None else str(found[0])
     scored = _one(con, "SELECT count(*) FROM n WHERE NOT failed")
-    _labels(con, sampling)
+    _labels(con, sampling, model)
     rows = con.sql(
-        "SELECT n.transaction_id, n.at_us, n.production_score, n.production_decision, "
+        "SELECT n.transaction_id, n.at_us, n.production_score, "
+        + _code("n.production_decision")
+        + " AS production_decision, "
         "n.production_explored, n.production_exploration_share, n.sh.score AS c_score, "
-        "n.sh.decision AS c_decision, n.amount, n.production_latency_ms, "
+        + _code("n.sh.decision")
+        + " AS c_decision, n.amount, n.production_latency_ms, "
         "n.sh.latency_ms AS c_latency, "
         "CASE WHEN k.refused THEN NULL ELSE k.is_fraud END AS is_fraud, "
         "CASE WHEN k.refused THEN NULL ELSE k.label_us END AS label_us "
@@ -218,7 +222,13 @@ def _pair(
     return _columns(rows), sampling, production_version
 
 
-def _labels(con: duckdb.DuckDBPyConnection, sampling: Sampling) -> None:
+def _code(column: str) -> str:
+    """A decision name as its code (:data:`DECISION_CODE`; -1 for none)."""
+    cases = " ".join(f"WHEN '{name}' THEN {code}" for name, code in DECISION_CODE.items())
+    return f"(CASE {column} {cases} ELSE -1 END)::TINYINT"
+
+
+def _labels(con: duckdb.DuckDBPyConnection, sampling: Sampling, model: dict[str, Any]) -> None:
     """Latest label per transaction (``k``), with the scored time it is checked against."""
     sampling.labels_read = _one(con, "SELECT count(*) FROM l")
     con.execute(
@@ -229,9 +239,10 @@ def _labels(con: duckdb.DuckDBPyConnection, sampling: Sampling) -> None:
     con.execute(
         "CREATE TEMP TABLE k AS SELECT latest.*, t.max_at, "
         "(t.max_at IS NOT NULL AND latest.label_us < t.max_at) AS refused FROM latest "
-        "LEFT JOIN (SELECT transaction_id, max(at_us) AS max_at FROM m "
-        "WHERE transaction_id IN (SELECT transaction_id FROM latest) GROUP BY 1) t "
-        "USING (transaction_id)"
+        "LEFT JOIN (SELECT transaction_id, max(at_us) AS max_at FROM s WHERE " + _MINE + " "
+        "AND transaction_id IN (SELECT transaction_id FROM latest) GROUP BY 1) t "
+        "USING (transaction_id)",
+        model,
     )
     sampling.labels_without_score = _one(con, "SELECT count(*) FROM k WHERE max_at IS NULL")
     sampling.labels_before_score = [
@@ -253,12 +264,8 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None
     return 0 if found is None else int(found[0])
 
 
-def _decisions(column: pa.ChunkedArray) -> np.ndarray[Any, np.dtype[np.int8]]:
-    names = column.to_numpy(zero_copy_only=False)
-    codes = np.full(len(names), -1, dtype=np.int8)
-    for name, code in DECISION_CODE.items():
-        codes[names == name] = code
-    return codes
+def _codes(column: pa.ChunkedArray) -> np.ndarray[Any, np.dtype[np.int8]]:
+    return np.asarray(column.to_numpy(), dtype=np.int8)
 
 
 def _floats(column: pa.ChunkedArray) -> np.ndarray[Any, np.dtype[np.float64]]:
@@ -271,11 +278,11 @@ def _columns(rows: pa.Table) -> Paired:
         transaction_id=tuple(rows["transaction_id"].to_pylist()),
         scored_at=_floats(rows["at_us"]) / 1e6,
         production_score=_floats(rows["production_score"]),
-        production_decision=_decisions(rows["production_decision"]),
+        production_decision=_codes(rows["production_decision"]),
         explored=np.asarray(rows["production_explored"].to_numpy(zero_copy_only=False), bool),
         exploration_share=_floats(rows["production_exploration_share"]),
         challenger_score=_floats(rows["c_score"]),
-        challenger_decision=_decisions(rows["c_decision"]),
+        challenger_decision=_codes(rows["c_decision"]),
         amount=_floats(rows["amount"]),
         production_latency_ms=_floats(rows["production_latency_ms"]),
         challenger_latency_ms=_floats(rows["c_latency"]),
@@ -293,11 +300,11 @@ def _empty() -> Paired:
                     ("transaction_id", pa.string()),
                     ("at_us", pa.int64()),
                     ("production_score", pa.float64()),
-                    ("production_decision", pa.string()),
+                    ("production_decision", pa.int8()),
                     ("production_explored", pa.bool_()),
                     ("production_exploration_share", pa.float64()),
                     ("c_score", pa.float64()),
-                    ("c_decision", pa.string()),
+                    ("c_decision", pa.int8()),
                     ("amount", pa.float64()),
                     ("production_latency_ms", pa.float64()),
                     ("c_latency", pa.float64()),
