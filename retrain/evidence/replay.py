@@ -32,9 +32,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from registry.contract import RowCodec, scores_from_output
+from registry.contract import ColumnCodec, RowCodec, scores_from_output
 from registry.lifecycle import ModelRegistry
-from registry.manifest import Manifest
+from registry.manifest import FieldType, InputSchema, Manifest
 from retrain.errors import ArchiveError
 from retrain.evidence import layout
 
@@ -91,16 +91,15 @@ class _Candidate:
 
         self.manifest = manifest
         self.codec = RowCodec(manifest.input_schema)
+        self.columns = ColumnCodec(self.codec)
         self.names = manifest.input_schema.names
         try:
             self.session = ort.InferenceSession(artifact, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises several unrelated types for a bad graph
             raise ArchiveError(f"{manifest.ref} cannot be loaded: {exc}") from exc
 
-    def score(self, rows: list[dict[str, Any]]) -> np.ndarray[Any, np.dtype[np.float64]]:
-        if not rows:
-            return np.zeros(0)
-        raw = self.session.run([self.manifest.output.name], self.codec.encode(rows))[0]
+    def run(self, feeds: dict[str, Any]) -> np.ndarray[Any, np.dtype[np.float64]]:
+        raw = self.session.run([self.manifest.output.name], feeds)[0]
         return scores_from_output(self.manifest.output, np.asarray(raw))
 
 
@@ -154,47 +153,92 @@ def _window(table: pa.Table, name: str, since: datetime | None, until: datetime 
     return table.filter(keep)
 
 
+def _fields(table: pa.Table, schema: InputSchema) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The candidate's fields as numpy columns for :class:`ColumnCodec`, or None when a
+    column is not of its field's kind (then every row is checked one by one)."""
+    numbers: dict[str, Any] = {}
+    strings: dict[str, Any] = {}
+    text = layout.json_columns(table.schema)
+    for spec in schema.fields:
+        column = layout.INPUT_PREFIX + spec.name
+        if column not in table.column_names:
+            continue  # missing in every row of this file
+        kind = table.schema.field(column).type
+        expected = (
+            pa.types.is_boolean
+            if spec.type is FieldType.BOOL
+            else pa.types.is_floating
+            if spec.is_numeric
+            else pa.types.is_string
+        )
+        if column in text or not expected(kind):
+            return None
+        if spec.is_numeric:
+            values = table[column].cast(pa.float64()).fill_null(np.nan)
+            numbers[spec.name] = values.to_numpy()
+        else:
+            strings[spec.name] = table[column].to_numpy(zero_copy_only=False)
+    return numbers, strings
+
+
 def _score_file(
     candidate: _Candidate, table: pa.Table, batch: int, result: ReplayResult
 ) -> pa.Table:
-    """``table`` with its shadows replaced by the candidate's entry for each row."""
-    rows = layout.input_rows(table, candidate.names)
-    result.read += len(rows)
-    entries: list[dict[str, Any]] = []
-    thresholds = candidate.manifest.thresholds
-    for start in range(0, len(rows), batch):
-        part = rows[start : start + batch]
-        problems = [candidate.codec.check(row) for row in part]
-        good = [row for row, found in zip(part, problems, strict=True) if not found]
+    """``table`` with its shadows replaced by the candidate's entry for each row.
+
+    Rows that :class:`ColumnCodec` vouches for are encoded a column at a time; the others
+    are checked (and, when valid, encoded) row by row with :class:`RowCodec`, which names the
+    problem of each refused one.
+    """
+    n = table.num_rows
+    result.read += n
+    scores = np.full(n, np.nan)
+    errors: list[str | None] = [None] * n
+    latency = np.full(n, np.nan)
+    fields = _fields(table, candidate.manifest.input_schema)
+    screened = candidate.columns.screen(*fields, n) if fields else np.zeros(n, dtype=bool)
+    all_numbers, all_strings = fields or ({}, {})
+    chosen = np.flatnonzero(screened)
+    for start in range(0, len(chosen), batch):
+        rows = chosen[start : start + batch]
+        numbers = {k: v[rows] for k, v in all_numbers.items()}
+        strings = {k: v[rows] for k, v in all_strings.items()}
         began = time.perf_counter()
-        scores = iter(candidate.score(good).tolist())
-        per_row_ms = (time.perf_counter() - began) * 1000 / max(len(good), 1)
-        for found in problems:
-            if found:
-                reason = str(found[0])
-                result.refused[reason] += 1
-                entries.append(_entry(candidate, None, None, f"{INPUT_ERROR}: {reason}"))
-                continue
-            score = next(scores)
-            entries.append(
-                _entry(candidate, score, thresholds.decide(score).value, None, per_row_ms)
-            )
-            result.scored += 1
-    shadows = pa.array([[entry] for entry in entries], pa.list_(layout.SHADOW_TYPE))
+        scores[rows] = candidate.run(candidate.columns.encode(numbers, strings, len(rows)))
+        latency[rows] = (time.perf_counter() - began) * 1000 / len(rows)
+    rest = np.flatnonzero(~screened)
+    for start in range(0, len(rest), batch):
+        rows = rest[start : start + batch]
+        inputs = layout.input_rows(table.take(rows), candidate.names)
+        good = []
+        for index, row in zip(rows, inputs, strict=True):
+            problems = candidate.codec.check(row)
+            if problems:
+                result.refused[str(problems[0])] += 1
+                errors[index] = f"{INPUT_ERROR}: {problems[0]}"
+            else:
+                good.append((index, row))
+        if good:
+            began = time.perf_counter()
+            where = np.array([index for index, _ in good])
+            scores[where] = candidate.run(candidate.codec.encode([row for _, row in good]))
+            latency[where] = (time.perf_counter() - began) * 1000 / len(good)
+    result.scored += n - sum(error is not None for error in errors)
+    decide = candidate.manifest.thresholds.decide
+    decisions = [
+        None if e is not None else decide(float(x)).value
+        for x, e in zip(scores, errors, strict=True)
+    ]
+    items = pa.StructArray.from_arrays(
+        [
+            pa.array([candidate.manifest.version] * n, pa.string()),
+            pa.array(scores, pa.float64(), mask=np.isnan(scores)),
+            pa.array(decisions, pa.string()),
+            pa.array(latency, pa.float64(), mask=np.isnan(latency)),
+            pa.array(errors, pa.string()),
+        ],
+        fields=list(layout.SHADOW_TYPE),
+    )
+    offsets = pa.array(np.arange(n + 1, dtype=np.int32))
+    shadows = pa.ListArray.from_arrays(offsets, items, type=pa.list_(layout.SHADOW_TYPE))
     return table.set_column(table.column_names.index("shadows"), "shadows", shadows)
-
-
-def _entry(
-    candidate: _Candidate,
-    score: float | None,
-    decision: str | None,
-    error: str | None,
-    latency_ms: float | None = None,
-) -> dict[str, Any]:
-    return {
-        "version": candidate.manifest.version,
-        "score": score,
-        "decision": decision,
-        "latency_ms": latency_ms,
-        "error": error,
-    }
