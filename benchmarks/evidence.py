@@ -77,8 +77,10 @@ def archive_throughput(records: int, work: Path) -> dict[str, Any]:
             )  # fmt: skip
             _send(producer, "bench.scores", encode(record))
             if i % 10 == 0:
-                fraud = LabelRecord(transaction_id=f"tx-{i:08d}", is_fraud=i % 20 == 0,
-                                    label_time=T0 + i * 0.5 + 9 * DAY, source="chargeback")  # fmt: skip
+                fraud = LabelRecord(
+                    transaction_id=f"tx-{i:08d}", is_fraud=i % 20 == 0,
+                    label_time=T0 + i * 0.5 + 9 * DAY, source="chargeback",
+                )  # fmt: skip
                 _send(producer, "bench.labels", encode(fraud))
         producer.flush(60)
         settings = ArchiveSettings(
@@ -276,8 +278,11 @@ def main() -> None:
         root = work / "big-archive"
         started = time.monotonic()
         write_big_archive(root, args.records)
-        results["big_archive"] = {"records": args.records, "write_s": round(time.monotonic() - started, 1),
-                                  "scores_bytes": _size(root / "scores")}  # fmt: skip
+        results["big_archive"] = {
+            "records": args.records,
+            "write_s": round(time.monotonic() - started, 1),
+            "scores_bytes": _size(root / "scores"),
+        }
         results["analysis"] = pair_in_child(root)
         print("analysis:", results["analysis"], flush=True)
         results["replay"] = replay_speed(root, work)
