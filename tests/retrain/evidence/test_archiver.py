@@ -8,12 +8,16 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
-from registry.records import encode
+from registry.records import LabelRecord, ScoreRecord, encode
 from retrain.errors import ArchiveError
 from retrain.evidence import layout
+from retrain.evidence.archive_read import pair_archive, read_tail
 from retrain.evidence.archiver import group_consumer
+from retrain.evidence.frame import pair_records
 from retrain.settings import ArchiveSettings
+from shadowline.cli import app
 from tests.retrain.evidence.archive_helpers import archive_once, archived_ids, messy_traffic
 from tests.retrain.evidence.records import produce
 
@@ -96,3 +100,68 @@ def test_a_missing_topic_or_broker_is_named(kafka_bootstrap: str, topics: tuple[
     closed = ArchiveSettings(kafka_bootstrap="127.0.0.1:1")
     with pytest.raises(ArchiveError, match=r"cannot reach Kafka at 127.0.0.1:1 to archive"):
         group_consumer(closed)
+
+
+def test_the_tail_is_what_the_archive_does_not_have_yet(
+    kafka_bootstrap: str, topics: tuple[str, str], tmp_path: Path
+) -> None:
+    scores, labels = messy_traffic(1500)
+    produce(kafka_bootstrap, topics[0], [(s.transaction_id, encode(s)) for s in scores[:1000]])
+    produce(kafka_bootstrap, topics[1], [(x.transaction_id, encode(x)) for x in labels[:300]])
+    archive_once(kafka_bootstrap, *topics, tmp_path, "g1")
+    produce(kafka_bootstrap, topics[0], [(s.transaction_id, encode(s)) for s in scores[1000:]])
+    produce(kafka_bootstrap, topics[1], [(x.transaction_id, encode(x)) for x in labels[300:]])
+    tail_scores, tail_labels = read_tail([kafka_bootstrap], tmp_path, *topics)
+    assert sorted(tail_scores, key=_key) == sorted(scores[1000:], key=_key)
+    assert sorted(tail_labels, key=_key) == sorted(labels[300:], key=_key)
+    paired, sampling, _ = pair_archive(
+        tmp_path, "v2", tail_scores=tail_scores, tail_labels=tail_labels
+    )
+    want, want_sampling, _ = pair_records(scores, labels, "v2")
+    assert paired.transaction_id == want.transaction_id
+    assert (sampling.sampled, sampling.labels_read) == (want_sampling.sampled, len(labels))
+
+
+def _key(record: ScoreRecord | LabelRecord) -> tuple[str, float]:
+    at = record.scored_at if isinstance(record, ScoreRecord) else record.label_time
+    return record.transaction_id, at
+
+
+def test_the_archive_command_once_reports_what_it_did(
+    kafka_bootstrap: str, topics: tuple[str, str], tmp_path: Path, in_tmp_cwd: Path
+) -> None:
+    scores, labels = messy_traffic(300)
+    produce(kafka_bootstrap, topics[0], [(s.transaction_id, encode(s)) for s in scores])
+    produce(kafka_bootstrap, topics[0], [("bad", b"nope")])
+    produce(kafka_bootstrap, topics[1], [(x.transaction_id, encode(x)) for x in labels])
+    env = {
+        "SHADOWLINE_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "SHADOWLINE_SCORES_TOPIC": topics[0],
+        "SHADOWLINE_LABELS_TOPIC": topics[1],
+        "SHADOWLINE_ARCHIVE_DIR": str(tmp_path / "archive"),
+    }
+    out = CliRunner().invoke(app, ["archive", "--once", "--json"], env=env)
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout) == {
+        "archived": {"scores": len(scores), "labels": len(labels)},
+        "refused": {"scores": 1},
+        "skipped": {},
+        "files": json.loads(out.stdout)["files"],
+        "archive": str(tmp_path / "archive"),
+    }
+    text = CliRunner().invoke(app, ["archive", "--once"], env=env)
+    assert text.exit_code == 0, text.output
+    assert text.stdout.startswith("archived 0 scores and 0 labels")
+    missing = CliRunner().invoke(
+        app, ["archive", "--once"], env={**env, "SHADOWLINE_LABELS_TOPIC": "nope"}
+    )
+    assert missing.exit_code == 1
+    assert "error: topic nope does not exist on Kafka" in missing.stderr
+    bad = CliRunner().invoke(
+        app, ["archive", "--once"], env={**env, "SHADOWLINE_ARCHIVE_FLUSH_RECORDS": "0"}
+    )
+    assert bad.exit_code == 2
+    assert bad.stderr == (
+        "error: invalid settings for ArchiveSettings: SHADOWLINE_ARCHIVE_FLUSH_RECORDS='0': "
+        "Input should be greater than or equal to 1\n"
+    )
