@@ -98,7 +98,7 @@ def archive_throughput(records: int, work: Path) -> dict[str, Any]:
         joined = time.monotonic()
         progress = archiver.run(once=True)
         done = time.monotonic()
-        consumer.close(autocommit=False)
+        consumer.close()
     finally:
         stack.down()
     archived = sum(progress.archived.values())

@@ -96,7 +96,7 @@ def archive_command(
                 )
             progress = archiver.run(once=once, stop=stop.is_set)
         finally:
-            consumer.close(autocommit=False)
+            consumer.close()
             if server is not None:
                 server.shutdown()
     if as_json:

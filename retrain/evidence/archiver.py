@@ -31,9 +31,7 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from registry.manifest import Decision
 from registry.records import (
@@ -50,7 +48,8 @@ from retrain.evidence.topics import BadRecord, any_listening, problem_of
 from retrain.settings import ArchiveSettings
 
 log = logging.getLogger(__name__)
-POLL_MS = 200
+POLL_S = 0.2
+MAX_POLL_RECORDS = 5000
 CHUNK = 10_000  # decoded records are turned into Arrow columns this many at a time
 _DEFAULTS = ProductionScore(version="-", score=0.0, decision=Decision.ALLOW, latency_ms=0.0)
 
@@ -135,16 +134,21 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
     return layout.mark_json(pa.concat_tables(tables, promote_options="default"), clash)
 
 
-class Archiver(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python is untyped
+Part = tuple[str, int]  # (topic, partition)
+
+
+class Archiver:
     """Archives ``kinds`` (topic -> ``scores`` | ``labels``) from ``consumer`` into ``root``.
 
-    ``consumer`` must be a group member with auto-commit off (:func:`group_consumer`).
+    ``consumer`` is a confluent-kafka group member with auto-commit off and partition-end
+    events on (:func:`group_consumer`); librdkafka parses records in C, which the archive's
+    throughput needs.
     """
 
     def __init__(
         self,
         root: Path,
-        consumer: KafkaConsumer,
+        consumer: Consumer,
         kinds: Mapping[str, str],
         *,
         metrics: ArchiveMetrics,
@@ -162,44 +166,57 @@ class Archiver(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python
         self.progress_s = progress_s
         self.on_progress = on_progress
         self.progress = ArchiveProgress()
-        self._batches: dict[TopicPartition, _Batch] = {}
-        self._done: dict[TopicPartition, int] = {}
+        self._batches: dict[Part, _Batch] = {}
+        self._done: dict[Part, int] = {}
+        self._ended: set[Part] = set()  # partitions read to their end (a partition-end event)
         self._oldest = 0.0
         layout.clean_tmp(root)
-        consumer.subscribe(topics=sorted(self.kinds), listener=self)
+        consumer.subscribe(sorted(self.kinds), on_assign=self._assigned, on_revoke=self._revoked)
 
-    # -- the rebalance listener: flush what we own before it moves, re-read the archive after --
-    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+    # -- rebalancing: flush what we own before it moves, read the archive when it comes ------
+    def _revoked(self, consumer: Consumer, revoked: list[TopicPartition]) -> None:
         self.flush()
         for tp in revoked:
-            self._done.pop(tp, None)
+            self._done.pop((tp.topic, tp.partition), None)
+            self._ended.discard((tp.topic, tp.partition))
 
-    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+    def _assigned(self, consumer: Consumer, assigned: list[TopicPartition]) -> None:
         for topic in {tp.topic for tp in assigned}:
             archived = layout.archived_offsets(self.root, self.kinds[topic], topic, repair=True)
             for tp in assigned:
                 if tp.topic == topic:
-                    self._done[tp] = archived.get(tp.partition, -1)
+                    self._done[(topic, tp.partition)] = archived.get(tp.partition, -1)
 
     # -- reading ---------------------------------------------------------------------------
     def poll(self) -> int:
         """One poll: decode and buffer what arrived; returns how many records arrived."""
         arrived = 0
-        for tp, messages in self.consumer.poll(timeout_ms=POLL_MS).items():
-            kind = self.kinds[tp.topic]
-            done = self._done.get(tp, -1)
-            for message in messages:
-                arrived += 1
-                if message.offset <= done:
-                    self.progress.skipped[kind] += 1
+        for message in self.consumer.consume(num_messages=MAX_POLL_RECORDS, timeout=POLL_S):
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            if topic is None or partition is None:
+                continue  # a client-level event, not a record of a partition
+            part = (topic, partition)
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    self._ended.add(part)
                     continue
-                self._add(tp, kind, message.offset, message.value)
+                raise ArchiveError(f"reading {part[0]} partition {part[1]} failed: {error}")
+            if offset is None:
+                continue
+            arrived += 1
+            self._ended.discard(part)
+            kind = self.kinds[topic]
+            if offset <= self._done.get(part, -1):
+                self.progress.skipped[kind] += 1
+                continue
+            self._add(part, kind, offset, message.value())
         return arrived
 
-    def _add(self, tp: TopicPartition, kind: str, offset: int, value: bytes | None) -> None:
-        batch = self._batches.get(tp)
+    def _add(self, part: Part, kind: str, offset: int, value: bytes | None) -> None:
+        batch = self._batches.get(part)
         if batch is None:
-            batch = self._batches[tp] = _Batch(kind, first=offset)
+            batch = self._batches[part] = _Batch(kind, first=offset)
             self._oldest = self._oldest or time.monotonic()
         batch.last = offset
         batch.count += 1
@@ -209,14 +226,14 @@ class Archiver(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python
                 raise ValueError("the record has no value")
             record: ScoreRecord | LabelRecord = decode(value)
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
-            batch.bad.append(BadRecord(tp.topic, tp.partition, offset, problem_of(exc)))
+            batch.bad.append(BadRecord(part[0], part[1], offset, problem_of(exc)))
             batch.values.append(value or b"")
             return
         moment = record.scored_at if isinstance(record, ScoreRecord) else record.label_time
         # Arrow reads one JSON value per line; a newline outside a string is only whitespace.
         batch.good.append((layout.day_of(moment), value.replace(b"\n", b" "), offset))
         if len(batch.good) >= CHUNK:
-            batch.chunk(tp.partition)
+            batch.chunk(part[1])
 
     def buffered(self) -> int:
         return sum(batch.count for batch in self._batches.values())
@@ -233,36 +250,35 @@ class Archiver(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python
         """Write every buffered batch durably, then commit the offsets after them."""
         if not self._batches:
             return
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        for tp, batch in sorted(self._batches.items()):
-            self._write(tp, batch)
-            self._done[tp] = batch.last
-            offsets[tp] = OffsetAndMetadata(batch.last + 1, "", -1)
+        offsets: list[TopicPartition] = []
+        for part, batch in sorted(self._batches.items()):
+            self._write(part, batch)
+            self._done[part] = batch.last
+            offsets.append(TopicPartition(part[0], part[1], batch.last + 1))
         self._batches.clear()
         self._oldest = 0.0
         try:
-            self.consumer.commit(offsets)
-        except KafkaError as exc:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
             # The files are in place: whoever archives these partitions next skips them.
             log.warning("archiver: committing offsets failed (%s); the archive has them", exc)
         else:
             self.metrics.last_commit.set(time.time())
 
-    def _write(self, tp: TopicPartition, batch: _Batch) -> None:
-        batch.chunk(tp.partition)
+    def _write(self, part: Part, batch: _Batch) -> None:
+        batch.chunk(part[1])
         days = sorted(batch.tables)
         parts = len(days) + (1 if batch.bad else 0)
+        topic, partition = part
         for day in days:
             table = _concat(batch.tables[day])
-            name = layout.part_name(
-                tp.topic, tp.partition, batch.first, batch.last, parts, "parquet"
-            )
+            name = layout.part_name(topic, partition, batch.first, batch.last, parts, "parquet")
             layout.write_parquet(layout.day_dir(self.root, batch.kind, day) / name, table)
             self.progress.archived[batch.kind] += table.num_rows
-            self.metrics.records.labels(topic=tp.topic, outcome="archived").inc(table.num_rows)
+            self.metrics.records.labels(topic=topic, outcome="archived").inc(table.num_rows)
             self.progress.files += 1
         if batch.bad:
-            name = layout.part_name(tp.topic, tp.partition, batch.first, batch.last, parts, "jsonl")
+            name = layout.part_name(topic, partition, batch.first, batch.last, parts, "jsonl")
             lines = b"".join(
                 orjson.dumps(
                     {
@@ -279,32 +295,28 @@ class Archiver(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python
             path = self.root / batch.kind / layout.DEAD_LETTER / name
             layout.write_atomic(path, lambda tmp: tmp.write_bytes(lines))
             self.progress.refused[batch.kind] += len(batch.bad)
-            self.metrics.records.labels(topic=tp.topic, outcome="refused").inc(len(batch.bad))
+            self.metrics.records.labels(topic=topic, outcome="refused").inc(len(batch.bad))
             self.progress.files += 1
 
     # -- the loop ----------------------------------------------------------------------------
     def lag(self) -> int:
-        """Records on the assigned partitions not yet read (per topic in the metrics)."""
-        total = 0
+        """Records on the assigned partitions not yet read (per topic in the metrics), from
+        the high watermarks of the last fetches."""
         per_topic: Counter[str] = Counter()
-        for tp in self.consumer.assignment():
-            high = self.consumer.highwater(tp)
-            if high is None:
-                continue
-            behind = max(int(high) - self.consumer.position(tp), 0)
-            per_topic[tp.topic] += behind
-            total += behind
+        assigned = self.consumer.assignment()
+        for tp in self.consumer.position(assigned) if assigned else ():
+            _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0 and tp.offset >= 0:
+                per_topic[tp.topic] += max(high - tp.offset, 0)
         for topic in self.kinds:
             self.metrics.lag.labels(topic=topic).set(per_topic[topic])
-        self.progress.lag = total
-        return total
+        self.progress.lag = sum(per_topic.values())
+        return self.progress.lag
 
     def caught_up(self) -> bool:
-        """Every assigned partition has been read up to its end (as of the last fetch)."""
-        assigned = self.consumer.assignment()
-        if not assigned:
-            return False
-        return all(self.consumer.highwater(tp) is not None for tp in assigned) and self.lag() == 0
+        """Every assigned partition has been read to its end."""
+        assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        return bool(assigned) and assigned <= self._ended
 
     def run(
         self, *, once: bool, stop: Callable[[], bool] = lambda: False, join_timeout_s: float = 60.0
@@ -341,8 +353,8 @@ class Archiver(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python
         return self.progress
 
 
-def group_consumer(settings: ArchiveSettings) -> KafkaConsumer:
-    """A consumer in the archiver's group on the scores and labels topics (not yet subscribed).
+def group_consumer(settings: ArchiveSettings) -> Consumer:
+    """A consumer in the archiver's group (not yet subscribed) for the scores and labels topics.
 
     Raises :class:`ArchiveError` naming the address when no broker answers, or the topic when
     one does not exist (subscribing to it would wait forever).
@@ -353,21 +365,25 @@ def group_consumer(settings: ArchiveSettings) -> KafkaConsumer:
         any_listening(servers, where)
     except AnalysisError as exc:
         raise ArchiveError(str(exc)) from None
+    consumer = Consumer(
+        {
+            "bootstrap.servers": ",".join(servers),
+            "group.id": settings.archive_group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+            "allow.auto.create.topics": False,
+            "session.timeout.ms": settings.archive_session_timeout_ms,
+            "heartbeat.interval.ms": settings.archive_heartbeat_interval_ms,
+            "max.poll.interval.ms": settings.archive_max_poll_interval_ms,
+            "logger": _LIBRDKAFKA_LOG,
+        }
+    )
     try:
-        consumer = KafkaConsumer(
-            bootstrap_servers=servers,
-            group_id=settings.archive_group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            allow_auto_create_topics=False,
-            max_poll_records=5000,
-            session_timeout_ms=settings.archive_session_timeout_ms,
-            heartbeat_interval_ms=settings.archive_heartbeat_interval_ms,
-            max_poll_interval_ms=settings.archive_max_poll_interval_ms,
-        )
-    except KafkaError as exc:
+        existing = consumer.list_topics(timeout=10).topics
+    except KafkaException as exc:
+        consumer.close()
         raise ArchiveError(f"{where}: {exc}") from exc
-    existing = consumer.topics()
     missing = [t for t in (settings.scores_topic, settings.labels_topic) if t not in existing]
     if missing:
         consumer.close()
@@ -376,3 +392,7 @@ def group_consumer(settings: ArchiveSettings) -> KafkaConsumer:
             "(shadowline stack up creates the scores and labels topics)"
         )
     return consumer
+
+
+# librdkafka's own log lines go through Python logging rather than straight to stderr.
+_LIBRDKAFKA_LOG = logging.getLogger("shadowline.archiver.librdkafka")

@@ -115,7 +115,7 @@ def archive_once(
         )  # fmt: skip
         return archiver.run(once=True, join_timeout_s=30), metrics
     finally:
-        consumer.close(autocommit=False)
+        consumer.close()
 
 
 def archived_ids(root: Path, kind: str) -> list[str]:
