@@ -111,29 +111,6 @@ def _table(kind: str, partition: int, rows: list[tuple[bytes, int]]) -> pa.Table
     return layout.label_table([layout.Located(decode_label(v), partition, o) for v, o in rows])
 
 
-def _concat(tables: list[pa.Table]) -> pa.Table:
-    """Chunks of one file as one table; a column typed differently across chunks (or JSON
-    text in one of them) becomes JSON text in all (see :func:`layout.json_text`)."""
-    if len(tables) == 1:
-        return tables[0]
-    types: dict[str, set[pa.DataType]] = defaultdict(set)
-    marked: set[str] = set()
-    for table in tables:
-        marked |= layout.json_columns(table.schema)
-        for name, kind in zip(table.column_names, table.schema.types, strict=True):
-            types[name].add(kind)
-    clash = {n for n, kinds in types.items() if len(kinds) > 1} | marked
-    for name in clash:
-        tables = [
-            t.set_column(t.column_names.index(name), name, layout.json_text(t[name].to_pylist()))
-            if name in t.column_names and name not in layout.json_columns(t.schema)
-            else t
-            for t in tables
-        ]
-    tables = [t.replace_schema_metadata(None) for t in tables]
-    return layout.mark_json(pa.concat_tables(tables, promote_options="default"), clash)
-
-
 Part = tuple[str, int]  # (topic, partition)
 
 
@@ -271,7 +248,7 @@ class Archiver:
         parts = len(days) + (1 if batch.bad else 0)
         topic, partition = part
         for day in days:
-            table = _concat(batch.tables[day])
+            table = layout.concat(batch.tables[day])
             name = layout.part_name(topic, partition, batch.first, batch.last, parts, "parquet")
             layout.write_parquet(layout.day_dir(self.root, batch.kind, day) / name, table)
             self.progress.archived[batch.kind] += table.num_rows

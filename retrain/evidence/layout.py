@@ -285,6 +285,29 @@ def score_table_json(
     return pa.table(columns)
 
 
+def concat(tables: list[pa.Table]) -> pa.Table:
+    """Chunks of one file as one table; a column typed differently across chunks (or JSON
+    text in one of them) becomes JSON text in all (see :func:`json_text`)."""
+    if len(tables) == 1:
+        return tables[0]
+    types: dict[str, set[pa.DataType]] = defaultdict(set)
+    marked: set[str] = set()
+    for table in tables:
+        marked |= json_columns(table.schema)
+        for name, kind in zip(table.column_names, table.schema.types, strict=True):
+            types[name].add(kind)
+    clash = {n for n, kinds in types.items() if len(kinds) > 1} | marked
+    for name in clash:
+        tables = [
+            t.set_column(t.column_names.index(name), name, json_text(t[name].to_pylist()))
+            if name in t.column_names and name not in json_columns(t.schema)
+            else t
+            for t in tables
+        ]
+    tables = [t.replace_schema_metadata(None) for t in tables]
+    return mark_json(pa.concat_tables(tables, promote_options="default"), clash)
+
+
 def label_table(rows: Sequence[Located[LabelRecord]]) -> pa.Table:
     """Label records as the archive's columns."""
     labels = [row.record for row in rows]

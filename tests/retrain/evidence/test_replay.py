@@ -128,3 +128,41 @@ def test_replaying_the_same_range_again_replaces_its_output(
     assert len(paired) == N - N // 100
     assert sampling.duplicates == 0
     assert sampling.errors == {"input": N // 100}
+
+
+def test_a_time_range_and_inputs_of_mixed_kinds_are_replayed_row_by_row(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from retrain.evidence.replay import replay
+
+    scores, labels = _traffic()
+    # One file whose amount mixes numbers and text: checked row by row, the text refused.
+    odd = [
+        s.model_copy(update={"inputs": {**s.inputs, "amount": "12" if i % 2 else 12.0}})
+        for i, s in enumerate(scores[:100])
+    ]
+    archive = tmp_path / "archive"
+    write_archive(archive, odd + scores[100:], labels, batch=100)
+    since = datetime.fromtimestamp(T0, UTC)
+    until = datetime.fromtimestamp(T0 + 200 * 30.0, UTC)  # the first 200 transactions
+    result = replay(registry, "fraud", "v2", archive, since=since, until=until)
+    assert result.read == 200
+    assert result.refused["amount: must be a number"] == 50
+    # tx 199's country is refused too; tx 99's first problem is its amount.
+    assert sum(result.refused.values()) == 51
+    assert result.scored == 200 - 51
+    paired, _, _ = pair_archive(archive, "v2", replay=True)
+    assert len(paired) == result.scored
+
+
+def test_replaying_an_empty_range_says_so(registry: ModelRegistry, tmp_path: Path) -> None:
+    from retrain.errors import ArchiveError
+    from retrain.evidence.replay import replay
+
+    with pytest.raises(ArchiveError) as caught:
+        replay(registry, "fraud", "v2", tmp_path)
+    assert str(caught.value) == (
+        f"the archive {tmp_path} holds no score records from the start to the end"
+    )
