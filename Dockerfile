@@ -2,17 +2,18 @@
 # Shadowline images.  Targets:
 #   scorer          the FastAPI scorer (base dependencies and the `s3` extra only: no training
 #                   libraries, so the `shadowline retrain` commands refuse to run there)
-#   retrain-worker  the scheduled retrain worker (base + the `retrain` extra)
+#   retrain-worker  the scheduled retrain worker (base + the `retrain` extra); the topic
+#                   archiver (`shadowline archive`) runs in it too
 # Dependencies are installed from the hash-locked requirements before the source is copied,
 # so a code change does not reinstall them.  Both run as uid 10001, above the host's users
 # (the Kubernetes manifests set the same runAsUser).  `make test` lints this file (hadolint).
 
 FROM python:3.11-slim-bookworm AS base
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-# /artifacts and /runs belong to the runtime user: a named volume mounted there starts as a
+# /artifacts, /runs and /archive belong to the runtime user: a named volume mounted there starts as a
 # copy of the image's folder, ownership included, so the non-root worker can write to it.
 RUN pip install "uv==0.13.9" && useradd --uid 10001 --create-home --home-dir /app shadowline \
-    && mkdir -p /artifacts /runs && chown 10001:10001 /artifacts /runs
+    && mkdir -p /artifacts /runs /archive && chown 10001:10001 /artifacts /runs /archive
 WORKDIR /app
 
 FROM base AS scorer-deps

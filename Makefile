@@ -92,3 +92,9 @@ clean:
 .PHONY: bench
 bench: install
 	$(BIN)/python -m benchmarks.run --out docs $(BENCH_ARGS)
+
+# The topic archive's speed and size (docs/archive.md): archive, analysis over 1,000,000
+# archived records, replay of 1,000,000 through 200 trees.  Writes docs/bench/evidence.json.
+.PHONY: bench-evidence
+bench-evidence: install
+	$(BIN)/python -m benchmarks.evidence --out docs $(BENCH_ARGS)

@@ -51,6 +51,9 @@ class SharedSettings(BaseSettings):
     labels_topic: str = Field(default="shadowline.labels", min_length=1)
     artifact_dir: str = Field(default=".shadowline/artifacts", min_length=1)
     artifact_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    # The topic archive (day-partitioned Parquet; docs/archive.md): written by
+    # `shadowline archive`, read by analysis, replay and the retrain `archive` data source.
+    archive_dir: str = Field(default=".shadowline/archive", min_length=1)
     # The model name commands and processes act on by default (one fraud model per deployment).
     model_name: str = Field(default="fraud", min_length=1, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     # The approval policy (registry.policy.ApprovalPolicy): every process that approves

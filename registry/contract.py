@@ -125,6 +125,82 @@ class RowCodec:
         return feeds
 
 
+Columns = Mapping[str, npt.NDArray[np.generic]]
+
+
+def _absent(values: npt.NDArray[np.generic]) -> npt.NDArray[np.bool_]:
+    """Which entries of an object array are None (elementwise, not identity of the array)."""
+    return np.asarray(values == None, dtype=bool)  # noqa: E711
+
+
+class ColumnCodec:
+    """:class:`RowCodec`'s rules applied a column at a time, for scoring archived traffic in
+    bulk (``shadowline replay``).  Rows the screen passes are valid for :meth:`RowCodec.check`;
+    the others must be checked row by row (which names the problem).
+
+    Columns hold one field each: ``numbers`` as float64 with NaN for a missing value (booleans
+    as 0/1), ``strings`` as object arrays of str or None.  The caller vouches that a field's
+    values are of its kind (numbers for numeric fields, booleans for bool fields, strings for
+    categorical ones); a field absent from the mappings is missing in every row.
+    """
+
+    def __init__(self, codec: RowCodec) -> None:
+        self.codec = codec
+
+    def screen(self, numbers: Columns, strings: Columns, n: int) -> npt.NDArray[np.bool_]:
+        """True for each row that certainly passes :meth:`RowCodec.check`."""
+        ok = np.ones(n, dtype=bool)
+        for spec in self.codec._numeric:
+            values = numbers.get(spec.name)
+            missing = np.ones(n, dtype=bool) if values is None else np.isnan(values)
+            if spec.required:
+                ok &= ~missing
+            if values is None or spec.type is FieldType.BOOL:
+                continue
+            v = np.where(missing, 0.0, values)
+            good = np.abs(v) <= FLOAT32_MAX
+            if spec.type is FieldType.INT:
+                good &= v == np.floor(v)
+            if spec.minimum is not None:
+                good &= v >= spec.minimum
+            if spec.maximum is not None:
+                good &= v <= spec.maximum
+            ok &= missing | good
+        for spec in self.codec._categorical:
+            values = strings.get(spec.name)
+            if values is None:
+                if spec.required:
+                    ok[:] = False
+                continue
+            missing = _absent(values)
+            if spec.required:
+                ok &= ~missing
+            if spec.name in self.codec._allowed:
+                ok &= missing | np.isin(values, list(self.codec._allowed[spec.name]))
+            elif spec.required:
+                ok &= values != ""
+        return ok
+
+    def encode(
+        self, numbers: Columns, strings: Columns, n: int
+    ) -> dict[str, npt.NDArray[np.generic]]:
+        """The graph inputs, exactly as :meth:`RowCodec.encode` builds them for the same rows."""
+        feeds: dict[str, npt.NDArray[np.generic]] = {}
+        if self.codec._numeric:
+            nan = np.full(n, np.nan)
+            feeds[NUMERIC_INPUT] = np.column_stack(
+                [numbers.get(f.name, nan) for f in self.codec._numeric]
+            ).astype(np.float32)
+        if self.codec._categorical:
+            empty = np.full(n, "", dtype=object)
+            columns = []
+            for spec in self.codec._categorical:
+                values = strings.get(spec.name)
+                columns.append(empty if values is None else np.where(_absent(values), "", values))
+            feeds[CATEGORICAL_INPUT] = np.column_stack(columns).astype(object)
+        return feeds
+
+
 def scores_from_output(
     spec: OutputSpec, output: npt.NDArray[np.generic]
 ) -> npt.NDArray[np.float64]:

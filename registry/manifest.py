@@ -163,6 +163,10 @@ class Lineage(_Strict):
     # data with another seed.  Shadowed beside a challenger, it measures how much retraining
     # alone moves the metrics (the noise floor of the evidence).
     control_of: str | None = None
+    # What the training data was read from (a source's description) and, for a partitioned
+    # source such as the topic archive, the partitions it read (``scores/date=2026-11-30``).
+    data_source: str | None = None
+    data_partitions: tuple[str, ...] = ()
 
 
 class GoldenExample(_Strict):

@@ -38,6 +38,10 @@ class AnalysisError(RetrainError):
     """Shadow analysis cannot run (unreachable broker, missing topic, bad label file, ...)."""
 
 
+class ArchiveError(AnalysisError):
+    """The topic archive cannot be written or read (missing folder, no partition assigned)."""
+
+
 class NoEvidence(AnalysisError):
     """The records do not allow measuring the business metric; the message says why."""
 

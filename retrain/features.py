@@ -123,7 +123,9 @@ def add_features(frame: pd.DataFrame) -> pd.DataFrame:
     """The model inputs of every row: the raw fields plus hour and velocity aggregates.
 
     Velocity counts only earlier payments of the same card (the scorer's feature store sees
-    the same thing at authorisation time).  Row order is kept.
+    the same thing at authorisation time).  Where the frame already holds one of these
+    columns (inputs recorded as production's scorer received them), its values are kept and
+    only its missing ones computed.  Row order is kept.
     """
     card_codes, _ = pd.factorize(frame["card_id"])
     seconds = frame["event_time"].astype("int64").to_numpy() / 1e6
@@ -144,4 +146,12 @@ def add_features(frame: pd.DataFrame) -> pd.DataFrame:
         sums[order] = total
         out[f"txn_count_{label}"] = counts.astype(np.int64)
         out[f"amount_sum_{label}"] = np.round(sums, 2)
+    for name in _DERIVED:
+        if name in frame.columns:
+            kept = frame[name].fillna(out[name])
+            out[name] = kept.astype(out[name].dtype) if name in _COUNTS else kept
     return out
+
+
+_COUNTS = ("hour", "txn_count_1h", "txn_count_24h")
+_DERIVED = (*_COUNTS, "amount_sum_1h", "amount_sum_24h")

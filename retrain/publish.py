@@ -43,6 +43,7 @@ def register_step(ctx: Context, out: Path) -> dict[str, Any]:
     evaluation = json.loads(ctx.folder.path("evaluate", "evaluation.json").read_text())
     gates = json.loads(ctx.folder.path("gates", "gates.json").read_text())
     sets = ctx.folder.summary("sets")
+    ingest = ctx.folder.summary("ingest")
     scores = np.load(ctx.folder.path("parity", "candidate_scores.npy"))
     eval_rows = pd.read_parquet(ctx.folder.path("sets", "eval.parquet"))
     thresholds = choose_thresholds(scores, evaluation["block_rate"], ctx.settings.review_rate)
@@ -57,8 +58,10 @@ def register_step(ctx: Context, out: Path) -> dict[str, Any]:
         trainer=ctx.trainer.name,
         window_start=pd.Timestamp(sets["train_start"]).to_pydatetime(),
         window_end=pd.Timestamp(sets["train_end"]).to_pydatetime(),
-        data_fingerprint=ctx.folder.summary("ingest")["data_fingerprint"],
+        data_fingerprint=ingest["data_fingerprint"],
         parent_version=evaluation["production_version"],
+        data_source=ingest["source"],
+        data_partitions=tuple(ingest.get("data_parts", ())),
     )
     description = (
         f"Trained by retrain run {ctx.run_id} on {sets['train_rows']} payments "

@@ -70,6 +70,8 @@ class Candidate:
     window_end: datetime
     data_fingerprint: str
     parent_version: str | None
+    data_source: str | None = None
+    data_partitions: tuple[str, ...] = ()
 
 
 def choose_thresholds(scores: npt.NDArray[np.float64], block: float, review: float) -> Thresholds:
@@ -119,6 +121,8 @@ def build_manifest(
             data_fingerprint=candidate.data_fingerprint,
             parent_version=candidate.parent_version,
             trainer=candidate.trainer,
+            data_source=candidate.data_source,
+            data_partitions=candidate.data_partitions,
         ),
         golden_examples=golden,
     )

@@ -61,6 +61,7 @@ _RUNTIME_ONLY = {
     "scores_topic",
     "labels_topic",
     "artifact_dir",
+    "archive_dir",
     "as_of",
     # Where artifacts live and how Kafka is reached change no result either.
     "artifact_backend",
@@ -140,7 +141,11 @@ class Runner:
         self.metrics = metrics
         self.clock = clock
         self.source = source or source_from_settings(
-            settings.data_source, settings.synthetic_seed, settings.synthetic_rows_per_week
+            settings.data_source,
+            settings.synthetic_seed,
+            settings.synthetic_rows_per_week,
+            archive_dir=settings.archive_dir,
+            model_name=settings.model_name,
         )
         self.trainer = trainer or trainer_from_settings(settings)
         self.progress = progress or (lambda step, status, seconds: None)

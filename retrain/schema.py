@@ -125,8 +125,11 @@ def _kind_problem(series: pd.Series, kind: Kind) -> str | None:
     return None
 
 
-def check_frame(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
+def check_frame(frame: pd.DataFrame, origin: str, extra: tuple[str, ...] = ()) -> pd.DataFrame:
     """The frame reduced to :data:`COLUMNS` in order, with normalised types.
+
+    ``extra`` names numeric columns to keep after them when present (model inputs a source
+    recorded as the scorer received them, e.g. velocity features from the topic archive).
 
     Raises :class:`DataError` naming ``origin`` (a file name, or "synthetic") and the first
     column that is missing, of the wrong type, or empty where it must not be.
@@ -141,7 +144,15 @@ def check_frame(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
         if not column.nullable and series.isna().any():
             row = int(series.isna().to_numpy().argmax())
             raise DataError(f"{origin}: column '{column.name}' is empty in row {row}")
-    out = frame.loc[:, list(COLUMN_NAMES)].copy()
+    kept = [name for name in extra if name in frame.columns]
+    for name in kept:
+        if _kind_problem(frame[name], "float") is not None:
+            raise DataError(
+                f"{origin}: column '{name}' must hold numbers (got {frame[name].dtype})"
+            )
+    out = frame.loc[:, [*COLUMN_NAMES, *kept]].copy()
+    for name in kept:
+        out[name] = pd.to_numeric(out[name]).astype("float64")
     for column in COLUMNS:
         if column.kind == "timestamp":
             out[column.name] = pd.to_datetime(out[column.name], utc=True, format="ISO8601")

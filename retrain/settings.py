@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from registry.config import SharedSettings
 from retrain.evidence.settings import EvidenceSettings
 
 GateMetric = Literal["recall", "money_saved_share", "precision", "roc_auc", "pr_auc"]
@@ -40,7 +41,9 @@ class RetrainSettings(EvidenceSettings):
     model_name: str = Field(default="fraud", min_length=1, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     schedule: str = Field(default="0 3 * * 1", min_length=9)  # cron: Mondays 03:00 UTC
     runs_dir: str = Field(default=".shadowline/runs", min_length=1)
-    data_source: str = Field(default="synthetic", min_length=1)  # "synthetic" or a folder path
+    # "synthetic", "archive" (the topic archive at archive_dir: train on what production saw)
+    # or a folder path.
+    data_source: str = Field(default="synthetic", min_length=1)
     shadow_rate: float = Field(default=1.0, gt=0, le=1)
     health_ttl_s: int = Field(default=120, ge=5)
     metrics_port: int = Field(default=9101, ge=0, le=65535)
@@ -98,3 +101,23 @@ class RetrainSettings(EvidenceSettings):
         if not croniter.is_valid(value):
             raise ValueError(f"{value!r} is not a cron expression (e.g. '0 3 * * 1')")
         return value
+
+
+class ArchiveSettings(SharedSettings):
+    """Settings of the topic archiver (``shadowline archive``); built once and passed down.
+
+    The consumer-group timings default to values that let a member join a group in seconds
+    (a Kafka-protocol broker took 23 s with the client defaults); ``max_poll_interval_ms`` must
+    exceed the time one flush takes (about 1 s per 50,000 records here).
+    """
+
+    archive_group: str = Field(default="shadowline-archiver", min_length=1)
+    # A batch is written when it holds this many records or its oldest is this old: fewer,
+    # larger files (engines read big files faster); analysis reads the unarchived tail anyway.
+    archive_flush_records: int = Field(default=100_000, ge=1, le=2_000_000)
+    archive_flush_interval_s: float = Field(default=900.0, gt=0)
+    archive_metrics_port: int = Field(default=9102, ge=0, le=65535)
+    archive_progress_s: float = Field(default=10.0, gt=0)
+    archive_session_timeout_ms: int = Field(default=6000, ge=1000)
+    archive_heartbeat_interval_ms: int = Field(default=1000, ge=100)
+    archive_max_poll_interval_ms: int = Field(default=60_000, ge=1000)

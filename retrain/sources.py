@@ -1,4 +1,5 @@
-"""Where transactions come from: one Protocol, a synthetic source and a folder of files.
+"""Where transactions come from: one Protocol, a synthetic source, a folder of files and the
+topic archive (:mod:`retrain.archive_source`: what production saw).
 
 A source returns raw rows with ``start <= event_time < end``, already checked against
 :data:`retrain.schema.COLUMNS` (a bad file fails the run with a message naming file and
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import pandas as pd
 
@@ -36,6 +37,14 @@ class DataSource(Protocol):
     def load(self, start: datetime, end: datetime) -> pd.DataFrame:
         """Checked rows with ``start <= event_time < end``.  Raises DataError."""
         ...
+
+
+@runtime_checkable
+class PartitionedSource(Protocol):
+    """A source that can say which partitions (or files) its last load read: the run records
+    them in its lineage (the ``ingest`` summary and the model's manifest)."""
+
+    def parts(self) -> tuple[str, ...]: ...
 
 
 class CheckedSynthetic:
@@ -111,8 +120,20 @@ def _read(path: Path) -> pd.DataFrame:
 _NUMERIC_COLUMNS = {"amount", "card_age_days", "device_age_days", "is_fraud"}
 
 
-def source_from_settings(data_source: str, seed: int, rows_per_week: int) -> DataSource:
-    """``"synthetic"`` or a folder path."""
+def source_from_settings(
+    data_source: str,
+    seed: int,
+    rows_per_week: int,
+    *,
+    archive_dir: str = ".shadowline/archive",
+    model_name: str = "fraud",
+) -> DataSource:
+    """``"synthetic"``, ``"archive"`` (the topic archive at ``archive_dir``: what production
+    scored for ``model_name``) or a folder path."""
     if data_source == "synthetic":
         return CheckedSynthetic(seed, rows_per_week)
+    if data_source == "archive":
+        from retrain.archive_source import ArchiveSource  # DuckDB only when it is used
+
+        return ArchiveSource(Path(archive_dir), model_name)
     return FolderSource(Path(data_source))

@@ -27,6 +27,7 @@ from retrain.report import figures, render_html
 from retrain.schema import MODEL_SCHEMA
 from retrain.scoring import score_frame
 from retrain.sets import Window, slices, split
+from retrain.sources import PartitionedSource
 from retrain.training import Scores
 
 MODEL_FILE = "model.txt"
@@ -71,9 +72,11 @@ def ingest(ctx: Context, out: Path) -> dict[str, Any]:
     frame = ctx.source.load(span.data_start, ctx.as_of)
     frame.to_parquet(out / "transactions.parquet", index=False)
     fingerprint = data_fingerprint(frame)
+    parts = ctx.source.parts() if isinstance(ctx.source, PartitionedSource) else ()
     return {
         "rows": len(frame),
         "source": ctx.source.description,
+        "data_parts": list(parts),
         "data_fingerprint": fingerprint,
         "_output_fingerprint": fingerprint,
     }

@@ -19,6 +19,7 @@ from loadtest import cli as loadtest_cli
 from registry import cli as registry_cli
 from registry.config import SettingsError, load_settings
 from retrain import cli as retrain_cli
+from retrain.evidence import archive_cli
 from retrain.evidence import cli as evidence_cli
 from service import cli as service_cli
 from shadowline.settings import STATE_DIR, StackSettings
@@ -37,6 +38,8 @@ app.add_typer(
 )
 app.add_typer(loadtest_cli.app, name="loadtest", help="Open-loop HTTP load tests.")
 app.command("analyze")(evidence_cli.analyze_command)
+app.command("archive")(archive_cli.archive_command)
+app.command("replay")(archive_cli.replay_command)
 app.add_typer(
     evidence_cli.labels_app, name="labels", help="Fraud labels: send a file to the labels topic."
 )

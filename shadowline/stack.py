@@ -38,6 +38,10 @@ HOST = "127.0.0.1"
 STATE_FILE = "stack.json"
 ENV_FILE = "stack.env"
 TOPIC_PARTITIONS = 3
+# How long the broker keeps score and label records: the topic archive (`shadowline archive`,
+# docs/archive.md) must read them before they go.  14 days covers an archiver that runs once a
+# week plus a week of slack (docker-compose.yml sets the same on its topics).
+TOPIC_RETENTION_MS = 14 * 24 * 3600 * 1000
 
 
 class StackError(Exception):
@@ -130,7 +134,7 @@ def ping_broker(port: int, timeout_s: float = 2.0) -> list[str]:
 
 
 def ensure_topics(port: int, topics: list[str], partitions: int = TOPIC_PARTITIONS) -> None:
-    """Create the topics that do not exist yet.
+    """Create the topics that do not exist yet, keeping records for :data:`TOPIC_RETENTION_MS`.
 
     The stand-in broker acknowledges produce requests to a missing topic and drops the data,
     so Shadowline creates its topics explicitly rather than relying on auto-creation.
@@ -142,7 +146,12 @@ def ensure_topics(port: int, topics: list[str], partitions: int = TOPIC_PARTITIO
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(
                     [
-                        NewTopic(name, num_partitions=partitions, replication_factor=1)
+                        NewTopic(
+                            name,
+                            num_partitions=partitions,
+                            replication_factor=1,
+                            topic_configs={"retention.ms": str(TOPIC_RETENTION_MS)},
+                        )
                         for name in missing
                     ]
                 )

@@ -7,8 +7,23 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic_settings import BaseSettings
+
+from retrain.settings import ArchiveSettings, RetrainSettings
+from service.settings import ServiceSettings
+from shadowline.stack import TOPIC_RETENTION_MS
 
 ROOT = Path(__file__).resolve().parent.parent
+PROCESS_SETTINGS: dict[str, type[BaseSettings]] = {
+    "scorer": ServiceSettings,
+    "retrain-worker": RetrainSettings,
+    "archiver": ArchiveSettings,
+}
+
+
+def _variables(cls: type[BaseSettings]) -> set[str]:
+    prefix = str(cls.model_config.get("env_prefix", ""))
+    return {f"{prefix}{name}".upper() for name in cls.model_fields}
 
 
 def _compose() -> dict[str, Any]:
@@ -59,14 +74,21 @@ def test_scorer_image_refuses_the_placeholder_token_and_volumes_are_writable() -
     scorer = dockerfile.split(" AS scorer\n", 1)[1].split("\nFROM ", 1)[0]
     assert "SHADOWLINE_ENVIRONMENT=production" in scorer
     base = dockerfile.split(" AS base\n", 1)[1].split("\nFROM ", 1)[0]
-    assert "chown 10001:10001 /artifacts /runs" in base
+    assert "chown 10001:10001 /artifacts /runs /archive" in base
     mounts = {
         volume.split(":")[1]
         for svc in _compose()["services"].values()
         for volume in svc.get("volumes", [])
-        if volume.split(":")[0] in {"artifacts", "runs"}
+        if volume.split(":")[0] in {"artifacts", "runs", "archive"}
     }
-    assert mounts == {"/artifacts", "/runs"}
+    assert mounts == {"/artifacts", "/runs", "/archive"}
+
+
+def test_compose_topics_keep_records_as_long_as_the_local_stack_does() -> None:
+    # The archiver must read every record before the broker deletes it (docs/archive.md).
+    init = " ".join(_compose()["services"]["kafka-init"]["command"])
+    assert f"--config retention.ms={TOPIC_RETENTION_MS};" in init
+    assert _compose()["services"]["archiver"]["command"] == ["shadowline", "archive"]
 
 
 def test_prometheus_config_loads_the_alert_rules() -> None:
@@ -75,6 +97,8 @@ def test_prometheus_config_loads_the_alert_rules() -> None:
     rules = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
     names = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
     assert "ShadowlineRetrainRunFailed" in names
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["shadowline-archiver"]["static_configs"] == [{"targets": ["archiver:9102"]}]
 
 
 def test_the_scorer_image_can_reach_s3_but_carries_no_training_library() -> None:

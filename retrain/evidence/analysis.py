@@ -12,13 +12,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from registry.connections import kafka_options
+from registry.evidence import ShadowEvidence, Source
 from registry.lifecycle import ModelRegistry
-from registry.records import decode_label, decode_score
 from retrain.errors import AnalysisError
+from retrain.evidence.archive_read import pair_archive, read_tail
 from retrain.evidence.comparison import Comparison, Options, compare
-from retrain.evidence.frame import pair_many
+from retrain.evidence.frame import Paired, Sampling
 from retrain.evidence.settings import EvidenceSettings
-from retrain.evidence.topics import BadRecord, read_topic
+from retrain.evidence.topics import BadRecord
 
 ACTOR = "shadow-analysis"
 
@@ -50,49 +51,59 @@ def analyse(
     as_of: float,
     seed: int | None,
     timeout_s: float,
+    source: Source = "live",
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> tuple[Comparison, list[str]]:
-    """Analyse shadow ``version`` of model ``name`` against production (default: the one in
-    production now) and its control (default: a shadowed control of production, if any) from
-    the scores and labels topics, as of ``as_of``.  Returns the comparison and the records
-    that did not decode (each named).  This is look ``n + 1`` for the version, ``n`` being the
-    decisive evidences already recorded."""
+    """Analyse ``version`` of model ``name`` against production (default: the one in
+    production now), as of ``as_of``, from the Parquet archive and the topics' records not
+    archived yet (with no archive: the topics whole).
+
+    ``source="live"`` judges the version's shadow records, beside its control (default: a
+    shadowed control of production, if any); ``source="replay"`` judges the scores
+    ``shadowline replay`` wrote for it on archived traffic.  ``since``/``until`` bound the
+    score records read.  Returns the comparison and the records that did not decode (each
+    named).  This is look ``n + 1`` for the version, ``n`` being the decisive evidences of
+    this source already recorded against this production.
+    """
     manifest = registry.manifest(name, version)  # ModelNotFound names it before Kafka is read
     production = production or registry.deployment(name).production
-    control = control or _control_of(registry, name, production)
-    if control == version:
+    if source == "live":
+        control = control or _control_of(registry, name, production)
+    if control == version or source == "replay":
         control = None
     bad: list[BadRecord] = []
-    servers, client = settings.kafka_servers, kafka_options(settings)
-    labels = list(
-        read_topic(
-            servers,
-            settings.labels_topic,
-            decode_label,
-            timeout_s=timeout_s,
-            on_bad=bad.append,
-            options=client,
-        )
-    )
-    scores = read_topic(
-        servers,
+    archive = Path(settings.archive_dir)
+    tail_scores, tail_labels = read_tail(
+        settings.kafka_servers,
+        archive,
         settings.scores_topic,
-        decode_score,
+        settings.labels_topic,
         timeout_s=timeout_s,
         on_bad=bad.append,
-        options=client,
+        options=kafka_options(settings),
     )
-    versions = [version] if control is None else [version, control]
-    paired = pair_many(
-        scores,
-        labels,
-        versions,
-        production_version=production,
-        model_name=name,
-        amount_field=manifest.amount_field,
-        as_of=as_of,
-    )
-    rows, sampling, production = paired[version]
-    looks = registry.evidence_looks(name, version, "live", production) + 1
+    # A label dated after the analysis time is not known yet at that time.
+    known = [label for label in tail_labels if label.label_time <= as_of]
+    later = [label.transaction_id for label in tail_labels if label.label_time > as_of]
+
+    def pair(which: str, replay: bool) -> tuple[Paired, Sampling, str | None]:
+        return pair_archive(
+            archive,
+            which,
+            production_version=production,
+            model_name=name,
+            amount_field=manifest.amount_field,
+            since=since,
+            until=until,
+            tail_scores=() if replay else tail_scores,
+            tail_labels=known,
+            replay=replay,
+        )
+
+    rows, sampling, production = pair(version, source == "replay")
+    sampling.labels_after.extend(later)
+    looks = registry.evidence_looks(name, version, source, production) + 1
     options = Options(
         as_of=as_of,
         quantile=settings.evidence_maturity_quantile,
@@ -103,8 +114,9 @@ def analyse(
         seed=_seed(name, version, production) if seed is None else seed,
         alpha=registry.policy.alpha,
         looks=looks,
+        source=source,
     )
-    control_rows = None if control is None else (control, paired[control][0])
+    control_rows = None if control is None else (control, pair(control, False)[0])
     result = compare(
         rows,
         sampling,
@@ -154,11 +166,18 @@ def record(
     evidence pointing at the report), the policy's violations, and the stored evidence's
     reference."""
     name = result.model_name or settings.model_name
-    replay = registry.evidence(name, result.version, "replay")
-    violations = registry.policy.violations(
-        result.evidence, registry.deployment(name).production, replay=replay
-    )
+    violations = verdict(registry, name, result.version, result.evidence)
     result = write_report(settings, result, as_of, violations)
     registry.record_evidence(name, result.version, result.evidence, actor=actor)
-    stored = registry.evidence(name, result.version)
+    stored = registry.evidence(name, result.version, result.evidence.source)
     return result, violations, stored.ref if stored else ""
+
+
+def verdict(
+    registry: ModelRegistry, name: str, version: str, evidence: ShadowEvidence
+) -> list[str]:
+    """What the approval policy would say of ``version`` if ``evidence`` were recorded: it is
+    judged with the version's stored evidence of the other source (live or replay)."""
+    live = evidence if evidence.source == "live" else registry.evidence(name, version, "live")
+    replay = evidence if evidence.source == "replay" else registry.evidence(name, version, "replay")
+    return registry.policy.violations(live, registry.deployment(name).production, replay=replay)

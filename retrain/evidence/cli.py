@@ -19,6 +19,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -62,6 +63,13 @@ def _errors() -> Iterator[None]:
         raise _exit(f"Redis: {exc}") from None
 
 
+def _utc(moment: datetime | None) -> datetime | None:
+    """A time from the command line: without a zone it is UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
 def _named(ids: list[str] | tuple[str, ...]) -> str:
     shown = ", ".join(ids[:MAX_NAMED])
     return shown + (f" and {len(ids) - MAX_NAMED} more" if len(ids) > MAX_NAMED else "")
@@ -89,6 +97,20 @@ def analyze_command(
             "--record", help="Store the evidence on the version and write the JSON and report."
         ),
     ] = False,
+    replay: Annotated[
+        bool,
+        typer.Option(
+            "--replay",
+            help="Judge the scores 'shadowline replay' wrote for it on archived traffic "
+            "(recorded as replay evidence) instead of its live shadow records.",
+        ),
+    ] = False,
+    since: Annotated[
+        datetime | None, typer.Option(help="Only transactions scored from this time (UTC).")
+    ] = None,
+    until: Annotated[
+        datetime | None, typer.Option(help="... up to (not including) this time (UTC).")
+    ] = None,
     seed: Annotated[
         int | None, typer.Option(help="Bootstrap seed (default: derived from the versions).")
     ] = None,
@@ -101,7 +123,7 @@ def analyze_command(
 
     with _errors():
         from registry.connections import model_registry
-        from retrain.evidence.analysis import ACTOR, analyse
+        from retrain.evidence.analysis import ACTOR, analyse, verdict
         from retrain.evidence.analysis import record as record_evidence
 
         settings = load_settings(EvidenceSettings)
@@ -119,16 +141,16 @@ def analyze_command(
                 as_of=as_of,
                 seed=seed,
                 timeout_s=timeout_s,
+                source="replay" if replay else "live",
+                since=_utc(since),
+                until=_utc(until),
             )
             report = recorded = None
             if record:
                 result, violations, recorded = record_evidence(settings, registry, result, as_of)
                 report = result.evidence.report
             else:
-                replay = registry.evidence(model, version, "replay")
-                violations = registry.policy.violations(
-                    result.evidence, registry.deployment(model).production, replay=replay
-                )
+                violations = verdict(registry, model, version, result.evidence)
         finally:
             registry.close()
     _warn(result, bad)

@@ -60,7 +60,7 @@ def _connect(
     servers: Sequence[str], purpose: str, options: Mapping[str, Any] | None
 ) -> KafkaConsumer:
     where = f"cannot reach Kafka at {','.join(servers)} {purpose}"
-    _any_listening(servers, where)
+    any_listening(servers, where)
     try:
         return KafkaConsumer(
             bootstrap_servers=list(servers),
@@ -75,7 +75,7 @@ def _connect(
         raise AnalysisError(f"{where}: {exc}") from exc
 
 
-def _any_listening(servers: Sequence[str], where: str) -> None:
+def any_listening(servers: Sequence[str], where: str) -> None:
     """Fail at once, naming the address, when no bootstrap server accepts a connection.
 
     The Kafka client would retry for its bootstrap timeout and then leave its sockets open.
@@ -103,7 +103,7 @@ def _partitions(consumer: KafkaConsumer, servers: Sequence[str], topic: str) -> 
     return sorted(consumer.partitions_for_topic(topic) or ())
 
 
-def _problem(exc: Exception) -> str:
+def problem_of(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         return f"invalid {exc.title}: {describe_validation_error(exc)}"
     return f"{type(exc).__name__}: {exc}"
@@ -117,8 +117,12 @@ def read_topic(
     timeout_s: float = 30.0,
     on_bad: Callable[[BadRecord], None] = _warn,
     options: Mapping[str, Any] | None = None,
+    start: Mapping[int, int] | None = None,
 ) -> Iterator[T]:
     """Every record of ``topic`` from the beginning, decoded (in offset order per partition).
+
+    ``start`` maps partitions to the first offset to read (the archive's tail starts after
+    what is archived); partitions it does not name are read from the beginning.
 
     Raises :class:`AnalysisError` when Kafka cannot be reached, the topic does not exist, or
     the end is not reached within ``timeout_s`` (naming the partitions still behind).
@@ -130,7 +134,11 @@ def read_topic(
         consumer.seek_to_beginning(*parts)
         ends = consumer.end_offsets(parts)
         begins = consumer.beginning_offsets(parts)
-        # An empty partition needs no fetch; the others end at their first high watermark.
+        for tp in parts:
+            if start is not None and start.get(tp.partition, 0) > begins[tp]:
+                consumer.seek(tp, start[tp.partition])
+        # An empty partition needs no fetch; the others end at their first high watermark
+        # (an empty fetch from a start offset reports one too).
         target: dict[TopicPartition, int | None] = {
             tp: ends[tp] if ends[tp] <= begins[tp] else None for tp in parts
         }
@@ -138,9 +146,11 @@ def read_topic(
         while not _done(consumer, target):
             if time.monotonic() >= deadline:
                 raise AnalysisError(_behind(topic, consumer, target, ends, timeout_s))
-            for tp, messages in consumer.poll(timeout_ms=POLL_MS).items():
+            polled = consumer.poll(timeout_ms=POLL_MS)
+            for tp in parts:
                 if target[tp] is None and consumer.highwater(tp) is not None:
                     target[tp] = max(ends[tp], int(consumer.highwater(tp)))
+            for tp, messages in polled.items():
                 for message in messages:
                     limit = target[tp]
                     if limit is not None and message.offset >= limit:
@@ -150,7 +160,7 @@ def read_topic(
                             raise ValueError("the record has no value")
                         record = decode(message.value)
                     except ValueError as exc:  # pydantic's ValidationError is a ValueError
-                        on_bad(BadRecord(topic, tp.partition, message.offset, _problem(exc)))
+                        on_bad(BadRecord(topic, tp.partition, message.offset, problem_of(exc)))
                         continue
                     yield record
     except KafkaError as exc:

@@ -18,7 +18,7 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from registry.config import SharedSettings
-from retrain.settings import RetrainSettings
+from retrain.settings import ArchiveSettings, RetrainSettings
 from service.settings import ServiceSettings
 from tests.deploy.kustomize import Doc, render
 
@@ -33,7 +33,7 @@ SECRETS_EXAMPLE = "overlays/production/secrets.env.example"
 SETTINGS_OF: dict[str, type[SharedSettings]] = {
     "scorer": ServiceSettings,
     "retrain-worker": RetrainSettings,
-    "archiver": SharedSettings,
+    "archiver": ArchiveSettings,
 }
 # Variables the deployment files already pass for a setting that another piece of work is
 # adding.  Each entry must NOT be a setting yet: once it is, the check says to delete it here.

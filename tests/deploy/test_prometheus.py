@@ -20,9 +20,10 @@ import httpx
 import pytest
 import redis
 import yaml
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, start_http_server
 
 from registry import FileArtifactStore, ModelRegistry, load_settings
+from retrain.evidence.archive_metrics import ArchiveMetrics
 from retrain.metrics import RetrainMetrics, serve_metrics
 from service.app import create_app
 from service.settings import ServiceSettings
@@ -108,7 +109,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 def test_promtool_accepts_the_alert_rules() -> None:
     result = promtool("check", "rules", str(PROMETHEUS_DIR / "alerts.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 2 rules found" in result.stdout
+    assert "SUCCESS: 4 rules found" in result.stdout
 
 
 def test_promtool_accepts_the_config_with_its_mounted_rules(tmp_path: Path) -> None:
@@ -120,7 +121,7 @@ def test_promtool_accepts_the_config_with_its_mounted_rules(tmp_path: Path) -> N
     resolved.write_text(yaml.safe_dump(config))
     full = promtool("check", "config", str(resolved))
     assert full.returncode == 0, full.stdout + full.stderr
-    assert "SUCCESS: 2 rules found" in full.stdout
+    assert "SUCCESS: 4 rules found" in full.stdout
 
 
 class Traffic:
@@ -167,6 +168,16 @@ def retrain_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
+def archiver_endpoint() -> Iterator[str]:
+    """The topic archiver's metrics endpoint, as ``shadowline archive`` serves it."""
+    metrics = ArchiveMetrics(CollectorRegistry(), ("shadowline.scores", "shadowline.labels"))
+    server, _ = start_http_server(0, addr="127.0.0.1", registry=metrics.registry)
+    yield f"127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
 def scorer_settings(
     redis_url: str, kafka_bootstrap: str, make_topic: Callable[..., str], tmp_path: Path
 ) -> ServiceSettings:
@@ -191,6 +202,7 @@ def test_every_dashboard_query_runs_on_a_real_prometheus(
     redis_client: redis.Redis,
     scorer_settings: ServiceSettings,
     retrain_endpoint: str,
+    archiver_endpoint: str,
     tmp_path: Path,
 ) -> None:
     registry = ModelRegistry(redis_client, FileArtifactStore(tmp_path / "artifacts"))
@@ -202,7 +214,11 @@ def test_every_dashboard_query_runs_on_a_real_prometheus(
     with serving(create_app(scorer_settings, registry)) as client, Traffic(client) as traffic:
         assert wait_until(lambda: client.get("/readyz").json()["shadows"] != [])
         scorer = str(client.base_url).removeprefix("http://").rstrip("/")
-        targets = {"shadowline-scorer": scorer, "shadowline-retrain": retrain_endpoint}
+        targets = {
+            "shadowline-scorer": scorer,
+            "shadowline-retrain": retrain_endpoint,
+            "shadowline-archiver": archiver_endpoint,
+        }
         with prometheus.running(deploy_config(targets), tmp_path / "prometheus") as url:
             answers: dict[str, list[dict[str, Any]]] = {}
 
@@ -237,4 +253,9 @@ def test_every_dashboard_query_runs_on_a_real_prometheus(
     [share_4xx] = values(answers["Client and server errors"][0])
     assert 0 < share_4xx < 1
     names = {rule["name"] for group in rules["data"]["groups"] for rule in group["rules"]}
-    assert names == {"ShadowlineRetrainRunFailed", "ShadowlineScorerNotReady"}
+    assert names == {
+        "ShadowlineRetrainRunFailed",
+        "ShadowlineScorerNotReady",
+        "ShadowlineArchiverDown",
+        "ShadowlineArchiveLagging",
+    }
