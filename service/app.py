@@ -34,6 +34,7 @@ import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -54,6 +55,7 @@ from service.http import JSON, RequestMetrics, error_response, json_response, re
 from service.live import LiveModels
 from service.loader import ModelLoader, ModelSource
 from service.metrics import ServiceMetrics
+from service.model_cache import ModelCache
 from service.models import LoadedModel
 from service.producer import ProducerConfig
 from service.review import review_router
@@ -102,7 +104,11 @@ def build_components(
         live, sink.submit, metrics,
         model_name=settings.model_name, max_batch=settings.max_batch,
     )  # fmt: skip
-    loader = ModelLoader(source, live, metrics, name=settings.model_name)
+    cache = ModelCache(Path(settings.model_cache_dir)) if settings.model_cache_dir else None
+    loader = ModelLoader(
+        source, live, metrics, name=settings.model_name, cache=cache,
+        retry_s=settings.degraded_retry_s,
+    )  # fmt: skip
     if connect is None:
         url = settings.redis_url.get_secret_value()
 
@@ -243,7 +249,8 @@ def _add_health_routes(app: FastAPI, parts: Components) -> None:
     @app.get("/readyz", tags=["health"], responses={503: {"description": "Not ready."}})
     async def readyz() -> Response:
         """200 once a production model is loaded and warmed.  Reports whether the registry
-        (Redis) is reachable, without failing readiness on it: loaded models keep scoring."""
+        (Redis) is reachable and whether this scorer is degraded (serving a last-known-good
+        model), without failing readiness on either: loaded models keep scoring."""
         current = parts.live.current
         production = current.production
         body = {
@@ -258,6 +265,10 @@ def _add_health_routes(app: FastAPI, parts: Components) -> None:
                 "reachable": parts.follower.reachable,
                 "error": parts.follower.last_error,
             },
+            # Serving a last-known-good model instead of the registry's production: still
+            # ready (it scores), but the fleet and the registry disagree (service.loader).
+            "degraded": None if current.degraded is None else current.degraded.as_dict(),
+            "model_cache_error": parts.loader.cache_error,
         }
         return json_response(body, 200 if parts.live.warmed else 503)
 

@@ -72,3 +72,11 @@ class Forbidden(ServiceError):
 
     def __init__(self) -> None:
         super().__init__("the bearer token is not the admin token")
+
+
+class ModelCacheError(ServiceError):
+    """The local last-known-good copy cannot be written or read back intact."""
+
+    def __init__(self, root: object, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"model cache {root}: {reason}")

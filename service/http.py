@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry.errors import (
     AlreadyRegistered,
+    ArtifactRefused,
     Contention,
     IllegalTransition,
     ManifestError,
@@ -54,6 +55,7 @@ _REGISTRY_STATUS: tuple[tuple[type[RegistryError], int], ...] = (
     (PolicyViolation, 409),
     (Contention, 409),
     (AlreadyRegistered, 409),
+    (ArtifactRefused, 409),
     (RegistryInvalidRequest, 422),
     (ValidationFailed, 422),
     (ManifestError, 422),
@@ -89,7 +91,8 @@ def validation_problems(errors: Sequence[Mapping[str, Any]]) -> list[str]:
 
 def error_response(exc: Exception) -> Response:
     """The one mapping of errors to responses, ``{"detail", "errors"}``: the scorer's own
-    errors carry their status; registry errors map to 404/409/422 (a corrupt artifact is a
+    errors carry their status; registry errors map to 404/409/422 (a move refused because
+    the stored artifact fails verification is a 409; another artifact store failure is a
     500); a body FastAPI refuses is a 422 naming each field; an unreachable Redis is a 503."""
     if isinstance(exc, ServiceError):
         response = Response(error_payload(exc), status_code=exc.status, media_type=JSON)

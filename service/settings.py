@@ -42,6 +42,11 @@ class ServiceSettings(SharedSettings):
     # requests run first and the shadows fall behind, then are shed.
     sidecar_niceness: int = Field(default=10, ge=0, le=19)
     reconcile_interval_s: float = Field(default=1.0, gt=0, le=2.0)
+    # The last-known-good copy of the production model (service.model_cache), served when the
+    # registry's production cannot be loaded; "" turns it off.  Local disk, one per host.
+    model_cache_dir: str = ".shadowline/model-cache"
+    # While degraded, how often the registry's production is tried again.
+    degraded_retry_s: float = Field(default=30.0, gt=0)
     # Answer the scoring routes below FastAPI's middleware stack (service.fastpath); false
     # routes them through FastAPI, with the same responses.
     fast_path: bool = True
