@@ -3,8 +3,9 @@
 Every route delegates to :class:`registry.ModelRegistry`, so the same rules (policy, allowed
 moves) and audit entries apply as from the CLI.  Routes are plain ``def``: FastAPI runs them in
 its thread pool, so the registry's synchronous Redis calls never block the event loop.  The
-token check is one dependency, applied to the whole router; registry errors become 404/409/422
-in the app's one error handler (:func:`service.http.error_status`).
+token is checked before any body is read by :class:`service.guard.AdminGuard`, and again by one
+dependency applied to the whole router; registry errors become 404/409/422 in the app's one
+error handler (:func:`service.http.error_response`).
 
 ``GET /admin/models/{version}`` gathers what a reviewer weighs before a move (the review page,
 :mod:`service.review`, shows it): the recorded shadow evidence, what the approval policy says
@@ -14,7 +15,6 @@ deployment after it and a one-line ``message`` saying what happened.
 
 from __future__ import annotations
 
-import hmac
 from datetime import datetime
 from typing import Annotated
 
@@ -23,7 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, SecretStr
 
 from registry import AuditEntry, Deployment, ModelNotFound, ModelRegistry, ShadowEvidence
-from service.errors import Forbidden, Unauthorized
+from service.guard import check_token
 from service.live import LiveModels
 
 _bearer = HTTPBearer(auto_error=False, description="SHADOWLINE_ADMIN_TOKEN")
@@ -151,16 +151,13 @@ def admin_router(
     registry: ModelRegistry, name: str, token: SecretStr, live: LiveModels
 ) -> APIRouter:
     """The ``/admin`` routes for model ``name``, guarded by ``token``."""
-    expected = token.get_secret_value().encode()
 
     def require_admin(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> None:
-        if credentials is None:
-            raise Unauthorized()
-        # Constant-time comparison: response timing must not reveal how much of a guess matched.
-        if not hmac.compare_digest(credentials.credentials.encode(), expected):
-            raise Forbidden()
+        # service.guard.AdminGuard has checked already, before the body was read; this keeps
+        # the routes guarded on their own and documents the bearer scheme in OpenAPI.
+        check_token(None if credentials is None else credentials.credentials, token)
 
     router = APIRouter(
         prefix="/admin",

@@ -51,6 +51,7 @@ from service.admin import admin_router
 from service.errors import ServiceError
 from service.fastpath import FastLane, Handler, ScorerApp
 from service.follower import RegistryFollower
+from service.guard import AdminGuard
 from service.http import JSON, RequestMetrics, error_response, json_response, read_body
 from service.live import LiveModels
 from service.loader import ModelLoader, ModelSource
@@ -197,6 +198,10 @@ def create_app(
     # which raises on NaN or 1e999 (a 500 for a client's mistake).
     for kind in (ServiceError, RegistryError, RequestValidationError, redis.RedisError):
         app.add_exception_handler(kind, on_error)
+    # Added first, so it runs inside RequestMetrics (its 401s are counted) and before routing.
+    app.add_middleware(
+        AdminGuard, token=settings.admin_token, max_body_bytes=settings.admin_max_body_bytes
+    )
     app.add_middleware(RequestMetrics, metrics=parts.metrics)
     return app
 

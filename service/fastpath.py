@@ -16,8 +16,8 @@ from collections.abc import Callable
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from service.errors import PayloadTooLarge, ServiceError
-from service.http import error_payload
+from service.errors import ServiceError
+from service.http import error_payload, receive_body
 from service.metrics import ServiceMetrics
 
 Handler = Callable[[bytes], bytes]
@@ -44,7 +44,7 @@ class FastLane:
         status = 500
         try:
             try:
-                body = await self._read(scope, receive)
+                body = await receive_body(scope, receive, self._limit)
                 if body is None:
                     return  # the client went away
                 payload, status = handler(body), 200
@@ -55,29 +55,6 @@ class FastLane:
             await send({"type": "http.response.body", "body": payload})
         finally:
             self._observe(scope["path"], status, time.perf_counter() - started)
-
-    async def _read(self, scope: Scope, receive: Receive) -> bytes | None:
-        limit = self._limit
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                if value.isdigit() and int(value) > limit:
-                    raise PayloadTooLarge(
-                        f"a request body of {value.decode()} bytes", f"{limit} bytes"
-                    )
-                break
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return None
-            chunk = message.get("body", b"")
-            if chunk:
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLarge("the request body", f"{limit} bytes")
-                chunks.append(chunk)
-            if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _observe(self, route: str, status: int, seconds: float) -> None:
         observe = self._observers.get((route, status))

@@ -31,18 +31,39 @@ from service.metrics import ServiceMetrics
 JSON = "application/json"
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes (declared or streamed) with 413."""
-    declared = request.headers.get("content-length")
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of request header ``name`` (lower case), or None."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+async def receive_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
+    """The request body from its ASGI messages, refusing more than ``limit`` bytes with 413:
+    a declared Content-Length before anything is read, a streamed body as soon as it passes
+    the limit.  None when the client went away first."""
+    declared = header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"a request body of {declared} bytes", f"{limit} bytes")
+        raise PayloadTooLarge(f"a request body of {declared.decode()} bytes", f"{limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge("the request body", f"{limit} bytes")
-        chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge("the request body", f"{limit} bytes")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """:func:`receive_body` for a route's ``Request`` (empty when the client went away)."""
+    return await receive_body(request.scope, request.receive, limit) or b""
 
 
 def json_response(content: object, status: int = 200) -> Response:

@@ -18,6 +18,8 @@ class ServiceSettings(SharedSettings):
     model_name: str = Field(default="fraud", min_length=1, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     admin_token: SecretStr = SecretStr(PLACEHOLDER_TOKEN)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Admin request bodies (JSON of a few fields), read only after the token was checked.
+    admin_max_body_bytes: int = Field(default=65_536, ge=1024)
     max_batch: int = Field(default=500, ge=1, le=100_000)
     # Scored transactions waiting for the sidecar (shadows, records, Kafka) before shedding.
     shadow_queue_size: int = Field(default=10_000, ge=1)
