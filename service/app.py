@@ -61,7 +61,7 @@ from service.models import LoadedModel
 from service.producer import ProducerConfig
 from service.review import review_router
 from service.schemas import ERROR_RESPONSES, BatchResponse, ScoreResponse, request_body
-from service.scorer import Scorer
+from service.scorer import InputLimits, Scorer
 from service.settings import ServiceSettings
 from service.sidecar import RecordSink, Sidecar
 from service.sidecar_loop import SidecarConfig
@@ -101,9 +101,14 @@ def build_components(
             batch_wait_s=settings.shadow_batch_wait_ms / 1000,
             in_process=not settings.sidecar_process,
         )  # fmt: skip
+    limits = InputLimits(
+        max_transaction_bytes=settings.max_transaction_bytes,
+        max_extra_fields=settings.max_extra_fields,
+        max_string_chars=settings.max_string_chars,
+    )
     scorer = Scorer(
         live, sink.submit, metrics,
-        model_name=settings.model_name, max_batch=settings.max_batch,
+        model_name=settings.model_name, max_batch=settings.max_batch, limits=limits,
     )  # fmt: skip
     cache = ModelCache(Path(settings.model_cache_dir)) if settings.model_cache_dir else None
     loader = ModelLoader(
@@ -214,15 +219,17 @@ class _OrjsonResponse(Response):
 
 
 def _add_scoring_routes(app: ScorerApp, parts: Components) -> None:
-    scorer, limit = parts.scorer, parts.settings.max_body_bytes
+    scorer, settings = parts.scorer, parts.settings
+    single = settings.max_transaction_bytes
+    batch = min(settings.max_body_bytes, settings.max_batch * settings.max_transaction_bytes)
 
     async def score(request: Request) -> Response:
         """Score one transaction with the production model."""
-        return Response(scorer.score(await read_body(request, limit)), media_type=JSON)
+        return Response(scorer.score(await read_body(request, single)), media_type=JSON)
 
     async def score_batch(request: Request) -> Response:
         """Score up to ``max_batch`` transactions in one call."""
-        return Response(scorer.score_batch(await read_body(request, limit)), media_type=JSON)
+        return Response(scorer.score_batch(await read_body(request, batch)), media_type=JSON)
 
     app.post(
         "/v1/score", response_model=ScoreResponse, openapi_extra=request_body(),
@@ -234,11 +241,11 @@ def _add_scoring_routes(app: ScorerApp, parts: Components) -> None:
         responses=ERROR_RESPONSES, tags=["scoring"],
     )(score_batch)  # fmt: skip
     if parts.settings.fast_path:
-        routes: dict[str, Handler] = {
-            "/v1/score": scorer.score,
-            "/v1/score/batch": scorer.score_batch,
+        routes: dict[str, tuple[Handler, int]] = {
+            "/v1/score": (scorer.score, single),
+            "/v1/score/batch": (scorer.score_batch, batch),
         }
-        app.lane = FastLane(routes, limit, parts.metrics)
+        app.lane = FastLane(routes, parts.metrics)
 
 
 def _describe(model: LoadedModel) -> dict[str, Any]:

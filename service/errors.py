@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+MAX_PROBLEMS = 50  # problems listed in one 422 answer
+
 
 class ServiceError(Exception):
     """Base class of the scorer's errors; ``status`` is the HTTP status it maps to."""
@@ -22,7 +24,11 @@ class InvalidRequest(ServiceError):
     status = 422
 
     def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
+        # A body of thousands of bad fields must not get a response many times its size.
+        shown = list(problems[:MAX_PROBLEMS])
+        if len(problems) > MAX_PROBLEMS:
+            shown.append(f"... and {len(problems) - MAX_PROBLEMS} more problems")
+        self.problems = shown
         super().__init__("invalid request: " + "; ".join(self.problems))
 
 

@@ -22,35 +22,39 @@ from service.metrics import ServiceMetrics
 
 Handler = Callable[[bytes], bytes]
 _JSON = (b"content-type", b"application/json")
+_NOSNIFF = (b"x-content-type-options", b"nosniff")  # as service.guard.NoSniff adds elsewhere
 
 
 class FastLane:
     """Serves the scoring routes from raw ASGI messages."""
 
-    def __init__(self, routes: dict[str, Handler], limit: int, metrics: ServiceMetrics) -> None:
-        self._routes = routes
-        self._limit = limit
+    def __init__(self, routes: dict[str, tuple[Handler, int]], metrics: ServiceMetrics) -> None:
+        self._routes = routes  # path -> (handler, body limit in bytes)
         self._histogram = metrics.request_seconds
         self._observers: dict[tuple[str, int], Callable[[float], None]] = {}
 
-    def match(self, scope: Scope) -> Handler | None:
-        """The handler for this request, or None when it is not a scoring request."""
+    def match(self, scope: Scope) -> tuple[Handler, int] | None:
+        """The handler and body limit for this request, or None when it is not a scoring
+        request."""
         if scope["type"] == "http" and scope["method"] == "POST":
             return self._routes.get(scope["path"])
         return None
 
-    async def serve(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
+    async def serve(
+        self, route: tuple[Handler, int], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        handler, limit = route
         started = time.perf_counter()
         status = 500
         try:
             try:
-                body = await receive_body(scope, receive, self._limit)
+                body = await receive_body(scope, receive, limit)
                 if body is None:
                     return  # the client went away
                 payload, status = handler(body), 200
             except ServiceError as exc:
                 payload, status = error_payload(exc), exc.status
-            headers = [_JSON, (b"content-length", b"%d" % len(payload))]
+            headers = [_JSON, _NOSNIFF, (b"content-length", b"%d" % len(payload))]
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": payload})
         finally:
@@ -72,8 +76,8 @@ class ScorerApp(FastAPI):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         lane = self.lane
         if lane is not None:
-            handler = lane.match(scope)
-            if handler is not None:
-                await lane.serve(handler, scope, receive, send)
+            route = lane.match(scope)
+            if route is not None:
+                await lane.serve(route, scope, receive, send)
                 return
         await super().__call__(scope, receive, send)

@@ -10,6 +10,13 @@ Request (batch):  ``{"transactions": [{"transaction_id": ..., "features": {...}}
 ``features`` is the row as the model's input schema names it; unknown keys are kept (they are
 replayed from the wire record's ``inputs``) but not used by the model, and must be JSON scalars
 (number, string, boolean or null).
+
+Work is bounded, not only bytes (:class:`InputLimits`): the routes cap the body (per
+transaction; a batch may carry that much per transaction it holds), and each transaction may
+carry at most ``max_extra_fields`` keys the model does not know and no string (value or key)
+longer than ``max_string_chars``.  Every such key would otherwise be checked, kept, pickled to
+the sidecar and written to Kafka: 100,000 of them cost ~8 MB and tens of milliseconds a request.
+Those checks ride on the loop over the features that the model's own check needs anyway.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import itertools
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -29,6 +37,17 @@ from service.models import LoadedModel
 from service.shadow import Scored
 
 MAX_TRANSACTION_ID = 128
+_TOP_LEVEL = frozenset({"transaction_id", "features"})
+_SHOWN_KEY = 40  # characters of an over-long key shown in an error
+
+
+@dataclass(frozen=True, slots=True)
+class InputLimits:
+    """How much one transaction may carry (``SHADOWLINE_MAX_*`` settings)."""
+
+    max_transaction_bytes: int = 32_768
+    max_extra_fields: int = 256
+    max_string_chars: int = 1024
 
 
 class _Bound:
@@ -67,12 +86,19 @@ def _json_type(value: object) -> str:
 
 
 def check_transaction(
-    data: object, model: LoadedModel, prefix: str, problems: list[str]
+    data: object,
+    model: LoadedModel,
+    prefix: str,
+    problems: list[str],
+    limits: InputLimits = InputLimits(),
 ) -> tuple[str, dict[str, Any]]:
     """Validate one ``{"transaction_id", "features"}`` object; append each problem."""
     if not isinstance(data, dict):
         problems.append(f"{prefix}must be a JSON object, not {_json_type(data)}")
         return "", {}
+    if not data.keys() <= _TOP_LEVEL:
+        for key in data.keys() - _TOP_LEVEL:
+            problems.append(f"{prefix}{_shown(key)}: is not a field of a transaction")
     tid = data.get("transaction_id")
     if tid is None:
         problems.append(f"{prefix}transaction_id: is required")
@@ -93,11 +119,32 @@ def check_transaction(
     # Keys the model does not know are kept for replay; only JSON scalars, so that every
     # record can be written back (orjson reads arrays and objects nested 1024 deep but writes
     # only ~254) and replay inputs stay one flat row.  The model's own fields were checked.
-    known = model.field_names
+    known, longest = model.field_names, limits.max_string_chars
+    extra = 0
     for key, value in features.items():
-        if isinstance(value, dict | list) and key not in known:
-            problems.append(f"{prefix}{key}: must be a number, string, boolean or null")
+        if key not in known:
+            extra += 1
+            if isinstance(value, dict | list):
+                problems.append(f"{prefix}{_shown(key)}: must be a number, string, boolean or null")
+            if len(key) > longest:
+                problems.append(
+                    f"{prefix}{_shown(key)}: a field name must be at most {longest} characters "
+                    f"(got {len(key)})"
+                )
+        if type(value) is str and len(value) > longest:
+            problems.append(
+                f"{prefix}{_shown(key)}: must be at most {longest} characters (got {len(value)})"
+            )
+    if extra > limits.max_extra_fields:
+        problems.append(
+            f"{prefix}features: {extra} fields the model does not know; at most "
+            f"{limits.max_extra_fields} are accepted"
+        )
     return (tid if isinstance(tid, str) else ""), features
+
+
+def _shown(key: str) -> str:
+    return key if len(key) <= _SHOWN_KEY else key[:_SHOWN_KEY] + "..."
 
 
 class Scorer:
@@ -112,6 +159,7 @@ class Scorer:
         *,
         model_name: str,
         max_batch: int,
+        limits: InputLimits = InputLimits(),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._live = live
@@ -119,6 +167,7 @@ class Scorer:
         self._metrics = metrics
         self._model_name = model_name
         self._max_batch = max_batch
+        self._limits = limits
         self._clock = clock
         self._bound: dict[str, _Bound] = {}
         # Request ids: a per-process random prefix and a counter (unique across replicas
@@ -139,11 +188,12 @@ class Scorer:
         return bound
 
     def score(self, body: bytes) -> bytes:
-        """Score one transaction.  Raises InvalidRequest (422) or NoProductionModel (503)."""
+        """Score one transaction.  Raises InvalidRequest (422: a bad field, an input limit) or
+        NoProductionModel (503)."""
         data = parse_object(body)
         model = self._model()
         problems: list[str] = []
-        tid, features = check_transaction(data, model, "", problems)
+        tid, features = check_transaction(data, model, "", problems, self._limits)
         if problems:
             raise InvalidRequest(problems)
         started = time.perf_counter()
@@ -173,7 +223,8 @@ class Scorer:
 
     def score_batch(self, body: bytes) -> bytes:
         """Score up to ``max_batch`` transactions in one model call.  Raises InvalidRequest
-        (422, every bad field of every transaction), PayloadTooLarge (413) or
+        (422, every bad field of every transaction), PayloadTooLarge (413: too many
+        transactions, or more than ``max_transaction_bytes`` per transaction) or
         NoProductionModel (503)."""
         data = parse_object(body)
         items = data.get("transactions")
@@ -181,10 +232,20 @@ class Scorer:
             raise InvalidRequest(["transactions: must be a non-empty array"])
         if len(items) > self._max_batch:
             raise PayloadTooLarge(f"a batch of {len(items)} transactions", f"{self._max_batch}")
+        per_item = self._limits.max_transaction_bytes
+        if len(body) > len(items) * per_item:  # the limit scales with the batch's length
+            raise PayloadTooLarge(
+                f"a batch of {len(items)} transactions in {len(body)} bytes",
+                f"{per_item} bytes per transaction",
+            )
         model = self._model()
         problems: list[str] = []
+        if len(data) > 1:
+            problems += [
+                f"{_shown(k)}: is not a field of a batch" for k in data if k != "transactions"
+            ]
         checked = [
-            check_transaction(item, model, f"transactions[{i}]: ", problems)
+            check_transaction(item, model, f"transactions[{i}]: ", problems, self._limits)
             for i, item in enumerate(items)
         ]
         if problems:

@@ -17,6 +17,13 @@ class ServiceSettings(SharedSettings):
     workers: int = Field(default=1, ge=1, le=64)
     model_name: str = Field(default="fraud", min_length=1, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     admin_token: SecretStr = SecretStr(PLACEHOLDER_TOKEN)
+    # Scoring input limits (service.scorer.InputLimits): the body of POST /v1/score, and per
+    # transaction of a batch; keys the model does not know; characters of any string.
+    max_transaction_bytes: int = Field(default=32_768, ge=1024)
+    max_extra_fields: int = Field(default=256, ge=0)
+    max_string_chars: int = Field(default=1024, ge=16)
+    # The largest body of POST /v1/score/batch, whatever its length (its limit is otherwise
+    # max_transaction_bytes per transaction, up to max_batch).
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     # Admin request bodies (JSON of a few fields), read only after the token was checked.
     admin_max_body_bytes: int = Field(default=65_536, ge=1024)

@@ -25,7 +25,7 @@ def client(
     request: pytest.FixtureRequest,
 ) -> Iterator[Client]:
     """The scoring routes answered by the fast lane and through FastAPI: same responses."""
-    settings = make_settings(max_body_bytes=2048, max_batch=2, fast_path=request.param)
+    settings = make_settings(max_transaction_bytes=2048, max_batch=2, fast_path=request.param)
     app = create_app(settings, registry)
     with serving(app) as test_client:
         yield test_client
