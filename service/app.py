@@ -52,7 +52,14 @@ from service.errors import ServiceError
 from service.fastpath import FastLane, Handler, ScorerApp
 from service.follower import RegistryFollower
 from service.guard import AdminGuard
-from service.http import JSON, RequestMetrics, error_response, json_response, read_body
+from service.http import (
+    JSON,
+    NoSniff,
+    RequestMetrics,
+    error_response,
+    json_response,
+    read_body,
+)
 from service.live import LiveModels
 from service.loader import ModelLoader, ModelSource
 from service.metrics import ServiceMetrics
@@ -207,6 +214,7 @@ def create_app(
     app.add_middleware(
         AdminGuard, token=settings.admin_token, max_body_bytes=settings.admin_max_body_bytes
     )
+    app.add_middleware(NoSniff)
     app.add_middleware(RequestMetrics, metrics=parts.metrics)
     return app
 

@@ -22,7 +22,7 @@ from service.metrics import ServiceMetrics
 
 Handler = Callable[[bytes], bytes]
 _JSON = (b"content-type", b"application/json")
-_NOSNIFF = (b"x-content-type-options", b"nosniff")  # as service.guard.NoSniff adds elsewhere
+_NOSNIFF = (b"x-content-type-options", b"nosniff")  # as service.http.NoSniff adds elsewhere
 
 
 class FastLane:

@@ -169,3 +169,30 @@ class RequestMetrics:
                 observe = self._histogram.labels(path, str(status)).observe
                 self._children[(path, status)] = observe
             observe(time.perf_counter() - started)
+
+
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+
+
+class NoSniff:
+    """Pure ASGI middleware: every response says ``X-Content-Type-Options: nosniff``, so a
+    browser never reads a JSON answer (which may echo a field name) as a script or a page.
+    The scoring fast lane (:mod:`service.fastpath`) adds the same header itself."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_nosniff(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                if not any(key.lower() == _NOSNIFF[0] for key, _ in headers):
+                    headers.append(_NOSNIFF)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_nosniff)

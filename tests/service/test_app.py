@@ -125,3 +125,19 @@ def test_openapi_documents_scoring_and_admin(client: Client) -> None:
     )
     assert "/admin/models/{version}/promote" in schema["paths"]
     assert "HTTPBearer" in schema["components"]["securitySchemes"]
+
+
+def test_every_answer_says_nosniff(client: Client, registry: ModelRegistry) -> None:
+    make_production(registry, "v1")
+    assert wait_until(lambda: ready(client))
+    answers = [
+        client.post("/v1/score", json={"transaction_id": "t", "features": ROW}),
+        client.post("/v1/score", content=b"{"),
+        client.get("/readyz"),
+        client.get("/healthz"),
+        client.get("/admin/models"),
+        client.get("/openapi.json"),
+        client.get("/no/such/path"),
+    ]
+    assert [a.headers.get("x-content-type-options") for a in answers] == ["nosniff"] * 7
+    assert client.get("/review").headers.get_list("x-content-type-options") == ["nosniff"]
