@@ -25,9 +25,13 @@ from pydantic import BaseModel, Field, SecretStr
 from registry import AuditEntry, Deployment, ModelNotFound, ModelRegistry, ShadowEvidence
 from service.guard import check_token
 from service.live import LiveModels
+from service.schemas import error_responses
 
 _bearer = HTTPBearer(auto_error=False, description="SHADOWLINE_ADMIN_TOKEN")
-Actor = Annotated[str, Field(min_length=1, max_length=128, description="Who acts (audit log).")]
+# The registry refuses an actor or a reason that is only blanks: "\S" documents that.
+Actor = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=r"\S", description="Who acts (audit log).")
+]
 Reason = Annotated[str, Field(max_length=2000, description="Why (audit log).")]
 
 
@@ -44,7 +48,7 @@ class ShadowChange(Change):
 
 class Approval(BaseModel):
     actor: Actor
-    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+    reason: Annotated[str, Field(min_length=1, max_length=2000, pattern=r"\S")]
     force: bool = Field(default=False, description="Approve despite the policy (say why).")
 
 
@@ -163,13 +167,9 @@ def admin_router(
         prefix="/admin",
         tags=["admin"],
         dependencies=[Depends(require_admin)],
-        responses={
-            401: {"description": "No bearer token."},
-            403: {"description": "Wrong bearer token."},
-            404: {"description": "No such model version."},
-            409: {"description": "The move is not allowed now (state, policy, contention)."},
-        },
+        responses=error_responses(401, 403, 413, 503),
     )
+    moves = error_responses(400, 404, 409, 422)
 
     @router.get("/models")
     def list_models() -> ModelsView:
@@ -197,7 +197,7 @@ def admin_router(
             ],
         )
 
-    @router.get("/models/{version}")
+    @router.get("/models/{version}", responses=error_responses(404, 422))
     def model_detail(
         version: str,
         audit: Annotated[
@@ -225,7 +225,7 @@ def admin_router(
             audit=[_audit(e) for e in reversed(entries[-audit:])] if audit else [],
         )
 
-    @router.post("/models/{version}/shadow")
+    @router.post("/models/{version}/shadow", responses=moves)
     def shadow(version: str, change: ShadowChange) -> ChangeView:
         """Put a registered version in shadow with a sampling rate."""
         registry.shadow(name, version, rate=change.rate, actor=change.actor, reason=change.reason)
@@ -233,13 +233,13 @@ def admin_router(
             registry.deployment(name), f"{name}:{version} is in shadow at rate {change.rate:g}"
         )
 
-    @router.post("/models/{version}/unshadow")
+    @router.post("/models/{version}/unshadow", responses=moves)
     def unshadow(version: str, change: Change) -> ChangeView:
         """Take a version out of shadow."""
         registry.unshadow(name, version, actor=change.actor, reason=change.reason)
         return _changed(registry.deployment(name), f"{name}:{version} left shadow")
 
-    @router.post("/models/{version}/approve")
+    @router.post("/models/{version}/approve", responses=moves)
     def approve(version: str, approval: Approval) -> ChangeView:
         """Approve a shadow version for production (the approval policy applies unless
         ``force``; a violation is 409 naming each rule)."""
@@ -249,7 +249,7 @@ def admin_router(
         how = " (forced)" if approval.force else ""
         return _changed(registry.deployment(name), f"{name}:{version} is approved{how}")
 
-    @router.post("/models/{version}/promote")
+    @router.post("/models/{version}/promote", responses=moves)
     def promote(version: str, change: Change) -> ChangeView:
         """Make an approved version production; scorers swap to it within seconds."""
         registry.promote(name, version, actor=change.actor, reason=change.reason)
@@ -258,7 +258,7 @@ def admin_router(
             f"{name}:{version} is production; scorers swap to it within seconds",
         )
 
-    @router.post("/rollback")
+    @router.post("/rollback", responses=moves)
     def rollback(change: Change) -> ChangeView:
         """Return production to the previous production version."""
         target = registry.rollback(name, actor=change.actor, reason=change.reason)

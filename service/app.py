@@ -43,8 +43,9 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from registry import EVENTS_CHANNEL, ModelRegistry, RegistryError
 from service.admin import admin_router
@@ -65,9 +66,10 @@ from service.loader import ModelLoader, ModelSource
 from service.metrics import ServiceMetrics
 from service.model_cache import ModelCache
 from service.models import LoadedModel
+from service.openapi import BATCH, SCORE, LiveDocument, request_bodies
 from service.producer import ProducerConfig
 from service.review import review_router
-from service.schemas import ERROR_RESPONSES, BatchResponse, ScoreResponse, request_body
+from service.schemas import ERROR_RESPONSES, BatchResponse, Liveness, Readiness, ScoreResponse
 from service.scorer import InputLimits, Scorer
 from service.settings import ServiceSettings
 from service.sidecar import RecordSink, Sidecar
@@ -108,14 +110,10 @@ def build_components(
             batch_wait_s=settings.shadow_batch_wait_ms / 1000,
             in_process=not settings.sidecar_process,
         )  # fmt: skip
-    limits = InputLimits(
-        max_transaction_bytes=settings.max_transaction_bytes,
-        max_extra_fields=settings.max_extra_fields,
-        max_string_chars=settings.max_string_chars,
-    )
     scorer = Scorer(
         live, sink.submit, metrics,
-        model_name=settings.model_name, max_batch=settings.max_batch, limits=limits,
+        model_name=settings.model_name, max_batch=settings.max_batch,
+        limits=input_limits(settings),
     )  # fmt: skip
     cache = ModelCache(Path(settings.model_cache_dir)) if settings.model_cache_dir else None
     loader = ModelLoader(
@@ -133,6 +131,15 @@ def build_components(
         interval_s=settings.reconcile_interval_s,
     )  # fmt: skip
     return Components(settings, metrics, live, scorer, sink, loader, follower)
+
+
+def input_limits(settings: ServiceSettings) -> InputLimits:
+    """What one scoring transaction may carry, from the ``SHADOWLINE_MAX_*`` settings."""
+    return InputLimits(
+        max_transaction_bytes=settings.max_transaction_bytes,
+        max_extra_fields=settings.max_extra_fields,
+        max_string_chars=settings.max_string_chars,
+    )
 
 
 def sidecar_config(settings: ServiceSettings) -> SidecarConfig:
@@ -207,8 +214,10 @@ def create_app(
         return error_response(exc)
 
     # RequestValidationError too: FastAPI's default handler echoes the input with json.dumps,
-    # which raises on NaN or 1e999 (a 500 for a client's mistake).
-    for kind in (ServiceError, RegistryError, RequestValidationError, redis.RedisError):
+    # which raises on NaN or 1e999 (a 500 for a client's mistake).  HTTPException (404, 405,
+    # 400) so that every error body has the one documented shape.
+    kinds = (ServiceError, RegistryError, RequestValidationError, redis.RedisError, HTTPException)
+    for kind in kinds:
         app.add_exception_handler(kind, on_error)
     # Added first, so it runs inside RequestMetrics (its 401s are counted) and before routing.
     app.add_middleware(
@@ -219,8 +228,8 @@ def create_app(
     return app
 
 
-class _OrjsonResponse(Response):
-    media_type = JSON
+class _OrjsonResponse(JSONResponse):
+    """JSON by orjson; a JSONResponse, so FastAPI documents each route's response model."""
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
@@ -239,15 +248,17 @@ def _add_scoring_routes(app: ScorerApp, parts: Components) -> None:
         """Score up to ``max_batch`` transactions in one call."""
         return Response(scorer.score_batch(await read_body(request, batch)), media_type=JSON)
 
+    limits = input_limits(settings)
+    bodies = request_bodies(None, limits, settings.max_batch)
     app.post(
-        "/v1/score", response_model=ScoreResponse, openapi_extra=request_body(),
+        SCORE, response_model=ScoreResponse, openapi_extra={"requestBody": bodies[SCORE]},
         responses=ERROR_RESPONSES, tags=["scoring"],
     )(score)  # fmt: skip
     app.post(
-        "/v1/score/batch", response_model=BatchResponse,
-        openapi_extra=request_body(parts.settings.max_batch),
+        BATCH, response_model=BatchResponse, openapi_extra={"requestBody": bodies[BATCH]},
         responses=ERROR_RESPONSES, tags=["scoring"],
     )(score_batch)  # fmt: skip
+    app.document = LiveDocument(parts.live, limits, settings.max_batch)
     if parts.settings.fast_path:
         routes: dict[str, tuple[Handler, int]] = {
             "/v1/score": (scorer.score, single),
@@ -262,11 +273,14 @@ def _describe(model: LoadedModel) -> dict[str, Any]:
 
 def _add_health_routes(app: FastAPI, parts: Components) -> None:
     @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, str]:
+    async def healthz() -> Liveness:
         """The process is alive and its event loop answers."""
-        return {"status": "alive"}
+        return Liveness(status="alive")
 
-    @app.get("/readyz", tags=["health"], responses={503: {"description": "Not ready."}})
+    @app.get(
+        "/readyz", tags=["health"], response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "No production model is loaded."}},
+    )  # fmt: skip
     async def readyz() -> Response:
         """200 once a production model is loaded and warmed.  Reports whether the registry
         (Redis) is reachable and whether this scorer is degraded (serving a last-known-good
@@ -292,7 +306,10 @@ def _add_health_routes(app: FastAPI, parts: Components) -> None:
         }
         return json_response(body, 200 if parts.live.warmed else 503)
 
-    @app.get("/metrics", tags=["health"], response_class=Response)
+    @app.get(
+        "/metrics", tags=["health"], response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )  # fmt: skip
     async def metrics() -> Response:
         """Prometheus metrics of this process (see the README for the list)."""
         payload = generate_latest(parts.metrics.registry)

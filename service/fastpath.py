@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
@@ -69,9 +70,16 @@ class FastLane:
 
 
 class ScorerApp(FastAPI):
-    """A FastAPI app whose scoring requests may take the :class:`FastLane`."""
+    """A FastAPI app whose scoring requests may take the :class:`FastLane`, and whose OpenAPI
+    document may be rewritten per request (``document``: the scoring bodies follow the
+    production model, see :mod:`service.openapi`)."""
 
     lane: FastLane | None = None
+    document: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    def openapi(self) -> dict[str, Any]:
+        base = super().openapi()
+        return base if self.document is None else self.document(base)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         lane = self.lane

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import redis
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -114,7 +115,9 @@ def error_response(exc: Exception) -> Response:
     """The one mapping of errors to responses, ``{"detail", "errors"}``: the scorer's own
     errors carry their status; registry errors map to 404/409/422 (a move refused because
     the stored artifact fails verification is a 409; another artifact store failure is a
-    500); a body FastAPI refuses is a 422 naming each field; an unreachable Redis is a 503."""
+    500); a body FastAPI refuses is a 422 naming each field; the framework's own errors (an
+    unknown path, a method not allowed, a body that is not UTF-8) keep their status and
+    headers; an unreachable Redis is a 503."""
     if isinstance(exc, ServiceError):
         response = Response(error_payload(exc), status_code=exc.status, media_type=JSON)
         if exc.status == 401:
@@ -128,6 +131,11 @@ def error_response(exc: Exception) -> Response:
         return json_response(
             {"detail": "invalid request", "errors": validation_problems(exc.errors())}, 422
         )
+    if isinstance(exc, StarletteHTTPException):  # the framework's own: 400, 404, 405
+        return Response(
+            orjson.dumps({"detail": str(exc.detail), "errors": []}),
+            status_code=exc.status_code, headers=exc.headers, media_type=JSON,
+        )  # fmt: skip
     if isinstance(exc, redis.RedisError):
         detail = f"the model registry (Redis) is unreachable: {exc}"
         return json_response({"detail": detail, "errors": []}, 503)

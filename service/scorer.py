@@ -13,7 +13,7 @@ replayed from the wire record's ``inputs``) but not used by the model, and must 
 
 Work is bounded, not only bytes (:class:`InputLimits`): the routes cap the body (per
 transaction; a batch may carry that much per transaction it holds), and each transaction may
-carry at most ``max_extra_fields`` keys the model does not know and no string (value or key)
+carry at most ``max_extra_fields`` keys beside the model's fields and no string (value or key)
 longer than ``max_string_chars``.  Every such key would otherwise be checked, kept, pickled to
 the sidecar and written to Kafka: 100,000 of them cost ~8 MB and tens of milliseconds a request.
 Those checks ride on the loop over the features that the model's own check needs anyway.
@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from registry.contract import FLOAT32_MAX
 from service.errors import InvalidRequest, NoProductionModel, PayloadTooLarge
 from service.live import LiveModels
 from service.metrics import ServiceMetrics
@@ -43,7 +44,8 @@ _SHOWN_KEY = 40  # characters of an over-long key shown in an error
 
 @dataclass(frozen=True, slots=True)
 class InputLimits:
-    """How much one transaction may carry (``SHADOWLINE_MAX_*`` settings)."""
+    """How much one transaction may carry (``SHADOWLINE_MAX_*`` settings): the body, the keys
+    of ``features`` beyond the model's own fields, the characters of any string."""
 
     max_transaction_bytes: int = 32_768
     max_extra_fields: int = 256
@@ -114,18 +116,29 @@ def check_transaction(
     if not isinstance(features, dict):
         problems.append(f"{prefix}features: must be a JSON object, not {_json_type(features)}")
         return "", {}
+    known, longest = model.field_names, limits.max_string_chars
+    most = len(known) + limits.max_extra_fields
+    if len(features) > most:  # refused before any work per key
+        problems.append(
+            f"{prefix}features: {len(features)} fields; at most {most} are accepted "
+            f"(the model's {len(known)} and {limits.max_extra_fields} others)"
+        )
+        return "", {}
     for problem in model.check(features):
         problems.append(f"{prefix}{problem}")
     # Keys the model does not know are kept for replay; only JSON scalars, so that every
     # record can be written back (orjson reads arrays and objects nested 1024 deep but writes
-    # only ~254) and replay inputs stay one flat row.  The model's own fields were checked.
-    known, longest = model.field_names, limits.max_string_chars
-    extra = 0
+    # only ~254) and replay inputs stay one flat row; numbers in float32's range, as the
+    # model's own fields (checked above).
     for key, value in features.items():
         if key not in known:
-            extra += 1
             if isinstance(value, dict | list):
                 problems.append(f"{prefix}{_shown(key)}: must be a number, string, boolean or null")
+            elif isinstance(value, float | int) and abs(value) > FLOAT32_MAX:
+                problems.append(
+                    f"{prefix}{_shown(key)}: must be within ±{FLOAT32_MAX:.7g}, the float32 "
+                    f"range (got {value:g})"
+                )
             if len(key) > longest:
                 problems.append(
                     f"{prefix}{_shown(key)}: a field name must be at most {longest} characters "
@@ -135,11 +148,6 @@ def check_transaction(
             problems.append(
                 f"{prefix}{_shown(key)}: must be at most {longest} characters (got {len(value)})"
             )
-    if extra > limits.max_extra_fields:
-        problems.append(
-            f"{prefix}features: {extra} fields the model does not know; at most "
-            f"{limits.max_extra_fields} are accepted"
-        )
     return (tid if isinstance(tid, str) else ""), features
 
 
@@ -223,15 +231,18 @@ class Scorer:
 
     def score_batch(self, body: bytes) -> bytes:
         """Score up to ``max_batch`` transactions in one model call.  Raises InvalidRequest
-        (422, every bad field of every transaction), PayloadTooLarge (413: too many
-        transactions, or more than ``max_transaction_bytes`` per transaction) or
+        (422, every bad field of every transaction, or more than ``max_batch``),
+        PayloadTooLarge (413: more than ``max_transaction_bytes`` per transaction) or
         NoProductionModel (503)."""
         data = parse_object(body)
         items = data.get("transactions")
         if not isinstance(items, list) or not items:
             raise InvalidRequest(["transactions: must be a non-empty array"])
-        if len(items) > self._max_batch:
-            raise PayloadTooLarge(f"a batch of {len(items)} transactions", f"{self._max_batch}")
+        if len(items) > self._max_batch:  # a documented maxItems: 422, as any bad field
+            raise InvalidRequest(
+                [f"transactions: a batch of {len(items)} transactions exceeds the limit of "
+                 f"{self._max_batch}"]
+            )  # fmt: skip
         per_item = self._limits.max_transaction_bytes
         if len(body) > len(items) * per_item:  # the limit scales with the batch's length
             raise PayloadTooLarge(

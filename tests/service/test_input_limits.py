@@ -56,11 +56,23 @@ def test_the_800kb_body_with_100k_unknown_fields_is_refused_unread(client: Clien
     )
 
 
-def test_unknown_fields_are_capped(client: Client) -> None:
-    assert score(client, {**ROW, "a": 1, "b": "x", "c": None})[0] == 200  # 3: at the cap
-    status, body = score(client, {**ROW, "a": 1, "b": "x", "c": None, "d": True})
+def test_fields_beyond_the_models_are_capped(client: Client) -> None:
+    full = {**ROW, "device_age_days": 3.0}  # all 6 of the model's fields
+    assert score(client, {**full, "a": 1, "b": "x", "c": None})[0] == 200  # 9: at the cap
+    status, body = score(client, {**full, "a": 1, "b": "x", "c": None, "d": True})
     assert status == 422
-    assert body["errors"] == ["features: 4 fields the model does not know; at most 3 are accepted"]
+    assert body["errors"] == [
+        "features: 10 fields; at most 9 are accepted (the model's 6 and 3 others)"
+    ]
+    # -10**40 as a JSON integer: too wide for 64 bits, read as a float.
+    wide = b'{"transaction_id": "t", "features": {"big": 1e39, "small": -1' + b"0" * 40 + b", "
+    response = client.post("/v1/score", content=wide + orjson.dumps(ROW)[1:] + b"}")
+    status, body = response.status_code, response.json()
+    assert status == 422
+    assert body["errors"] == [
+        "big: must be within ±3.402823e+38, the float32 range (got 1e+39)",
+        "small: must be within ±3.402823e+38, the float32 range (got -1e+40)",
+    ]
 
 
 def test_strings_are_capped(client: Client) -> None:
