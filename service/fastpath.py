@@ -23,7 +23,8 @@ from service.metrics import ServiceMetrics
 
 Handler = Callable[[bytes], bytes]
 _JSON = (b"content-type", b"application/json")
-_NOSNIFF = (b"x-content-type-options", b"nosniff")  # as service.http.NoSniff adds elsewhere
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+_CLOSE = (b"connection", b"close")  # as service.http.NoSniff adds elsewhere
 
 
 class FastLane:
@@ -56,6 +57,8 @@ class FastLane:
             except ServiceError as exc:
                 payload, status = error_payload(exc), exc.status
             headers = [_JSON, _NOSNIFF, (b"content-length", b"%d" % len(payload))]
+            if status == 413:  # the rest of the body is not read: close rather than drain it
+                headers.append(_CLOSE)
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": payload})
         finally:

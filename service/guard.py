@@ -68,7 +68,10 @@ class AdminGuard:
             check_token(bearer_token(authorization), self._token)
             body = await receive_body(scope, receive, self._limit)
         except ServiceError as exc:
-            await error_response(exc)(scope, receive, send)
+            response = error_response(exc)
+            # The body was not read: closing the connection spares the server draining it.
+            response.headers["Connection"] = "close"
+            await response(scope, receive, send)
             return
         if body is None:
             return  # the client went away

@@ -122,6 +122,8 @@ def error_response(exc: Exception) -> Response:
         response = Response(error_payload(exc), status_code=exc.status, media_type=JSON)
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
+        if exc.status == 413:  # the rest of the body is not read: close rather than drain it
+            response.headers["Connection"] = "close"
         return response
     if isinstance(exc, RegistryError):
         status = next((code for kind, code in _REGISTRY_STATUS if isinstance(exc, kind)), 500)

@@ -103,6 +103,7 @@ def test_oversized_bodies_are_413_and_long_batches_422(
     assert declared.json()["detail"] == (
         f"a request body of {len(big)} bytes exceeds the limit of 2048 bytes"
     )
+    assert declared.headers["connection"] == "close"  # the unread rest is not drained
     streamed = client.post("/v1/score", content=iter([big[:1500], big[1500:]]))
     assert streamed.status_code == 413
     assert streamed.json()["detail"] == "the request body exceeds the limit of 2048 bytes"

@@ -195,6 +195,7 @@ def test_every_admin_route_answers_401_whatever_the_body(server: Client, body: b
         assert response.json()["detail"] == (
             "the admin API needs 'Authorization: Bearer <SHADOWLINE_ADMIN_TOKEN>'"
         )
+        assert response.headers["connection"] == "close"
         wrong = {**json, "Authorization": "Bearer not-the-token"}
         assert server.request(method, path, content=body, headers=wrong).status_code == 403
 
