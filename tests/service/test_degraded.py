@@ -16,13 +16,14 @@ from httpx import Client
 from prometheus_client import CollectorRegistry
 
 from registry import FileArtifactStore, ModelRegistry
+from registry.artifacts import sha256_hex
 from service.app import create_app
 from service.live import Degraded, LiveModels
 from service.loader import ModelLoader
 from service.metrics import ServiceMetrics
 from service.model_cache import ModelCache
 from service.settings import ServiceSettings
-from tests.factories import flip_stored_byte, logistic_model, random_rows
+from tests.factories import flip_stored_byte, logistic_model, make_manifest, random_rows
 from tests.service.conftest import ADMIN, make_production, register, sample_value, wait_until
 from tests.service.server import serving
 
@@ -275,3 +276,26 @@ def test_the_admin_api_refuses_a_corrupt_version_with_409(
     assert body["errors"] == [body["detail"].split("verification: ", 1)[1]]
     last = registry.audit("fraud")[-1]
     assert (last.action, last.actor, last.reason) == ("refuse", "ana", "ship it")
+
+
+def test_a_scorer_started_without_redis_scores_with_its_local_copy(
+    make_settings: Callable[..., ServiceSettings], tmp_path: Path
+) -> None:
+    artifact = logistic_model(bias=-1.0)
+    manifest = make_manifest(artifact, version="v6")
+    ModelCache(tmp_path / "model-cache").save(
+        manifest.model_copy(update={"sha256": sha256_hex(artifact)}), artifact
+    )
+    nowhere = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    down = ModelRegistry(
+        redis.Redis.from_url(nowhere, decode_responses=True), FileArtifactStore(tmp_path)
+    )
+    with serving(create_app(make_settings(redis_url=nowhere), down)) as scorer:
+        ready = readiness(scorer)
+        assert ready["status_code"] == 200
+        degraded = ready["degraded"]
+        assert isinstance(degraded, dict)
+        assert (degraded["registry_version"], degraded["served_version"]) == (None, "v6")
+        assert degraded["reason"].startswith("the registry cannot be read: ConnectionError: ")
+        scored = scorer.post("/v1/score", json={"transaction_id": "t-1", "features": ROW})
+        assert (scored.status_code, scored.json()["model_version"]) == (200, "v6")
