@@ -13,11 +13,29 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from registry.constants import GENESIS_HASH
+
+# C0 and C1 controls (newline, carriage return, escape sequences), and the Unicode line
+# separators and direction marks/overrides that reorder what a terminal or a page shows.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters shown as escapes (``\\n``, ``\\x1b``, ``\\u202e``), so a
+    reason or an actor cannot forge another line of an audit listing or reorder it."""
+    return _CONTROLS.sub(lambda m: _NAMED.get(m[0]) or _escape(m[0]), text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
 
 # The fields every entry carries, in the order they are hashed (``hash`` itself excluded).
 ENTRY_FIELDS = (

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from registry.audit import printable
 from registry.config import SettingsError, SharedSettings, load_settings
 
 if TYPE_CHECKING:
@@ -372,13 +373,15 @@ def audit(ctx: typer.Context, name: Name = None, as_json: Json = False) -> None:
         entries = registry.audit(name)
         lines = []
         for e in entries:
+            # Free text is shown with its control characters escaped: a newline in a reason
+            # must not print what looks like another entry.
             move = f"{e.from_state or '-'} -> {e.to_state}"
-            why = f'  "{e.reason}"' if e.reason else ""
-            extra = f"  [{e.detail}]" if e.detail else ""
-            ref = f"  {e.evidence}" if e.evidence else ""
+            why = f'  "{printable(e.reason)}"' if e.reason else ""
+            extra = f"  [{printable(e.detail)}]" if e.detail else ""
+            ref = f"  {printable(e.evidence)}" if e.evidence else ""
             lines.append(
-                f"{e.seq:4} {e.at.isoformat(timespec='seconds')} {e.actor:12} {e.action:9} "
-                f"{e.version:12} {move}{why}{extra}{ref}"
+                f"{e.seq:4} {e.at.isoformat(timespec='seconds')} {printable(e.actor):12} "
+                f"{e.action:9} {e.version:12} {move}{why}{extra}{ref}"
             )
         _print(as_json, [e.as_dict() for e in entries], "\n".join(lines))
 

@@ -22,6 +22,9 @@ _SHOWN_ALLOWED = 8
 # The largest float32: numeric inputs are packed as float32, and a larger magnitude would be
 # cast to infinity (numpy only warns).
 FLOAT32_MAX = 3.4028234663852886e38
+# The largest integer every JSON reader holds exactly (2**53): a wider integer field would read
+# differently in different clients, and JSON readers round it to a float silently.
+MAX_EXACT_INT = 2**53
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,8 @@ def _numeric_problem(spec: InputField, value: object) -> str | None:
         return f"must be within ±{FLOAT32_MAX:.7g}, the float32 range (got {value:g})"
     if spec.type is FieldType.INT and isinstance(value, float) and not value.is_integer():
         return "must be a whole number"
+    if spec.type is FieldType.INT and abs(value) > MAX_EXACT_INT:
+        return f"must be a whole number within ±{MAX_EXACT_INT} (got {value:g})"
     if spec.minimum is not None and value < spec.minimum:
         return f"must be >= {spec.minimum:g} (got {value:g})"
     if spec.maximum is not None and value > spec.maximum:

@@ -107,3 +107,14 @@ class Contention(RegistryError):
 
     def __init__(self, name: str, attempts: int) -> None:
         super().__init__(f"model {name}: gave up after {attempts} conflicting concurrent updates")
+
+
+class ArtifactRefused(RegistryError):
+    """A move toward serving (shadow, approve, promote) was refused because the version's stored
+    artifact no longer passes verification (checksum, ONNX load, golden examples)."""
+
+    def __init__(self, action: str, ref: str, problem: str) -> None:
+        self.problems = (problem,)
+        super().__init__(
+            f"cannot {action} model {ref}: its stored artifact failed verification: {problem}"
+        )

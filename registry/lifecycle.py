@@ -37,6 +37,7 @@ from registry.errors import (
     ValidationFailed,
 )
 from registry.evidence import ShadowEvidence
+from registry.integrity import verify_for_move
 from registry.manifest import Manifest
 from registry.policy import ApprovalPolicy
 from registry.states import MOVES, Deployment, ModelStatus, State, allowed_moves
@@ -125,6 +126,14 @@ class ModelRegistry:
 
         transact(self._redis, self._clock, name, actor, plan)
 
+    def _verify(self, name: str, version: str, action: str, *, actor: str, reason: str) -> None:
+        """Re-verify the stored artifact before a move toward serving; ArtifactRefused (and an
+        audited ``refuse`` entry) when it fails (see :mod:`registry.integrity`)."""
+        verify_for_move(
+            self._redis, self._store, self._clock, record=self._hash(name, version),
+            name=name, version=version, action=action, actor=actor, reason=reason,
+        )  # fmt: skip
+
     # ----------------------------------------------------------------- registration
 
     def register(
@@ -196,10 +205,12 @@ class ModelRegistry:
 
     def shadow(self, name: str, version: str, *, rate: float, actor: str, reason: str = "") -> None:
         """registered -> shadow: the scorer starts scoring a ``rate`` share of requests with it
-        (0 < rate <= 1), off the request path."""
+        (0 < rate <= 1), off the request path.  The stored artifact is verified first
+        (:class:`ArtifactRefused`, audited, when it fails)."""
         if isinstance(rate, bool) or not math.isfinite(rate) or not 0.0 < rate <= 1.0:
             raise InvalidRequest(f"shadow rate must be in (0, 1]; got {rate}")
         actor = _require(actor, "actor")
+        self._verify(name, version, "shadow", actor=actor, reason=reason)
 
         def plan(pipe: Pipeline, snap: Snapshot) -> Plan[None]:
             state = self._check_move(pipe, name, version, "shadow")
@@ -237,10 +248,13 @@ class ModelRegistry:
 
         The recorded shadow evidence must satisfy the approval policy; otherwise
         :class:`PolicyViolation` names each broken rule and its numbers.  ``force=True``
-        approves anyway and records the overridden rules in the audit entry.
+        approves anyway and records the overridden rules in the audit entry.  The stored
+        artifact is verified first (:class:`ArtifactRefused`, audited, when it fails; force
+        does not override it).
         """
         reason = _require(reason, "the reason for an approval")
         actor = _require(actor, "actor")
+        self._verify(name, version, "approve", actor=actor, reason=reason)
 
         def plan(pipe: Pipeline, snap: Snapshot) -> Plan[None]:
             state = self._check_move(pipe, name, version, "approve")
@@ -264,8 +278,10 @@ class ModelRegistry:
 
     def promote(self, name: str, version: str, *, actor: str, reason: str = "") -> None:
         """approved -> production.  The previous production version becomes retired and the
-        newest entry of the rollback history, in the same atomic step."""
+        newest entry of the rollback history, in the same atomic step.  The stored artifact is
+        verified first (:class:`ArtifactRefused`, audited, when it fails)."""
         actor = _require(actor, "actor")
+        self._verify(name, version, "promote", actor=actor, reason=reason)
 
         def plan(pipe: Pipeline, snap: Snapshot) -> Plan[None]:
             state = self._check_move(pipe, name, version, "promote")
@@ -295,7 +311,9 @@ class ModelRegistry:
 
     def rollback(self, name: str, *, actor: str, reason: str = "") -> str:
         """Retire the production version and return the previous one to production, in one
-        atomic step.  Returns the version now in production."""
+        atomic step.  Returns the version now in production.  The target's artifact is not
+        re-verified: scorers keep the previous production loaded for exactly this call, and
+        an emergency rollback must not wait on the artifact store."""
         actor = _require(actor, "actor")
 
         def plan(pipe: Pipeline, snap: Snapshot) -> Plan[str]:

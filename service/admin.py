@@ -3,8 +3,9 @@
 Every route delegates to :class:`registry.ModelRegistry`, so the same rules (policy, allowed
 moves) and audit entries apply as from the CLI.  Routes are plain ``def``: FastAPI runs them in
 its thread pool, so the registry's synchronous Redis calls never block the event loop.  The
-token check is one dependency, applied to the whole router; registry errors become 404/409/422
-in the app's one error handler (:func:`service.http.error_status`).
+token is checked before any body is read by :class:`service.auth.AdminGuard`, and again by one
+dependency applied to the whole router; registry errors become 404/409/422 in the app's one
+error handler (:func:`service.http.error_response`).
 
 ``GET /admin/models/{version}`` gathers what a reviewer weighs before a move (the review page,
 :mod:`service.review`, shows it): the recorded shadow evidence, live and from a replay, whole
@@ -16,7 +17,6 @@ one-line ``message`` saying what happened.
 
 from __future__ import annotations
 
-import hmac
 from datetime import datetime
 from typing import Annotated
 
@@ -32,11 +32,15 @@ from registry import (
     ModelRegistry,
     ShadowEvidence,
 )
-from service.errors import Forbidden, Unauthorized
+from service.auth import check_token
 from service.live import LiveModels
+from service.schemas import error_responses
 
 _bearer = HTTPBearer(auto_error=False, description="SHADOWLINE_ADMIN_TOKEN")
-Actor = Annotated[str, Field(min_length=1, max_length=128, description="Who acts (audit log).")]
+# The registry refuses an actor or a reason that is only blanks: "\S" documents that.
+Actor = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=r"\S", description="Who acts (audit log).")
+]
 Reason = Annotated[str, Field(max_length=2000, description="Why (audit log).")]
 
 
@@ -53,7 +57,7 @@ class ShadowChange(Change):
 
 class Approval(BaseModel):
     actor: Actor
-    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+    reason: Annotated[str, Field(min_length=1, max_length=2000, pattern=r"\S")]
     force: bool = Field(default=False, description="Approve despite the policy (say why).")
 
 
@@ -156,28 +160,21 @@ def admin_router(
     registry: ModelRegistry, name: str, token: SecretStr, live: LiveModels
 ) -> APIRouter:
     """The ``/admin`` routes for model ``name``, guarded by ``token``."""
-    expected = token.get_secret_value().encode()
 
     def require_admin(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> None:
-        if credentials is None:
-            raise Unauthorized()
-        # Constant-time comparison: response timing must not reveal how much of a guess matched.
-        if not hmac.compare_digest(credentials.credentials.encode(), expected):
-            raise Forbidden()
+        # service.auth.AdminGuard has checked already, before the body was read; this keeps
+        # the routes guarded on their own and documents the bearer scheme in OpenAPI.
+        check_token(None if credentials is None else credentials.credentials, token)
 
     router = APIRouter(
         prefix="/admin",
         tags=["admin"],
         dependencies=[Depends(require_admin)],
-        responses={
-            401: {"description": "No bearer token."},
-            403: {"description": "Wrong bearer token."},
-            404: {"description": "No such model version."},
-            409: {"description": "The move is not allowed now (state, policy, contention)."},
-        },
+        responses=error_responses(401, 403, 413, 503),
     )
+    moves = error_responses(400, 404, 409, 422)
 
     @router.get("/models")
     def list_models() -> ModelsView:
@@ -205,7 +202,7 @@ def admin_router(
             ],
         )
 
-    @router.get("/models/{version}")
+    @router.get("/models/{version}", responses=error_responses(404, 422))
     def model_detail(
         version: str,
         audit: Annotated[
@@ -235,7 +232,7 @@ def admin_router(
             audit=[_audit(e) for e in reversed(entries[-audit:])] if audit else [],
         )
 
-    @router.post("/models/{version}/shadow")
+    @router.post("/models/{version}/shadow", responses=moves)
     def shadow(version: str, change: ShadowChange) -> ChangeView:
         """Put a registered version in shadow with a sampling rate."""
         registry.shadow(name, version, rate=change.rate, actor=change.actor, reason=change.reason)
@@ -243,13 +240,13 @@ def admin_router(
             registry.deployment(name), f"{name}:{version} is in shadow at rate {change.rate:g}"
         )
 
-    @router.post("/models/{version}/unshadow")
+    @router.post("/models/{version}/unshadow", responses=moves)
     def unshadow(version: str, change: Change) -> ChangeView:
         """Take a version out of shadow."""
         registry.unshadow(name, version, actor=change.actor, reason=change.reason)
         return _changed(registry.deployment(name), f"{name}:{version} left shadow")
 
-    @router.post("/models/{version}/approve")
+    @router.post("/models/{version}/approve", responses=moves)
     def approve(version: str, approval: Approval) -> ChangeView:
         """Approve a shadow version for production (the approval policy applies unless
         ``force``; a violation is 409 naming each rule)."""
@@ -259,7 +256,7 @@ def admin_router(
         how = " (forced)" if approval.force else ""
         return _changed(registry.deployment(name), f"{name}:{version} is approved{how}")
 
-    @router.post("/models/{version}/promote")
+    @router.post("/models/{version}/promote", responses=moves)
     def promote(version: str, change: Change) -> ChangeView:
         """Make an approved version production; scorers swap to it within seconds."""
         registry.promote(name, version, actor=change.actor, reason=change.reason)
@@ -268,7 +265,7 @@ def admin_router(
             f"{name}:{version} is production; scorers swap to it within seconds",
         )
 
-    @router.post("/rollback")
+    @router.post("/rollback", responses=moves)
     def rollback(change: Change) -> ChangeView:
         """Return production to the previous production version."""
         target = registry.rollback(name, actor=change.actor, reason=change.reason)

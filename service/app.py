@@ -34,6 +34,7 @@ import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -42,25 +43,36 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from registry import EVENTS_CHANNEL, ModelRegistry, RegistryError
 from registry.connections import async_redis_client, kafka_options
 from service.admin import admin_router
+from service.auth import AdminGuard
 from service.errors import ServiceError
 from service.fastpath import FastLane, Handler, ScorerApp
 from service.follower import RegistryFollower
-from service.http import JSON, RequestMetrics, error_response, json_response, read_body
+from service.http import (
+    JSON,
+    NoSniff,
+    RequestMetrics,
+    error_response,
+    json_response,
+    read_body,
+)
 from service.labels import LabelIntake, label_intake, labels_router
 from service.live import LiveModels
 from service.loader import ModelLoader, ModelSource
 from service.metrics import ServiceMetrics
+from service.model_cache import ModelCache
 from service.models import LoadedModel
+from service.openapi import BATCH, SCORE, LiveDocument, request_bodies
 from service.producer import ProducerConfig
 from service.review import review_router
-from service.schemas import ERROR_RESPONSES, BatchResponse, ScoreResponse, request_body
-from service.scorer import Scorer
+from service.schemas import ERROR_RESPONSES, BatchResponse, Liveness, Readiness, ScoreResponse
+from service.scorer import InputLimits, Scorer
 from service.settings import ServiceSettings
 from service.sidecar import RecordSink, Sidecar
 from service.sidecar_loop import SidecarConfig
@@ -105,8 +117,13 @@ def build_components(
         live, sink.submit, metrics,
         model_name=settings.model_name, max_batch=settings.max_batch,
         exploration_share=settings.exploration_share,
+        limits=input_limits(settings),
     )  # fmt: skip
-    loader = ModelLoader(source, live, metrics, name=settings.model_name)
+    cache = ModelCache(Path(settings.model_cache_dir)) if settings.model_cache_dir else None
+    loader = ModelLoader(
+        source, live, metrics, name=settings.model_name, cache=cache,
+        retry_s=settings.degraded_retry_s,
+    )  # fmt: skip
     if connect is None:
 
         def connect() -> aioredis.Redis:
@@ -118,6 +135,15 @@ def build_components(
     )  # fmt: skip
     labels = label_intake(settings, metrics)
     return Components(settings, metrics, live, scorer, sink, loader, follower, labels)
+
+
+def input_limits(settings: ServiceSettings) -> InputLimits:
+    """What one scoring transaction may carry, from the ``SHADOWLINE_MAX_*`` settings."""
+    return InputLimits(
+        max_transaction_bytes=settings.max_transaction_bytes,
+        max_extra_fields=settings.max_extra_fields,
+        max_string_chars=settings.max_string_chars,
+    )
 
 
 def sidecar_config(settings: ServiceSettings) -> SidecarConfig:
@@ -196,46 +222,57 @@ def create_app(
         return error_response(exc)
 
     # RequestValidationError too: FastAPI's default handler echoes the input with json.dumps,
-    # which raises on NaN or 1e999 (a 500 for a client's mistake).
-    for kind in (ServiceError, RegistryError, RequestValidationError, redis.RedisError):
+    # which raises on NaN or 1e999 (a 500 for a client's mistake).  HTTPException (404, 405,
+    # 400) so that every error body has the one documented shape.
+    kinds = (ServiceError, RegistryError, RequestValidationError, redis.RedisError, HTTPException)
+    for kind in kinds:
         app.add_exception_handler(kind, on_error)
+    # Added first, so it runs inside RequestMetrics (its 401s are counted) and before routing.
+    app.add_middleware(
+        AdminGuard, token=settings.admin_token, max_body_bytes=settings.admin_max_body_bytes
+    )
+    app.add_middleware(NoSniff)
     app.add_middleware(RequestMetrics, metrics=parts.metrics)
     return app
 
 
-class _OrjsonResponse(Response):
-    media_type = JSON
+class _OrjsonResponse(JSONResponse):
+    """JSON by orjson; a JSONResponse, so FastAPI documents each route's response model."""
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
 
 
 def _add_scoring_routes(app: ScorerApp, parts: Components) -> None:
-    scorer, limit = parts.scorer, parts.settings.max_body_bytes
+    scorer, settings = parts.scorer, parts.settings
+    single = settings.max_transaction_bytes
+    batch = min(settings.max_body_bytes, settings.max_batch * settings.max_transaction_bytes)
 
     async def score(request: Request) -> Response:
         """Score one transaction with the production model."""
-        return Response(scorer.score(await read_body(request, limit)), media_type=JSON)
+        return Response(scorer.score(await read_body(request, single)), media_type=JSON)
 
     async def score_batch(request: Request) -> Response:
         """Score up to ``max_batch`` transactions in one call."""
-        return Response(scorer.score_batch(await read_body(request, limit)), media_type=JSON)
+        return Response(scorer.score_batch(await read_body(request, batch)), media_type=JSON)
 
+    limits = input_limits(settings)
+    bodies = request_bodies(None, limits, settings.max_batch)
     app.post(
-        "/v1/score", response_model=ScoreResponse, openapi_extra=request_body(),
+        SCORE, response_model=ScoreResponse, openapi_extra={"requestBody": bodies[SCORE]},
         responses=ERROR_RESPONSES, tags=["scoring"],
     )(score)  # fmt: skip
     app.post(
-        "/v1/score/batch", response_model=BatchResponse,
-        openapi_extra=request_body(parts.settings.max_batch),
+        BATCH, response_model=BatchResponse, openapi_extra={"requestBody": bodies[BATCH]},
         responses=ERROR_RESPONSES, tags=["scoring"],
     )(score_batch)  # fmt: skip
+    app.document = LiveDocument(parts.live, limits, settings.max_batch)
     if parts.settings.fast_path:
-        routes: dict[str, Handler] = {
-            "/v1/score": scorer.score,
-            "/v1/score/batch": scorer.score_batch,
+        routes: dict[str, tuple[Handler, int]] = {
+            "/v1/score": (scorer.score, single),
+            "/v1/score/batch": (scorer.score_batch, batch),
         }
-        app.lane = FastLane(routes, limit, parts.metrics)
+        app.lane = FastLane(routes, parts.metrics)
 
 
 def _describe(model: LoadedModel) -> dict[str, Any]:
@@ -244,14 +281,18 @@ def _describe(model: LoadedModel) -> dict[str, Any]:
 
 def _add_health_routes(app: FastAPI, parts: Components) -> None:
     @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, str]:
+    async def healthz() -> Liveness:
         """The process is alive and its event loop answers."""
-        return {"status": "alive"}
+        return Liveness(status="alive")
 
-    @app.get("/readyz", tags=["health"], responses={503: {"description": "Not ready."}})
+    @app.get(
+        "/readyz", tags=["health"], response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "No production model is loaded."}},
+    )  # fmt: skip
     async def readyz() -> Response:
         """200 once a production model is loaded and warmed.  Reports whether the registry
-        (Redis) is reachable, without failing readiness on it: loaded models keep scoring."""
+        (Redis) is reachable and whether this scorer is degraded (serving a last-known-good
+        model), without failing readiness on either: loaded models keep scoring."""
         current = parts.live.current
         production = current.production
         body = {
@@ -266,10 +307,17 @@ def _add_health_routes(app: FastAPI, parts: Components) -> None:
                 "reachable": parts.follower.reachable,
                 "error": parts.follower.last_error,
             },
+            # Serving a last-known-good model instead of the registry's production: still
+            # ready (it scores), but the fleet and the registry disagree (service.loader).
+            "degraded": None if current.degraded is None else current.degraded.as_dict(),
+            "model_cache_error": parts.loader.cache_error,
         }
         return json_response(body, 200 if parts.live.warmed else 503)
 
-    @app.get("/metrics", tags=["health"], response_class=Response)
+    @app.get(
+        "/metrics", tags=["health"], response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )  # fmt: skip
     async def metrics() -> Response:
         """Prometheus metrics of this process (see the README for the list)."""
         payload = generate_latest(parts.metrics.registry)

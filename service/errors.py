@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+MAX_PROBLEMS = 50  # problems listed in one 422 answer
+
 
 class ServiceError(Exception):
     """Base class of the scorer's errors; ``status`` is the HTTP status it maps to."""
@@ -22,7 +24,11 @@ class InvalidRequest(ServiceError):
     status = 422
 
     def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
+        # A body of thousands of bad fields must not get a response many times its size.
+        shown = list(problems[:MAX_PROBLEMS])
+        if len(problems) > MAX_PROBLEMS:
+            shown.append(f"... and {len(problems) - MAX_PROBLEMS} more problems")
+        self.problems = shown
         super().__init__("invalid request: " + "; ".join(self.problems))
 
 
@@ -90,6 +96,18 @@ class LabelsConflict(ServiceError):
         )
 
 
+class LabelsOff(ServiceError):
+    """This scorer takes no labels: the labels endpoint has no token configured."""
+
+    status = 404
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this scorer takes no labels: POST /v1/labels is off until SHADOWLINE_LABELS_TOKEN "
+            "is set"
+        )
+
+
 class LabelsUnavailable(ServiceError):
     """Labels cannot be taken now (intake off, broker or Redis unreachable); nothing of the
     batch was written, so the sender may send it again."""
@@ -98,3 +116,11 @@ class LabelsUnavailable(ServiceError):
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"labels cannot be taken now: {reason}")
+
+
+class ModelCacheError(ServiceError):
+    """The local last-known-good copy cannot be written or read back intact."""
+
+    def __init__(self, root: object, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"model cache {root}: {reason}")

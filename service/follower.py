@@ -54,6 +54,8 @@ class RegistryFollower:
                 await asyncio.to_thread(self._loader.reconcile)
             except (redis.RedisError, OSError, RegistryError) as exc:
                 self._unreachable(exc)
+                # Nothing loaded yet (a start with Redis down): the last-known-good copy.
+                await asyncio.to_thread(self._loader.fall_back, self.last_error or "")
             except Exception:  # keep the loaded models; the next event or tick retries
                 log.exception("reconcile failed; keeping the loaded models")
             else:

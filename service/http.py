@@ -9,12 +9,14 @@ from typing import Any
 import orjson
 import redis
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry.errors import (
     AlreadyRegistered,
+    ArtifactRefused,
     Contention,
     IllegalTransition,
     ManifestError,
@@ -30,18 +32,39 @@ from service.metrics import ServiceMetrics
 JSON = "application/json"
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes (declared or streamed) with 413."""
-    declared = request.headers.get("content-length")
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of request header ``name`` (lower case), or None."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+async def receive_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
+    """The request body from its ASGI messages, refusing more than ``limit`` bytes with 413:
+    a declared Content-Length before anything is read, a streamed body as soon as it passes
+    the limit.  None when the client went away first."""
+    declared = header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"a request body of {declared} bytes", f"{limit} bytes")
+        raise PayloadTooLarge(f"a request body of {declared.decode()} bytes", f"{limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge("the request body", f"{limit} bytes")
-        chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge("the request body", f"{limit} bytes")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """:func:`receive_body` for a route's ``Request`` (empty when the client went away)."""
+    return await receive_body(request.scope, request.receive, limit) or b""
 
 
 def json_response(content: object, status: int = 200) -> Response:
@@ -54,6 +77,7 @@ _REGISTRY_STATUS: tuple[tuple[type[RegistryError], int], ...] = (
     (PolicyViolation, 409),
     (Contention, 409),
     (AlreadyRegistered, 409),
+    (ArtifactRefused, 409),
     (RegistryInvalidRequest, 422),
     (ValidationFailed, 422),
     (ManifestError, 422),
@@ -89,12 +113,17 @@ def validation_problems(errors: Sequence[Mapping[str, Any]]) -> list[str]:
 
 def error_response(exc: Exception) -> Response:
     """The one mapping of errors to responses, ``{"detail", "errors"}``: the scorer's own
-    errors carry their status; registry errors map to 404/409/422 (a corrupt artifact is a
-    500); a body FastAPI refuses is a 422 naming each field; an unreachable Redis is a 503."""
+    errors carry their status; registry errors map to 404/409/422 (a move refused because
+    the stored artifact fails verification is a 409; another artifact store failure is a
+    500); a body FastAPI refuses is a 422 naming each field; the framework's own errors (an
+    unknown path, a method not allowed, a body that is not UTF-8) keep their status and
+    headers; an unreachable Redis is a 503."""
     if isinstance(exc, ServiceError):
         response = Response(error_payload(exc), status_code=exc.status, media_type=JSON)
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
+        if exc.status == 413:  # the rest of the body is not read: close rather than drain it
+            response.headers["Connection"] = "close"
         return response
     if isinstance(exc, RegistryError):
         status = next((code for kind, code in _REGISTRY_STATUS if isinstance(exc, kind)), 500)
@@ -104,6 +133,11 @@ def error_response(exc: Exception) -> Response:
         return json_response(
             {"detail": "invalid request", "errors": validation_problems(exc.errors())}, 422
         )
+    if isinstance(exc, StarletteHTTPException):  # the framework's own: 400, 404, 405
+        return Response(
+            orjson.dumps({"detail": str(exc.detail), "errors": []}),
+            status_code=exc.status_code, headers=exc.headers, media_type=JSON,
+        )  # fmt: skip
     if isinstance(exc, redis.RedisError):
         detail = f"the model registry (Redis) is unreachable: {exc}"
         return json_response({"detail": detail, "errors": []}, 503)
@@ -145,3 +179,30 @@ class RequestMetrics:
                 observe = self._histogram.labels(path, str(status)).observe
                 self._children[(path, status)] = observe
             observe(time.perf_counter() - started)
+
+
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+
+
+class NoSniff:
+    """Pure ASGI middleware: every response says ``X-Content-Type-Options: nosniff``, so a
+    browser never reads a JSON answer (which may echo a field name) as a script or a page.
+    The scoring fast lane (:mod:`service.fastpath`) adds the same header itself."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_nosniff(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                if not any(key.lower() == _NOSNIFF[0] for key, _ in headers):
+                    headers.append(_NOSNIFF)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_nosniff)

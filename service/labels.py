@@ -5,7 +5,7 @@ time as unix seconds or ISO 8601).  The request is handled in this order, and no
 refused batch is written:
 
 1. the bearer token, ``SHADOWLINE_LABELS_TOKEN`` (not the admin token: a label sender cannot
-   move models), checked before the body is read (401/403; 503 when no token is set);
+   move models), checked before the body is read (401/403; 404 when no token is set);
 2. the body, at most ``max_body_bytes`` and ``labels_max_batch`` labels (413);
 3. every label validated, each problem named by index and field, including a label time in
    the future beyond ``labels_clock_skew_s`` (422);
@@ -24,7 +24,6 @@ lost), when a retry may write a label again; the analysis keeps one label per tr
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -37,13 +36,12 @@ from starlette.requests import Request
 
 from registry.connections import kafka_options, redis_client
 from registry.records import LabelInput, LabelRecord, utc_text
+from service.auth import check_token
 from service.errors import (
-    Forbidden,
     InvalidRequest,
     LabelsConflict,
+    LabelsOff,
     LabelsUnavailable,
-    PayloadTooLarge,
-    Unauthorized,
 )
 from service.http import read_body
 from service.label_io import PENDING, LabelDedupe, LabelProducer, content, seen_key
@@ -94,8 +92,8 @@ def parse_labels(
     body: bytes, *, now: float, clock_skew_s: float, max_batch: int
 ) -> list[LabelRecord]:
     """The labels of a request body, or :class:`InvalidRequest` naming every bad label by
-    index and field (``labels[2]: label_time: ... is in the future ...``) or
-    :class:`PayloadTooLarge` for more than ``max_batch``."""
+    index and field (``labels[2]: label_time: ... is in the future ...``), more than
+    ``max_batch`` included."""
     data = parse_object(body)
     items = data.get("labels")
     if not isinstance(items, list) or not items:
@@ -106,7 +104,11 @@ def parse_labels(
             [f"{key}: unknown field (the body is {{'labels': [...]}})" for key in unknown]
         )
     if len(items) > max_batch:
-        raise PayloadTooLarge(f"a batch of {len(items)} labels", f"{max_batch}")
+        # 422 like a scoring batch over max_batch: the limit is the array's maxItems in the
+        # OpenAPI document (413 is for bodies over the byte limit).
+        raise InvalidRequest(
+            [f"labels: a batch of {len(items)} labels exceeds the limit of {max_batch}"]
+        )
     context = {"now": now, "clock_skew_s": clock_skew_s}
     labels, problems = [], []
     for i, item in enumerate(items):
@@ -143,14 +145,14 @@ class LabelIntake:
         self._producer = producer
         self._written = metrics.labels.labels("written").inc
         self._duplicates = metrics.labels.labels("duplicate").inc
-        self._skew = clock_skew_s
+        self.clock_skew_s = clock_skew_s
         self.max_batch = max_batch
         self._clock = clock
 
     def accept(self, body: bytes) -> LabelsAccepted:
         """Take one batch (blocking I/O: call it from a worker thread)."""
         labels = parse_labels(
-            body, now=self._clock(), clock_skew_s=self._skew, max_batch=self.max_batch
+            body, now=self._clock(), clock_skew_s=self.clock_skew_s, max_batch=self.max_batch
         )
         fresh = _unique(labels)
         claimed, held = self._dedupe.claim({key: label for key, (_, label) in fresh.items()})
@@ -220,19 +222,21 @@ def _clash(index: int, label: LabelRecord, held: str | None) -> str | None:
 
 
 def labels_router(intake: LabelIntake, token: SecretStr | None, limit: int) -> APIRouter:
-    """``POST /v1/labels`` with ``intake``, guarded by ``token`` (None: 503, intake off)."""
-    expected = None if token is None else token.get_secret_value().encode()
+    """``POST /v1/labels`` with ``intake``, guarded by ``token`` (None: 404, intake off: a
+    turned-off feature is not a server failure, and must not page anyone as a 5xx would)."""
 
     async def require_token(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> None:
-        if expected is None:
-            raise LabelsUnavailable("the labels endpoint is off (set SHADOWLINE_LABELS_TOKEN)")
-        if credentials is None:
-            raise Unauthorized("POST /v1/labels", "SHADOWLINE_LABELS_TOKEN")
-        # Constant-time comparison: response timing must not reveal how much of a guess matched.
-        if not hmac.compare_digest(credentials.credentials.encode(), expected):
-            raise Forbidden("labels")
+        if token is None:
+            raise LabelsOff()
+        check_token(
+            None if credentials is None else credentials.credentials,
+            token,
+            what="POST /v1/labels",
+            setting="SHADOWLINE_LABELS_TOKEN",
+            which="labels",
+        )
 
     router = APIRouter(tags=["labels"])
 
@@ -254,6 +258,18 @@ def labels_router(intake: LabelIntake, token: SecretStr | None, limit: int) -> A
 
 
 def _request_body(intake: LabelIntake) -> dict[str, Any]:
+    item = WebhookLabel.model_json_schema()
+    # A label time may not be in the future: the document states the bound as it was when the
+    # server started, which stays true as the clock moves on (the server's bound only grows).
+    latest = time.time() + intake.clock_skew_s
+    item["properties"]["label_time"] = {
+        "type": "number",
+        "minimum": 0,
+        "maximum": latest,
+        "description": "Unix seconds (an ISO 8601 time is taken too, UTC if no zone); never "
+        "later than now plus the clock skew allowed: the maximum shown is that bound when the "
+        "server started.",
+    }
     schema = {
         "type": "object",
         "required": ["labels"],
@@ -261,7 +277,7 @@ def _request_body(intake: LabelIntake) -> dict[str, Any]:
         "properties": {
             "labels": {
                 "type": "array", "minItems": 1, "maxItems": intake.max_batch,
-                "items": WebhookLabel.model_json_schema(),
+                "items": item,
             }
         },
     }  # fmt: skip
@@ -272,10 +288,11 @@ def _request_body(intake: LabelIntake) -> dict[str, Any]:
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "No bearer token."},
     403: {"model": ErrorResponse, "description": "Not the labels token."},
+    404: {"model": ErrorResponse, "description": "Intake off: no labels token is configured."},
     409: {"model": ErrorResponse, "description": "A label clashes with one already taken."},
     413: {"model": ErrorResponse, "description": "Body or batch larger than the limit."},
     422: {"model": ErrorResponse, "description": "Every bad label, by index and field."},
-    503: {"model": ErrorResponse, "description": "Intake off, or broker or Redis unreachable."},
+    503: {"model": ErrorResponse, "description": "Broker or Redis unreachable: send again."},
 }
 
 
@@ -285,7 +302,8 @@ def label_intake(settings: ServiceSettings, metrics: ServiceMetrics) -> LabelInt
     return LabelIntake(
         # A claim outlives the longest write (flush, then each acknowledgement).
         LabelDedupe(
-            redis_client(settings), window_s=settings.labels_dedupe_window_s,
+            redis_client(settings),
+            window_s=settings.labels_dedupe_window_s,
             claim_s=2 * timeout_s + 10,
         ),
         LabelProducer(
@@ -297,4 +315,4 @@ def label_intake(settings: ServiceSettings, metrics: ServiceMetrics) -> LabelInt
         metrics,
         clock_skew_s=settings.labels_clock_skew_s,
         max_batch=settings.labels_max_batch,
-    )  # fmt: skip
+    )

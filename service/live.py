@@ -23,12 +23,37 @@ class ShadowSlot:
 
 
 @dataclass(frozen=True, slots=True)
+class Degraded:
+    """Why this scorer serves another production version than the registry names.
+
+    ``registry_version`` is None when the registry could not be read at all; ``served_version``
+    is None when nothing could be served (no last-known-good copy either).  ``since`` is the
+    unix time the scorer became degraded.
+    """
+
+    registry_version: str | None
+    served_version: str | None
+    reason: str
+    since: float
+
+    def as_dict(self) -> dict[str, str | float | None]:
+        return {
+            "registry_version": self.registry_version,
+            "served_version": self.served_version,
+            "reason": self.reason,
+            "since": self.since,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSet:
-    """One consistent view: the registry revision it reflects, production and the shadows."""
+    """One consistent view: the registry revision it reflects, production and the shadows,
+    and, when production is not the registry's, why (``degraded``)."""
 
     revision: int = -1
     production: LoadedModel | None = None
     shadows: tuple[ShadowSlot, ...] = ()
+    degraded: Degraded | None = None
 
     @property
     def shadow_versions(self) -> dict[str, float]:

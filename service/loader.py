@@ -13,20 +13,32 @@ the revision changes again; production keeps the model it had, and a failed shad
 An artifact store that cannot be reached (an object store's network blip) says nothing about
 the model: that load is counted and retried at the next reconcile, so a replica that starts
 during the blip becomes ready once the store answers instead of waiting for a new revision.
+
+Degraded mode.  When the registry's production cannot be loaded (at a swap, at start, or when
+the registry cannot be read at start), the scorer keeps scoring with its last-known-good
+production model: the one it already holds, or, when it holds none, the verified local copy in
+its :class:`~service.model_cache.ModelCache` (written whenever a production model from the
+registry is swapped in).  The model set then carries a :class:`~service.live.Degraded` (the
+registry's version, the version served, why), which ``/readyz`` and ``shadowline_degraded``
+report.  The failed version is tried again every ``retry_s`` (a store that was briefly away),
+and any change of the registry's revision (promote, rollback) is followed as usual; the first
+swap to the registry's production clears degraded.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from registry.errors import ArtifactStoreUnavailable, RegistryError
 from registry.manifest import Manifest
-from service.errors import ModelLoadError
-from service.live import LiveModels, ModelSet, ShadowSlot
+from service.errors import ModelCacheError, ModelLoadError
+from service.live import Degraded, LiveModels, ModelSet, ShadowSlot
 from service.metrics import ServiceMetrics
+from service.model_cache import ModelCache
 from service.models import LoadedModel, load_model
 
 log = logging.getLogger(__name__)
@@ -71,6 +83,9 @@ class ModelLoader:
         name: str,
         actor: str | None = None,
         load: Callable[[Manifest, bytes], LoadedModel] = load_model,
+        cache: ModelCache | None = None,
+        retry_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._source = source
         self._live = live
@@ -78,11 +93,18 @@ class ModelLoader:
         self._name = name
         self._actor = actor or default_actor()
         self._load = load
+        self._cache = cache
+        self._retry_s = retry_s
+        self._clock = clock
         self._loaded: dict[str, LoadedModel] = {}
         self._failed: dict[str, int] = {}  # version -> revision at which it failed
+        self._why: dict[str, str] = {}  # version -> why it failed to load
+        self._retry_at = 0.0
         self._revision = -1
         self._regressed = False
         self._store_down = False  # a load failed because the artifact store did not answer
+        self.cache_error: str | None = None  # the last failure to write the local copy
+        self._cache_miss = ""  # why the local copy could not be served
 
     @property
     def revision(self) -> int:
@@ -97,7 +119,8 @@ class ModelLoader:
         """
         deployment = self._source.deployment(self._name)
         revision = deployment.revision
-        if revision == self._revision and not force:
+        retry = self._retry_due()
+        if revision == self._revision and not force and not retry:
             return False
         if revision < self._revision:
             # Revisions only grow: a smaller one means the registry lost its data (Redis
@@ -112,12 +135,15 @@ class ModelLoader:
         self._store_down = False
         current = self._live.current
         production = current.production
-        if deployment.production is None:
+        wanted = deployment.production
+        if wanted is None:
             production = None
         else:
-            loaded = self._get(deployment.production, revision, "production")
+            loaded = self._get(wanted, revision, "production", retry=retry)
             if loaded is not None:
                 production = loaded
+            elif production is None:  # nothing held (just started): the local copy
+                production = self._from_cache(wanted)
         slots = []
         for version, rate in deployment.shadows.items():
             shadow = self._get(version, revision, "shadow")
@@ -129,19 +155,97 @@ class ModelLoader:
         previous = deployment.previous_production
         if previous is not None and previous in self._loaded:
             keep[previous] = self._loaded[previous]  # warm for an instant rollback
-        new = ModelSet(revision, production, tuple(slots))
+        degraded = None
+        if wanted is not None and (production is None or production.version != wanted):
+            why = self._why.get(wanted, "")
+            if production is None:
+                why += f"; no last-known-good model to serve: {self._cache_miss}"
+            degraded = self._degraded(current, wanted, production, why)
+        new = ModelSet(revision, production, tuple(slots), degraded)
         self._live.swap(new)
         self._loaded = keep  # anything not kept is released with the last request using it
         if not self._store_down:  # otherwise the next reconcile tries those loads again
             self._revision = revision
         self._report(current, new)
+        if production is not None and production.version == wanted:
+            self._keep_copy(production)
         return True
 
-    def _get(self, version: str, revision: int, role: str) -> LoadedModel | None:
+    def fall_back(self, reason: str) -> bool:
+        """Serve the local copy when the registry cannot be read and nothing is loaded yet
+        (called by the follower at start); True when a model set was swapped in."""
+        current = self._live.current
+        if current.production is not None:
+            return False
+        production = self._from_cache(None)
+        if production is None:
+            return False
+        degraded = self._degraded(
+            current, None, production, f"the registry cannot be read: {reason}"
+        )
+        # The revision stays unknown (-1): the first registry read is followed in full.
+        new = ModelSet(current.revision, production, (), degraded)
+        self._live.swap(new)
+        self._loaded = {production.version: production}
+        self._report(current, new)
+        return True
+
+    def _degraded(
+        self, current: ModelSet, wanted: str | None, served: LoadedModel | None, reason: str
+    ) -> Degraded:
+        served_version = served.version if served is not None else None
+        before = current.degraded
+        since = time.time()
+        if before is not None and before.registry_version == wanted:
+            since = before.since  # still the same trouble
+        else:
+            log.error("degraded: the registry's production is %s, serving %s: %s",
+                      wanted, served_version, reason)  # fmt: skip
+        self._retry_at = self._clock() + self._retry_s
+        return Degraded(wanted, served_version, reason, since)
+
+    def _retry_due(self) -> bool:
+        return self._live.current.degraded is not None and self._clock() >= self._retry_at
+
+    def _from_cache(self, wanted: str | None) -> LoadedModel | None:
+        """The verified local copy, loaded, or None (why: ``_cache_miss`` and the log)."""
+        if self._cache is None:
+            self._cache_miss = "the model cache is turned off (SHADOWLINE_MODEL_CACHE_DIR)"
+            return None
+        try:
+            manifest, artifact = self._cache.load()
+            if manifest.name != self._name:
+                raise ModelCacheError(self._cache.root, f"it holds {manifest.ref}, not a "
+                                      f"version of {self._name}")  # fmt: skip
+            model = self._load(manifest, artifact)
+        except (ModelCacheError, ModelLoadError) as exc:
+            self._cache_miss = str(exc)
+            log.error("no last-known-good model to serve instead of %s:%s: %s",
+                      self._name, wanted, exc)  # fmt: skip
+            return None
+        log.warning("serving the local copy of %s (sha256 %s) instead of %s:%s",
+                    model.ref, model.sha256[:12], self._name, wanted)  # fmt: skip
+        return model
+
+    def _keep_copy(self, model: LoadedModel) -> None:
+        """Write the production model just swapped in as the last-known-good copy."""
+        if self._cache is None:
+            return
+        try:
+            if self._cache.save(model.manifest, model.artifact):
+                log.info("kept %s as the last-known-good copy", model.ref)
+            self.cache_error = None
+        except ModelCacheError as exc:  # scoring goes on; /readyz shows it
+            self.cache_error = str(exc)
+            log.error("%s", exc)
+
+    def _get(
+        self, version: str, revision: int, role: str, *, retry: bool = False
+    ) -> LoadedModel | None:
         cached = self._loaded.get(version)
         if cached is not None:  # versions are immutable: same version, same artifact
             return cached
-        if self._failed.get(version) == revision:
+        if self._failed.get(version) == revision and not retry:
             return None
         try:
             manifest = self._source.manifest(self._name, version)
@@ -152,15 +256,21 @@ class ModelLoader:
             log.warning("could not load %s:%s as %s, retrying: %s", self._name, version, role, exc)
             return None
         except (ModelLoadError, RegistryError) as exc:
+            message = f"{self._actor} could not load {self._name}:{version} as {role}: {exc}"
+            self._why[version] = message
+            if self._failed.get(version) == revision:  # a retry: reported the first time
+                log.warning("%s (tried again)", message)
+                return None
             self._failed[version] = revision
             self._metrics.swap_failures.labels(role).inc()
-            message = f"{self._actor} could not load {self._name}:{version} as {role}: {exc}"
             log.error("%s; keeping the current models", message)
             try:
                 self._source.note(self._name, version, message, actor=self._actor)
             except Exception:  # the note is best effort; the metric and log already tell
                 log.exception("could not record the failed load in the registry")
             return None
+        self._failed.pop(version, None)
+        self._why.pop(version, None)
         self._loaded[version] = model
         log.info("loaded %s (sha256 %s) as %s", model.ref, model.sha256[:12], role)
         return model
@@ -173,6 +283,7 @@ class ModelLoader:
             log.info("production is now %s:%s", self._name, version)
         if old.shadow_versions != new.shadow_versions:
             metrics.swaps.labels("shadow").inc()
+        metrics.degraded.set(0 if new.degraded is None else 1)
         metrics.model_info.clear()
         if new.production is not None:
             model = new.production

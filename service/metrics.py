@@ -136,6 +136,13 @@ class ServiceMetrics:
             "Model versions that failed to load; the previous model kept serving.",
             ["role"], registry=registry,
         )  # fmt: skip
+        self.degraded = Gauge(
+            "shadowline_degraded",
+            "1 while this scorer serves another production version than the registry names "
+            "(its last-known-good model, because the registry's cannot be loaded; /readyz "
+            "says which and why), else 0.",
+            registry=registry,
+        )
         self.registry_up = Gauge(
             "shadowline_registry_reachable",
             "1 when the last registry read (Redis) succeeded, else 0.",

@@ -1,27 +1,16 @@
-"""Request and response shapes, for the OpenAPI document and the admin API.
+"""Response shapes and error statuses, for the OpenAPI document.
 
-The scoring routes do not parse through these models (a 30-field pydantic model costs ~38 us a
+The scoring routes do not build these models (a 30-field pydantic model costs ~38 us a
 request; :mod:`service.scorer` parses with orjson and checks with the model's own schema), but
-they document exactly what those routes accept and return.
+they document exactly what those routes return; their request bodies follow the production
+model (:mod:`service.openapi`).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-Feature = float | int | bool | str | None
-
-
-class ScoreRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    transaction_id: Annotated[str, Field(min_length=1, max_length=128)]
-    features: Annotated[
-        dict[str, Feature],
-        Field(description="The row, keyed by the production model's input field names."),
-    ]
+from pydantic import BaseModel, Field
 
 
 class ScoreResponse(BaseModel):
@@ -51,25 +40,68 @@ class ErrorResponse(BaseModel):
     errors: list[str] = Field(default_factory=list, description="One line per bad field.")
 
 
-def request_body(max_batch: int | None = None) -> dict[str, Any]:
-    """The ``openapi_extra`` that documents a scoring route's JSON body."""
-    single = ScoreRequest.model_json_schema()
-    schema = single
-    if max_batch is not None:
-        schema = {
-            "type": "object",
-            "required": ["transactions"],
-            "properties": {
-                "transactions": {
-                    "type": "array", "minItems": 1, "maxItems": max_batch, "items": single,
-                }
-            },
-        }  # fmt: skip
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
-
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    413: {"model": ErrorResponse, "description": "Body or batch larger than the limit."},
-    422: {"model": ErrorResponse, "description": "Every bad field, one line each."},
-    503: {"model": ErrorResponse, "description": "No production model is loaded."},
+_ERRORS = {
+    400: "The body could not be read as text (it is not UTF-8).",
+    401: "No bearer token.",
+    403: "Wrong bearer token.",
+    404: "No such model version.",
+    409: "The move is not allowed now (state, policy, contention, an artifact that fails "
+    "verification).",
+    413: "Body larger than the limit.",
+    422: "Every bad field, one line each.",
+    503: "No production model is loaded, or the model registry (Redis) is unreachable.",
 }
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses`` entries of the error statuses a route can answer, each with the one
+    error body, ``{"detail", "errors"}``."""
+    return {code: {"model": ErrorResponse, "description": _ERRORS[code]} for code in codes}
+
+
+ERROR_RESPONSES = error_responses(413, 422, 503)
+
+
+class Liveness(BaseModel):
+    status: str = Field(description='Always "alive" when the process answers.')
+
+
+class LoadedVersion(BaseModel):
+    version: str
+    sha256: str
+    loaded_at: float = Field(description="Unix time it was loaded.")
+
+
+class ShadowRate(BaseModel):
+    version: str
+    rate: float
+
+
+class RegistryState(BaseModel):
+    reachable: bool
+    error: str | None
+
+
+class DegradedState(BaseModel):
+    registry_version: str | None = Field(description="The registry's production version.")
+    served_version: str | None = Field(description="The last-known-good version served.")
+    reason: str
+    since: float = Field(description="Unix time the scorer became degraded.")
+
+
+class Readiness(BaseModel):
+    """``GET /readyz``: 200 when a production model is loaded (degraded or not), else 503."""
+
+    ready: bool
+    model_name: str
+    revision: int
+    production: LoadedVersion | None
+    shadows: list[ShadowRate]
+    registry: RegistryState
+    degraded: DegradedState | None = Field(
+        description="Set while a last-known-good model is served instead of the registry's "
+        "production (see docs/reliability.md)."
+    )
+    model_cache_error: str | None = Field(
+        description="Why the last-known-good copy could not be written, if it could not."
+    )

@@ -15,6 +15,13 @@ Exploration (``exploration_share``, default 0; docs/evidence.md "Exploration"): 
 transactions production would block, that random share is answered ``review`` instead, so
 their outcome can be observed; the record keeps the model's ``block`` and says ``explored``.
 Only a would-be block draws a random number: other requests pay one string comparison.
+
+Work is bounded, not only bytes (:class:`InputLimits`): the routes cap the body (per
+transaction; a batch may carry that much per transaction it holds), and each transaction may
+carry at most ``max_extra_fields`` keys beside the model's fields and no string (value or key)
+longer than ``max_string_chars``.  Every such key would otherwise be checked, kept, pickled to
+the sidecar and written to Kafka: 100,000 of them cost ~8 MB and tens of milliseconds a request.
+Those checks ride on the loop over the features that the model's own check needs anyway.
 """
 
 from __future__ import annotations
@@ -24,10 +31,12 @@ import os
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from registry.contract import FLOAT32_MAX
 from service.errors import InvalidRequest, NoProductionModel, PayloadTooLarge
 from service.live import LiveModels
 from service.metrics import ServiceMetrics
@@ -35,6 +44,18 @@ from service.models import LoadedModel
 from service.shadow import Scored
 
 MAX_TRANSACTION_ID = 128
+_TOP_LEVEL = frozenset({"transaction_id", "features"})
+_SHOWN_KEY = 40  # characters of an over-long key shown in an error
+
+
+@dataclass(frozen=True, slots=True)
+class InputLimits:
+    """How much one transaction may carry (``SHADOWLINE_MAX_*`` settings): the body, the keys
+    of ``features`` beyond the model's own fields, the characters of any string."""
+
+    max_transaction_bytes: int = 32_768
+    max_extra_fields: int = 256
+    max_string_chars: int = 1024
 
 
 class _Bound:
@@ -74,12 +95,19 @@ def _json_type(value: object) -> str:
 
 
 def check_transaction(
-    data: object, model: LoadedModel, prefix: str, problems: list[str]
+    data: object,
+    model: LoadedModel,
+    prefix: str,
+    problems: list[str],
+    limits: InputLimits = InputLimits(),
 ) -> tuple[str, dict[str, Any]]:
     """Validate one ``{"transaction_id", "features"}`` object; append each problem."""
     if not isinstance(data, dict):
         problems.append(f"{prefix}must be a JSON object, not {_json_type(data)}")
         return "", {}
+    if not data.keys() <= _TOP_LEVEL:
+        for key in data.keys() - _TOP_LEVEL:
+            problems.append(f"{prefix}{_shown(key)}: is not a field of a transaction")
     tid = data.get("transaction_id")
     if tid is None:
         problems.append(f"{prefix}transaction_id: is required")
@@ -95,16 +123,43 @@ def check_transaction(
     if not isinstance(features, dict):
         problems.append(f"{prefix}features: must be a JSON object, not {_json_type(features)}")
         return "", {}
+    known, longest = model.field_names, limits.max_string_chars
+    most = len(known) + limits.max_extra_fields
+    if len(features) > most:  # refused before any work per key
+        problems.append(
+            f"{prefix}features: {len(features)} fields; at most {most} are accepted "
+            f"(the model's {len(known)} and {limits.max_extra_fields} others)"
+        )
+        return "", {}
     for problem in model.check(features):
         problems.append(f"{prefix}{problem}")
     # Keys the model does not know are kept for replay; only JSON scalars, so that every
     # record can be written back (orjson reads arrays and objects nested 1024 deep but writes
-    # only ~254) and replay inputs stay one flat row.  The model's own fields were checked.
-    known = model.field_names
+    # only ~254) and replay inputs stay one flat row; numbers in float32's range, as the
+    # model's own fields (checked above).
     for key, value in features.items():
-        if isinstance(value, dict | list) and key not in known:
-            problems.append(f"{prefix}{key}: must be a number, string, boolean or null")
+        if key not in known:
+            if isinstance(value, dict | list):
+                problems.append(f"{prefix}{_shown(key)}: must be a number, string, boolean or null")
+            elif isinstance(value, float | int) and abs(value) > FLOAT32_MAX:
+                problems.append(
+                    f"{prefix}{_shown(key)}: must be within ±{FLOAT32_MAX:.7g}, the float32 "
+                    f"range (got {value:g})"
+                )
+            if len(key) > longest:
+                problems.append(
+                    f"{prefix}{_shown(key)}: a field name must be at most {longest} characters "
+                    f"(got {len(key)})"
+                )
+        if type(value) is str and len(value) > longest:
+            problems.append(
+                f"{prefix}{_shown(key)}: must be at most {longest} characters (got {len(value)})"
+            )
     return (tid if isinstance(tid, str) else ""), features
+
+
+def _shown(key: str) -> str:
+    return key if len(key) <= _SHOWN_KEY else key[:_SHOWN_KEY] + "..."
 
 
 class Scorer:
@@ -125,6 +180,7 @@ class Scorer:
         max_batch: int,
         exploration_share: float = 0.0,
         rng: random.Random | None = None,
+        limits: InputLimits = InputLimits(),
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not 0.0 <= exploration_share <= 1.0:
@@ -134,6 +190,7 @@ class Scorer:
         self._metrics = metrics
         self._model_name = model_name
         self._max_batch = max_batch
+        self._limits = limits
         self._clock = clock
         self._share = exploration_share
         # Not a secret draw: which would-be blocks are explored is never shown to the client
@@ -165,11 +222,12 @@ class Scorer:
         return False
 
     def score(self, body: bytes) -> bytes:
-        """Score one transaction.  Raises InvalidRequest (422) or NoProductionModel (503)."""
+        """Score one transaction.  Raises InvalidRequest (422: a bad field, an input limit) or
+        NoProductionModel (503)."""
         data = parse_object(body)
         model = self._model()
         problems: list[str] = []
-        tid, features = check_transaction(data, model, "", problems)
+        tid, features = check_transaction(data, model, "", problems, self._limits)
         if problems:
             raise InvalidRequest(problems)
         started = time.perf_counter()
@@ -213,18 +271,32 @@ class Scorer:
 
     def score_batch(self, body: bytes) -> bytes:
         """Score up to ``max_batch`` transactions in one model call.  Raises InvalidRequest
-        (422, every bad field of every transaction), PayloadTooLarge (413) or
+        (422, every bad field of every transaction, or more than ``max_batch``),
+        PayloadTooLarge (413: more than ``max_transaction_bytes`` per transaction) or
         NoProductionModel (503)."""
         data = parse_object(body)
         items = data.get("transactions")
         if not isinstance(items, list) or not items:
             raise InvalidRequest(["transactions: must be a non-empty array"])
-        if len(items) > self._max_batch:
-            raise PayloadTooLarge(f"a batch of {len(items)} transactions", f"{self._max_batch}")
+        if len(items) > self._max_batch:  # a documented maxItems: 422, as any bad field
+            raise InvalidRequest(
+                [f"transactions: a batch of {len(items)} transactions exceeds the limit of "
+                 f"{self._max_batch}"]
+            )  # fmt: skip
+        per_item = self._limits.max_transaction_bytes
+        if len(body) > len(items) * per_item:  # the limit scales with the batch's length
+            raise PayloadTooLarge(
+                f"a batch of {len(items)} transactions in {len(body)} bytes",
+                f"{per_item} bytes per transaction",
+            )
         model = self._model()
         problems: list[str] = []
+        if len(data) > 1:
+            problems += [
+                f"{_shown(k)}: is not a field of a batch" for k in data if k != "transactions"
+            ]
         checked = [
-            check_transaction(item, model, f"transactions[{i}]: ", problems)
+            check_transaction(item, model, f"transactions[{i}]: ", problems, self._limits)
             for i, item in enumerate(items)
         ]
         if problems:

@@ -23,7 +23,16 @@ class ServiceSettings(SharedSettings):
     workers: int = Field(default=1, ge=1, le=64)
     model_name: str = Field(default="fraud", min_length=1, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     admin_token: SecretStr = SecretStr(PLACEHOLDER_TOKEN)
+    # Scoring input limits (service.scorer.InputLimits): the body of POST /v1/score, and per
+    # transaction of a batch; keys the model does not know; characters of any string.
+    max_transaction_bytes: int = Field(default=32_768, ge=1024)
+    max_extra_fields: int = Field(default=256, ge=0)
+    max_string_chars: int = Field(default=1024, ge=16)
+    # The largest body of POST /v1/score/batch, whatever its length (its limit is otherwise
+    # max_transaction_bytes per transaction, up to max_batch).
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Admin request bodies (JSON of a few fields), read only after the token was checked.
+    admin_max_body_bytes: int = Field(default=65_536, ge=1024)
     max_batch: int = Field(default=500, ge=1, le=100_000)
     # Scored transactions waiting for the sidecar (shadows, records, Kafka) before shedding.
     shadow_queue_size: int = Field(default=10_000, ge=1)
@@ -65,6 +74,11 @@ class ServiceSettings(SharedSettings):
     labels_dedupe_window_s: int = Field(default=3 * 86_400, ge=60, le=90 * 86_400)
     labels_ack_timeout_s: float = Field(default=10.0, ge=0.5, le=120)
     reconcile_interval_s: float = Field(default=1.0, gt=0, le=2.0)
+    # The last-known-good copy of the production model (service.model_cache), served when the
+    # registry's production cannot be loaded; "" turns it off.  Local disk, one per host.
+    model_cache_dir: str = ".shadowline/model-cache"
+    # While degraded, how often the registry's production is tried again.
+    degraded_retry_s: float = Field(default=30.0, gt=0)
     # Answer the scoring routes below FastAPI's middleware stack (service.fastpath); false
     # routes them through FastAPI, with the same responses.
     fast_path: bool = True

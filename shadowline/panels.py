@@ -278,7 +278,8 @@ LOADED_ROW = (
     Panel(
         "Model swaps and failed loads",
         "Model sets swapped in, and versions that failed to load (the previous model kept "
-        "serving), by role.",
+        "serving), by role; degraded scorers serve a last-known-good model instead of the "
+        "registry's production (ShadowlineScorerDegraded).",
         "none",
         (
             Query(f"sum by (role) (increase(shadowline_model_swaps_total{RATE}))", "{{role}}"),
@@ -286,6 +287,7 @@ LOADED_ROW = (
                 f"sum by (role) (increase(shadowline_model_swap_failures_total{RATE}))",
                 "failed {{role}}",
             ),
+            Query("sum(shadowline_degraded)", "degraded scorers"),
         ),
         width=6,
     ),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -281,3 +282,15 @@ def _label_free(compared: int) -> LabelFree:
         challenger_latency_ms=Quantiles(p50=1.2, p95=2.9, p99=4.4),
         production_latency_ms=Quantiles(p50=0.8, p95=1.7, p99=2.6),
     )  # fmt: skip
+
+
+def flip_stored_byte(root: Path, sha256: str, offset: int = -40) -> Path:
+    """Flip one bit of the artifact stored under ``sha256`` in a ``FileArtifactStore`` at
+    ``root`` (as a failing disk would) and return its path.  The default offset lands in the
+    graph's weights near the end of the file."""
+    path = root / sha256[:2] / sha256
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.chmod(0o644)  # stored read-only
+    path.write_bytes(bytes(data))
+    return path

@@ -18,6 +18,20 @@
     return node;
   }
 
+  // Control characters (a newline, an escape sequence, a bidi override) shown as escapes, so a
+  // reason or an actor cannot fake another audit entry or reorder what is shown (the same set
+  // as registry.audit.printable for the CLI).
+  const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+  const NAMED = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+
+  function printable(text) {
+    return String(text).replace(CONTROLS, (c) => {
+      const code = c.charCodeAt(0);
+      return NAMED[c] || (code < 0x100 ? "\\x" + code.toString(16).padStart(2, "0")
+        : "\\u" + code.toString(16).padStart(4, "0"));
+    });
+  }
+
   // ------------------------------------------------------------------ messages
 
   function say(text, kind, problems) {
@@ -122,9 +136,9 @@
     box.append(el("h4", "Latest audit entries"));
     const list = el("ol");
     for (const e of detail.audit) {
-      const words = [e.at, e.actor, e.action, (e.from_state || "—") + " → " + e.to_state];
-      if (e.reason) words.push("reason: " + e.reason);
-      if (e.detail) words.push(e.detail);
+      const words = [e.at, printable(e.actor), e.action, (e.from_state || "—") + " → " + e.to_state];
+      if (e.reason) words.push("reason: " + printable(e.reason));
+      if (e.detail) words.push(printable(e.detail));
       list.append(el("li", words.join(" · ")));
     }
     box.append(list);

@@ -109,7 +109,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 def test_promtool_accepts_the_alert_rules() -> None:
     result = promtool("check", "rules", str(PROMETHEUS_DIR / "alerts.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 4 rules found" in result.stdout
+    assert "SUCCESS: 5 rules found" in result.stdout
 
 
 def test_promtool_accepts_the_config_with_its_mounted_rules(tmp_path: Path) -> None:
@@ -121,7 +121,45 @@ def test_promtool_accepts_the_config_with_its_mounted_rules(tmp_path: Path) -> N
     resolved.write_text(yaml.safe_dump(config))
     full = promtool("check", "config", str(resolved))
     assert full.returncode == 0, full.stdout + full.stderr
-    assert "SUCCESS: 4 rules found" in full.stdout
+    assert "SUCCESS: 5 rules found" in full.stdout
+
+
+def test_the_degraded_alert_fires_after_a_minute_of_degraded(tmp_path: Path) -> None:
+    """promtool's rule unit test: a scorer degraded for 3 minutes (another never) fires
+    ShadowlineScorerDegraded for the first only, once it has lasted a minute."""
+    cases = {
+        "rule_files": [str(PROMETHEUS_DIR / "alerts.yml")],
+        "evaluation_interval": "15s",
+        "tests": [
+            {
+                "interval": "15s",
+                "input_series": [
+                    {"series": 'shadowline_degraded{instance="a"}', "values": "0 1x12"},
+                    {"series": 'shadowline_degraded{instance="b"}', "values": "0x12"},
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "45s", "alertname": "ShadowlineScorerDegraded", "exp_alerts": []},
+                    {
+                        "eval_time": "3m",
+                        "alertname": "ShadowlineScorerDegraded",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "page", "instance": "a"},
+                                "exp_annotations": {
+                                    "summary": "Scorer a serves a last-known-good model, not "
+                                    "the registry's production"
+                                },
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "alerts_test.yml"
+    path.write_text(yaml.safe_dump(cases))
+    result = promtool("test", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 class Traffic:
@@ -187,6 +225,7 @@ def scorer_settings(
         kafka_bootstrap=kafka_bootstrap,
         scores_topic=make_topic("scores"),
         artifact_dir=str(tmp_path / "artifacts"),
+        model_cache_dir=str(tmp_path / "model-cache"),
         admin_token="test-admin-token",
         reconcile_interval_s=0.5,
         sidecar_process=False,
@@ -258,4 +297,5 @@ def test_every_dashboard_query_runs_on_a_real_prometheus(
         "ShadowlineScorerNotReady",
         "ShadowlineArchiverDown",
         "ShadowlineArchiveLagging",
+        "ShadowlineScorerDegraded",
     }

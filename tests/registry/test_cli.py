@@ -189,3 +189,17 @@ def test_tampered_audit_fails_verify(run: Run, in_tmp_cwd: Path, redis_client: r
         "before it",
     ]
     assert json.loads(run("audit", "verify", "--json").stdout)["ok"] is False
+
+
+def test_audit_shows_control_characters_escaped(run: Run, in_tmp_cwd: Path) -> None:
+    """A newline in a reason or an actor used to print what looked like another entry."""
+    model, manifest = _files(in_tmp_cwd, "v1")
+    _ok(run("register", model, "--manifest", manifest, "--actor", "alice"))
+    forged = 'ok"\n   9 2026-11-27T09:00:00+00:00 alice    promote   v1'
+    _ok(run("reject", "v1", "--reason", forged, "--actor", "eve\x1b[2K\u202eana"))
+    lines = _ok(run("audit")).splitlines()
+    assert len(lines) == 2  # one line per entry, whatever the text holds
+    assert lines[1].endswith('"ok"\\n   9 2026-11-27T09:00:00+00:00 alice    promote   v1"')
+    assert "eve\\x1b[2K\\u202eana" in lines[1]
+    raw = json.loads(_ok(run("audit", "--json")))
+    assert (raw[1]["reason"], raw[1]["actor"]) == (forged, "eve\x1b[2K\u202eana")  # stored as is

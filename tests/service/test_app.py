@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import orjson
 import pytest
@@ -25,7 +26,7 @@ def client(
     request: pytest.FixtureRequest,
 ) -> Iterator[Client]:
     """The scoring routes answered by the fast lane and through FastAPI: same responses."""
-    settings = make_settings(max_body_bytes=2048, max_batch=2, fast_path=request.param)
+    settings = make_settings(max_transaction_bytes=2048, max_batch=2, fast_path=request.param)
     app = create_app(settings, registry)
     with serving(app) as test_client:
         yield test_client
@@ -91,7 +92,9 @@ def test_bad_input_is_422_naming_each_field(
     assert response.json() == {"detail": "invalid request", "errors": errors}
 
 
-def test_oversized_bodies_and_batches_are_413(client: Client, registry: ModelRegistry) -> None:
+def test_oversized_bodies_are_413_and_long_batches_422(
+    client: Client, registry: ModelRegistry
+) -> None:
     make_production(registry, "v1")
     assert wait_until(lambda: ready(client))
     big = orjson.dumps({"transaction_id": "t", "features": {**ROW, "note": "x" * 3000}})
@@ -100,13 +103,16 @@ def test_oversized_bodies_and_batches_are_413(client: Client, registry: ModelReg
     assert declared.json()["detail"] == (
         f"a request body of {len(big)} bytes exceeds the limit of 2048 bytes"
     )
+    assert declared.headers["connection"] == "close"  # the unread rest is not drained
     streamed = client.post("/v1/score", content=iter([big[:1500], big[1500:]]))
     assert streamed.status_code == 413
     assert streamed.json()["detail"] == "the request body exceeds the limit of 2048 bytes"
     item = {"transaction_id": "t", "features": ROW}
     batch = client.post("/v1/score/batch", json={"transactions": [item, item, item]})
-    assert batch.status_code == 413
-    assert batch.json()["detail"] == "a batch of 3 transactions exceeds the limit of 2"
+    assert batch.status_code == 422
+    assert batch.json()["errors"] == [
+        "transactions: a batch of 3 transactions exceeds the limit of 2"
+    ]
     ok = client.post("/v1/score/batch", json={"transactions": [item, item]})
     assert ok.status_code == 200
     assert len(ok.json()["results"]) == 2
@@ -125,3 +131,52 @@ def test_openapi_documents_scoring_and_admin(client: Client) -> None:
     )
     assert "/admin/models/{version}/promote" in schema["paths"]
     assert "HTTPBearer" in schema["components"]["securitySchemes"]
+    # 200 bodies are their real models; errors are the one {"detail", "errors"} shape.
+    ok = score["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ok == {"$ref": "#/components/schemas/ScoreResponse"}
+    readyz = schema["paths"]["/readyz"]["get"]["responses"]
+    assert readyz["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/Readiness")
+    assert readyz["503"]["content"]["application/json"]["schema"]["$ref"].endswith("/Readiness")
+    promote = schema["paths"]["/admin/models/{version}/promote"]["post"]["responses"]
+    assert set(promote) == {"200", "400", "401", "403", "404", "409", "413", "422", "503"}
+    assert promote["422"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorResponse"
+    }
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+
+
+def test_the_scoring_body_follows_the_production_model(
+    client: Client, registry: ModelRegistry
+) -> None:
+    def features() -> dict[str, Any]:
+        schema = client.get("/openapi.json").json()
+        body = schema["paths"]["/v1/score"]["post"]["requestBody"]["content"]
+        found: dict[str, Any] = body["application/json"]["schema"]["properties"]["features"]
+        return found
+
+    assert features()["properties"] == {}  # no model yet: any scalars
+    make_production(registry, "v1")
+    assert wait_until(lambda: ready(client))
+    shown = features()
+    assert shown["required"] == ["amount", "card_age_days", "is_foreign", "country"]
+    assert shown["properties"]["amount"] == {"type": "number", "minimum": 0, "maximum": 1e6}
+    assert shown["properties"]["country"] == {
+        "type": "string", "maxLength": 1024, "enum": ["US", "GB", "DE", "BR"],
+    }  # fmt: skip
+    assert shown["maxProperties"] == 6 + 256
+
+
+def test_every_answer_says_nosniff(client: Client, registry: ModelRegistry) -> None:
+    make_production(registry, "v1")
+    assert wait_until(lambda: ready(client))
+    answers = [
+        client.post("/v1/score", json={"transaction_id": "t", "features": ROW}),
+        client.post("/v1/score", content=b"{"),
+        client.get("/readyz"),
+        client.get("/healthz"),
+        client.get("/admin/models"),
+        client.get("/openapi.json"),
+        client.get("/no/such/path"),
+    ]
+    assert [a.headers.get("x-content-type-options") for a in answers] == ["nosniff"] * 7
+    assert client.get("/review").headers.get_list("x-content-type-options") == ["nosniff"]

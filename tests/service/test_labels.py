@@ -167,7 +167,10 @@ def test_every_bad_label_is_named_and_nothing_is_written(
     not_json = intake.post("/v1/labels", content=b"{not json")
     assert not_json.json()["errors"][0].startswith("body: invalid JSON (")
     too_many = intake.post("/v1/labels", json={"labels": [label(f"m{i}") for i in range(6)]})
-    assert too_many.json()["detail"] == "a batch of 6 labels exceeds the limit of 5"
+    assert (too_many.status_code, too_many.json()["errors"]) == (
+        422,
+        ["labels: a batch of 6 labels exceeds the limit of 5"],
+    )
     intake.post("/v1/labels", json={"labels": [label("end")]})
     assert [key for key, _ in on_topic(kafka_bootstrap, labels_topic, "end")] == ["ok-2"]
 
@@ -280,9 +283,9 @@ def test_intake_is_off_without_a_token(
     with serving(create_app(make_settings(), registry)) as client:
         off = client.post("/v1/labels", json={"labels": [label("t")]}, headers=LABELS)
         schema = client.get("/openapi.json").json()
-    assert off.status_code == 503
+    assert off.status_code == 404
     assert off.json()["detail"] == (
-        "labels cannot be taken now: the labels endpoint is off (set SHADOWLINE_LABELS_TOKEN)"
+        "this scorer takes no labels: POST /v1/labels is off until SHADOWLINE_LABELS_TOKEN is set"
     )
     post = schema["paths"]["/v1/labels"]["post"]
     body = post["requestBody"]["content"]["application/json"]
@@ -290,7 +293,7 @@ def test_intake_is_off_without_a_token(
     items = body["schema"]["properties"]["labels"]["items"]
     assert items["required"] == ["transaction_id", "is_fraud", "label_time", "source"]
     assert body["schema"]["properties"]["labels"]["maxItems"] == 1000
-    assert {"200", "401", "403", "409", "413", "422", "503"} <= set(post["responses"])
+    assert {"200", "401", "403", "404", "409", "413", "422", "503"} <= set(post["responses"])
     assert post["security"] == [{"LabelsToken": []}]
     assert "LabelsToken" in schema["components"]["securitySchemes"]
 

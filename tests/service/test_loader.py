@@ -74,10 +74,10 @@ def test_a_failed_load_keeps_the_old_model_and_is_reported(
     loader.reconcile()
     manifest = register(registry, "v2", bias=-1.0)
     assert manifest.sha256 is not None
+    promote(registry, "v2")  # verified by the registry; the disk fails afterwards
     stored = tmp_path / "artifacts" / manifest.sha256[:2] / manifest.sha256
     stored.chmod(0o644)
     stored.write_bytes(b"corrupted on disk")
-    promote(registry, "v2")
     assert loader.reconcile()
     assert live.current.production is not None
     assert live.current.production.version == "v1"

@@ -93,6 +93,8 @@ def test_review_approve_promote_rollback_in_a_browser(
     register(registry, "v3", bias=-1.5)
     registry.shadow("fraud", "v3", rate=0.2, actor="retrain")
     registry.record_evidence("fraud", "v3", evidence(challenger=0.7, production=0.79))
+    # Free text that tries to pass for another audit entry is shown with its newline escaped.
+    registry.note("fraud", "v3", "fine\n2026-11-27 · ana · promote", actor="eve\u202eana")
     register(registry, "v4", bias=-1.2)
 
     with serving(create_app(make_settings(), registry)) as client:
@@ -135,6 +137,9 @@ def drive(page: Page, client: Client, registry: ModelRegistry) -> None:
                   "2026-11-01T00:00:00Z"):  # fmt: skip
         expect(v2.locator(".evidence")).to_contain_text(shown)
     expect(v2.locator(".policy")).to_have_text("Approval policy is satisfied.")
+    note = page.locator('[data-version="v3"] .audit li').first
+    expect(note).to_contain_text("eve\\u202eana · note")
+    expect(note).to_contain_text("reason: fine\\n2026-11-27 · ana · promote")
 
     # Shadow a registered version at a rate, then take it out again.
     v4 = page.locator('[data-version="v4"]')

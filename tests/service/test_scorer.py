@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from service.errors import InvalidRequest, NoProductionModel, PayloadTooLarge
+from service.errors import InvalidRequest, NoProductionModel
 from service.live import LiveModels, ModelSet
 from service.metrics import ServiceMetrics
 from service.scorer import Scorer
@@ -124,12 +124,12 @@ def test_batch_problems_name_the_transaction(metrics: ServiceMetrics) -> None:
     ]
 
 
-def test_batch_over_the_limit_is_413(metrics: ServiceMetrics) -> None:
+def test_batch_over_the_limit_is_422(metrics: ServiceMetrics) -> None:
     scorer, _ = make_scorer(metrics)
     body = {"transactions": [{"transaction_id": "t", "features": ROW}] * 4}
-    with pytest.raises(PayloadTooLarge) as info:
+    with pytest.raises(InvalidRequest) as info:
         scorer.score_batch(orjson.dumps(body))
-    assert str(info.value) == "a batch of 4 transactions exceeds the limit of 3"
+    assert info.value.problems == ["transactions: a batch of 4 transactions exceeds the limit of 3"]
 
 
 def test_unknown_features_must_be_scalars(metrics: ServiceMetrics) -> None:
