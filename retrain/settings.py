@@ -12,7 +12,8 @@ from pydantic import Field, field_validator, model_validator
 
 from retrain.evidence.settings import EvidenceSettings
 
-GateMetric = Literal["recall", "money_saved_share", "precision", "roc_auc", "pr_auc"]
+# The metrics the gate can judge: each has a paired interval (retrain/gates.py).
+GateMetric = Literal["recall", "money_saved_share", "precision", "roc_auc"]
 
 
 AS_OF_RANGE = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
@@ -69,12 +70,18 @@ class RetrainSettings(EvidenceSettings):
     block_rate: float = Field(default=0.005, gt=0, lt=1)
     review_rate: float = Field(default=0.02, gt=0, lt=1)
 
-    # Gates: the candidate may not fall more than `gate_tolerance` (absolute) below production
-    # on `gate_metric`, overall and in every slice with enough rows and frauds to be measured.
+    # Gates (retrain/gates.py): a candidate is rejected only when it is confidently worse than
+    # production by more than `gate_tolerance` (absolute) on `gate_metric`, overall or in a
+    # slice with enough rows and frauds to be judged: the upper bound of the paired difference
+    # (candidate minus production) is below -gate_tolerance.  The bound is one-sided at
+    # `gate_alpha` / 2 divided by the number of scopes judged (Bonferroni), from a paired
+    # bootstrap of `gate_replicates` replicates.
     gate_metric: GateMetric = "recall"
     gate_tolerance: float = Field(default=0.02, ge=0, le=1)
     gate_min_slice_rows: int = Field(default=500, ge=1)
     gate_min_slice_frauds: int = Field(default=20, ge=1)
+    gate_alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
+    gate_replicates: int = Field(default=1000, ge=100, le=100_000)
 
     @model_validator(mode="after")
     def _review_band_contains_block_band(self) -> RetrainSettings:
