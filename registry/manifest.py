@@ -163,6 +163,10 @@ class Lineage(_Strict):
     # data with another seed.  Shadowed beside a challenger, it measures how much retraining
     # alone moves the metrics (the noise floor of the evidence).
     control_of: str | None = None
+    # How to train this model again, in the words of the pipeline that trained it (for
+    # Shadowline's: the as-of time of its data, window lengths, label maturity, rates, trainer
+    # and hyper-parameters).  Opaque to the registry; a control retrains from it.
+    recipe: dict[str, Scalar] | None = None
 
 
 class GoldenExample(_Strict):

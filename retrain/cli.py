@@ -104,6 +104,18 @@ def run(
     ] = None,
     until: Annotated[str | None, typer.Option(help="Stop after this step.")] = None,
     resume: Annotated[str | None, typer.Option(help="Resume this run id.")] = None,
+    control: Annotated[
+        bool,
+        typer.Option(
+            "--control",
+            help="Retrain production's own recipe (window, data, hyper-parameters) with "
+            "another seed and shadow it as production's control: the noise floor.",
+        ),
+    ] = False,
+    seed: Annotated[
+        int | None,
+        typer.Option(min=0, help="The control's training seed (default: production's + 1)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Run the pipeline once: ingest ... register, shadow.  Exit 0, 3 (rejected) or 1."""
@@ -111,10 +123,14 @@ def run(
 
     from retrain.errors import RetrainError
 
+    if seed is not None and not control:
+        raise _fail(
+            "--seed applies to --control runs (SHADOWLINE_TRAINING_SEED sets a run's seed)", 2
+        )
     settings = _settings()
     runner = build_runner(settings, interactive=sys.stderr.isatty() and not as_json)
     try:
-        result = runner.run(as_of=as_of, resume=resume, until=until)
+        result = runner.run(as_of=as_of, resume=resume, until=until, control=control, seed=seed)
     except RetrainError as exc:
         raise _fail(str(exc)) from None
     except redis.RedisError as exc:

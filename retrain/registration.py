@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from registry.manifest import GoldenExample, Lineage, Manifest, Thresholds
+from registry.manifest import GoldenExample, Lineage, Manifest, Scalar, Thresholds
 from retrain.constants import GOLDEN_EXAMPLES
 from retrain.evaluation import threshold_for_rate
 from retrain.export import OUTPUT
@@ -70,6 +70,9 @@ class Candidate:
     window_end: datetime
     data_fingerprint: str
     parent_version: str | None
+    seed: int | None = None
+    recipe: dict[str, Scalar] | None = None  # how to train it again (retrain.control)
+    control_of: str | None = None  # a control: the production version whose recipe it is
 
 
 def choose_thresholds(scores: npt.NDArray[np.float64], block: float, review: float) -> Thresholds:
@@ -119,6 +122,9 @@ def build_manifest(
             data_fingerprint=candidate.data_fingerprint,
             parent_version=candidate.parent_version,
             trainer=candidate.trainer,
+            seed=candidate.seed,
+            recipe=candidate.recipe,
+            control_of=candidate.control_of,
         ),
         golden_examples=golden,
     )
