@@ -18,6 +18,7 @@ import typer
 
 if TYPE_CHECKING:
     from retrain.runner import Runner, RunResult
+    from retrain.scheduled_analysis import ScheduledAnalysis
     from retrain.settings import RetrainSettings
 
 app = typer.Typer(no_args_is_help=True)
@@ -191,18 +192,40 @@ def worker(
         raise typer.Exit(0 if healthy else 1)
     runner = build_runner(settings)
     store = RunStore(runner.runs.client)
-    service = Worker(runner, store, schedule=settings.schedule, health_ttl_s=settings.health_ttl_s)
+    service = Worker(
+        runner,
+        store,
+        schedule=settings.schedule,
+        health_ttl_s=settings.health_ttl_s,
+        analysis=_analysis(settings, runner),
+    )
     if once:
         results = service.drain()
+        for analysed in service.analysed:
+            ref = f"{settings.model_name}:{analysed.version}"
+            state = "analysed" if analysed.recorded else "analysis failed for"
+            typer.echo(f"{state} {ref}: {analysed.detail}")
         for result in results:
             typer.echo(_result_line(result))
-        if not results:
+        if not results and not service.analysed:
             typer.echo("nothing due")
         failed = [r for r in results if r.outcome == "failed"]
         if failed:
             raise _fail(f"run {failed[0].run_id} failed: {failed[0].reason}")
+        broken = [a for a in service.analysed if not a.recorded]
+        if broken:  # an external cron must see it: --once has no metrics to count it in
+            raise _fail(f"analysis of {settings.model_name}:{broken[0].version} failed")
         return
     _serve(service, runner, settings.metrics_port)  # pragma: no cover - runs until signalled
+
+
+def _analysis(settings: RetrainSettings, runner: Runner) -> ScheduledAnalysis:
+    """The worker's scheduled shadow analysis, on the worker's Redis and metrics."""
+    from registry.connections import model_registry
+    from retrain.scheduled_analysis import ScheduledAnalysis
+
+    registry = model_registry(settings)
+    return ScheduledAnalysis(settings, registry, runner.metrics, client=runner.runs.client)
 
 
 def _serve(service: Any, runner: Runner, port: int) -> None:  # pragma: no cover - long-running

@@ -56,6 +56,8 @@ _RUNTIME_ONLY = {
     "metrics_port",
     "health_ttl_s",
     "schedule",
+    "analysis_schedule",
+    "analysis_timeout_s",
     "runs_dir",
     "environment",
     "kafka_bootstrap",

@@ -46,6 +46,11 @@ class RetrainSettings(EvidenceSettings):
     health_ttl_s: int = Field(default=120, ge=5)
     metrics_port: int = Field(default=9101, ge=0, le=65535)
     keep_runs: int = Field(default=20, ge=1)  # run folders kept on disk (they copy the data)
+    # The worker analyses every shadow on this cron (daily, 05:00 UTC) and records the
+    # evidence as `shadowline analyze --record` does (retrain/scheduled_analysis.py), allowing
+    # `analysis_timeout_s` to read each topic.
+    analysis_schedule: str = Field(default="0 5 * * *", min_length=9)
+    analysis_timeout_s: float = Field(default=120.0, ge=1.0)
 
     # Time: a run trains on data known at `as_of` (None = the time the run starts).  Rows
     # younger than `label_maturity_days` are left out: their chargebacks may not have come yet.
@@ -97,7 +102,7 @@ class RetrainSettings(EvidenceSettings):
     def _aware(cls, value: datetime | None) -> datetime | None:
         return None if value is None else check_as_of(value)
 
-    @field_validator("schedule")
+    @field_validator("schedule", "analysis_schedule")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
         from croniter import croniter  # only when a schedule is given
