@@ -262,7 +262,12 @@ class ModelRegistry:
                 _parse_evidence(_str(pipe.hget(version_key(name, version), _evidence_field(s))))
                 for s in ("live", "replay")
             )
-            broken = self.policy.violations(live, snap.production, replay=replay)
+            broken = self.policy.violations(
+                live,
+                snap.production,
+                replay=replay,
+                control_of=self._control_of(pipe, name, version),
+            )
             if broken and not force:
                 raise PolicyViolation(f"{name}:{version}", broken)
             detail = "forced past policy: " + "; ".join(broken) if broken else "policy satisfied"
@@ -408,7 +413,14 @@ class ModelRegistry:
             _parse_evidence(fields.get(_evidence_field("live"))),
             production,
             replay=_parse_evidence(fields.get(_evidence_field("replay"))),
+            control_of=Manifest.model_validate_json(fields["manifest"]).lineage.control_of,
         )
+
+    @staticmethod
+    def _control_of(pipe: Pipeline, name: str, version: str) -> str | None:
+        """The version's ``lineage.control_of`` (a control is never approved unforced)."""
+        raw = _str(pipe.hget(version_key(name, version), "manifest"))
+        return None if raw is None else Manifest.model_validate_json(raw).lineage.control_of
 
     def note(self, name: str, version: str, message: str, *, actor: str) -> None:
         """Append a free-text audit entry (e.g. a scorer replica failed to load the version).

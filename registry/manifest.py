@@ -167,6 +167,10 @@ class Lineage(_Strict):
     # source such as the topic archive, the partitions it read (``scores/date=2026-11-30``).
     data_source: str | None = None
     data_partitions: tuple[str, ...] = ()
+    # How to train this model again, in the words of the pipeline that trained it (for
+    # Shadowline's: the as-of time of its data, window lengths, label maturity, rates, trainer
+    # and hyper-parameters).  Opaque to the registry; a control retrains from it.
+    recipe: dict[str, Scalar] | None = None
 
 
 class GoldenExample(_Strict):

@@ -22,6 +22,10 @@ The policy judges intervals, not point values:
 
 When a version has both live and replay evidence, the labeled rules judge the one with more
 matured frauds; ``min_live_records`` always reads the live one.
+
+A control (a version whose lineage names ``control_of``: production's recipe retrained with
+another seed, shadowed to measure the noise floor) is never a candidate for production:
+``not_a_control`` refuses it whatever its evidence, so no automatic rollout can promote it.
 """
 
 from __future__ import annotations
@@ -60,19 +64,30 @@ class ApprovalPolicy(BaseModel):
         production: str | None,
         *,
         replay: ShadowEvidence | None = None,
+        control_of: str | None = None,
     ) -> list[str]:
         """Each broken rule as ``rule <name>: <numbers>`` (empty when approval may proceed).
 
         ``evidence`` is the live evidence, ``replay`` the evidence from a replay of archived
         traffic; ``production`` is the version in production now (evidence measured against
-        another version is stale).
+        another version is stale); ``control_of`` the version's ``lineage.control_of``.
         """
+        control = (
+            [
+                f"rule not_a_control: it is a control of {control_of} (production's recipe "
+                "retrained with another seed, shadowed to measure the noise floor), not a "
+                "candidate for production"
+            ]
+            if control_of is not None
+            else []
+        )
         if evidence is None and replay is None:
             return [
+                *control,
                 "rule evidence_required: no shadow evidence is recorded for it "
-                "(run shadow analysis, or force with a written reason)"
+                "(run shadow analysis, or force with a written reason)",
             ]
-        broken: list[str] = []
+        broken = control
         for item in (evidence, replay):
             if (
                 item is not None

@@ -18,6 +18,7 @@ import typer
 
 if TYPE_CHECKING:
     from retrain.runner import Runner, RunResult
+    from retrain.scheduled_analysis import ScheduledAnalysis
     from retrain.settings import RetrainSettings
 
 app = typer.Typer(no_args_is_help=True)
@@ -104,6 +105,18 @@ def run(
     ] = None,
     until: Annotated[str | None, typer.Option(help="Stop after this step.")] = None,
     resume: Annotated[str | None, typer.Option(help="Resume this run id.")] = None,
+    control: Annotated[
+        bool,
+        typer.Option(
+            "--control",
+            help="Retrain production's own recipe (window, data, hyper-parameters) with "
+            "another seed and shadow it as production's control: the noise floor.",
+        ),
+    ] = False,
+    seed: Annotated[
+        int | None,
+        typer.Option(min=0, help="The control's training seed (default: production's + 1)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Run the pipeline once: ingest ... register, shadow.  Exit 0, 3 (rejected) or 1."""
@@ -111,10 +124,14 @@ def run(
 
     from retrain.errors import RetrainError
 
+    if seed is not None and not control:
+        raise _fail(
+            "--seed applies to --control runs (SHADOWLINE_TRAINING_SEED sets a run's seed)", 2
+        )
     settings = _settings()
     runner = build_runner(settings, interactive=sys.stderr.isatty() and not as_json)
     try:
-        result = runner.run(as_of=as_of, resume=resume, until=until)
+        result = runner.run(as_of=as_of, resume=resume, until=until, control=control, seed=seed)
     except RetrainError as exc:
         raise _fail(str(exc)) from None
     except redis.RedisError as exc:
@@ -175,18 +192,40 @@ def worker(
         raise typer.Exit(0 if healthy else 1)
     runner = build_runner(settings)
     store = RunStore(runner.runs.client)
-    service = Worker(runner, store, schedule=settings.schedule, health_ttl_s=settings.health_ttl_s)
+    service = Worker(
+        runner,
+        store,
+        schedule=settings.schedule,
+        health_ttl_s=settings.health_ttl_s,
+        analysis=_analysis(settings, runner),
+    )
     if once:
         results = service.drain()
+        for analysed in service.analysed:
+            ref = f"{settings.model_name}:{analysed.version}"
+            state = "analysed" if analysed.recorded else "analysis failed for"
+            typer.echo(f"{state} {ref}: {analysed.detail}")
         for result in results:
             typer.echo(_result_line(result))
-        if not results:
+        if not results and not service.analysed:
             typer.echo("nothing due")
         failed = [r for r in results if r.outcome == "failed"]
         if failed:
             raise _fail(f"run {failed[0].run_id} failed: {failed[0].reason}")
+        broken = [a for a in service.analysed if not a.recorded]
+        if broken:  # an external cron must see it: --once has no metrics to count it in
+            raise _fail(f"analysis of {settings.model_name}:{broken[0].version} failed")
         return
     _serve(service, runner, settings.metrics_port)  # pragma: no cover - runs until signalled
+
+
+def _analysis(settings: RetrainSettings, runner: Runner) -> ScheduledAnalysis:
+    """The worker's scheduled shadow analysis, on the worker's Redis and metrics."""
+    from registry.connections import model_registry
+    from retrain.scheduled_analysis import ScheduledAnalysis
+
+    registry = model_registry(settings)
+    return ScheduledAnalysis(settings, registry, runner.metrics, client=runner.runs.client)
 
 
 def _serve(service: Any, runner: Runner, port: int) -> None:  # pragma: no cover - long-running

@@ -9,6 +9,7 @@ RUNS_INDEX: Final = f"{KEY_PREFIX}:runs"  # sorted set: run id -> start time (un
 HEALTH_KEY: Final = f"{KEY_PREFIX}:health"  # JSON, with a TTL; read by `worker --check`
 LOCK_KEY: Final = f"{KEY_PREFIX}:lock"  # one run at a time per Redis database
 SCHEDULE_KEY: Final = f"{KEY_PREFIX}:schedule:last"  # last cron slot handled (unix s)
+ANALYSIS_KEY: Final = f"{KEY_PREFIX}:analysis:last"  # last analysis slot handled (unix s)
 RUN_TTL_S: Final = 90 * 24 * 3600  # run records are kept for a quarter
 MAX_RUNS_KEPT: Final = 500
 

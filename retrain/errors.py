@@ -34,6 +34,10 @@ class ScheduleError(RetrainError):
     """The cron schedule in the settings is not a valid expression."""
 
 
+class ControlError(RetrainError):
+    """A control run cannot be built: no production model, no recipe, or a bad seed."""
+
+
 class AnalysisError(RetrainError):
     """Shadow analysis cannot run (unreachable broker, missing topic, bad label file, ...)."""
 

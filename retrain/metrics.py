@@ -11,6 +11,9 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 OUTCOMES = ("succeeded", "rejected", "skipped", "failed")
+# Why a scheduled analysis failed (retrain/scheduled_analysis.py): the kind of error.
+ANALYSIS_FAILURES = ("analysis", "registry", "redis", "unexpected")
+ESTIMATES = ("point", "low", "high")
 _STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 
 
@@ -42,6 +45,34 @@ class RetrainMetrics:
         self.running = Gauge(
             "shadowline_retrain_run_in_progress", "1 while a run is executing.", registry=registry
         )
+        # The scheduled shadow analysis: one series per shadow version with evidence.
+        self.evidence_age = Gauge(
+            "shadowline_evidence_age_seconds",
+            "Seconds since the shadow evidence of each version was last recorded.",
+            ["version"],
+            registry=registry,
+        )
+        self.evidence_difference = Gauge(
+            "shadowline_evidence_difference",
+            "Latest primary difference (challenger minus production, fraud caught at "
+            "production's block rate): estimate=point, and low/high of its 95% interval.",
+            ["version", "estimate"],
+            registry=registry,
+        )
+        self.evidence_matured_frauds = Gauge(
+            "shadowline_evidence_matured_frauds",
+            "Labeled frauds among the matured transactions behind the latest evidence.",
+            ["version"],
+            registry=registry,
+        )
+        self.analysis_failures = Counter(
+            "shadowline_evidence_analysis_failures_total",
+            "Scheduled shadow analyses that failed, by kind of error.",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in ANALYSIS_FAILURES:
+            self.analysis_failures.labels(reason=reason)
 
     def value(self, outcome: str) -> float:
         """Current count of runs with ``outcome`` (for tests and `--json` output)."""

@@ -104,6 +104,7 @@ class Context:
     store: ModelStore | None
     code_version: str
     cache: dict[str, Any] = field(default_factory=dict)  # in-memory hand-over between steps
+    control_of: str | None = None  # a control run: the production version it retrains
 
 
 StepFunction = Callable[[Context, Path], dict[str, Any]]

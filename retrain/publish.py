@@ -14,11 +14,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from retrain.control import recipe
 from retrain.errors import StepError
 from retrain.pipeline import Context, step
 from retrain.registration import Candidate, build_manifest, choose_thresholds, golden_examples
 
 ACTOR = "retrain"
+
+
+def _seed(ctx: Context) -> int | None:
+    seed = ctx.trainer.params.get("seed")
+    return seed if isinstance(seed, int) else None
 
 
 def _store(ctx: Context) -> Any:
@@ -35,6 +41,7 @@ def _store(ctx: Context) -> Any:
         "version": ctx.run_id,
         "block_rate": ctx.settings.block_rate,
         "review_rate": ctx.settings.review_rate,
+        "control_of": ctx.control_of,
     },
 )
 def register_step(ctx: Context, out: Path) -> dict[str, Any]:
@@ -62,11 +69,19 @@ def register_step(ctx: Context, out: Path) -> dict[str, Any]:
         parent_version=evaluation["production_version"],
         data_source=ingest["source"],
         data_partitions=tuple(ingest.get("data_parts", ())),
+        seed=_seed(ctx),
+        recipe=recipe(ctx.settings, ctx.as_of),
+        control_of=ctx.control_of,
     )
     description = (
         f"Trained by retrain run {ctx.run_id} on {sets['train_rows']} payments "
         f"({sets['train_start']} to {sets['train_end']}); gates: {gates['reason']}"
     )
+    if ctx.control_of is not None:
+        description = (
+            f"Control of {name}:{ctx.control_of} (its recipe, seed {candidate.seed}), "
+            "shadowed to measure the noise floor; never promoted. " + description
+        )
     manifest = build_manifest(
         candidate, thresholds, metrics, golden_examples(eval_rows, scores), description
     )

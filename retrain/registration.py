@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from registry.manifest import GoldenExample, Lineage, Manifest, Thresholds
+from registry.manifest import GoldenExample, Lineage, Manifest, Scalar, Thresholds
 from retrain.constants import GOLDEN_EXAMPLES
 from retrain.evaluation import threshold_for_rate
 from retrain.export import OUTPUT
@@ -72,6 +72,9 @@ class Candidate:
     parent_version: str | None
     data_source: str | None = None
     data_partitions: tuple[str, ...] = ()
+    seed: int | None = None
+    recipe: dict[str, Scalar] | None = None  # how to train it again (retrain.control)
+    control_of: str | None = None  # a control: the production version whose recipe it is
 
 
 def choose_thresholds(scores: npt.NDArray[np.float64], block: float, review: float) -> Thresholds:
@@ -123,6 +126,9 @@ def build_manifest(
             trainer=candidate.trainer,
             data_source=candidate.data_source,
             data_partitions=candidate.data_partitions,
+            seed=candidate.seed,
+            recipe=candidate.recipe,
+            control_of=candidate.control_of,
         ),
         golden_examples=golden,
     )

@@ -177,6 +177,12 @@ def _table(evaluation: dict[str, Any]) -> str:
     return f"<table><tr><th>metric</th>{head}</tr>{''.join(body)}</table>"
 
 
+def _verdict(check: Mapping[str, Any]) -> str:
+    if not check.get("judged", True):
+        return "not judged"
+    return "pass" if check["passed"] else "FAIL"
+
+
 def render_html(
     title: str,
     summary: Mapping[str, str],
@@ -194,7 +200,7 @@ def render_html(
         for name, png in _plots(data).items()
     )
     checks = "".join(
-        f"<tr><td>{html.escape(c['scope'])}</td><td>{'pass' if c['passed'] else 'FAIL'}</td>"
+        f"<tr><td>{html.escape(c['scope'])}</td><td>{_verdict(c)}</td>"
         f"<td>{html.escape(c['note'])}</td></tr>"
         for c in gates["checks"]
     )

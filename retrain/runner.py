@@ -27,7 +27,8 @@ import redis
 
 from registry.errors import RegistryError
 from retrain import publish, steps
-from retrain.errors import RetrainError
+from retrain.control import control_settings, plan_control
+from retrain.errors import ControlError, RetrainError
 from retrain.metrics import RetrainMetrics
 from retrain.pipeline import (
     Context,
@@ -55,6 +56,8 @@ _RUNTIME_ONLY = {
     "metrics_port",
     "health_ttl_s",
     "schedule",
+    "analysis_schedule",
+    "analysis_timeout_s",
     "runs_dir",
     "environment",
     "kafka_bootstrap",
@@ -157,9 +160,21 @@ class Runner:
         trigger: str = "manual",
         resume: str | None = None,
         until: str | None = None,
+        control: bool = False,
+        seed: int | None = None,
     ) -> RunResult:
-        """Run (or resume) the pipeline up to ``until`` (default: all steps)."""
+        """Run (or resume) the pipeline up to ``until`` (default: all steps).
+
+        ``control``: retrain production's recipe with another ``seed`` instead (see
+        :mod:`retrain.control`); it takes its as-of time from the recipe.  Raises
+        :class:`~retrain.errors.ControlError` when no control can be built.
+        """
         now = datetime.fromtimestamp(self.clock(), tz=UTC)
+        if control and (as_of is not None or resume is not None):
+            raise ControlError(
+                "a control run takes its as-of time from production's recipe: "
+                "--as-of and --resume do not apply (resume a control run by its id alone)"
+            )
         if as_of is not None:
             try:
                 as_of = check_as_of(as_of)  # a bare date/time means UTC
@@ -167,6 +182,8 @@ class Runner:
                 raise RetrainError(str(exc)) from None
         if resume is not None:
             ctx = self.context(resume)
+        elif control:
+            ctx = self._control_context(new_run_id(now), seed)
         else:
             ctx = self._new_context(new_run_id(now), as_of or self.settings.as_of or now)
         root, run_id, as_of = ctx.folder.root, ctx.run_id, ctx.as_of
@@ -183,9 +200,8 @@ class Runner:
             return self._finish(ctx, record, [], "skipped", f"run {holder} is in progress")
         self.metrics.running.set(1)
         try:
-            return self._steps(
-                ctx, record, check_identical=resume is None and until is None, until=until
-            )
+            first = resume is None and until is None and ctx.control_of is None
+            return self._steps(ctx, record, check_identical=first, until=until)
         finally:
             self.metrics.running.set(0)
             self.runs.release(run_id)
@@ -196,20 +212,49 @@ class Runner:
         meta = root / RUN_FILE
         if not meta.is_file():
             raise RetrainError(f"no run {run_id} in {self.settings.runs_dir} (no {meta})")
-        as_of = datetime.fromisoformat(json.loads(meta.read_text())["as_of"])
-        return self._context(run_id, as_of, root)
+        stored = json.loads(meta.read_text())
+        as_of = datetime.fromisoformat(stored["as_of"])
+        return self._context(run_id, as_of, root, stored.get("control"))
 
-    def _new_context(self, run_id: str, as_of: datetime) -> Context:
+    def _new_context(
+        self, run_id: str, as_of: datetime, control: dict[str, Any] | None = None
+    ) -> Context:
         root = Path(self.settings.runs_dir) / run_id
         root.mkdir(parents=True, exist_ok=True)
-        (root / RUN_FILE).write_text(json.dumps({"run_id": run_id, "as_of": as_of.isoformat()}))
-        return self._context(run_id, as_of, root)
+        meta: dict[str, Any] = {"run_id": run_id, "as_of": as_of.isoformat()}
+        if control is not None:
+            meta["control"] = control  # a resumed control run keeps its recipe and seed
+        (root / RUN_FILE).write_text(json.dumps(meta))
+        return self._context(run_id, as_of, root, control)
 
-    def _context(self, run_id: str, as_of: datetime, root: Path) -> Context:
+    def _control_context(self, run_id: str, seed: int | None) -> Context:
+        production = self.store.production(self.settings.model_name) if self.store else None
+        if production is None:
+            raise ControlError(
+                f"no production model for {self.settings.model_name}: a control retrains "
+                "production's recipe"
+            )
+        plan, as_of = plan_control(self.settings, production.manifest, seed)
+        return self._new_context(run_id, as_of, plan)
+
+    def _context(
+        self, run_id: str, as_of: datetime, root: Path, control: dict[str, Any] | None = None
+    ) -> Context:
+        settings, trainer, control_of = self.settings, self.trainer, None
+        if control is not None:
+            settings = control_settings(self.settings, control)
+            trainer, control_of = trainer_from_settings(settings), str(control["control_of"])
         return Context(
-            self.settings, run_id, as_of, RunFolder(root), self.source, self.trainer,
-            self.store, code_version(),
-        )  # fmt: skip
+            settings=settings,
+            run_id=run_id,
+            as_of=as_of,
+            folder=RunFolder(root),
+            source=self.source,
+            trainer=trainer,
+            store=self.store,
+            code_version=code_version(),
+            control_of=control_of,
+        )
 
     def step(self, run_id: str, name: str) -> StepReport:
         """Re-run one step of an existing run (its upstream outputs must be there)."""
@@ -260,10 +305,14 @@ class Runner:
             if outcome == "succeeded"
             else f"{registered['model']} rejected: {registered['reason']}"
         )
-        self.runs.set_last_model(
-            self.settings.model_name,
-            {"identity": self._identity(ctx), "run_id": ctx.run_id, "version": ctx.run_id},
-        )
+        if ctx.control_of is not None:
+            seed = ctx.settings.training_seed
+            reason += f" (control of {self.settings.model_name}:{ctx.control_of}, seed {seed})"
+        else:  # a control is no candidate: the next scheduled run must not be skipped for it
+            self.runs.set_last_model(
+                self.settings.model_name,
+                {"identity": self._identity(ctx), "run_id": ctx.run_id, "version": ctx.run_id},
+            )
         record.model_version = ctx.run_id
         return self._finish(ctx, record, reports, outcome, reason)
 

@@ -13,7 +13,8 @@ from pydantic import Field, field_validator, model_validator
 from registry.config import SharedSettings
 from retrain.evidence.settings import EvidenceSettings
 
-GateMetric = Literal["recall", "money_saved_share", "precision", "roc_auc", "pr_auc"]
+# The metrics the gate can judge: each has a paired interval (retrain/gates.py).
+GateMetric = Literal["recall", "money_saved_share", "precision", "roc_auc"]
 
 
 AS_OF_RANGE = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
@@ -48,6 +49,11 @@ class RetrainSettings(EvidenceSettings):
     health_ttl_s: int = Field(default=120, ge=5)
     metrics_port: int = Field(default=9101, ge=0, le=65535)
     keep_runs: int = Field(default=20, ge=1)  # run folders kept on disk (they copy the data)
+    # The worker analyses every shadow on this cron (daily, 05:00 UTC) and records the
+    # evidence as `shadowline analyze --record` does (retrain/scheduled_analysis.py), allowing
+    # `analysis_timeout_s` to read each topic.
+    analysis_schedule: str = Field(default="0 5 * * *", min_length=9)
+    analysis_timeout_s: float = Field(default=120.0, ge=1.0)
 
     # Time: a run trains on data known at `as_of` (None = the time the run starts).  Rows
     # younger than `label_maturity_days` are left out: their chargebacks may not have come yet.
@@ -72,12 +78,18 @@ class RetrainSettings(EvidenceSettings):
     block_rate: float = Field(default=0.005, gt=0, lt=1)
     review_rate: float = Field(default=0.02, gt=0, lt=1)
 
-    # Gates: the candidate may not fall more than `gate_tolerance` (absolute) below production
-    # on `gate_metric`, overall and in every slice with enough rows and frauds to be measured.
+    # Gates (retrain/gates.py): a candidate is rejected only when it is confidently worse than
+    # production by more than `gate_tolerance` (absolute) on `gate_metric`, overall or in a
+    # slice with enough rows and frauds to be judged: the upper bound of the paired difference
+    # (candidate minus production) is below -gate_tolerance.  The bound is one-sided at
+    # `gate_alpha` / 2 divided by the number of scopes judged (Bonferroni), from a paired
+    # bootstrap of `gate_replicates` replicates.
     gate_metric: GateMetric = "recall"
     gate_tolerance: float = Field(default=0.02, ge=0, le=1)
     gate_min_slice_rows: int = Field(default=500, ge=1)
     gate_min_slice_frauds: int = Field(default=20, ge=1)
+    gate_alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
+    gate_replicates: int = Field(default=1000, ge=100, le=100_000)
 
     @model_validator(mode="after")
     def _review_band_contains_block_band(self) -> RetrainSettings:
@@ -93,7 +105,7 @@ class RetrainSettings(EvidenceSettings):
     def _aware(cls, value: datetime | None) -> datetime | None:
         return None if value is None else check_as_of(value)
 
-    @field_validator("schedule")
+    @field_validator("schedule", "analysis_schedule")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
         from croniter import croniter  # only when a schedule is given

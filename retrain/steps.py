@@ -21,7 +21,7 @@ from retrain.errors import ParityError, StepError
 from retrain.evaluation import Labelled, evaluate_model, production_block_rate
 from retrain.export import OUTPUT, export_onnx
 from retrain.features import add_features, filter_rows
-from retrain.gates import apply_gates
+from retrain.gates import Columns, apply_gates
 from retrain.pipeline import Context, sha256_json, step
 from retrain.report import figures, render_html
 from retrain.schema import MODEL_SCHEMA
@@ -234,7 +234,15 @@ def evaluate_step(ctx: Context, out: Path) -> dict[str, Any]:
         "production_version": _production_version(ctx),
     }
     _write_json(out / "evaluation.json", result)
-    np.savez(out / "scores.npz", labels=data.labels, **scores)
+    # The rows themselves, for the gates' paired intervals and the report's figures.
+    np.savez(
+        out / "scores.npz",
+        labels=data.labels,
+        amounts=data.amounts,
+        slice_names=np.array(list(masks), dtype=np.str_),
+        slice_masks=np.array(list(masks.values()), dtype=np.bool_).reshape(len(masks), len(rows)),
+        **scores,
+    )
     overall = models["candidate"]["overall"]
     return {
         "block_rate": rate,
@@ -247,13 +255,32 @@ def evaluate_step(ctx: Context, out: Path) -> dict[str, Any]:
     }
 
 
+def _gate_columns(ctx: Context, evaluation: dict[str, Any]) -> Columns | None:
+    """The evaluated rows as the gates compare them (None without a production model)."""
+    models = evaluation["models"]
+    if "production" not in models:
+        return None
+    arrays = np.load(ctx.folder.path("evaluate", "scores.npz"))
+    candidate, production = arrays["candidate"], arrays["production"]
+    return Columns(
+        labels=arrays["labels"],
+        amounts=arrays["amounts"],
+        candidate=candidate,
+        production=production,
+        candidate_blocks=candidate >= models["candidate"]["threshold"],
+        production_blocks=production >= models["production"]["threshold"],
+        slices=dict(zip(arrays["slice_names"].tolist(), arrays["slice_masks"], strict=True)),
+    )
+
+
 @step(
     "gates",
     ("evaluate",),
     lambda ctx: {k: v for k, v in ctx.settings.model_dump().items() if k.startswith("gate_")},
 )
 def gates_step(ctx: Context, out: Path) -> dict[str, Any]:
-    result = apply_gates(_read_json(ctx, "evaluate", "evaluation.json"), ctx.settings)
+    evaluation = _read_json(ctx, "evaluate", "evaluation.json")
+    result = apply_gates(evaluation, _gate_columns(ctx, evaluation), ctx.settings)
     _write_json(out / "gates.json", result.as_dict())
     return {"passed": result.passed, "reason": result.reason}
 

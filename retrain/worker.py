@@ -5,6 +5,10 @@ worker handled (kept in Redis, so a restarted worker -- or a second replica -- d
 slot twice; the run lock keeps two replicas from running at once).  A worker that was down
 over a slot runs it once when it comes back (catch-up), not once per missed slot.  A
 scheduled run uses its slot time as ``as_of``, so its data window is reproducible.
+
+With a :class:`~retrain.scheduled_analysis.ScheduledAnalysis`, each tick also analyses the
+shadows when their own slot (``analysis_schedule``, daily) is due, before the retrain slot; an
+analysis that fails is logged and counted there and stops neither the worker nor the runs.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -23,6 +27,9 @@ from retrain.constants import HEALTH_KEY, MAX_RUNS_KEPT, SCHEDULE_KEY
 from retrain.errors import ScheduleError
 from retrain.records import RunStore
 from retrain.runner import Runner, RunResult
+
+if TYPE_CHECKING:
+    from retrain.scheduled_analysis import Analysed, ScheduledAnalysis
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +42,14 @@ def latest_slot(schedule: str, now: float) -> float:
         raise ScheduleError(f"schedule {schedule!r} is not a cron expression")
     # +1 s: a time exactly on a slot counts as that slot (get_prev is strictly before).
     return float(croniter(schedule, datetime.fromtimestamp(now + 1.0, tz=UTC)).get_prev(float))
+
+
+def due_slot(client: redis.Redis, key: str, schedule: str, now: float) -> float | None:
+    """The latest slot of ``schedule`` at or before ``now`` if it is later than the slot
+    stored at ``key`` (the last one handled), else None."""
+    slot = latest_slot(schedule, now)
+    last = client.get(key)
+    return slot if last is None or float(str(last)) < slot else None
 
 
 def next_slot(schedule: str, now: float) -> float:
@@ -54,8 +69,11 @@ class Worker:
         schedule: str,
         health_ttl_s: int,
         clock: Callable[[], float] = time.time,
+        analysis: ScheduledAnalysis | None = None,
     ) -> None:
         self.runner = runner
+        self.analysis = analysis
+        self.analysed: list[Analysed] = []  # what the last analysis slot did
         self.runs = runs
         self.schedule = schedule
         self.health_ttl_s = health_ttl_s
@@ -79,9 +97,7 @@ class Worker:
 
     def due(self) -> float | None:
         """The slot to run now, or None when the latest slot was handled already."""
-        slot = latest_slot(self.schedule, self.clock())
-        last = self.runs.client.get(SCHEDULE_KEY)
-        return slot if last is None or float(str(last)) < slot else None
+        return due_slot(self.runs.client, SCHEDULE_KEY, self.schedule, self.clock())
 
     def beat(self, **extra: Any) -> None:
         now = self.clock()
@@ -97,8 +113,9 @@ class Worker:
         )
 
     def tick(self) -> RunResult | None:
-        """Beat, then run the due slot if there is one."""
+        """Beat, analyse the shadows if their slot is due, then run the due slot if any."""
         self.beat()
+        self._analyse_shadows()
         slot = self.due()
         if slot is None:
             return None
@@ -121,6 +138,33 @@ class Worker:
         log.info("retrain run %s %s: %s", result.run_id, result.outcome, result.reason)
         self.beat()
         return result
+
+    def _analyse_shadows(self) -> None:
+        """The scheduled analysis, if configured and due; its failures are counted, not raised
+        (only Redis being down, which stops every tick anyway, propagates)."""
+        if self.analysis is None:
+            return
+        if self.analysis.due() is None:
+            self.analysis.refresh()
+            return
+        self.state = "analysing shadows"
+        with self._beating():
+            self.analysed = self.analysis.run_due()
+        self.state = "idle"
+        self.beat()
+
+    @contextlib.contextmanager
+    def _beating(self) -> Iterator[None]:
+        """Beat now and from a side thread until the block ends (it may outlast the TTL)."""
+        self.beat()
+        finished = threading.Event()
+        pulse = threading.Thread(target=self._pulse, args=(finished,), daemon=True)
+        pulse.start()
+        try:
+            yield
+        finally:
+            finished.set()
+            pulse.join()
 
     def _pulse(self, finished: threading.Event) -> None:
         while not finished.wait(self.health_ttl_s / 3.0):

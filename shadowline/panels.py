@@ -346,6 +346,57 @@ RETRAIN_ROW = (
     ),
 )
 
+EVIDENCE_ROW = (
+    Panel(
+        "Evidence age by shadow version",
+        "Time since each shadow version's evidence was last recorded; the retrain worker "
+        "analyses every shadow daily (SHADOWLINE_ANALYSIS_SCHEDULE).",
+        "s",
+        (Query("max by (version) (shadowline_evidence_age_seconds)", "{{version}}"),),
+        kind="stat",
+        width=6,
+        thresholds=((1.5 * DAY, "yellow"), (3 * DAY, "red")),
+    ),
+    Panel(
+        "Primary difference with its 95% interval",
+        "Challenger minus production on fraud caught at production's block rate, as last "
+        "recorded: the point and the bounds of its 95% interval. Approval needs the "
+        "looks-corrected lower bound above minus the tolerance (docs/evidence.md).",
+        "percentunit",
+        (
+            Query(
+                "max by (version, estimate) (shadowline_evidence_difference)",
+                "{{version}} {{estimate}}",
+            ),
+        ),
+        width=8,
+    ),
+    Panel(
+        "Matured frauds behind the evidence",
+        "Labeled frauds among the matured transactions of each version's latest evidence "
+        "(the policy asks for SHADOWLINE_POLICY_MIN_MATURED_FRAUDS).",
+        "none",
+        (Query("max by (version) (shadowline_evidence_matured_frauds)", "{{version}}"),),
+        kind="stat",
+        width=4,
+    ),
+    Panel(
+        "Failed scheduled analyses, last 7 days",
+        "Shadow analyses the worker could not run, by kind: analysis (Kafka, topics, report), "
+        "registry, redis, unexpected. The worker and the retrain runs go on regardless.",
+        "none",
+        (
+            Query(
+                "sum by (reason) (increase(shadowline_evidence_analysis_failures_total[7d]))",
+                "{{reason}}",
+            ),
+        ),
+        kind="stat",
+        width=6,
+        thresholds=((1.0, "red"),),
+    ),
+)
+
 ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
     ("Requests", REQUESTS_ROW),
     ("Production and shadow models", MODELS_ROW),
@@ -353,4 +404,5 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
     ("Score records and Kafka", KAFKA_ROW),
     ("Loaded models and registry", LOADED_ROW),
     ("Retrain worker", RETRAIN_ROW),
+    ("Shadow evidence", EVIDENCE_ROW),
 )

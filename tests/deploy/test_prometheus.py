@@ -53,6 +53,9 @@ CORE: dict[str, tuple[int, ...] | None] = {
     "Registry reachable": None,
     "Worker up": None,
     "Since the last successful run": None,
+    "Evidence age by shadow version": None,
+    "Primary difference with its 95% interval": None,
+    "Matured frauds behind the evidence": None,
 }
 ROWS = random_rows(n=16, seed=11)
 
@@ -195,10 +198,15 @@ class Traffic:
 
 @pytest.fixture
 def retrain_endpoint() -> Iterator[str]:
-    """A retrain worker's metrics endpoint, as the worker serves it, after one good run."""
+    """A retrain worker's metrics endpoint, as the worker serves it, after one good run and
+    one scheduled analysis of shadow v2."""
     metrics = RetrainMetrics(CollectorRegistry())
     metrics.runs.labels(outcome="succeeded").inc()
     metrics.last_success.set(time.time())
+    metrics.evidence_age.labels(version="v2").set(3600.0)
+    for estimate, value in (("point", 0.03), ("low", -0.01), ("high", 0.07)):
+        metrics.evidence_difference.labels(version="v2", estimate=estimate).set(value)
+    metrics.evidence_matured_frauds.labels(version="v2").set(120)
     server = serve_metrics(metrics, 0, addr="127.0.0.1")
     yield f"127.0.0.1:{server.server_port}"
     server.shutdown()

@@ -1,4 +1,4 @@
-"""Metrics at a block rate, reliability, and the gates' verdicts -- on tiny exact examples."""
+"""Metrics at a block rate and reliability, on tiny exact examples (the gates: test_gates.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from registry.config import load_settings
-from retrain.evaluation import Labelled, evaluate_model, metrics, reliability, threshold_for_rate
-from retrain.gates import apply_gates
+from retrain.evaluation import Labelled, metrics, reliability, threshold_for_rate
 from retrain.settings import RetrainSettings
 
 LABELS = np.array([1, 0, 1, 0, 0, 0, 0, 0, 0, 1], dtype=np.int8)
@@ -44,43 +43,8 @@ def test_reliability_bins_compare_predicted_and_observed() -> None:
     assert curve["observed"][-1] == 1.0
 
 
-def _evaluation(candidate: np.ndarray, production: np.ndarray | None) -> dict[str, Any]:
-    data = Labelled(np.tile(LABELS, 10), np.tile(AMOUNTS, 10))
-    masks = {"country=DE": np.arange(100) < 50, "country=FR": np.arange(100) >= 90}
-    models = {"candidate": evaluate_model(data, np.tile(candidate, 10), 0.3, masks)}
-    if production is not None:
-        models["production"] = evaluate_model(data, np.tile(production, 10), 0.3, masks)
-    return {"models": models, "production_note": None}
-
-
 def _settings(**overrides: Any) -> RetrainSettings:
-    values = {"gate_min_slice_rows": 40, "gate_min_slice_frauds": 5, **overrides}
-    return load_settings(RetrainSettings, **values)
-
-
-def test_gates_pass_within_tolerance_and_skip_tiny_slices() -> None:
-    result = apply_gates(_evaluation(SCORES, SCORES), _settings())
-    assert result.passed
-    assert result.reason == "recall within 0.02 of production overall and in 1 slices"
-    assert [c.scope for c in result.checks] == ["overall", "country=DE"]  # FR has 10 rows
-
-
-def test_gates_fail_with_a_reason_naming_scope_and_numbers() -> None:
-    worse = SCORES.copy()
-    worse[2] = 0.0  # the second fraud is no longer caught
-    result = apply_gates(_evaluation(worse, SCORES), _settings())
-    assert not result.passed
-    assert result.reason == (
-        "gate failed (tolerance 0.02): overall: recall fell 0.333 below production "
-        "(0.333 vs 0.667); country=DE: recall fell 0.333 below production (0.333 vs 0.667)"
-    )
-
-
-def test_without_production_the_gates_pass_and_say_why() -> None:
-    result = apply_gates(_evaluation(SCORES, None), _settings())
-    assert result.passed
-    assert result.reason == "no production model: candidate evaluated alone, no comparison gate"
-    assert result.checks == ()
+    return load_settings(RetrainSettings, **overrides)
 
 
 def test_review_rate_below_block_rate_is_refused_naming_both() -> None:

@@ -92,7 +92,7 @@ def test_a_candidate_worse_than_production_is_registered_then_rejected_with_the_
     state = model_registry.state("fraud", result.run_id)
     assert state is State.REJECTED
     assert result.reason.startswith(f"fraud:{result.run_id} rejected: gate failed (tolerance 0):")
-    assert "overall: recall fell" in result.reason
+    assert "overall: confidently worse: recall " in result.reason
     audit = model_registry.audit("fraud")
     assert audit[-1].reason == result.reason.split(" rejected: ", 1)[1]
     manifest = model_registry.manifest("fraud", result.run_id)
