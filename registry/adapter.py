@@ -13,6 +13,7 @@ cannot read without a Python loop per row) by the probability tensor it was buil
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import onnx
 from onnx import TensorProto, helper
@@ -30,6 +31,27 @@ _PACKED_TYPES = {NUMERIC_INPUT: TensorProto.FLOAT, CATEGORICAL_INPUT: TensorProt
 
 class AdapterError(ValueError):
     """The model cannot take an adapter (e.g. its default-domain opset is too old)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Adapted:
+    """What the scorer would run: ``model`` (the input itself when ``changed`` is False) and
+    a description of what was done, for the lineage."""
+
+    model: onnx.ModelProto
+    layout: str
+    changed: bool
+
+
+def adapt(model: onnx.ModelProto, plan: InputPlan, schema: InputSchema, output: str) -> Adapted:
+    """Compose the adapter of ``plan`` (if any) and unzip a ZipMap ``output`` (edits ``model``
+    in place only for the ZipMap).  Raises :class:`AdapterError` like :func:`compose`."""
+    runnable = compose(model, plan, schema) if plan.routes else model
+    layout = plan.describe()
+    unzipped = unzip_output(runnable, output)
+    if unzipped:
+        layout += f", ZipMap output {output!r} read as its tensor"
+    return Adapted(runnable, layout, bool(plan.routes) or unzipped)
 
 
 def compose(model: onnx.ModelProto, plan: InputPlan, schema: InputSchema) -> onnx.ModelProto:

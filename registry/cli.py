@@ -164,6 +164,131 @@ def register(
         )
 
 
+@app.command("init-manifest")
+def init_manifest(
+    model: Annotated[Path, typer.Argument(help="The ONNX model file, as exported.")],
+    sample: Annotated[
+        Path,
+        typer.Option("--sample", "-s", help="Input rows the model was made for (.csv, .parquet)."),
+    ],
+    name: Annotated[
+        str | None,
+        typer.Option("--name", "-n", help="Model name (default: SHADOWLINE_MODEL_NAME or fraud)."),
+    ] = None,
+    version: Annotated[str, typer.Option("--version", help="The version to register.")] = "v1",
+    amount_field: Annotated[
+        str | None,
+        typer.Option(
+            "--amount-field",
+            help="The field holding the amount (default: the one field named *amount*).",
+        ),
+    ] = None,
+    block_rate: Annotated[
+        float, typer.Option("--block-rate", min=0.0, max=1.0, help="Share of the sample to block.")
+    ] = 0.01,
+    review_rate: Annotated[
+        float,
+        typer.Option(
+            "--review-rate", min=0.0, max=1.0, help="Share of the sample to review or block."
+        ),
+    ] = 0.05,
+    golden: Annotated[
+        int, typer.Option("--golden", min=10, max=1000, help="Golden examples.")
+    ] = 20,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="A sample column the model does not read (repeat)."),
+    ] = None,
+    output: Annotated[
+        str | None, typer.Option("--output", help="The output holding the probability.")
+    ] = None,
+    column: Annotated[
+        int | None, typer.Option("--column", min=0, help="Its column (default: 1 of 2).")
+    ] = None,
+    observed_ranges: Annotated[
+        bool, typer.Option("--observed-ranges", help="Refuse values outside the sample's ranges.")
+    ] = False,
+    max_categories: Annotated[
+        int, typer.Option("--max-categories", min=1, help="List allowed values up to this many.")
+    ] = 50,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Where to write it (default: MODEL.manifest.json)."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Draft a complete manifest for MODEL from a sample of its input data (JSON to edit, then
+    register): fields, ranges and categories from the graph and the sample, thresholds from
+    the block and review rates, golden examples scored by onnxruntime."""
+    with _errors():
+        from registry.drafting import DraftOptions, draft_manifest
+        from registry.sample import FieldOptions, read_sample
+
+        target = out or model.with_suffix(".manifest.json")
+        if target.exists() and not force:
+            raise _Failed(f"{target} exists (pass --force to replace it)")
+        try:
+            artifact = model.read_bytes()
+        except OSError as exc:
+            raise _Failed(f"cannot read model file {model}: {exc.strerror}") from None
+        options = DraftOptions(
+            name=name or _settings().model_name,
+            version=version,
+            description=f"drafted by init-manifest from {model.name} and {sample.name}",
+            amount_field=amount_field,
+            block_rate=block_rate,
+            review_rate=review_rate,
+            golden=golden,
+            output=output,
+            column=column,
+            fields=FieldOptions(
+                exclude=tuple(exclude or ()),
+                max_categories=max_categories,
+                observed_ranges=observed_ranges,
+            ),
+        )
+        draft = draft_manifest(artifact, read_sample(sample), options)
+        try:
+            target.write_text(draft.manifest.model_dump_json(indent=2, exclude_none=True) + "\n")
+        except OSError as exc:
+            raise _Failed(f"cannot write {target}: {exc.strerror}") from None
+        manifest = draft.manifest
+        data = {
+            "manifest": str(target),
+            "ref": manifest.ref,
+            "layout": draft.layout,
+            "fields": [f.name for f in manifest.input_schema.fields],
+            "output": manifest.output.model_dump(),
+            "thresholds": manifest.thresholds.model_dump(),
+            "block_share": draft.block_share,
+            "review_share": draft.review_share,
+            "golden_examples": len(manifest.golden_examples),
+            "amount_field": manifest.amount_field,
+            "notes": list(draft.notes),
+        }
+        fields = ", ".join(
+            f"{f.name}:{f.type.value}{'' if f.required else '?'}"
+            for f in manifest.input_schema.fields
+        )
+        where = manifest.output.name + (
+            "" if manifest.output.column is None else f"[:, {manifest.output.column}]"
+        )
+        lines = [
+            f"wrote {target}: {manifest.ref}, inputs {draft.layout}",
+            f"  fields      {fields}",
+            f"  output      {where}",
+            f"  thresholds  review >= {manifest.thresholds.review:.6g} "
+            f"({draft.review_share:.1%} of the sample), block >= "
+            f"{manifest.thresholds.block:.6g} ({draft.block_share:.1%})",
+            f"  golden      {len(manifest.golden_examples)} examples across the score range",
+            f"  amount      {manifest.amount_field or '-'}",
+            *(f"note: {note}" for note in draft.notes),
+            f"register it: shadowline models register {model} --manifest {target}",
+        ]
+        _print(as_json, data, "\n".join(lines))
+
+
 @app.command("list")
 def list_models(
     name: Annotated[

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from registry.adapter import AdapterError, compose, unzip_output
+from registry.adapter import AdapterError, adapt
 from registry.constants import GOLDEN_TOLERANCE
 from registry.contract import RowCodec, scores_from_output
 from registry.errors import ValidationFailed
@@ -68,7 +68,7 @@ def prepare_model(
     Raises :class:`ValidationFailed` naming every problem of the failing stage.
     """
     ref = manifest.ref
-    model = _parse(ref, artifact)
+    model = parse_model(ref, artifact)
     domains = sorted({node.domain for node in _nodes(model.graph, model)} - STANDARD_DOMAINS)
     if domains:
         users = {node.op_type for node in _nodes(model.graph, model) if node.domain in set(domains)}
@@ -85,26 +85,21 @@ def prepare_model(
     if plan is None:
         raise ValidationFailed(ref, problems)
     try:
-        runnable = compose(model, plan, manifest.input_schema) if plan.routes else model
+        adapted = adapt(model, plan, manifest.input_schema, manifest.output.name)
     except AdapterError as exc:
         raise ValidationFailed(ref, [str(exc)]) from None
-    layout = plan.describe()
-    # unzip_output edits in place; the parsed model is ours alone, so no copy is needed.
-    unzipped = unzip_output(runnable, manifest.output.name)
-    if unzipped:
-        layout += f", ZipMap output {manifest.output.name!r} read as its tensor"
     prepared = artifact
-    if plan.routes or unzipped:
-        prepared = runnable.SerializeToString()
-        _check(ref, runnable, " with its input adapter")
-    session = _session(ref, prepared)
+    if adapted.changed:
+        prepared = adapted.model.SerializeToString()
+        _check(ref, adapted.model, " with its input adapter")
+    session = inference_session(ref, prepared)
     problems = _output_problems(session, manifest)
     if problems:
         raise ValidationFailed(ref, problems)
     problems = _golden_problems(session, manifest, tolerance)
     if problems:
         raise ValidationFailed(ref, problems)
-    return PreparedModel(artifact=prepared, source=artifact, layout=layout)
+    return PreparedModel(artifact=prepared, source=artifact, layout=adapted.layout)
 
 
 def validate_model(
@@ -115,7 +110,8 @@ def validate_model(
     prepare_model(artifact, manifest, tolerance=tolerance)
 
 
-def _parse(ref: str, artifact: bytes) -> onnx.ModelProto:
+def parse_model(ref: str, artifact: bytes) -> onnx.ModelProto:
+    """The parsed model; ValidationFailed when the bytes are not an ONNX model."""
     try:
         model = onnx.load_model_from_string(artifact)
     except Exception as exc:  # protobuf's DecodeError and onnx's own errors
@@ -154,7 +150,8 @@ def _nodes(graph: onnx.GraphProto, model: onnx.ModelProto) -> Iterator[onnx.Node
             yield from function.node
 
 
-def _session(ref: str, artifact: bytes) -> Any:
+def inference_session(ref: str, artifact: bytes) -> Any:
+    """An onnxruntime session on one thread; ValidationFailed when it cannot load."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()

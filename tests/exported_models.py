@@ -235,3 +235,35 @@ PROBABILITIES = OutputSpec(name="probabilities", column=1)
 def golden_rows(n: int = 12, offset: int = 0) -> list[Row]:
     """Rows of the training frame (the exported models' own columns)."""
     return frame_rows(training_frame()[offset : offset + n])
+
+
+# ------------------------------------------------------------------ broken on purpose
+
+
+def margin_model(model: bytes) -> bytes:
+    """``model`` with its probabilities mapped to 10 p + 1.5."""
+    proto = onnx.load_model_from_string(model)
+    for node in proto.graph.node:
+        node.output[:] = ["raw" if name == "probabilities" else name for name in node.output]
+    proto.graph.initializer.extend(
+        [
+            onnx.helper.make_tensor("ten", onnx.TensorProto.FLOAT, [], [10.0]),
+            onnx.helper.make_tensor("offset", onnx.TensorProto.FLOAT, [], [1.5]),
+        ]
+    )
+    proto.graph.node.extend(
+        [
+            onnx.helper.make_node("Mul", ["raw", "ten"], ["scaled"]),
+            onnx.helper.make_node("Add", ["scaled", "offset"], ["probabilities"]),
+        ]
+    )
+    return bytes(proto.SerializeToString())
+
+
+def float16_input(model: bytes, name: str) -> bytes:
+    """``model`` declaring its input ``name`` as float16 (which nothing can feed)."""
+    proto = onnx.load_model_from_string(model)
+    for value in proto.graph.input:
+        if value.name == name:
+            value.type.tensor_type.elem_type = onnx.TensorProto.FLOAT16
+    return bytes(proto.SerializeToString())

@@ -27,9 +27,11 @@ from tests.exported_models import (
     FRAME_SCHEMA,
     MATRIX_SCHEMA,
     PROBABILITIES,
+    float16_input,
     golden_rows,
     lightgbm_matrix,
     manifest_for,
+    margin_model,
     native_scores,
     sklearn_per_column,
     xgboost_matrix,
@@ -136,11 +138,11 @@ def test_bad_models_are_refused_and_nothing_is_written(
     )
     # An output that is not a probability (here 10 p + 1.5, like a margin).
     with pytest.raises(ValidationFailed) as caught:
-        registry.register(_margin(model), good, actor="outside-team")
+        registry.register(margin_model(model), good, actor="outside-team")
     assert caught.value.problems[0].startswith("golden example 0: score ")
     assert caught.value.problems[0].endswith(" is outside [0, 1]")
     with pytest.raises(ValidationFailed) as caught:
-        registry.register(_float16(model), good, actor="outside-team")
+        registry.register(float16_input(model, "amount_usd"), good, actor="outside-team")
     assert caught.value.problems == (
         "graph input 'amount_usd' has element type tensor(float16), which Shadowline cannot "
         "feed (float, double, int64, int32, bool or string)",
@@ -152,32 +154,3 @@ def test_bad_models_are_refused_and_nothing_is_written(
 
 def _rename(row: dict[str, Scalar], old: str, new: str) -> dict[str, Scalar]:
     return {new if key == old else key: value for key, value in row.items()}
-
-
-def _margin(model: bytes) -> bytes:
-    """``model`` with its probabilities mapped to 10 p + 1.5."""
-    proto = onnx.load_model_from_string(model)
-    for node in proto.graph.node:
-        node.output[:] = ["raw" if name == "probabilities" else name for name in node.output]
-    proto.graph.initializer.extend(
-        [
-            onnx.helper.make_tensor("ten", onnx.TensorProto.FLOAT, [], [10.0]),
-            onnx.helper.make_tensor("offset", onnx.TensorProto.FLOAT, [], [1.5]),
-        ]
-    )
-    proto.graph.node.extend(
-        [
-            onnx.helper.make_node("Mul", ["raw", "ten"], ["scaled"]),
-            onnx.helper.make_node("Add", ["scaled", "offset"], ["probabilities"]),
-        ]
-    )
-    return bytes(proto.SerializeToString())
-
-
-def _float16(model: bytes) -> bytes:
-    """``model`` declaring its amount input as float16 (which nothing can feed)."""
-    proto = onnx.load_model_from_string(model)
-    for value in proto.graph.input:
-        if value.name == "amount_usd":
-            value.type.tensor_type.elem_type = onnx.TensorProto.FLOAT16
-    return bytes(proto.SerializeToString())

@@ -12,6 +12,7 @@ from typer.testing import CliRunner, Result
 
 from registry.constants import audit_key
 from shadowline.cli import app
+from tests.exported_models import sklearn_per_column, training_frame
 from tests.factories import logistic_model, make_manifest
 
 Run = Callable[..., Result]
@@ -189,3 +190,39 @@ def test_tampered_audit_fails_verify(run: Run, in_tmp_cwd: Path, redis_client: r
         "before it",
     ]
     assert json.loads(run("audit", "verify", "--json").stdout)["ok"] is False
+
+
+def test_init_manifest_drafts_what_register_accepts(run: Run, in_tmp_cwd: Path) -> None:
+    (in_tmp_cwd / "model.onnx").write_bytes(sklearn_per_column())
+    training_frame().to_csv(in_tmp_cwd / "sample.csv", index=False)
+    out = _ok(run("init-manifest", "model.onnx", "--sample", "sample.csv", "--version", "byo-1"))
+    assert out.splitlines()[0] == (
+        "wrote model.manifest.json: fraud:byo-1, inputs per-column (6 inputs)"
+    )
+    assert out.splitlines()[-1] == (
+        "register it: shadowline models register model.onnx --manifest model.manifest.json"
+    )
+    assert _error(run("init-manifest", "model.onnx", "-s", "sample.csv")) == (
+        "error: model.manifest.json exists (pass --force to replace it)"
+    )
+    drafted = json.loads(
+        _ok(run("init-manifest", "model.onnx", "-s", "sample.csv", "--version", "byo-1",
+                "--force", "--json", "--block-rate", "0.02"))
+    )  # fmt: skip
+    assert drafted["manifest"] == "model.manifest.json"
+    assert drafted["amount_field"] == "amount_usd"
+    assert drafted["block_share"] >= 0.02
+    registered = _ok(run("register", "model.onnx", "--manifest", "model.manifest.json"))
+    assert registered.startswith("registered fraud:byo-1 (sha256 ")
+    assert registered.endswith(", 20 golden examples match)\n")
+    shown = json.loads(_ok(run("show", "byo-1", "--json")))["manifest"]
+    assert shown["lineage"]["source_layout"] == "per-column (6 inputs)"
+    training_frame().drop(columns=["channel"]).to_csv(in_tmp_cwd / "partial.csv", index=False)
+    assert _error(run("init-manifest", "model.onnx", "-s", "partial.csv", "-o", "x.json")) == (
+        "error: the sample has no column 'channel' for the graph input of that name (its "
+        "columns: amount_usd, account_age_days, foreign_card, merchant_country, device_os)"
+    )
+    assert not (in_tmp_cwd / "x.json").exists()
+    assert _error(run("init-manifest", "nothing.onnx", "-s", "sample.csv")) == (
+        "error: cannot read model file nothing.onnx: No such file or directory"
+    )
