@@ -152,6 +152,11 @@ def training_frame() -> pd.DataFrame:
     return _training_frame()[0].copy()
 
 
+def training_labels() -> npt.NDArray[np.int64]:
+    """The training frame's labels (1 for fraud)."""
+    return _training_frame()[1].copy()
+
+
 @functools.cache
 def sklearn_per_column(zipmap: bool = False) -> bytes:
     """A pipeline selecting pandas columns by name (scaling three numeric columns, one-hot

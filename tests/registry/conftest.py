@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 import redis
+from typer.testing import CliRunner, Result
 
 from registry import ApprovalPolicy, FileArtifactStore, ModelRegistry, ShadowEvidence
 from registry.manifest import Manifest
+from shadowline.cli import app
 from tests.factories import logistic_model, make_manifest
+from tests.registry.helpers import Run
 
 POLICY = ApprovalPolicy(min_shadow_records=100, max_regression=0.01)
 
@@ -71,3 +74,18 @@ def good_evidence(production: str | None = "v1", records: int = 500) -> ShadowEv
         challenger_value=0.81,
         production_value=0.80 if production else None,
     )
+
+
+@pytest.fixture
+def run(redis_url: str, redis_client: redis.Redis, in_tmp_cwd: Path) -> Run:
+    """Run ``shadowline models <args>`` with settings pointing at the test Redis."""
+    env = {
+        "SHADOWLINE_REDIS_URL": redis_url,
+        "SHADOWLINE_ARTIFACT_DIR": str(in_tmp_cwd / "artifacts"),
+        "SHADOWLINE_MODEL_NAME": "fraud",
+    }
+
+    def invoke(*args: str) -> Result:
+        return CliRunner().invoke(app, ["models", *args], env=env)
+
+    return invoke
