@@ -15,6 +15,7 @@ from registry.errors import (
     ArtifactTooLarge,
     ChecksumMismatch,
     Contention,
+    DraftError,
     IllegalTransition,
     InvalidRequest,
     ManifestError,
@@ -32,7 +33,7 @@ from registry.lifecycle import (
     allowed_moves,
 )
 from registry.policy import ApprovalPolicy, ShadowEvidence
-from registry.validation import validate_model
+from registry.validation import PreparedModel, prepare_model, validate_model
 
 __all__ = [
     "EVENTS_CHANNEL",
@@ -47,6 +48,7 @@ __all__ = [
     "ChecksumMismatch",
     "Contention",
     "Deployment",
+    "DraftError",
     "Environment",
     "FileArtifactStore",
     "IllegalTransition",
@@ -56,6 +58,7 @@ __all__ = [
     "ModelRegistry",
     "ModelStatus",
     "PolicyViolation",
+    "PreparedModel",
     "RegistryError",
     "RegistryEvent",
     "SettingsError",
@@ -68,6 +71,7 @@ __all__ = [
     "decode_event",
     "load_settings",
     "model_registry",
+    "prepare_model",
     "redis_client",
     "validate_model",
 ]
