@@ -13,14 +13,14 @@ imports stay light: every ``shadowline`` command imports this module.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from registry.config import SettingsError, SharedSettings, load_settings
+from registry.cli_kit import fail, guard
+from registry.config import SharedSettings, load_settings
 
 if TYPE_CHECKING:
     from registry.lifecycle import ModelRegistry
@@ -35,27 +35,11 @@ Timeout = Annotated[
 ]
 
 
-def _exit(message: str, code: int = 1) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(code)
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
+def _errors() -> AbstractContextManager[None]:
     """Turn every expected failure into ``error: ...`` on stderr and a non-zero exit."""
-    import redis
-
-    from registry.errors import RegistryError
     from retrain.errors import AnalysisError
 
-    try:
-        yield
-    except SettingsError as exc:
-        raise _exit(" ".join(str(exc).split()), 2) from None
-    except (AnalysisError, RegistryError) as exc:
-        raise _exit(str(exc)) from None
-    except redis.RedisError as exc:
-        raise _exit(f"Redis: {exc}") from None
+    return guard(AnalysisError)
 
 
 def _percent(value: float | None) -> str:
@@ -208,7 +192,7 @@ def analyze_command(
     out = _as_json(result, violations, bad, recorded) if as_json else _text(result, violations, bad)
     typer.echo(out)
     if record and result.why_undefined:
-        raise _exit(f"{NoEvidence(result.ref, result.why_undefined)}; nothing was recorded")
+        raise fail(f"{NoEvidence(result.ref, result.why_undefined)}; nothing was recorded")
     if recorded and not as_json:
         typer.echo(f"recorded {recorded} for {result.ref} (actor {ACTOR})")
 
