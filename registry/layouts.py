@@ -203,12 +203,13 @@ def _per_column(
             close = difflib.get_close_matches(value.name, unread, n=1)
             hint = f" (rename the field {close[0]!r}?)" if close else ""
             problems.append(f"graph input {value.name!r} has no manifest field of that name{hint}")
-            unsupported |= not value.type.HasField("tensor_type") or _width(value) != 1
+            unsupported |= _unfeedable(value) is not None
             continue
-        problem = _field_problem(value, spec)
+        unfeedable = _unfeedable(value)
+        problem = unfeedable or _mismatch(value, spec)
         if problem is not None:
             problems.append(problem)
-            unsupported |= "cannot feed" in problem or "shape" in problem
+            unsupported |= unfeedable is not None
             continue
         dims = _dims(value) or []
         source, column = columns[spec.name]
@@ -226,24 +227,31 @@ def _per_column(
     return InputPlan(Layout.PER_COLUMN, tuple(routes)), []
 
 
-def _width(value: onnx.ValueInfoProto) -> int | None:
-    dims = _dims(value)
-    if dims is None or len(dims) not in (1, 2):
-        return None
-    return 1 if len(dims) == 1 else dims[1]
-
-
-def _field_problem(value: onnx.ValueInfoProto, spec: InputField) -> str | None:
+def _unfeedable(value: onnx.ValueInfoProto) -> str | None:
+    """Why no field could feed this input (outside every layout), or None."""
     name = value.name
     if not value.type.HasField("tensor_type"):
         return f"graph input {name!r} is not a tensor, which Shadowline cannot feed"
     elem = value.type.tensor_type.elem_type
-    kind = type_name(elem)
     if elem not in _FEEDABLE:
         return (
-            f"graph input {name!r} has element type {kind}, which Shadowline cannot feed "
-            "(float, double, int64, int32, bool or string)"
+            f"graph input {name!r} has element type {type_name(elem)}, which Shadowline cannot "
+            "feed (float, double, int64, int32, bool or string)"
         )
+    dims = _dims(value)
+    if dims is None or not (dims == [None] or dims == [None, 1]):
+        return (
+            f"graph input {name!r} has shape {shape_text(dims)}; a per-field input must be "
+            "[N, 1] or [N] with a dynamic batch dimension"
+        )
+    return None
+
+
+def _mismatch(value: onnx.ValueInfoProto, spec: InputField) -> str | None:
+    """Why ``spec`` cannot feed this (feedable) input, or None."""
+    name = value.name
+    elem = value.type.tensor_type.elem_type
+    kind = type_name(elem)
     if elem not in _FEEDS[spec.type]:
         if spec.type is FieldType.CATEGORICAL:
             fix = "declare the field int or float, or export the input as a string tensor"
@@ -260,11 +268,5 @@ def _field_problem(value: onnx.ValueInfoProto, spec: InputField) -> str | None:
         return (
             f"graph input {name!r} is {kind} but field {name!r} is optional: a missing value "
             f"(NaN) has no {kind} form; make the field required, or export the input as float"
-        )
-    dims = _dims(value)
-    if dims is None or not (dims == [None] or dims == [None, 1]):
-        return (
-            f"graph input {name!r} has shape {shape_text(dims)}; a per-field input must be "
-            "[N, 1] or [N] with a dynamic batch dimension"
         )
     return None

@@ -101,10 +101,8 @@ def _by_order(
 ) -> list[tuple[str, int]]:
     """Fields for matrix inputs: the sample's numeric columns (then its string columns) in the
     sample's order, as many as the inputs' widths."""
-    import pandas as pd
-
-    numbers = [c for c in columns if not _is_text(frame[c], pd)]
-    texts = [c for c in columns if _is_text(frame[c], pd)]
+    numbers = [c for c in columns if not _is_text(frame[c])]
+    texts = [c for c in columns if _is_text(frame[c])]
     for value in inputs:
         dims = value.type.tensor_type.shape.dim
         width = dims[1].dim_value if len(dims) == 2 and dims[1].HasField("dim_value") else None
@@ -126,8 +124,10 @@ def _by_order(
     return floats + [(c, TensorProto.STRING) for c in texts]
 
 
-def _is_text(series: pd.Series[Any], pd: Any) -> bool:
-    return bool(pd.api.types.is_string_dtype(series)) and not _all_bool(series)
+def _is_text(series: pd.Series[Any]) -> bool:
+    from pandas.api.types import is_string_dtype
+
+    return bool(is_string_dtype(series)) and not _all_bool(series)
 
 
 def _all_bool(series: pd.Series[Any]) -> bool:
@@ -139,12 +139,12 @@ def _field(series: pd.Series[Any], name: str, elem: int, options: FieldOptions) 
     import pandas as pd
 
     text = elem == TensorProto.STRING
-    missing = series.isna() | ((series == "") if _is_text(series, pd) else False)
+    missing = series.isna() | ((series == "") if _is_text(series) else False)
     present = series[~missing]
     if present.empty:
         raise DraftError(f"column {name!r} has no value in the sample")
     if text:
-        if not _is_text(series, pd):
+        if not _is_text(series):
             raise DraftError(
                 f"column {name!r} holds {series.dtype} values but graph input {name!r} is "
                 "tensor(string): convert the column to strings in the sample and the pipeline"
@@ -156,7 +156,7 @@ def _field(series: pd.Series[Any], name: str, elem: int, options: FieldOptions) 
             allowed=tuple(values) if listed else None,
             description=f"{len(values)} distinct values in the sample",
         )  # fmt: skip
-    if _is_text(series, pd):
+    if _is_text(series):
         raise DraftError(
             f"column {name!r} holds strings but graph input {name!r} is {type_name(elem)}"
         )

@@ -90,6 +90,17 @@ def test_the_file_as_given_is_kept_in_the_artifact_store(
     assert again == stored
     with pytest.raises(AlreadyRegistered):
         _register(registry, lightgbm_matrix(), MATRIX_SCHEMA, PROBABILITIES, "v1")
+    # A manifest may give the sha256 of the file as given (or of the composed graph).
+    manifest = manifest_for(model, FRAME_SCHEMA, golden_rows(), version="v2", output=PROBABILITIES)
+    named = registry.register(model, manifest.model_copy(update={"sha256": source}), actor="x")
+    assert named.sha256 == stored.sha256
+    with pytest.raises(ValidationFailed) as caught:
+        registry.register(model, manifest.model_copy(update={"version": "v3", "sha256": "0" * 64}),
+                          actor="x")  # fmt: skip
+    assert str(caught.value) == (
+        f"model fraud:v3 refused: the manifest's sha256 {'0' * 64} is not the artifact's sha256 "
+        f"{source}"
+    )
 
 
 def test_a_zipmap_output_is_read_as_its_probability_tensor(registry: ModelRegistry) -> None:

@@ -276,3 +276,24 @@ def _refusal_of(model: bytes, schema: InputSchema = SCHEMA) -> list[str]:
     with pytest.raises(ValidationFailed) as caught:
         prepare_model(model, manifest)
     return list(caught.value.problems)
+
+
+def test_a_single_input_must_be_a_float_matrix_of_the_numeric_fields() -> None:
+    schema = InputSchema(fields=SCHEMA.numeric)
+    fields = "amount, card_age_days, is_foreign, device_age_days"
+    assert _refusal([("features", S, [None, 4])], schema) == [
+        f"graph input 'features' is tensor(string); expected float or double [N, 4] (the fields "
+        f"{fields}, in this order); {SUPPORTED_LAYOUTS}"
+    ]
+    assert _refusal([("features", F, [None, 5])], schema) == [
+        f"graph input 'features' has shape [N, 5]; expected float or double [N, 4] (the fields "
+        f"{fields}, in this order) with a dynamic batch dimension"
+    ]
+
+
+def test_packed_inputs_the_schema_does_not_need() -> None:
+    schema = InputSchema(fields=SCHEMA.numeric)
+    columns: list[Column] = [("numeric", F, [None, 4]), ("categorical", S, [None, 1])]
+    assert _refusal(columns, schema) == [
+        "graph has an unexpected input 'categorical' (the schema needs exactly: numeric)"
+    ]
