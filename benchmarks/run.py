@@ -2,7 +2,8 @@
 
     python -m benchmarks.run [--reps 3] [--out docs] [--scorer auto|off] [--quick]
 
-Order: train the model; time onnxruntime in-process (the inference floor); start the servers
+Order: train the model; time onnxruntime in-process (the inference floor, and the input
+adapter registration composes for other layouts: benchmarks/adapter.py); start the servers
 (hello-world, naive FastAPI, the Shadowline scorer with its LocalStack); warm up; calibrate
 (one short max-throughput run each, which fixes the open-loop rates); then ``reps`` rounds, the
 server order rotating each round, of: max throughput (closed loop, 16 connections) for every
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import report
+from benchmarks.adapter import adapter_cost
 from benchmarks.floor import inference_floor
 from benchmarks.load import MIX, counter_deltas, load, mixed_payloads, scrape
 from benchmarks.model import train
@@ -209,6 +211,8 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     results["model"] = {"trees": model.n_trees, "inputs": 30, "bytes": len(model.onnx_bytes),
                         "train_rows": model.train_rows}  # fmt: skip
     results["floor"] = inference_floor(model.onnx_bytes, seconds=2.0 if d == Durations() else 0.2)
+    print("timing the input adapter ...", flush=True)
+    results["adapter"] = adapter_cost(model.onnx_bytes, seconds=6.0 if d == Durations() else 0.2)
     why_not = scorer_available() if args.scorer == "auto" else "disabled with --scorer off"
     results["scorer_status"] = why_not or "run"
     ctx = Context(args, d, {}, isolate=not args.smoke)

@@ -1,6 +1,9 @@
 """`shadowline loadtest ...`: open-loop and closed-loop HTTP load against a local server.
 
-Keep module-level imports light: `shadowline stack status` imports this module too.
+A command that cannot run raises :class:`loadtest.errors.LoadTestError`; ``shadowline.cli``
+mounts these commands with the shared error handling (one ``error:`` line, exit 2), since
+loadtest imports nothing of ours.  Keep module-level imports light: `shadowline stack status`
+imports this module too.
 """
 
 from __future__ import annotations
@@ -48,11 +51,6 @@ AllowRemote = Annotated[
     bool, typer.Option("--allow-remote", help="Allow a target that is not a loopback address.")
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the JSON result.")]
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(2)
 
 
 def _payloads(path: Path | None, fields: int, shape: str) -> list[Payload]:
@@ -129,17 +127,12 @@ def run_open(
     as_json: AsJson = False,
 ) -> None:
     """Open loop: send at a constant rate; latency counts from each request's due time."""
-    from loadtest.errors import LoadTestError
-
-    try:
-        cfg = _config(
-            url, allow_remote, _payloads(payloads, fields, shape), mix, mode="open",
-            rate=rate, duration_s=duration, max_requests=max_requests,
-            connections=connections, procs=procs, timeout_s=timeout,
-        )  # fmt: skip
-        _execute(cfg, out, plot, as_json)
-    except LoadTestError as exc:
-        raise _fail(str(exc)) from None
+    cfg = _config(
+        url, allow_remote, _payloads(payloads, fields, shape), mix, mode="open",
+        rate=rate, duration_s=duration, max_requests=max_requests,
+        connections=connections, procs=procs, timeout_s=timeout,
+    )  # fmt: skip
+    _execute(cfg, out, plot, as_json)
 
 
 @app.command("max")
@@ -162,17 +155,12 @@ def run_closed(
     as_json: AsJson = False,
 ) -> None:
     """Closed loop (max throughput): each connection sends again as soon as answered."""
-    from loadtest.errors import LoadTestError
-
-    try:
-        cfg = _config(
-            url, allow_remote, _payloads(payloads, fields, shape), mix, mode="closed",
-            duration_s=duration, max_requests=max_requests, connections=connections,
-            procs=procs, timeout_s=timeout,
-        )  # fmt: skip
-        _execute(cfg, out, plot, as_json)
-    except LoadTestError as exc:
-        raise _fail(str(exc)) from None
+    cfg = _config(
+        url, allow_remote, _payloads(payloads, fields, shape), mix, mode="closed",
+        duration_s=duration, max_requests=max_requests, connections=connections,
+        procs=procs, timeout_s=timeout,
+    )  # fmt: skip
+    _execute(cfg, out, plot, as_json)
 
 
 @app.command("payloads")
@@ -183,12 +171,8 @@ def write_payloads(
     per_kind: Annotated[int, typer.Option("--per-kind", min=1, max=100_000)] = 64,
 ) -> None:
     """Write generated valid/invalid/batch payloads to a file, to edit or reuse."""
-    from loadtest.errors import LoadTestError
     from loadtest.payloads import synthetic_payloads, write_payload_file
 
-    try:
-        payloads = synthetic_payloads(fields=fields, shape=shape, per_kind=per_kind)
-    except LoadTestError as exc:
-        raise _fail(str(exc)) from None
+    payloads = synthetic_payloads(fields=fields, shape=shape, per_kind=per_kind)
     write_payload_file(out, payloads)
     typer.echo(f"wrote {len(payloads)} payloads to {out}")

@@ -16,6 +16,7 @@ from registry.errors import (
     ArtifactTooLarge,
     ChecksumMismatch,
     Contention,
+    DraftError,
     IllegalTransition,
     InvalidRequest,
     ManifestError,
@@ -34,7 +35,7 @@ from registry.lifecycle import (
     allowed_moves,
 )
 from registry.policy import ApprovalPolicy
-from registry.validation import validate_model
+from registry.validation import PreparedModel, prepare_model, validate_model
 
 __all__ = [
     "EVENTS_CHANNEL",
@@ -50,6 +51,7 @@ __all__ = [
     "ChecksumMismatch",
     "Contention",
     "Deployment",
+    "DraftError",
     "Environment",
     "FileArtifactStore",
     "IllegalTransition",
@@ -61,6 +63,7 @@ __all__ = [
     "ModelRegistry",
     "ModelStatus",
     "PolicyViolation",
+    "PreparedModel",
     "RegistryError",
     "RegistryEvent",
     "SettingsError",
@@ -73,6 +76,7 @@ __all__ = [
     "decode_event",
     "load_settings",
     "model_registry",
+    "prepare_model",
     "redis_client",
     "validate_model",
 ]

@@ -63,6 +63,10 @@ class ValidationFailed(RegistryError):
         super().__init__(f"model {ref} refused: " + "; ".join(self.problems))
 
 
+class DraftError(RegistryError):
+    """A manifest cannot be drafted from this model and sample (``init-manifest``)."""
+
+
 class PolicyViolation(RegistryError):
     """An approval breaks the approval policy; ``violations`` names each rule and its numbers."""
 

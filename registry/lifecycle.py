@@ -43,7 +43,7 @@ from registry.policy import ApprovalPolicy
 from registry.states import MOVES, Deployment, ModelStatus, State, allowed_moves
 from registry.transactions import Change, Plan, Snapshot, set_state, transact
 from registry.types import Clock, utc_now
-from registry.validation import validate_model
+from registry.validation import prepare_model
 
 __all__ = ["MOVES", "Deployment", "ModelRegistry", "ModelStatus", "State", "allowed_moves"]
 
@@ -142,26 +142,46 @@ class ModelRegistry:
         """Validate ``artifact`` against ``manifest``, store it, and record the version as
         registered.  Returns the stored manifest (``sha256`` and ``created_at`` filled in).
 
+        A model whose inputs are not the packed convention gets an input adapter composed in
+        front (:func:`registry.validation.prepare_model`): the stored artifact, and
+        ``sha256``, are then the composed graph's; the bytes as given are stored too, under
+        ``lineage.source_sha256``.  A given ``sha256`` may name either.
+
         Nothing is written unless validation passes (:class:`ValidationFailed` names each
         problem).  Registering the same name:version with the same artifact again returns the
         stored manifest unchanged (so a resumed pipeline step is harmless); with a different
         artifact it raises :class:`AlreadyRegistered`.
         """
         actor = _require(actor, "actor")
-        sha = sha256_hex(artifact)
-        if manifest.sha256 is not None and manifest.sha256 != sha:
-            raise ValidationFailed(
-                manifest.ref,
-                [f"the manifest's sha256 {manifest.sha256} is not the artifact's sha256 {sha}"],
-            )
-        existing = self._existing(manifest.name, manifest.version, sha)
+        source_sha = sha256_hex(artifact)
+        existing = self._existing(manifest.name, manifest.version, source_sha)
         if existing is not None:
             return existing
-        validate_model(artifact, manifest)
+        prepared = prepare_model(artifact, manifest)
+        sha = sha256_hex(prepared.artifact)
+        if manifest.sha256 is not None and manifest.sha256 not in (source_sha, sha):
+            raise ValidationFailed(
+                manifest.ref,
+                [
+                    f"the manifest's sha256 {manifest.sha256} is not the artifact's sha256 "
+                    f"{source_sha}"
+                ],
+            )
+        lineage = manifest.lineage
+        if prepared.composed:
+            lineage = lineage.model_copy(
+                update={"source_sha256": source_sha, "source_layout": prepared.layout}
+            )
         stored = manifest.model_copy(
-            update={"sha256": sha, "created_at": manifest.created_at or self._clock()}
+            update={
+                "sha256": sha,
+                "created_at": manifest.created_at or self._clock(),
+                "lineage": lineage,
+            }
         )
-        self._store.put(artifact)
+        self._store.put(prepared.artifact)
+        if prepared.composed:
+            self._store.put(artifact)  # the model as given, for audits and re-exports
         name, version = manifest.name, manifest.version
 
         def plan(pipe: Pipeline, snap: Snapshot) -> Plan[Manifest]:
@@ -193,11 +213,13 @@ class ModelRegistry:
         return transact(self._redis, self._clock, name, actor, plan)
 
     def _existing(self, name: str, version: str, sha: str) -> Manifest | None:
+        """The stored manifest when ``name:version`` exists with these bytes (as stored, or as
+        given before an adapter was composed); AlreadyRegistered when with other bytes."""
         raw = _str(self._redis.hget(version_key(name, version), "manifest"))
         if raw is None:
             return None
         existing = Manifest.model_validate_json(raw)
-        if existing.sha256 != sha:
+        if sha not in (existing.sha256, existing.lineage.source_sha256):
             raise AlreadyRegistered(f"{name}:{version}", str(existing.sha256), sha)
         return existing
 

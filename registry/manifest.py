@@ -10,6 +10,9 @@ The input convention every model follows (see :mod:`registry.contract`):
 
 Two packed inputs rather than one per field: onnxruntime spends ~1.5 us per input per call,
 which with 30 per-field inputs was 7x the model's own work (measured: 52 us against 7.5 us).
+A model exported with one input per field (or one float matrix) registers all the same: an
+adapter composed in front of it at registration takes the packed inputs
+(:mod:`registry.layouts`, :mod:`registry.adapter`).
 """
 
 from __future__ import annotations
@@ -171,6 +174,11 @@ class Lineage(_Strict):
     # Shadowline's: the as-of time of its data, window lengths, label maturity, rates, trainer
     # and hyper-parameters).  Opaque to the registry; a control retrains from it.
     recipe: dict[str, Scalar] | None = None
+    # Filled by registration when it composed an input adapter (or unzipped a ZipMap output):
+    # the sha256 of the model file as given, whose bytes the artifact store keeps too, and
+    # how its inputs were laid out.
+    source_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    source_layout: str | None = None
 
 
 class GoldenExample(_Strict):
@@ -199,21 +207,25 @@ class Manifest(_Strict):
     metrics: dict[str, float] = Field(default_factory=dict)
     lineage: Lineage = Lineage()
     golden_examples: Annotated[tuple[GoldenExample, ...], Field(min_length=MIN_GOLDEN_EXAMPLES)]
-    # The input field holding the transaction's amount: the evidence puts money on the
-    # transactions whose decision a challenger would change.  None: no money is reported.
+    # The field holding the transaction's amount, which evidence uses to put money on the
+    # decisions two models disagree on; a float or int field of the input schema.
     amount_field: str | None = None
 
     @model_validator(mode="after")
-    def _amount_field_is_numeric(self) -> Self:
+    def _amount_is_a_numeric_field(self) -> Self:
         if self.amount_field is None:
             return self
-        field = next((f for f in self.input_schema.fields if f.name == self.amount_field), None)
-        if field is None:
-            raise ValueError(f"amount_field {self.amount_field} is not a field of input_schema")
-        if field.type not in (FieldType.FLOAT, FieldType.INT):
+        fields = {f.name: f for f in self.input_schema.fields}
+        spec = fields.get(self.amount_field)
+        if spec is None:
             raise ValueError(
-                f"amount_field {self.amount_field} is a {field.type.value} field; "
-                "it must be float or int"
+                f"amount_field {self.amount_field!r} is not a field of the input schema "
+                f"(fields: {', '.join(fields)})"
+            )
+        if spec.type not in (FieldType.FLOAT, FieldType.INT):
+            raise ValueError(
+                f"amount_field {self.amount_field!r} is a {spec.type.value} field; "
+                "it must name a float or int field"
             )
         return self
 

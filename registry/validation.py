@@ -7,11 +7,15 @@ ones, since they would only repeat its problem):
 2. every operator is from a standard domain (``""``/``ai.onnx`` or ``ai.onnx.ml``): contrib
    operators (``com.microsoft``) tie a model to one runtime build, and custom ones could not
    run in a scorer replica at all;
-3. ``onnx.checker`` accepts it and onnxruntime loads it;
-4. the graph inputs are exactly the input convention for the manifest's schema (names, element
-   types, ``[N, k]`` shapes) and the output named by the manifest exists as a numeric tensor;
-5. every golden example is a valid row, and running them all gives one score per row, each in
-   [0, 1] and within ``tolerance`` of its expected score.
+3. ``onnx.checker`` accepts it;
+4. its inputs follow one of the layouts of :mod:`registry.layouts`, matched to the manifest's
+   fields; a layout other than the packed one gets an input adapter composed in front
+   (:mod:`registry.adapter`), and a scikit-learn ZipMap output is replaced by its probability
+   tensor, so what the scorer runs always takes the packed inputs;
+5. onnxruntime loads the result and the output named by the manifest is a numeric tensor;
+6. every golden example is a valid row, and running them all gives one score per row, each in
+   [0, 1] and within ``tolerance`` of its expected score (through the adapter: exactly what
+   the scorer will compute).
 
 Each refusal names what is wrong: the input, its type or shape, the row and the numbers.
 """
@@ -20,29 +24,51 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import onnx
 
+from registry.adapter import AdapterError, adapt
 from registry.constants import GOLDEN_TOLERANCE
-from registry.contract import CATEGORICAL_INPUT, NUMERIC_INPUT, RowCodec, scores_from_output
+from registry.contract import RowCodec, scores_from_output
 from registry.errors import ValidationFailed
+from registry.layouts import plan_inputs
 from registry.manifest import Manifest
 
 STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
-_INPUT_TYPES = {NUMERIC_INPUT: "tensor(float)", CATEGORICAL_INPUT: "tensor(string)"}
 _SCORE_TYPES = {"tensor(float)", "tensor(double)"}
 _MAX_GOLDEN_PROBLEMS = 5  # enough to see the pattern, short enough to read
+ZIPMAP_HINT = (
+    "export the classifier without ZipMap: zipmap=False (skl2onnx: "
+    "options={id(classifier): {'zipmap': False}}; onnxmltools: zipmap=False)"
+)
 
 
-def validate_model(
+@dataclass(frozen=True, slots=True)
+class PreparedModel:
+    """A model that passed validation.  ``artifact`` is what the scorer runs (the packed
+    inputs); ``source`` the bytes as given, equal to ``artifact`` when nothing was composed."""
+
+    artifact: bytes
+    source: bytes
+    layout: str
+
+    @property
+    def composed(self) -> bool:
+        return self.artifact != self.source
+
+
+def prepare_model(
     artifact: bytes, manifest: Manifest, *, tolerance: float = GOLDEN_TOLERANCE
-) -> None:
-    """Raise :class:`ValidationFailed` (naming every problem found) unless ``artifact`` fulfils
-    ``manifest``'s contract; return None when it does."""
+) -> PreparedModel:
+    """Validate ``artifact`` against ``manifest`` and compose its input adapter.
+
+    Raises :class:`ValidationFailed` naming every problem of the failing stage.
+    """
     ref = manifest.ref
-    model = _parse(ref, artifact)
+    model = parse_model(ref, artifact)
     domains = sorted({node.domain for node in _nodes(model.graph, model)} - STANDARD_DOMAINS)
     if domains:
         users = {node.op_type for node in _nodes(model.graph, model) if node.domain in set(domains)}
@@ -55,16 +81,37 @@ def validate_model(
             ],
         )
     _check(ref, model)
-    session = _session(ref, artifact)
-    problems = _interface_problems(session, manifest)
+    plan, problems = plan_inputs(model.graph, manifest.input_schema)
+    if plan is None:
+        raise ValidationFailed(ref, problems)
+    try:
+        adapted = adapt(model, plan, manifest.input_schema, manifest.output.name)
+    except AdapterError as exc:
+        raise ValidationFailed(ref, [str(exc)]) from None
+    prepared = artifact
+    if adapted.changed:
+        prepared = adapted.model.SerializeToString()
+        _check(ref, adapted.model, " with its input adapter")
+    session = inference_session(ref, prepared)
+    problems = _output_problems(session, manifest)
     if problems:
         raise ValidationFailed(ref, problems)
     problems = _golden_problems(session, manifest, tolerance)
     if problems:
         raise ValidationFailed(ref, problems)
+    return PreparedModel(artifact=prepared, source=artifact, layout=adapted.layout)
 
 
-def _parse(ref: str, artifact: bytes) -> onnx.ModelProto:
+def validate_model(
+    artifact: bytes, manifest: Manifest, *, tolerance: float = GOLDEN_TOLERANCE
+) -> None:
+    """Raise :class:`ValidationFailed` (naming every problem found) unless ``artifact`` fulfils
+    ``manifest``'s contract; return None when it does."""
+    prepare_model(artifact, manifest, tolerance=tolerance)
+
+
+def parse_model(ref: str, artifact: bytes) -> onnx.ModelProto:
+    """The parsed model; ValidationFailed when the bytes are not an ONNX model."""
     try:
         model = onnx.load_model_from_string(artifact)
     except Exception as exc:  # protobuf's DecodeError and onnx's own errors
@@ -76,11 +123,11 @@ def _parse(ref: str, artifact: bytes) -> onnx.ModelProto:
     return model
 
 
-def _check(ref: str, model: onnx.ModelProto) -> None:
+def _check(ref: str, model: onnx.ModelProto, what: str = "") -> None:
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
-        raise ValidationFailed(ref, [f"onnx.checker refused it: {_first_line(exc)}"]) from exc
+        raise ValidationFailed(ref, [f"onnx.checker refused it{what}: {_first_line(exc)}"]) from exc
 
 
 def _first_line(exc: BaseException) -> str:
@@ -103,7 +150,8 @@ def _nodes(graph: onnx.GraphProto, model: onnx.ModelProto) -> Iterator[onnx.Node
             yield from function.node
 
 
-def _session(ref: str, artifact: bytes) -> Any:
+def inference_session(ref: str, artifact: bytes) -> Any:
+    """An onnxruntime session on one thread; ValidationFailed when it cannot load."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -115,51 +163,17 @@ def _session(ref: str, artifact: bytes) -> Any:
         raise ValidationFailed(ref, [f"onnxruntime cannot load it: {_first_line(exc)}"]) from exc
 
 
-def _shape(dims: list[Any]) -> str:
-    return "[" + ", ".join("N" if not isinstance(d, int) else str(d) for d in dims) + "]"
-
-
-def _interface_problems(session: Any, manifest: Manifest) -> list[str]:
-    schema = manifest.input_schema
-    widths = {NUMERIC_INPUT: len(schema.numeric), CATEGORICAL_INPUT: len(schema.categorical)}
-    expected = RowCodec(schema).input_names
-    actual = {i.name: i for i in session.get_inputs()}
-    problems: list[str] = []
-    for name in expected:
-        if name not in actual:
-            problems.append(
-                f"graph input {name!r} is missing (the schema has {widths[name]} {name} fields)"
-            )
-            continue
-        meta = actual[name]
-        if meta.type != _INPUT_TYPES[name]:
-            problems.append(
-                f"graph input {name!r} has type {meta.type}; expected {_INPUT_TYPES[name]}"
-            )
-        dims = list(meta.shape)
-        wanted = f"[N, {widths[name]}]"
-        if len(dims) != 2 or dims[1] != widths[name] or isinstance(dims[0], int):
-            problems.append(
-                f"graph input {name!r} has shape {_shape(dims)}; expected {wanted} "
-                "(dynamic batch dimension, one column per field)"
-            )
-    for name in sorted(set(actual) - set(expected)):
-        problems.append(
-            f"graph has an unexpected input {name!r} (the schema needs exactly: "
-            f"{', '.join(expected)})"
-        )
+def _output_problems(session: Any, manifest: Manifest) -> list[str]:
     outputs = {o.name: o for o in session.get_outputs()}
-    wanted_output = manifest.output.name
-    if wanted_output not in outputs:
-        problems.append(
-            f"graph has no output {wanted_output!r} (outputs: {', '.join(sorted(outputs))})"
-        )
-    elif outputs[wanted_output].type not in _SCORE_TYPES:
-        problems.append(
-            f"graph output {wanted_output!r} has type {outputs[wanted_output].type}; expected a "
-            "float tensor (for a scikit-learn classifier, export with zipmap disabled)"
-        )
-    return problems
+    wanted = manifest.output.name
+    if wanted not in outputs:
+        return [f"graph has no output {wanted!r} (outputs: {', '.join(sorted(outputs))})"]
+    if outputs[wanted].type not in _SCORE_TYPES:
+        return [
+            f"graph output {wanted!r} has type {outputs[wanted].type}; expected a float "
+            f"tensor ({ZIPMAP_HINT})"
+        ]
+    return []
 
 
 def _golden_problems(session: Any, manifest: Manifest, tolerance: float) -> list[str]:

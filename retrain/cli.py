@@ -16,28 +16,23 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from registry.cli_kit import CommandFailed, JsonFlag, commands, fail
+from retrain.errors import RetrainError
+
 if TYPE_CHECKING:
     from retrain.runner import Runner, RunResult
     from retrain.scheduled_analysis import ScheduledAnalysis
     from retrain.settings import RetrainSettings
 
 app = typer.Typer(no_args_is_help=True)
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(code)
+command = commands(app, RetrainError)
 
 
 def _settings(**overrides: Any) -> RetrainSettings:
-    from registry.config import SettingsError, load_settings
+    from registry.config import load_settings
     from retrain.settings import RetrainSettings
 
-    try:
-        return load_settings(RetrainSettings, **overrides)
-    except SettingsError as exc:
-        raise _fail(str(exc), code=2) from None
+    return load_settings(RetrainSettings, **overrides)
 
 
 def _progress(step: str, status: str, seconds: float) -> None:
@@ -92,13 +87,13 @@ def _report(result: RunResult, as_json: bool) -> None:
             )
         )
     if result.outcome == "failed":
-        raise _fail(f"run {result.run_id} failed: {result.reason}", result.exit_code)
+        raise fail(f"run {result.run_id} failed: {result.reason}", result.exit_code)
     if not as_json:
         typer.echo(_result_line(result))
     raise typer.Exit(result.exit_code)
 
 
-@app.command("run")
+@command("run")
 def run(
     as_of: Annotated[
         datetime | None, typer.Option("--as-of", help="Train on data known at this time (UTC).")
@@ -122,40 +117,31 @@ def run(
     """Run the pipeline once: ingest ... register, shadow.  Exit 0, 3 (rejected) or 1."""
     import redis
 
-    from retrain.errors import RetrainError
-
     if seed is not None and not control:
-        raise _fail(
+        raise CommandFailed(
             "--seed applies to --control runs (SHADOWLINE_TRAINING_SEED sets a run's seed)", 2
         )
     settings = _settings()
     runner = build_runner(settings, interactive=sys.stderr.isatty() and not as_json)
     try:
         result = runner.run(as_of=as_of, resume=resume, until=until, control=control, seed=seed)
-    except RetrainError as exc:
-        raise _fail(str(exc)) from None
-    except redis.RedisError as exc:
-        raise _fail(f"cannot use Redis: {type(exc).__name__}: {exc}") from None
+    except redis.RedisError as exc:  # named with its type: a run can fail on Redis midway
+        raise CommandFailed(f"cannot use Redis: {type(exc).__name__}: {exc}") from None
     _report(result, as_json)
 
 
-@app.command("step")
+@command("step")
 def run_step(
     name: Annotated[str, typer.Argument(help="Step name, e.g. features.")],
     run_id: Annotated[str, typer.Option("--run", help="The run whose folder to use.")],
 ) -> None:
     """Re-run one step of an existing run (its upstream steps must have run)."""
-    from retrain.errors import RetrainError
-
     runner = build_runner(_settings())
-    try:
-        report = runner.step(run_id, name)
-    except RetrainError as exc:
-        raise _fail(str(exc)) from None
+    report = runner.step(run_id, name)
     typer.echo(f"{name}: {report.status} in {report.seconds:.2f}s: {json.dumps(report.summary)}")
 
 
-@app.command("runs")
+@command("runs")
 def runs(count: Annotated[int, typer.Option(min=1)] = 10, as_json: JsonFlag = False) -> None:
     """The latest runs, newest first: outcome, reason, steps."""
     from dataclasses import asdict
@@ -172,7 +158,7 @@ def runs(count: Annotated[int, typer.Option(min=1)] = 10, as_json: JsonFlag = Fa
         typer.echo(f"{r.run_id}  {r.outcome:<9} {steps:2} steps  {r.reason}")
 
 
-@app.command("worker")
+@command("worker")
 def worker(
     once: Annotated[bool, typer.Option("--once", help="Run what is due, then exit.")] = False,
     check: Annotated[bool, typer.Option("--check", help="Health check: exit 0 if alive.")] = False,
@@ -211,10 +197,10 @@ def worker(
             typer.echo("nothing due")
         failed = [r for r in results if r.outcome == "failed"]
         if failed:
-            raise _fail(f"run {failed[0].run_id} failed: {failed[0].reason}")
+            raise CommandFailed(f"run {failed[0].run_id} failed: {failed[0].reason}")
         broken = [a for a in service.analysed if not a.recorded]
         if broken:  # an external cron must see it: --once has no metrics to count it in
-            raise _fail(f"analysis of {settings.model_name}:{broken[0].version} failed")
+            raise CommandFailed(f"analysis of {settings.model_name}:{broken[0].version} failed")
         return
     _serve(service, runner, settings.metrics_port)  # pragma: no cover - runs until signalled
 
@@ -247,7 +233,7 @@ def _serve(service: Any, runner: Runner, port: int) -> None:  # pragma: no cover
         server.shutdown()
 
 
-@app.command("staleness")
+@command("staleness")
 def staleness(
     months: Annotated[int, typer.Option(min=1, max=24)] = 4,
     rows_per_week: Annotated[int, typer.Option(min=1000)] = 25_000,

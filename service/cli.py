@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from registry.config import SettingsError, load_settings
+from registry.cli_kit import EXIT_FAILED, fail, guard
+from registry.config import load_settings
 from service.settings import ServiceSettings
 
 app = typer.Typer(no_args_is_help=True)
@@ -27,13 +28,10 @@ def serve(
     SHADOWLINE_ACCESS_LOG=true.  Each worker is a process with its own models, metrics and
     Kafka producer process."""
     overrides = {"host": host, "port": port, "workers": workers}
-    try:
+    with guard():
         settings = load_settings(
             ServiceSettings, **{k: v for k, v in overrides.items() if v is not None}
         )
-    except SettingsError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from None
     import uvicorn
 
     from service.main import build_app
@@ -62,6 +60,7 @@ def serve(
         if exc.code in (0, None):
             raise
         where = f"{settings.host}:{settings.port}"
-        typer.secho(f"error: the scorer could not start on {where} (see the log above)",
-                    fg=typer.colors.RED, err=True)  # fmt: skip
-        raise typer.Exit(exc.code if isinstance(exc.code, int) else 1) from None
+        raise fail(
+            f"the scorer could not start on {where} (see the log above)",
+            exc.code if isinstance(exc.code, int) else EXIT_FAILED,
+        ) from None

@@ -8,16 +8,16 @@ every command but ``retrain``.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
 from loadtest import cli as loadtest_cli
+from loadtest.errors import LoadTestError
 from registry import cli as registry_cli
-from registry.config import SettingsError, load_settings
+from registry.cli_kit import EXIT_USAGE, JsonFlag, commands, emit, guard, guard_commands
+from registry.config import load_settings
 from retrain import cli as retrain_cli
 from retrain.evidence import archive_cli
 from retrain.evidence import cli as evidence_cli
@@ -36,7 +36,13 @@ app.add_typer(
 app.add_typer(
     retrain_cli.app, name="retrain", help="The retrain pipeline and its scheduled worker."
 )
-app.add_typer(loadtest_cli.app, name="loadtest", help="Open-loop HTTP load tests.")
+# loadtest imports nothing of ours (it talks HTTP only), so its commands raise LoadTestError
+# and get the toolkit's error handling here, where they are mounted: exit 2, as documented.
+app.add_typer(
+    guard_commands(loadtest_cli.app, LoadTestError, code=EXIT_USAGE),
+    name="loadtest",
+    help="Open-loop HTTP load tests.",
+)
 app.command("analyze")(evidence_cli.analyze_command)
 app.command("archive")(archive_cli.archive_command)
 app.command("replay")(archive_cli.replay_command)
@@ -46,97 +52,79 @@ app.add_typer(
 # The scorer mounts its commands (`serve`) at the top level.
 app.registered_commands.extend(service_cli.app.registered_commands)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(code)
+stack_command = commands(stack_app, StackError)
 
 
 def _stack_settings() -> StackSettings:
-    try:
-        return load_settings(StackSettings)
-    except SettingsError as exc:
-        raise _fail(str(exc), code=2) from None
+    return load_settings(StackSettings)
 
 
 def _local_stack(settings: StackSettings) -> LocalStack:
     return LocalStack(Path(STATE_DIR), redis_server=settings.redis_server_bin)
 
 
-@stack_app.command("up")
+@stack_command("up")
 def stack_up(as_json: JsonFlag = False) -> None:
     """Start Redis and the broker on 127.0.0.1, wait until both answer, record their addresses."""
     settings = _stack_settings()
     stack = _local_stack(settings)
-    try:
-        components = stack.up(
-            redis_port=settings.redis_port,
-            kafka_port=settings.kafka_port,
-            topics=[settings.scores_topic, settings.labels_topic],
-            timeout_s=settings.stack_timeout_s,
-        )
-    except StackError as exc:
-        raise _fail(str(exc)) from None
-    if as_json:
-        typer.echo(
-            json.dumps([{"name": c.name, "address": c.address, "pid": c.pid} for c in components])
-        )
-        return
-    for comp in components:
-        typer.echo(f"{comp.name:6} {comp.address:22} pid {comp.pid}  log {comp.log}")
-    typer.echo(f"addresses recorded in {stack.env_path}")
+    components = stack.up(
+        redis_port=settings.redis_port,
+        kafka_port=settings.kafka_port,
+        topics=[settings.scores_topic, settings.labels_topic],
+        timeout_s=settings.stack_timeout_s,
+    )
+    emit(
+        as_json,
+        [{"name": c.name, "address": c.address, "pid": c.pid} for c in components],
+        "\n".join(
+            [f"{c.name:6} {c.address:22} pid {c.pid}  log {c.log}" for c in components]
+            + [f"addresses recorded in {stack.env_path}"]
+        ),
+    )
 
 
-@stack_app.command("status")
+@stack_command("status")
 def stack_status(as_json: JsonFlag = False) -> None:
     """Report whether each component runs and answers a real request.  Exit 1 if not healthy."""
     stack = _local_stack(_stack_settings())
-    try:
-        health = stack.status()
-    except StackError as exc:
-        raise _fail(str(exc)) from None
-    if as_json:
-        typer.echo(
-            json.dumps(
-                [
-                    {"name": h.name, "address": h.address, "healthy": h.healthy, "detail": h.detail}
-                    for h in health
-                ]
-            )
-        )
-    elif not health:
-        typer.echo("the local stack is not running (start it with 'shadowline stack up')")
-    for h in [] if as_json else health:
-        mark = "healthy" if h.healthy else "UNHEALTHY"
-        typer.echo(f"{h.name:6} {h.address:22} {mark:9}  {h.detail}")
+    health = stack.status()
+    lines = [
+        f"{h.name:6} {h.address:22} {'healthy' if h.healthy else 'UNHEALTHY':9}  {h.detail}"
+        for h in health
+    ]
+    emit(
+        as_json,
+        [
+            {"name": h.name, "address": h.address, "healthy": h.healthy, "detail": h.detail}
+            for h in health
+        ],
+        "\n".join(
+            lines or ["the local stack is not running (start it with 'shadowline stack up')"]
+        ),
+    )
     if not health or not all(h.healthy for h in health):
         raise typer.Exit(1)
 
 
-@stack_app.command("down")
+@stack_command("down")
 def stack_down() -> None:
     """Stop every component the stack started and forget their addresses."""
     stack = _local_stack(_stack_settings())
-    try:
-        stopped = stack.down()
-    except StackError as exc:
-        raise _fail(str(exc)) from None
+    stopped = stack.down()
     typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
-@app.command("demo")
+@commands(app, StackError)("demo")
 def demo() -> None:
     """Start the stack, train and promote a model, shadow a challenger, score, read the records."""
     from shadowline.demo import DemoError, run_demo  # imports Kafka client code: only here
 
     stack_up(as_json=False)
     stack_status(as_json=False)
-    try:
+    with guard(DemoError):
         run_demo(typer.echo)
-    except (DemoError, SettingsError) as exc:
-        raise _fail(str(exc)) from None
 
 
 def main() -> None:

@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from registry.config import SettingsError, SharedSettings, load_settings
+from registry.cli_kit import guard
+from registry.config import SharedSettings, load_settings
 from retrain.evidence.settings import EvidenceSettings
 
 if TYPE_CHECKING:
@@ -40,27 +40,11 @@ Timeout = Annotated[
 ]
 
 
-def _exit(message: str, code: int = 1) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(code)
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
+def _errors() -> AbstractContextManager[None]:
     """Turn every expected failure into ``error: ...`` on stderr and a non-zero exit."""
-    import redis
-
-    from registry.errors import RegistryError
     from retrain.errors import AnalysisError
 
-    try:
-        yield
-    except SettingsError as exc:
-        raise _exit(" ".join(str(exc).split()), 2) from None
-    except (AnalysisError, RegistryError) as exc:
-        raise _exit(str(exc)) from None
-    except redis.RedisError as exc:
-        raise _exit(f"Redis: {exc}") from None
+    return guard(AnalysisError)
 
 
 def _utc(moment: datetime | None) -> datetime | None:

@@ -28,3 +28,10 @@ def test_the_bench_harness_runs_end_to_end_and_writes_its_report(tmp_path: Path)
         assert run["failed"] == 0, key
         assert run["server_cpu_us_per_request"] > 0, key
     assert {p.name for p in (out / "bench").glob("*.png")} == {"throughput.png", "fixed.png"}
+    # The adapter's layouts that a graph's own concatenation allows to fold add no node at all.
+    added = {k: v["nodes_more_than_native"] for k, v in results["adapter"]["variants"].items()}
+    assert added == {
+        "per-column float": 0, "per-column double": 0, "single matrix": 0,
+        "per-column, no concat": 61, "per-column, fed natively": 1,
+    }  # fmt: skip
+    assert "## Input adapter" in text

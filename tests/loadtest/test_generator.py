@@ -20,7 +20,7 @@ from loadtest import (
     synthetic_payloads,
     write_payload_file,
 )
-from loadtest.cli import app
+from shadowline.cli import app  # `shadowline loadtest`: where its error handling is mounted
 
 cli = CliRunner()
 
@@ -124,7 +124,7 @@ def test_cli_run_writes_json_and_plot(http_port: int, tmp_path: Path) -> None:
     out, plot = tmp_path / "r.json", tmp_path / "r.png"
     result = cli.invoke(
         app,
-        ["run", f"http://127.0.0.1:{http_port}", "--rate", "100", "--duration", "0.3",
+        ["loadtest", "run", f"http://127.0.0.1:{http_port}", "--rate", "100", "--duration", "0.3",
          "--payloads", str(payloads), "--mix", "valid=1,invalid=1", "--out", str(out),
          "--plot", str(plot)],
     )  # fmt: skip
@@ -138,7 +138,8 @@ def test_cli_run_writes_json_and_plot(http_port: int, tmp_path: Path) -> None:
 
 def test_cli_max_prints_json(http_port: int) -> None:
     result = cli.invoke(
-        app, ["max", f"http://127.0.0.1:{http_port}", "--connections", "2", "--duration", "0.2",
+        app, ["loadtest", "max", f"http://127.0.0.1:{http_port}", "--connections", "2",
+              "--duration", "0.2",
               "--fields", "5", "--json"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -149,7 +150,7 @@ def test_cli_max_prints_json(http_port: int) -> None:
 
 def test_cli_payloads_writes_a_reusable_file(tmp_path: Path) -> None:
     out = tmp_path / "gen.jsonl"
-    result = cli.invoke(app, ["payloads", str(out), "--fields", "3", "--per-kind", "2"])
+    result = cli.invoke(app, ["loadtest", "payloads", str(out), "--fields", "3", "--per-kind", "2"])
     assert result.exit_code == 0, result.output
     assert result.output == f"wrote 6 payloads to {out}\n"
     assert len(out.read_text().splitlines()) == 6
@@ -170,6 +171,6 @@ def test_cli_payloads_writes_a_reusable_file(tmp_path: Path) -> None:
     ],
 )  # fmt: skip
 def test_cli_errors_are_one_line_and_exit_2(args: list[str], message: str) -> None:
-    result = cli.invoke(app, args)
+    result = cli.invoke(app, ["loadtest", *args])
     assert result.exit_code == 2
     assert result.stderr.strip() == message

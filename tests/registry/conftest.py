@@ -13,11 +13,14 @@ from pathlib import Path
 
 import pytest
 import redis
+from typer.testing import CliRunner, Result
 
 from registry import ApprovalPolicy, ModelRegistry
 from registry.artifacts import ArtifactStore
 from registry.manifest import Manifest
+from shadowline.cli import app
 from tests.factories import logistic_model, make_manifest
+from tests.registry.helpers import Run
 from tests.registry.stores import make_store
 
 POLICY = ApprovalPolicy(min_shadow_records=100, min_matured_frauds=50, tolerance=0.01)
@@ -83,3 +86,18 @@ def registered(
         return version
 
     return make
+
+
+@pytest.fixture
+def run(redis_url: str, redis_client: redis.Redis, in_tmp_cwd: Path) -> Run:
+    """Run ``shadowline models <args>`` with settings pointing at the test Redis."""
+    env = {
+        "SHADOWLINE_REDIS_URL": redis_url,
+        "SHADOWLINE_ARTIFACT_DIR": str(in_tmp_cwd / "artifacts"),
+        "SHADOWLINE_MODEL_NAME": "fraud",
+    }
+
+    def invoke(*args: str) -> Result:
+        return CliRunner().invoke(app, ["models", *args], env=env)
+
+    return invoke

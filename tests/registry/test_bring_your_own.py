@@ -1,147 +1,167 @@
-"""Models trained outside Shadowline register too, if they follow the input convention.
+"""Models trained outside Shadowline register as their exporters wrote them.
 
-A scikit-learn pipeline (imputation + scaling + logistic regression, exported with skl2onnx) and
-a LightGBM classifier (exported with onnxmltools), each taking ``numeric`` float32 [N, k].
+A scikit-learn pipeline over a pandas frame with named columns (one input per column: double,
+int64, bool and strings), LightGBM and XGBoost over one float matrix, and a ZipMap output:
+each registers without editing its graph, and the stored artifact (the graph with its input
+adapter) scores the golden rows as the graph itself does, fed in its own layout.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
-import numpy.typing as npt
-import onnxruntime as ort
+import onnx
 import pytest
+import redis
 
-from registry import ModelRegistry, State, ValidationFailed
-from registry.contract import RowCodec, scores_from_output
-from registry.manifest import (
-    FieldType,
-    GoldenExample,
-    InputField,
-    InputSchema,
-    Lineage,
-    Manifest,
-    OutputSpec,
-    Thresholds,
+from registry import (
+    AlreadyRegistered,
+    FileArtifactStore,
+    ModelRegistry,
+    State,
+    ValidationFailed,
 )
-from tests.factories import random_rows
-
-SCHEMA = InputSchema(
-    fields=(
-        InputField(name="amount", type=FieldType.FLOAT, minimum=0),
-        InputField(name="card_age_days", type=FieldType.INT, minimum=0),
-        InputField(name="is_foreign", type=FieldType.BOOL),
-        InputField(name="device_age_days", type=FieldType.FLOAT, required=False, minimum=0),
-    )
+from registry.artifacts import sha256_hex
+from registry.layouts import SUPPORTED_LAYOUTS
+from registry.manifest import InputSchema, Manifest, OutputSpec, Scalar
+from tests.exported_models import (
+    FRAME_SCHEMA,
+    MATRIX_SCHEMA,
+    PROBABILITIES,
+    float16_input,
+    golden_rows,
+    lightgbm_matrix,
+    manifest_for,
+    margin_model,
+    native_scores,
+    sklearn_per_column,
+    xgboost_matrix,
 )
-K = len(SCHEMA.fields)
-OUTPUT = OutputSpec(name="probabilities", column=1)
+
+ZIPMAP = OutputSpec(name="output_probability", column=1)
+CASES = {
+    "sklearn-per-column": (sklearn_per_column, FRAME_SCHEMA, "per-column (6 inputs)"),
+    "lightgbm-matrix": (lightgbm_matrix, MATRIX_SCHEMA, "single-tensor (input 'input')"),
+    "xgboost-matrix": (xgboost_matrix, MATRIX_SCHEMA, "single-tensor (input 'features')"),
+}
 
 
-def _training_data() -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-    rng = np.random.default_rng(3)
-    x = np.column_stack(
-        [
-            rng.uniform(0, 2000, 400),
-            rng.integers(0, 3000, 400),
-            rng.integers(0, 2, 400),
-            np.where(rng.random(400) < 0.2, np.nan, rng.uniform(0, 900, 400)),
-        ]
-    ).astype(np.float32)
-    logit = x[:, 0] / 500 - x[:, 1] / 1500 + 1.5 * x[:, 2] - 2
-    y = (rng.random(400) < 1 / (1 + np.exp(-logit))).astype(np.int64)
-    return x, y
+def _register(
+    registry: ModelRegistry, model: bytes, schema: InputSchema, output: OutputSpec, version: str
+) -> Manifest:
+    rows = golden_rows()
+    manifest = manifest_for(model, schema, rows, version=version, output=output)
+    return registry.register(model, manifest, actor="outside-team")
 
 
-def _manifest(model: bytes, version: str, trainer: str) -> Manifest:
-    """What an outside team does: score their golden rows with the exported model."""
-    rows = random_rows(SCHEMA, n=12, seed=11)
-    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-    output = session.run([OUTPUT.name], RowCodec(SCHEMA).encode(rows))[0]
-    scores = scores_from_output(OUTPUT, np.asarray(output))
-    return Manifest(
-        name="fraud",
-        version=version,
-        input_schema=SCHEMA,
-        output=OUTPUT,
-        thresholds=Thresholds(review=0.5, block=0.9),
-        lineage=Lineage(trainer=trainer),
-        golden_examples=tuple(
-            GoldenExample(inputs=row, expected_score=float(s))
-            for row, s in zip(rows, scores, strict=True)
-        ),
+@pytest.mark.parametrize("case", list(CASES))
+def test_an_exported_model_registers_as_it_is(registry: ModelRegistry, case: str) -> None:
+    export, schema, layout = CASES[case]
+    model, output = export(), PROBABILITIES
+    stored = _register(registry, model, schema, output, "v1")
+    assert registry.state("fraud", "v1") is State.REGISTERED
+    artifact = registry.artifact("fraud", "v1")
+    assert stored.sha256 == sha256_hex(artifact)
+    assert stored.lineage.source_sha256 == sha256_hex(model)
+    assert stored.lineage.source_layout == layout
+    inputs = {i.name: i for i in onnx.load_model_from_string(artifact).graph.input}
+    assert sorted(inputs) == sorted(n for n in ("numeric", "categorical") if n in _packed(schema))
+    # The stored graph, fed the packed inputs, scores every golden row as the exported graph.
+    rows = golden_rows(40, offset=50)
+    ours = native_scores(artifact, schema, rows, output)
+    theirs = native_scores(model, schema, rows, output)
+    assert np.abs(ours - theirs).max() <= 1e-5
+
+
+def _packed(schema: InputSchema) -> set[str]:
+    return {"numeric"} | ({"categorical"} if schema.categorical else set())
+
+
+def test_the_file_as_given_is_kept_in_the_artifact_store(
+    registry: ModelRegistry, store: FileArtifactStore
+) -> None:
+    model = sklearn_per_column()
+    stored = _register(registry, model, FRAME_SCHEMA, PROBABILITIES, "v1")
+    source = str(stored.lineage.source_sha256)
+    assert store.get(source) == model
+    # The same file again is a no-op; the stored (composed) artifact again too.
+    assert _register(registry, model, FRAME_SCHEMA, PROBABILITIES, "v1") == stored
+    composed = registry.artifact("fraud", "v1")
+    again = registry.register(composed, stored, actor="outside-team")
+    assert again == stored
+    with pytest.raises(AlreadyRegistered):
+        _register(registry, lightgbm_matrix(), MATRIX_SCHEMA, PROBABILITIES, "v1")
+    # A manifest may give the sha256 of the file as given (or of the composed graph).
+    manifest = manifest_for(model, FRAME_SCHEMA, golden_rows(), version="v2", output=PROBABILITIES)
+    named = registry.register(model, manifest.model_copy(update={"sha256": source}), actor="x")
+    assert named.sha256 == stored.sha256
+    with pytest.raises(ValidationFailed) as caught:
+        registry.register(model, manifest.model_copy(update={"version": "v3", "sha256": "0" * 64}),
+                          actor="x")  # fmt: skip
+    assert str(caught.value) == (
+        f"model fraud:v3 refused: the manifest's sha256 {'0' * 64} is not the artifact's sha256 "
+        f"{source}"
     )
 
 
-def _sklearn_onnx(zipmap: bool = False) -> tuple[bytes, Any, npt.NDArray[np.float32]]:
-    from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import FloatTensorType
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    x, y = _training_data()
-    clf = LogisticRegression(max_iter=200)
-    pipe = Pipeline([("impute", SimpleImputer()), ("scale", StandardScaler()), ("clf", clf)])
-    pipe.fit(x, y)
-    onx = to_onnx(
-        pipe,
-        initial_types=[("numeric", FloatTensorType([None, K]))],
-        options={id(clf): {"zipmap": zipmap}},
-        target_opset={"": 17, "ai.onnx.ml": 3},
+def test_a_zipmap_output_is_read_as_its_probability_tensor(registry: ModelRegistry) -> None:
+    model = sklearn_per_column(zipmap=True)
+    stored = _register(registry, model, FRAME_SCHEMA, ZIPMAP, "v1")
+    assert stored.lineage.source_layout == (
+        "per-column (6 inputs), ZipMap output 'output_probability' read as its tensor"
     )
-    return onx.SerializeToString(), pipe, x
+    artifact = registry.artifact("fraud", "v1")
+    [value] = [
+        o for o in onnx.load_model_from_string(artifact).graph.output if o.name == ZIPMAP.name
+    ]
+    assert value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    rows = golden_rows(40, offset=100)
+    ours = native_scores(artifact, FRAME_SCHEMA, rows, ZIPMAP)
+    theirs = native_scores(model, FRAME_SCHEMA, rows, ZIPMAP)
+    assert np.abs(ours - theirs).max() <= 1e-5
 
 
-def test_scikit_learn_pipeline_registers(registry: ModelRegistry) -> None:
-    model, pipe, x = _sklearn_onnx()
-    # The graph carries the preprocessing: it scores like the fitted pipeline, NaN included.
-    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-    onnx_scores = session.run(["probabilities"], {"numeric": x[:50]})[0][:, 1]
-    assert np.allclose(onnx_scores, pipe.predict_proba(x[:50])[:, 1], atol=1e-5)
-    stored = registry.register(model, _manifest(model, "sk-1", "scikit-learn"), actor="ext")
-    assert registry.state("fraud", "sk-1") is State.REGISTERED
-    assert registry.artifact("fraud", "sk-1") == model
-    assert stored.lineage.trainer == "scikit-learn"
-
-
-def test_lightgbm_model_registers(registry: ModelRegistry) -> None:
-    import lightgbm
-    from onnxmltools import convert_lightgbm
-    from onnxmltools.convert.common.data_types import FloatTensorType
-
-    x, y = _training_data()
-    booster = lightgbm.LGBMClassifier(n_estimators=15, num_leaves=7, verbose=-1)
-    booster.fit(x, y)
-    onx = convert_lightgbm(
-        booster,
-        initial_types=[("numeric", FloatTensorType([None, K]))],
-        zipmap=False,
-        target_opset=15,  # the newest opset onnxmltools 1.16 converts LightGBM to
+def test_bad_models_are_refused_and_nothing_is_written(
+    registry: ModelRegistry, redis_client: redis.Redis, store: FileArtifactStore
+) -> None:
+    model = sklearn_per_column()
+    good = manifest_for(model, FRAME_SCHEMA, golden_rows(), version="v1", output=PROBABILITIES)
+    renamed = InputSchema(
+        fields=tuple(
+            f.model_copy(update={"name": "amount"}) if f.name == "amount_usd" else f
+            for f in FRAME_SCHEMA.fields
+        )
     )
-    model = onx.SerializeToString()
-    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-    onnx_scores = session.run(["probabilities"], {"numeric": x[:50]})[0][:, 1]
-    expected = np.asarray(booster.predict_proba(x[:50]))[:, 1]
-    assert np.allclose(onnx_scores, expected, atol=1e-5)
-    registry.register(model, _manifest(model, "lgbm-1", "lightgbm"), actor="ext")
-    assert registry.state("fraud", "lgbm-1") is State.REGISTERED
-    assert registry.artifact("fraud", "lgbm-1") == model
-
-
-def test_a_zipmap_output_is_refused_with_a_hint(registry: ModelRegistry) -> None:
-    good, _, _ = _sklearn_onnx()
-    zipped, _, _ = _sklearn_onnx(zipmap=True)
-    manifest = _manifest(good, "sk-2", "scikit-learn").model_copy(
-        update={"output": OutputSpec(name="output_probability", column=1)}
+    mismatched = good.model_copy(
+        update={
+            "input_schema": renamed,
+            "golden_examples": tuple(
+                e.model_copy(update={"inputs": _rename(e.inputs, "amount_usd", "amount")})
+                for e in good.golden_examples
+            ),
+        }
     )
     with pytest.raises(ValidationFailed) as caught:
-        registry.register(zipped, manifest, actor="ext")
+        registry.register(model, mismatched, actor="outside-team")
     assert str(caught.value) == (
-        "model fraud:sk-2 refused: graph output 'output_probability' has type "
-        "seq(map(int64,tensor(float))); expected a float tensor (for a scikit-learn "
-        "classifier, export with zipmap disabled)"
+        "model fraud:v1 refused: graph input 'amount_usd' has no manifest field of that name "
+        "(rename the field 'amount'?); manifest field 'amount' has no graph input (each field "
+        "needs one, named as the field)"
     )
-    assert registry.list() == []
+    # An output that is not a probability (here 10 p + 1.5, like a margin).
+    with pytest.raises(ValidationFailed) as caught:
+        registry.register(margin_model(model), good, actor="outside-team")
+    assert caught.value.problems[0].startswith("golden example 0: score ")
+    assert caught.value.problems[0].endswith(" is outside [0, 1]")
+    with pytest.raises(ValidationFailed) as caught:
+        registry.register(float16_input(model, "amount_usd"), good, actor="outside-team")
+    assert caught.value.problems == (
+        "graph input 'amount_usd' has element type tensor(float16), which Shadowline cannot "
+        "feed (float, double, int64, int32, bool or string)",
+        SUPPORTED_LAYOUTS,
+    )
+    assert redis_client.dbsize() == 0
+    assert not store.root.exists() or not any(store.root.rglob("*"))
+
+
+def _rename(row: dict[str, Scalar], old: str, new: str) -> dict[str, Scalar]:
+    return {new if key == old else key: value for key, value in row.items()}

@@ -220,7 +220,7 @@ def test_worker_once_prints_each_analysis_and_exits_1_when_one_failed(
     result = CliRunner().invoke(app, ["retrain", "worker", "--once"], env=env)
     assert result.exit_code == 1, result.output
     unreachable = (
-        "analysis: cannot reach Kafka at 127.0.0.1:1 to read shadowline.labels: "
+        "analysis: cannot reach Kafka at 127.0.0.1:1 to read shadowline.scores: "
         "127.0.0.1:1: Connection refused"
     )
     assert result.stdout.splitlines() == [

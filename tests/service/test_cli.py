@@ -22,7 +22,8 @@ from tests.service.conftest import make_production, wait_until
 def test_bad_settings_are_one_error_line(in_tmp_cwd: Path) -> None:
     result = CliRunner().invoke(app, ["serve", "--port", "0"])
     assert result.exit_code == 2
-    assert result.output.startswith("error: invalid settings for ServiceSettings:\n")
+    assert result.output.startswith("error: invalid settings for ServiceSettings: ")
+    assert result.output.count("\n") == 1  # one line, like every command's error
     assert "SHADOWLINE_PORT=0: Input should be greater than or equal to 1" in result.output
     assert "Traceback" not in result.output
 
