@@ -23,8 +23,9 @@ install: $(STAMP) system-deps
 # redis-server and prometheus (with promtool; the dashboard tests query a real one) from the
 # system package manager when missing (the broker comes in the `stack` extra above), and
 # chromium for the review page's browser test (Playwright drives /usr/bin/chromium; it never
-# downloads a browser of its own).  Root on CI; sudo elsewhere.
-SYSTEM_PACKAGES := redis-server prometheus
+# downloads a browser of its own).  Alertmanager and haproxy: the alerting and replica tests
+# run the real ones.  Root on CI; sudo elsewhere.
+SYSTEM_PACKAGES := redis-server prometheus prometheus-alertmanager haproxy
 system-deps:
 	@missing=""; for pkg in $(SYSTEM_PACKAGES); do \
 	  command -v $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \

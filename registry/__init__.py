@@ -32,6 +32,7 @@ from registry.lifecycle import (
     allowed_moves,
 )
 from registry.policy import ApprovalPolicy, ShadowEvidence
+from registry.stamps import Stamp, Stamps
 from registry.validation import validate_model
 
 __all__ = [
@@ -61,6 +62,8 @@ __all__ = [
     "SettingsError",
     "ShadowEvidence",
     "SharedSettings",
+    "Stamp",
+    "Stamps",
     "State",
     "ValidationFailed",
     "allowed_moves",

@@ -30,6 +30,7 @@ from registry.constants import (
     version_key,
 )
 from registry.errors import Contention
+from registry.stamps import stamp_fields
 from registry.states import State
 from registry.types import Clock
 
@@ -54,6 +55,9 @@ class Change:
     reason: str = ""
     evidence: str = ""
     detail: str = ""
+    # A stamp prefix (registry.stamps): the audit entry of this change is also recorded on
+    # the version's hash under it, in the same transaction.
+    stamp: str = ""
 
 
 @dataclass
@@ -73,6 +77,11 @@ def set_state(name: str, version: str, target: State, *, leaving: State) -> list
         writes.append(lambda p: p.hdel(shadows_key(name), version))
         writes.append(lambda p: p.hdel(version_key(name, version), "rate"))
     return writes
+
+
+def mark(name: str, version: str, field_name: str, value: bool) -> Write:
+    """A write that sets a "1"/"0" flag on the version's hash."""
+    return lambda p: p.hset(version_key(name, version), field_name, "1" if value else "0")
 
 
 def transact(
@@ -129,6 +138,9 @@ def _queue(
         }  # fmt: skip
         fields["hash"] = head = entry_hash(fields)
         pipe.xadd(audit_key(name), cast(Any, fields))
+        if change.stamp:
+            stamp = stamp_fields(change.stamp, seq=seq, at=at, actor=actor, action=change.action)
+            pipe.hset(version_key(name, change.version), mapping=cast(Any, stamp))
         if plan.bump:
             event = {
                 "name": name, "version": change.version, "from": fields["from"] or None,
