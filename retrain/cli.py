@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
+    from retrain.rollout import Rollout
     from retrain.runner import Runner, RunResult
     from retrain.settings import RetrainSettings
 
@@ -175,18 +176,37 @@ def worker(
         raise typer.Exit(0 if healthy else 1)
     runner = build_runner(settings)
     store = RunStore(runner.runs.client)
-    service = Worker(runner, store, schedule=settings.schedule, health_ttl_s=settings.health_ttl_s)
+    service = Worker(
+        runner, store, schedule=settings.schedule, health_ttl_s=settings.health_ttl_s,
+        rollout=_rollout(settings, runner), rollout_interval_s=settings.rollout_interval_s,
+    )  # fmt: skip
     if once:
         results = service.drain()
         for result in results:
             typer.echo(_result_line(result))
         if not results:
             typer.echo("nothing due")
+        if "rollout" in service.last:
+            typer.echo(f"roll-out: {service.last['rollout']}")
         failed = [r for r in results if r.outcome == "failed"]
         if failed:
             raise _fail(f"run {failed[0].run_id} failed: {failed[0].reason}")
         return
     _serve(service, runner, settings.metrics_port)  # pragma: no cover - runs until signalled
+
+
+def _rollout(settings: RetrainSettings, runner: Runner) -> Rollout | None:
+    """The worker's roll-out (None when SHADOWLINE_ROLLOUT is off)."""
+    if not settings.rollout:
+        return None
+    from registry import ModelRegistry, artifact_store
+    from retrain.rollout import Rollout
+
+    return Rollout(
+        ModelRegistry(runner.runs.client, artifact_store(settings)), runner.metrics,
+        name=settings.model_name, window=settings.rollout_window,
+        allow_forced=settings.rollout_forced,
+    )  # fmt: skip
 
 
 def _serve(service: Any, runner: Runner, port: int) -> None:  # pragma: no cover - long-running

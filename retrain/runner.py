@@ -62,6 +62,10 @@ _RUNTIME_ONLY = {
     "labels_topic",
     "artifact_dir",
     "as_of",
+    "rollout",
+    "rollout_window",
+    "rollout_forced",
+    "rollout_interval_s",
 }
 
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from registry import IllegalTransition, ModelRegistry, State, Stamp
+from registry import IllegalTransition, ModelRegistry, Stamp, State
 from tests.registry.conftest import good_evidence
 
 
@@ -37,7 +37,8 @@ def test_an_approval_is_stamped_with_its_audit_entry_and_whether_it_was_forced(
     assert (v2.production, v2.rolled_back, v2.rolled_back_by_guard) == (None, None, False)
     v3 = registry.stamps("fraud", "v3")
     assert v3.approved_forced
-    assert v3.approved is not None and v3.approved.seq == audit[("v3", "approve")].seq
+    assert v3.approved is not None
+    assert v3.approved.seq == audit[("v3", "approve")].seq
     assert v3.approved.describe() == (
         f"audit seq {v3.approved.seq} at {v3.approved.at.isoformat()} by ana"
     )
@@ -56,11 +57,13 @@ def test_production_is_stamped_by_promote_and_by_rollback(
     assert v2.state is State.PRODUCTION
     assert v2.production is not None
     assert (v2.production.action, v2.production.actor) == ("promote", "bob")
-    assert v2.approved is not None and v2.approved.seq < v2.production.seq
+    assert v2.approved is not None
+    assert v2.approved.seq < v2.production.seq
     promoted_v1 = registry.stamps("fraud", "v1").production
     assert registry.rollback("fraud", actor="carol", reason="bad") == "v1"
     v1 = registry.stamps("fraud", "v1")
-    assert v1.production is not None and promoted_v1 is not None
+    assert v1.production is not None
+    assert promoted_v1 is not None
     assert (v1.production.action, v1.production.actor) == ("rollback", "carol")
     assert v1.production.seq > promoted_v1.seq
     retired = registry.stamps("fraud", "v2")
@@ -82,7 +85,8 @@ def test_a_rollback_expecting_another_production_is_refused_and_changes_nothing(
     assert registry.rollback("fraud", actor="guard@a", expected="v2", guard=True) == "v1"
     stamps = registry.stamps("fraud", "v2")
     assert stamps.rolled_back_by_guard
-    assert stamps.rolled_back is not None and stamps.rolled_back.actor == "guard@a"
+    assert stamps.rolled_back is not None
+    assert stamps.rolled_back.actor == "guard@a"
 
 
 def test_replicas_racing_to_roll_back_one_promotion_roll_it_back_once(

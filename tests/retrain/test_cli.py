@@ -105,7 +105,10 @@ def test_worker_once_runs_the_due_slot_once_and_check_reads_the_health_key(
     assert check.exit_code == 0
     assert check.stdout.startswith("worker idle, last beat ")
     again = cli.invoke(app, ["retrain", "worker", "--once"])
-    assert again.stdout.strip() == "nothing due"
+    assert again.stdout.splitlines() == [
+        "nothing due",
+        "roll-out: nothing to roll out: no approved version",
+    ]
 
 
 def test_step_reruns_one_step_of_a_run(env: Path, redis_client: redis.Redis) -> None:
