@@ -50,6 +50,7 @@ from service.admin import admin_router
 from service.errors import ServiceError
 from service.fastpath import FastLane, Handler, ScorerApp
 from service.follower import RegistryFollower
+from service.guard import RollbackTarget
 from service.http import JSON, RequestMetrics, error_response, json_response, read_body
 from service.live import LiveModels
 from service.loader import ModelLoader, ModelSource
@@ -62,6 +63,7 @@ from service.scorer import Scorer
 from service.settings import ServiceSettings
 from service.sidecar import RecordSink, Sidecar
 from service.sidecar_loop import SidecarConfig
+from service.watch import Watch, build_watch
 
 
 @dataclass
@@ -75,6 +77,7 @@ class Components:
     sink: RecordSink
     loader: ModelLoader
     follower: RegistryFollower
+    watch: Watch  # drift gauges and the rollback guard
 
 
 def build_components(
@@ -85,6 +88,7 @@ def build_components(
     sink: RecordSink | None = None,
     connect: Callable[[], aioredis.Redis] | None = None,
     events_channel: str = EVENTS_CHANNEL,
+    guard_target: RollbackTarget | None = None,
 ) -> Components:
     """Wire the scorer's parts from ``settings`` (nothing is started here)."""
     metrics = ServiceMetrics(collector_registry)
@@ -113,7 +117,8 @@ def build_components(
         loader, connect, metrics, name=settings.model_name, channel=events_channel,
         interval_s=settings.reconcile_interval_s,
     )  # fmt: skip
-    return Components(settings, metrics, live, scorer, sink, loader, follower)
+    watch = build_watch(settings, live, metrics, guard_target, connect)
+    return Components(settings, metrics, live, scorer, sink, loader, follower, watch)
 
 
 def sidecar_config(settings: ServiceSettings) -> SidecarConfig:
@@ -148,7 +153,7 @@ def create_app(
     follower, and stops them (sending what is queued) on shutdown."""
     parts = build_components(
         settings, registry, collector_registry=collector_registry or CollectorRegistry(),
-        sink=sink, connect=connect,
+        sink=sink, connect=connect, guard_target=registry,
     )  # fmt: skip
 
     @asynccontextmanager
@@ -160,12 +165,14 @@ def create_app(
         gc.collect()
         gc.freeze()
         follow = asyncio.create_task(parts.follower.run(), name="registry-follower")
+        watching = asyncio.create_task(parts.watch.run(), name="watch")
         try:
             yield
         finally:
-            follow.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follow
+            for task in (follow, watching):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await asyncio.to_thread(parts.sink.close)
 
     app = ScorerApp(

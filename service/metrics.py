@@ -129,6 +129,28 @@ class ServiceMetrics:
             "1 when the last registry read (Redis) succeeded, else 0.",
             registry=registry,
         )
+        # Written once a second by service.watch (the drift monitor and the rollback guard).
+        self.production_block_rate = Gauge(
+            "shadowline_production_block_rate",
+            "Share of transactions production blocked, over its first hour in this process "
+            "(period=reference) and over the recent window (period=recent).",
+            ["version", "period"], registry=registry,
+        )  # fmt: skip
+        self.production_psi = Gauge(
+            "shadowline_production_score_psi",
+            "PSI of production's recent score histogram against its first hour's.",
+            ["version"], registry=registry,
+        )  # fmt: skip
+        self.guard_probation = Gauge(
+            "shadowline_guard_probation",
+            "1 while this process's rollback guard watches a promotion on probation.",
+            registry=registry,
+        )
+        self.guard_rollbacks = Counter(
+            "shadowline_guard_rollbacks_total",
+            "Promotions this process's rollback guard rolled back, by the rule broken.",
+            ["rule"], registry=registry,
+        )  # fmt: skip
         self._production_created: float | None = None
         self.model_age.set_function(self._age)
 
