@@ -1,0 +1,44 @@
+"""Fixtures of the deployment tests: scorer settings on the test services, the real registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from registry import FileArtifactStore, ModelRegistry, load_settings
+from service.settings import ServiceSettings
+from tests.deploy.helpers import ADMIN_TOKEN
+
+
+@pytest.fixture
+def registry(redis_client: redis.Redis, tmp_path: Path) -> ModelRegistry:
+    """The real registry on the test's flushed Redis database and a fresh artifact store."""
+    return ModelRegistry(redis_client, FileArtifactStore(tmp_path / "artifacts"))
+
+
+@pytest.fixture
+def make_scorer_settings(
+    redis_url: str, kafka_bootstrap: str, make_topic: Callable[..., str], tmp_path: Path
+) -> Callable[..., ServiceSettings]:
+    """Factory: scorer settings on the test services (sidecar in a thread, a topic of this
+    test's own), with ``overrides``."""
+
+    def make(**overrides: Any) -> ServiceSettings:
+        values: dict[str, Any] = {
+            "redis_url": redis_url,
+            "kafka_bootstrap": kafka_bootstrap,
+            "scores_topic": make_topic("scores"),
+            "artifact_dir": str(tmp_path / "artifacts"),
+            "admin_token": ADMIN_TOKEN,
+            "reconcile_interval_s": 0.5,
+            "sidecar_process": False,
+            "shadow_batch_wait_ms": 1.0,
+        }
+        values.update(overrides)
+        return load_settings(ServiceSettings, **values)
+
+    return make
