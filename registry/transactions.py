@@ -29,7 +29,7 @@ from registry.constants import (
     shadows_key,
     version_key,
 )
-from registry.errors import Contention
+from registry.errors import Contention, RegistryError
 from registry.stamps import stamp_fields
 from registry.states import State
 from registry.types import Clock
@@ -104,7 +104,17 @@ def transact(
                     head=raw.get("audit_head") or GENESIS_HASH,
                     seq=int(raw.get("audit_seq", 0)),
                 )
-                result = plan(pipe, snap)
+                try:
+                    result = plan(pipe, snap)
+                except RegistryError:
+                    # A refusal is decided without EXEC, so WATCH cannot catch a writer that
+                    # committed between the plan's reads (seen: a rollback refused for "no
+                    # previous production version" while production was already rolled
+                    # back).  Every write bumps audit_seq: if it moved, re-plan.
+                    if int(pipe.hget(deploy_key(name), "audit_seq") or 0) != snap.seq:
+                        pipe.reset()
+                        raise redis.WatchError(f"model {name} changed while planning") from None
+                    raise
                 if not result.writes and not result.changes:
                     pipe.reset()
                     return result.value

@@ -17,6 +17,10 @@ LATENCY_BUCKETS = (
     0.25, 0.5, 1.0, 2.5,
 )  # fmt: skip
 SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+# Labelled counters an alert counts with rate()/increase() exist from the start at 0: a series
+# born at 1 shows no increase, and its first event would never alert.
+RECORD_FAILURE_KINDS = ("unencodable_inputs", "lost", "sidecar_gone")
+GUARD_RULES = ("error_ratio", "p99", "block_rate", "score_psi")
 
 
 class ServiceMetrics:
@@ -73,6 +77,8 @@ class ServiceMetrics:
             "all), sidecar_gone (held by a sidecar that ended, by crash or kill).",
             ["kind"], registry=registry,
         )  # fmt: skip
+        for kind in RECORD_FAILURE_KINDS:
+            self.records_failed.labels(kind)
         self.kafka_sent = Counter(
             "shadowline_kafka_sent_total", "Score records the broker acknowledged.",
             registry=registry,
@@ -151,6 +157,8 @@ class ServiceMetrics:
             "Promotions this process's rollback guard rolled back, by the rule broken.",
             ["rule"], registry=registry,
         )  # fmt: skip
+        for rule in GUARD_RULES:
+            self.guard_rollbacks.labels(rule)
         self._production_created: float | None = None
         self.model_age.set_function(self._age)
 

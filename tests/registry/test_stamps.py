@@ -7,9 +7,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import redis
+from redis.client import Pipeline
 
 from registry import IllegalTransition, ModelRegistry, Stamp, State
-from tests.registry.conftest import good_evidence
+from registry.constants import history_key
+from registry.transactions import Plan, Snapshot, transact
+from registry.types import utc_now
+from tests.lifecycle import passing_evidence
 
 
 def _production(registry: ModelRegistry, registered: Callable[..., str], *versions: str) -> None:
@@ -24,7 +29,7 @@ def test_an_approval_is_stamped_with_its_audit_entry_and_whether_it_was_forced(
 ) -> None:
     _production(registry, registered, "v1")
     registered("v2")
-    registry.record_evidence("fraud", "v2", good_evidence("v1"))
+    registry.record_evidence("fraud", "v2", passing_evidence("v1"))
     registry.approve("fraud", "v2", actor="ana", reason="beats v1")
     registered("v3")
     registry.approve("fraud", "v3", actor="ana", reason="urgent", force=True)
@@ -44,7 +49,7 @@ def test_an_approval_is_stamped_with_its_audit_entry_and_whether_it_was_forced(
     )
     # Forced without any broken rule is not forced: nothing was overridden.
     registered("v4")
-    registry.record_evidence("fraud", "v4", good_evidence("v1"))
+    registry.record_evidence("fraud", "v4", passing_evidence("v1"))
     registry.approve("fraud", "v4", actor="ana", reason="fine", force=True)
     assert not registry.stamps("fraud", "v4").approved_forced
 
@@ -110,3 +115,22 @@ def test_replicas_racing_to_roll_back_one_promotion_roll_it_back_once(
     ]
     assert [e.version for e in retired] == ["v3"]
     assert registry.verify_audit("fraud").ok
+
+
+def test_a_refusal_decided_on_reads_torn_by_a_concurrent_commit_is_planned_again(
+    registry: ModelRegistry, registered: Callable[..., str], redis_client: redis.Redis
+) -> None:
+    _production(registry, registered, "v1", "v2")
+    seen: list[str | None] = []
+
+    def plan(pipe: Pipeline, snap: Snapshot) -> Plan[str]:
+        seen.append(snap.production)
+        if len(seen) == 1:  # another writer commits between the snapshot and the next read
+            registry.rollback("fraud", actor="other")
+        previous = pipe.lindex(history_key("fraud"), 0)
+        if snap.production == "v2" and previous is None:
+            raise IllegalTransition("a refusal built on a torn read")
+        return Plan(f"production {snap.production}")
+
+    assert transact(redis_client, utc_now, "fraud", "test", plan) == "production v1"
+    assert seen == ["v2", "v1"]

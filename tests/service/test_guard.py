@@ -24,7 +24,7 @@ from registry import (
 )
 from service.guard import Bounds, Breach, Guard, RollbackTarget, cooldown_key, judge
 from service.live import LiveModels, ModelSet
-from service.metrics import ServiceMetrics
+from service.metrics import GUARD_RULES, ServiceMetrics
 from service.settings import ServiceSettings
 from service.signals import Counts, Reading, Requests
 from tests.lifecycle import NAME, production, register
@@ -63,6 +63,8 @@ def test_each_rule_with_its_numbers() -> None:
     assert shifted.rule == "score_psi"
     assert shifted.numbers.startswith("score PSI ")
     assert shifted.numbers.endswith(" over 200 transactions against 1000 (bound 0.5)")
+    # Every rule has a counter series from the start (alerts count its increase).
+    assert {b.rule for b in (failing, slow, blocking, shifted)} == set(GUARD_RULES)
     # Too few transactions on either side: nothing is judged (but errors are, by requests).
     assert judge(counts([0.95] * 99), ok, old, ok, BOUNDS) is None
     assert judge(counts([0.95] * 200), ok, counts(good(99)), ok, BOUNDS) is None
