@@ -1,15 +1,19 @@
-"""Fixtures of the deployment tests: scorer settings on the test services, the real registry."""
+"""Fixtures of the deployment tests: scorer settings on the test services, the real registry,
+a retrain worker's metrics endpoint."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from prometheus_client import CollectorRegistry
 
 from registry import FileArtifactStore, ModelRegistry, load_settings
+from retrain.metrics import RetrainMetrics, serve_metrics
 from service.settings import ServiceSettings
 from tests.deploy.helpers import ADMIN_TOKEN
 
@@ -42,3 +46,15 @@ def make_scorer_settings(
         return load_settings(ServiceSettings, **values)
 
     return make
+
+
+@pytest.fixture
+def retrain_endpoint() -> Iterator[str]:
+    """A retrain worker's metrics endpoint, as the worker serves it, after one good run."""
+    metrics = RetrainMetrics(CollectorRegistry())
+    metrics.runs.labels(outcome="succeeded").inc()
+    metrics.last_success.set(time.time())
+    server = serve_metrics(metrics, 0, addr="127.0.0.1")
+    yield f"127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()

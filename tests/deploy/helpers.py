@@ -1,18 +1,23 @@
-"""Helpers of the deployment tests: steady scoring traffic with every answer counted, and
-timing of "how long until it is so"."""
+"""Helpers of the deployment tests: steady scoring traffic with every answer counted, a scorer
+under that load, admin moves, and timing of "how long until it is so"."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 
+from registry import ModelRegistry
 from registry.manifest import Scalar
+from service.app import Components, create_app
+from service.settings import ServiceSettings
 from tests.factories import random_rows
+from tests.service.server import serving
 
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -95,3 +100,35 @@ class Load:
                         self.failures.append(f"{tid}: {answer.status_code} {answer.text[:200]}")
                 if self._pause_s:
                     self._stop.wait(self._pause_s)
+
+
+def scored(parts: Components, version: str) -> float:
+    """Transactions the scorer scored with ``version`` in production."""
+    value = parts.metrics.registry.get_sample_value
+    return sum(
+        value("shadowline_decisions_total",
+              {"role": "production", "version": version, "decision": d}) or 0.0
+        for d in ("allow", "review", "block")
+    )  # fmt: skip
+
+
+@contextmanager
+def loaded_scorer(
+    registry: ModelRegistry, settings: ServiceSettings
+) -> Iterator[tuple[httpx.Client, Components, Load]]:
+    """A scorer with v1 in production under load, once v1 scored enough to be the reference."""
+    app = create_app(settings, registry)
+    parts: Components = app.state.components
+    with serving(app) as client, Load(str(client.base_url), threads=4) as load:
+        assert elapsed_until(lambda: scored(parts, "v1") >= 2 * settings.guard_min_requests, 60)
+        yield client, parts, load
+
+
+def promote(client: httpx.Client, version: str) -> None:
+    """Approve (forced) and promote ``version`` through the admin API."""
+    for move, body in (
+        ("approve", {"actor": "ana", "reason": "test", "force": True}),
+        ("promote", {"actor": "ana", "reason": "test"}),
+    ):
+        answer = client.post(f"/admin/models/{version}/{move}", json=body, headers=ADMIN)
+        assert answer.status_code == 200, answer.text

@@ -8,18 +8,13 @@ passes its probation (and was judged: it scored enough transactions in time).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
-import httpx
-
 from registry import ModelRegistry
-from service.app import Components, create_app
 from service.settings import ServiceSettings
-from tests.deploy.helpers import ADMIN, Load, elapsed_until
+from tests.deploy.helpers import elapsed_until, loaded_scorer, promote, scored
 from tests.lifecycle import NAME, production, register
-from tests.service.server import serving
 
 GUARD: dict[str, Any] = {
     "guard_min_requests": 100,
@@ -27,36 +22,6 @@ GUARD: dict[str, Any] = {
     "guard_cooldown_s": 60.0,
     "reconcile_interval_s": 0.5,
 }
-
-
-def scored(parts: Components, version: str) -> float:
-    value = parts.metrics.registry.get_sample_value
-    return sum(
-        value("shadowline_decisions_total",
-              {"role": "production", "version": version, "decision": d}) or 0.0
-        for d in ("allow", "review", "block")
-    )  # fmt: skip
-
-
-@contextmanager
-def loaded_scorer(
-    registry: ModelRegistry, settings: ServiceSettings
-) -> Iterator[tuple[httpx.Client, Components, Load]]:
-    """A scorer with v1 in production under load, once v1 scored enough to be the reference."""
-    app = create_app(settings, registry)
-    parts: Components = app.state.components
-    with serving(app) as client, Load(str(client.base_url), threads=4) as load:
-        assert elapsed_until(lambda: scored(parts, "v1") >= 2 * settings.guard_min_requests, 60)
-        yield client, parts, load
-
-
-def promote(client: httpx.Client, version: str) -> None:
-    for move, body in (
-        ("approve", {"actor": "ana", "reason": "test", "force": True}),
-        ("promote", {"actor": "ana", "reason": "test"}),
-    ):
-        answer = client.post(f"/admin/models/{version}/{move}", json=body, headers=ADMIN)
-        assert answer.status_code == 200, answer.text
 
 
 def test_a_promotion_that_blocks_nearly_everything_is_rolled_back_once_under_load(

@@ -9,10 +9,9 @@ of the committed dashboard is then sent to it with Grafana's macros replaced.
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,8 @@ import httpx
 import pytest
 import redis
 import yaml
-from prometheus_client import CollectorRegistry
 
 from registry import FileArtifactStore, ModelRegistry, load_settings
-from retrain.metrics import RetrainMetrics, serve_metrics
 from service.app import create_app
 from service.settings import ServiceSettings
 from tests.deploy import prometheus
@@ -32,7 +29,7 @@ from tests.service.conftest import make_production, register, wait_until
 from tests.service.server import serving
 
 ROOT = Path(__file__).resolve().parents[2]
-PROMETHEUS_DIR = ROOT / "deploy/prometheus"
+PROMETHEUS_DIR = prometheus.PROMETHEUS_DIR
 BOARD = ROOT / "deploy/grafana/dashboards/shadowline.json"
 # What Grafana would put in place of its macros at a 1 s scrape interval.
 MACROS = {"$__rate_interval": "5s", "$__interval": "1s", "$__range": "1m"}
@@ -74,53 +71,24 @@ def queries() -> dict[str, list[str]]:
     return result
 
 
-def compose_mounts() -> dict[str, Path]:
-    """Container path -> file in the repository, for the Prometheus service's volumes."""
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    mounts = {}
-    for volume in compose["services"]["prometheus"]["volumes"]:
-        source, target = volume.split(":")[:2]
-        if source.startswith("./"):
-            mounts[target] = ROOT / source
-    return mounts
-
-
-def deploy_config(targets: dict[str, str], interval: str = "1s") -> dict[str, Any]:
-    """deploy/prometheus/prometheus.yml with its jobs scraping ``targets`` (job -> host:port)
-    and its rule files read from the repository, as docker-compose mounts them."""
-    config: dict[str, Any] = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
-    config["global"].update(scrape_interval=interval, evaluation_interval=interval)
-    mounts = compose_mounts()
-    config["rule_files"] = [str(mounts[path]) for path in config["rule_files"]]
-    jobs = {job["job_name"] for job in config["scrape_configs"]}
-    assert jobs == set(targets), f"scrape jobs {sorted(jobs)}"
-    for job in config["scrape_configs"]:
-        job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
-    return config
-
-
-def promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [prometheus.binary("promtool"), *args], capture_output=True, text=True, timeout=60
-    )
-
-
 def test_promtool_accepts_the_alert_rules() -> None:
-    result = promtool("check", "rules", str(PROMETHEUS_DIR / "alerts.yml"))
+    result = prometheus.promtool("check", "rules", str(PROMETHEUS_DIR / "alerts.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 2 rules found" in result.stdout
+    assert f"SUCCESS: {len(prometheus.alert_rules())} rules found" in result.stdout
 
 
 def test_promtool_accepts_the_config_with_its_mounted_rules(tmp_path: Path) -> None:
-    syntax = promtool("check", "config", "--syntax-only", str(PROMETHEUS_DIR / "prometheus.yml"))
+    syntax = prometheus.promtool(
+        "check", "config", "--syntax-only", str(PROMETHEUS_DIR / "prometheus.yml")
+    )
     assert syntax.returncode == 0, syntax.stdout + syntax.stderr
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
-    config["rule_files"] = [str(compose_mounts()[path]) for path in config["rule_files"]]
+    config["rule_files"] = [str(prometheus.compose_mounts()[path]) for path in config["rule_files"]]
     resolved = tmp_path / "prometheus.yml"
     resolved.write_text(yaml.safe_dump(config))
-    full = promtool("check", "config", str(resolved))
+    full = prometheus.promtool("check", "config", str(resolved))
     assert full.returncode == 0, full.stdout + full.stderr
-    assert "SUCCESS: 2 rules found" in full.stdout
+    assert f"SUCCESS: {len(prometheus.alert_rules())} rules found" in full.stdout
 
 
 class Traffic:
@@ -152,18 +120,6 @@ class Traffic:
             self.answers[response.status_code] = self.answers.get(response.status_code, 0) + 1
             n += 1
             time.sleep(0.02)
-
-
-@pytest.fixture
-def retrain_endpoint() -> Iterator[str]:
-    """A retrain worker's metrics endpoint, as the worker serves it, after one good run."""
-    metrics = RetrainMetrics(CollectorRegistry())
-    metrics.runs.labels(outcome="succeeded").inc()
-    metrics.last_success.set(time.time())
-    server = serve_metrics(metrics, 0, addr="127.0.0.1")
-    yield f"127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture
@@ -203,7 +159,7 @@ def test_every_dashboard_query_runs_on_a_real_prometheus(
         assert wait_until(lambda: client.get("/readyz").json()["shadows"] != [])
         scorer = str(client.base_url).removeprefix("http://").rstrip("/")
         targets = {"shadowline-scorer": scorer, "shadowline-retrain": retrain_endpoint}
-        with prometheus.running(deploy_config(targets), tmp_path / "prometheus") as url:
+        with prometheus.running(prometheus.deploy_config(targets), tmp_path / "prometheus") as url:
             answers: dict[str, list[dict[str, Any]]] = {}
 
             def missing() -> list[str]:
@@ -237,4 +193,4 @@ def test_every_dashboard_query_runs_on_a_real_prometheus(
     [share_4xx] = values(answers["Client and server errors"][0])
     assert 0 < share_4xx < 1
     names = {rule["name"] for group in rules["data"]["groups"] for rule in group["rules"]}
-    assert names == {"ShadowlineRetrainRunFailed", "ShadowlineScorerNotReady"}
+    assert names == set(prometheus.alert_rules())
