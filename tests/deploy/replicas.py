@@ -1,9 +1,9 @@
 """Scorer replicas as real processes (``python -m shadowline serve``) behind a real HAProxy.
 
 Each replica is its own process group, configured only by ``SHADOWLINE_*`` variables, as in
-production.  HAProxy (the Debian package; `make install` installs it) balances round-robin,
-checks ``/readyz`` and retries a request on the other replica when a connection fails or a
-server goes away without answering; see :data:`HAPROXY_CONFIG`.
+production.  HAProxy (the Debian package; `make install` installs it) runs the shipped
+deploy/haproxy/haproxy.cfg with its servers pointed at the replicas: round-robin, ``/readyz``
+health checks, and a retry on another replica for a request that got no answer.
 """
 
 from __future__ import annotations
@@ -25,38 +25,23 @@ import redis
 
 from shadowline.stack import HOST, free_port
 
-# What a load balancer in front of scorers needs: health checks on /readyz (a replica without
-# a production model is taken out), and a retry on the other replica for a request that got
-# no answer at all (connection refused or reset, empty response): scoring has no side effect
-# a retry could double, so a POST is safe to retry.  http-buffer-request is what makes the
-# retry possible: without it HAProxy streams the body on and, when the server dies before
-# answering, closes the client's connection silently instead of retrying (measured: 1 to 3
-# requests lost per SIGKILL in 12 of 13 runs; with it, none in 9 of 9).
-HAPROXY_CONFIG = """\
-global
-    maxconn 512
-    log stdout format raw local0
-defaults
-    mode http
-    log global
-    option httplog
-    timeout connect 500ms
-    timeout client 10s
-    timeout server 5s
-    retries 3
-    option redispatch 1
-    option http-buffer-request
-    retry-on conn-failure empty-response response-timeout
-frontend scorers
-    bind {host}:{port}
-    default_backend scorers
-backend scorers
-    balance roundrobin
-    option httpchk GET /readyz
-    http-check expect status 200
-    default-server inter 250ms fall 2 rise 2
-{servers}
-"""
+HAPROXY_CONFIG = Path(__file__).resolve().parents[2] / "deploy/haproxy/haproxy.cfg"
+
+
+def haproxy_config(port: int, replicas: list[Replica]) -> str:
+    """deploy/haproxy/haproxy.cfg listening on 127.0.0.1:``port`` with ``replicas`` as its
+    servers (everything else as shipped)."""
+    lines: list[str] = []
+    for line in HAPROXY_CONFIG.read_text().splitlines():
+        stripped = line.strip()
+        if stripped.startswith("bind "):
+            line = f"    bind {HOST}:{port}"
+        elif stripped.startswith("server "):
+            if not lines[-1].strip().startswith("server "):
+                lines += [f"    server {r.name} {HOST}:{r.port} check" for r in replicas]
+            continue
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def haproxy_binary() -> str:
@@ -159,12 +144,11 @@ def replica(name: str, env: Mapping[str, str], folder: Path,
 
 @contextlib.contextmanager
 def haproxy(replicas: list[Replica], folder: Path, timeout_s: float = 20.0) -> Iterator[str]:
-    """HAProxy in front of ``replicas`` (:data:`HAPROXY_CONFIG`); yields its base URL once a
-    request through it reaches a ready replica."""
+    """HAProxy with deploy/haproxy/haproxy.cfg in front of ``replicas``; yields its base URL
+    once a request through it reaches a ready replica."""
     port = free_port()
-    servers = "\n".join(f"    server {r.name} {HOST}:{r.port} check" for r in replicas)
     config = folder / "haproxy.cfg"
-    config.write_text(HAPROXY_CONFIG.format(host=HOST, port=port, servers=servers))
+    config.write_text(haproxy_config(port, replicas))
     log = folder / "haproxy.log"
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -16,10 +17,11 @@ from pathlib import Path
 
 import pytest
 import redis
+import yaml
 
 from registry import EVENTS_CHANNEL, ModelRegistry
 from tests.deploy.helpers import ADMIN_TOKEN, Load, elapsed_until
-from tests.deploy.replicas import Replica, haproxy, replica
+from tests.deploy.replicas import HAPROXY_CONFIG, Replica, haproxy, haproxy_binary, replica
 from tests.lifecycle import NAME, production, register
 
 
@@ -120,3 +122,17 @@ def test_sigkill_of_a_replica_under_traffic_loses_no_request(
     assert set(load.statuses) == {200}
     assert replicas[0].production() is None
     assert replicas[1].production() == "v1"
+
+
+def test_haproxy_accepts_the_shipped_config() -> None:
+    result = subprocess.run(
+        [haproxy_binary(), "-c", "-f", str(HAPROXY_CONFIG)], capture_output=True, text=True,
+        timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Configuration file is valid" in result.stdout + result.stderr
+
+
+def test_compose_runs_one_worker_per_scorer_process() -> None:
+    compose = yaml.safe_load((HAPROXY_CONFIG.parents[2] / "docker-compose.yml").read_text())
+    assert compose["services"]["scorer"]["environment"]["SHADOWLINE_WORKERS"] == "1"
