@@ -83,3 +83,12 @@ clean:
 .PHONY: bench
 bench: install
 	$(BIN)/python -m benchmarks.run --out docs $(BENCH_ARGS)
+
+# The deployment guardrails (docs/operations.md) held to their promised times: 2 s for a
+# promotion to reach each replica, the guard's rollback within seconds.  Runs tests/deploy
+# DEPLOY_CHECK_RUNS times with --strict-timing (make test allows a busy machine more time).
+DEPLOY_CHECK_RUNS ?= 3
+.PHONY: deploy-check
+deploy-check: install
+	for run in $$(seq $(DEPLOY_CHECK_RUNS)); do \
+	  $(BIN)/python -m pytest tests/deploy --strict-timing -q $(PYTEST_ARGS) || exit 1; done
