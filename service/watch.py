@@ -63,6 +63,18 @@ class Watch:
             await asyncio.sleep(self._interval_s)
 
 
+def guard_bounds(settings: ServiceSettings) -> Bounds:
+    """The guard's bounds from the SHADOWLINE_GUARD_* settings."""
+    return Bounds(
+        min_requests=settings.guard_min_requests,
+        max_error_ratio=settings.guard_max_error_ratio,
+        max_p99_ratio=settings.guard_max_p99_ratio,
+        p99_floor_s=settings.guard_p99_floor_ms / 1000,
+        max_block_rate=settings.guard_max_block_rate,
+        max_psi=settings.guard_max_psi,
+    )
+
+
 def build_watch(
     settings: ServiceSettings,
     live: LiveModels,
@@ -78,16 +90,9 @@ def build_watch(
     )  # fmt: skip
     guard = None
     if settings.guard and target is not None:
-        bounds = Bounds(
-            min_requests=settings.guard_min_requests,
-            max_error_ratio=settings.guard_max_error_ratio,
-            max_p99_ratio=settings.guard_max_p99_ratio,
-            p99_floor_s=settings.guard_p99_floor_ms / 1000,
-            max_block_rate=settings.guard_max_block_rate,
-            max_psi=settings.guard_max_psi,
-        )
         guard = Guard(
-            live, metrics, target, connect, name=settings.model_name, bounds=bounds,
-            probation_s=settings.guard_probation_s, cooldown_s=settings.guard_cooldown_s,
+            live, metrics, target, connect, name=settings.model_name,
+            bounds=guard_bounds(settings), probation_s=settings.guard_probation_s,
+            cooldown_s=settings.guard_cooldown_s,
         )  # fmt: skip
     return Watch(live, metrics, drift, guard, interval_s=settings.guard_interval_s)

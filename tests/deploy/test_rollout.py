@@ -23,20 +23,13 @@ from retrain.settings import RetrainSettings
 from retrain.worker import Worker, latest_slot
 from service.app import create_app
 from service.settings import ServiceSettings
+from tests.clocks import Clock
 from tests.deploy.helpers import ADMIN, elapsed_until, score
 from tests.lifecycle import NAME, approvable, production
 from tests.service.server import serving
 
 SATURDAY_NOON = datetime(2026, 4, 4, 12, 0, tzinfo=UTC).timestamp()
 MONDAY_10AM = datetime(2026, 4, 6, 10, 0, tzinfo=UTC).timestamp()
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

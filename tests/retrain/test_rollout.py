@@ -6,12 +6,15 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import redis
 from prometheus_client import CollectorRegistry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from registry import ModelRegistry, State
+from registry import FileArtifactStore, ModelRegistry, State
 from registry.config import SettingsError, load_settings
 from retrain.errors import ScheduleError
 from retrain.metrics import RetrainMetrics
@@ -20,19 +23,12 @@ from retrain.rollout import Rollout, in_window, window_opens
 from retrain.runner import Runner
 from retrain.settings import RetrainSettings
 from retrain.worker import Worker
+from tests.clocks import Clock
 from tests.lifecycle import NAME, approvable, production, register
 
 MONDAY_10AM = datetime(2026, 3, 30, 10, 0, tzinfo=UTC).timestamp()
 SATURDAY_10AM = datetime(2026, 4, 4, 10, 0, tzinfo=UTC).timestamp()
 WEEKDAYS = "* 9-15 * * 1-5"
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def rollout(
@@ -263,3 +259,34 @@ def test_a_bad_window_setting_is_refused_naming_it(redis_url: str) -> None:
         "expression over minutes (e.g. '* 9-15 * * 1-5' for weekdays 09:00-15:59 UTC; "
         "empty: any time)"
     )
+
+
+def test_serve_logs_a_failed_roll_out_check_and_checks_again(
+    make_runner: Callable[..., Runner],
+    redis_client: redis.Redis,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    unreachable = redis.Redis(host="127.0.0.1", port=1, decode_responses=True,
+                              retry=Retry(NoBackoff(), 0))  # fmt: skip
+    dead = ModelRegistry(unreachable, FileArtifactStore(tmp_path / "artifacts"))
+    redis_client.set("shadowline:retrain:schedule:last", repr(4e9))  # nothing due
+    worker = Worker(
+        make_runner(), RunStore(redis_client), schedule="0 3 * * 1", health_ttl_s=30,
+        rollout=rollout(dead), rollout_interval_s=0.05,
+    )  # fmt: skip
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.serve, args=(stop,))
+    with caplog.at_level("WARNING", logger="retrain.worker"):
+        thread.start()
+        for _ in range(400):  # bounded: until two checks failed
+            if len(caplog.records) >= 2:
+                break
+            stop.wait(0.05)
+        stop.set()
+        thread.join(30)
+    unreachable.close()
+    assert not thread.is_alive()
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) >= 2
+    assert all(m.startswith("roll-out check failed: ConnectionError: ") for m in messages)

@@ -27,6 +27,8 @@ from service.live import LiveModels, ModelSet
 from service.metrics import GUARD_RULES, ServiceMetrics
 from service.settings import ServiceSettings
 from service.signals import Counts, Reading, Requests
+from service.watch import guard_bounds
+from tests.clocks import Clock
 from tests.lifecycle import NAME, production, register
 from tests.service.helpers import counts, loaded
 
@@ -77,14 +79,7 @@ def test_default_bounds_rarely_pull_a_good_model_and_always_pull_a_bad_one() -> 
     an error rate of 0.5% on both sides is rolled back in < 1% of 500 draws; a model that
     blocks 30% of payments, or fails 10% of requests, in all of them."""
     settings = ServiceSettings()
-    bounds = Bounds(
-        min_requests=settings.guard_min_requests,
-        max_error_ratio=settings.guard_max_error_ratio,
-        max_p99_ratio=settings.guard_max_p99_ratio,
-        p99_floor_s=settings.guard_p99_floor_ms / 1000,
-        max_block_rate=settings.guard_max_block_rate,
-        max_psi=settings.guard_max_psi,
-    )
+    bounds = guard_bounds(settings)
     n, ref = settings.guard_min_requests, 2000
 
     def requests(count: int, rate: float) -> Requests:
@@ -106,14 +101,6 @@ def test_default_bounds_rarely_pull_a_good_model_and_always_pull_a_bad_one() -> 
                      requests(ref, 0.005), bounds) is not None  # fmt: skip
         assert judge(counts(good(n), latency(n)), requests(n, 0.1), old,
                      requests(ref, 0.005), bounds) is not None  # fmt: skip
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
