@@ -81,7 +81,8 @@ def main() -> None:
         for key in runs[0][mode]:
             values = sorted(run[mode][key] for run in runs)
             print(f"{mode:13} {key:15} median {values[len(values) // 2]:10.2f}  all {values}")
-    print(f"({args.reps} repetitions, {args.workers} workers' files, {time.time() - started:.0f} s)")
+    took = time.time() - started
+    print(f"({args.reps} repetitions, {args.workers} workers' files, {took:.0f} s)")
 
 
 if __name__ == "__main__":
