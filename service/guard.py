@@ -247,6 +247,9 @@ class Guard:
             except IllegalTransition as exc:  # another replica (or a person) was first
                 self._end(f"broke rule {breach.rule}; not rolled back here: {exc}")
                 return
+            self._metrics.guard_rollbacks.labels(breach.rule).inc()
+            log.error("guard: rolled back %s:%s: %s", self._name, probation.version, reason)
+            self._end(None)
             if self._cooldown_s > 0:
                 await client.set(
                     cooldown_key(self._name), f"{probation.version} ({breach.rule})",
@@ -254,6 +257,3 @@ class Guard:
                 )  # fmt: skip
         finally:
             await client.aclose()
-        self._metrics.guard_rollbacks.labels(breach.rule).inc()
-        log.error("guard: rolled back %s:%s: %s", self._name, probation.version, reason)
-        self._end(None)

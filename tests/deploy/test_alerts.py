@@ -50,5 +50,6 @@ def test_guardrail_rules_have_for_severity_summary_and_runbook() -> None:
         assert rule["labels"]["severity"] in {"page", "ticket"}, name
         assert rule["annotations"]["summary"], name
         assert rule["annotations"]["runbook"] == f"docs/operations.md#{name.lower()}"
-    # Every alert, the first group's too, has a runbook section.
+    # Every alert, the first group's too, has a for: window and a runbook section.
+    assert all("for" in rule for rule in prometheus.alert_rules().values())
     assert {name.lower() for name in prometheus.alert_rules()} <= anchors
