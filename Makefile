@@ -31,8 +31,9 @@ install: $(STAMP) $(CHECKOV_STAMP) system-deps
 # redis-server and prometheus (with promtool; the dashboard tests query a real one) from the
 # system package manager when missing (the broker comes in the `stack` extra above), and
 # chromium for the review page's browser test (Playwright drives /usr/bin/chromium; it never
-# downloads a browser of its own).  Root on CI; sudo elsewhere.
-SYSTEM_PACKAGES := redis-server prometheus
+# downloads a browser of its own).  Alertmanager and haproxy: the alerting and replica tests
+# run the real ones.  Root on CI; sudo elsewhere.
+SYSTEM_PACKAGES := redis-server prometheus prometheus-alertmanager haproxy
 system-deps:
 	@missing=""; for pkg in $(SYSTEM_PACKAGES); do \
 	  command -v $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
@@ -98,3 +99,12 @@ bench: install
 .PHONY: bench-evidence
 bench-evidence: install
 	$(BIN)/python -m benchmarks.evidence --out docs $(BENCH_ARGS)
+
+# The deployment guardrails (docs/operations.md) held to their promised times: 2 s for a
+# promotion to reach each replica, the guard's rollback within seconds.  Runs tests/deploy
+# DEPLOY_CHECK_RUNS times with --strict-timing (make test allows a busy machine more time).
+DEPLOY_CHECK_RUNS ?= 3
+.PHONY: deploy-check
+deploy-check: install
+	for run in $$(seq $(DEPLOY_CHECK_RUNS)); do \
+	  $(BIN)/python -m pytest tests/deploy --strict-timing -q $(PYTEST_ARGS) || exit 1; done

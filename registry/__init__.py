@@ -35,6 +35,7 @@ from registry.lifecycle import (
     allowed_moves,
 )
 from registry.policy import ApprovalPolicy
+from registry.stamps import Stamp, Stamps
 from registry.validation import PreparedModel, prepare_model, validate_model
 
 __all__ = [
@@ -69,6 +70,8 @@ __all__ = [
     "SettingsError",
     "ShadowEvidence",
     "SharedSettings",
+    "Stamp",
+    "Stamps",
     "State",
     "ValidationFailed",
     "allowed_moves",

@@ -40,7 +40,8 @@ def versions_key(name: str) -> str:
 
 
 def version_key(name: str, version: str) -> str:
-    """Hash: state, sha256, manifest (JSON), registered_at, evidence (JSON), evidence_ref."""
+    """Hash: state, sha256, manifest (JSON), registered_at, evidence (JSON), evidence_ref, and
+    the roll-out stamps of :mod:`registry.stamps`."""
     return f"shadowline:model:{name}:{version}"
 
 

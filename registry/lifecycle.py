@@ -40,8 +40,9 @@ from registry.evidence import ShadowEvidence
 from registry.integrity import verify_for_move
 from registry.manifest import Manifest
 from registry.policy import ApprovalPolicy
+from registry.stamps import APPROVED, FORCED_FIELD, GUARD_FIELD, PRODUCTION, ROLLED_BACK, Stamps
 from registry.states import MOVES, Deployment, ModelStatus, State, allowed_moves
-from registry.transactions import Change, Plan, Snapshot, set_state, transact
+from registry.transactions import Change, Plan, Snapshot, mark, set_state, transact
 from registry.types import Clock, utc_now
 from registry.validation import prepare_model
 
@@ -296,8 +297,9 @@ class ModelRegistry:
             ref = " ".join(e.ref for e in (live, replay) if e is not None)
             result: Plan[None] = Plan(None)
             result.writes += set_state(name, version, State.APPROVED, leaving=state)
+            result.writes.append(mark(name, version, FORCED_FIELD, bool(broken)))
             result.changes.append(
-                Change(version, "approve", state, State.APPROVED, reason, ref, detail)
+                Change(version, "approve", state, State.APPROVED, reason, ref, detail, APPROVED)
             )
             return result
 
@@ -330,17 +332,31 @@ class ModelRegistry:
             result.writes.append(lambda p: p.hset(deploy_key(name), "production", version))
             detail = f"replaces {old}" if old else "first production version"
             result.changes.append(
-                Change(version, "promote", state, State.PRODUCTION, reason, "", detail)
+                Change(version, "promote", state, State.PRODUCTION, reason, "", detail, PRODUCTION)
             )
             return result
 
         transact(self._redis, self._clock, name, actor, plan)
 
-    def rollback(self, name: str, *, actor: str, reason: str = "") -> str:
+    def rollback(
+        self,
+        name: str,
+        *,
+        actor: str,
+        reason: str = "",
+        expected: str | None = None,
+        guard: bool = False,
+    ) -> str:
         """Retire the production version and return the previous one to production, in one
         atomic step.  Returns the version now in production.  The target's artifact is not
         re-verified: scorers keep the previous production loaded for exactly this call, and
-        an emergency rollback must not wait on the artifact store."""
+        an emergency rollback must not wait on the artifact store.
+
+        ``expected``: roll back only if it is still the production version (IllegalTransition
+        otherwise), so several replicas judging the same promotion roll it back once.
+        ``guard``: the automatic rollback guard acts; the retired version is marked
+        (``registry.stamps``) and the retrain worker never promotes it again.
+        """
         actor = _require(actor, "actor")
 
         def plan(pipe: Pipeline, snap: Snapshot) -> Plan[str]:
@@ -350,6 +366,10 @@ class ModelRegistry:
             if current is None:
                 raise IllegalTransition(
                     f"cannot roll back model {name}: it has no production version"
+                )
+            if expected is not None and current != expected:
+                raise IllegalTransition(
+                    f"cannot roll back model {name} from {expected}: production is {current}"
                 )
             target = _str(pipe.lindex(history_key(name), 0))
             if target is None:
@@ -363,15 +383,16 @@ class ModelRegistry:
             result.writes += [
                 lambda p: p.lpop(history_key(name)),
                 lambda p: p.hset(deploy_key(name), "production", target),
+                mark(name, current, GUARD_FIELD, guard),
             ]
             result.changes += [
                 Change(
                     current, "rollback", State.PRODUCTION, State.RETIRED, reason, "",
-                    f"rolled back to {target}",
+                    f"rolled back to {target}", ROLLED_BACK,
                 ),
                 Change(
                     target, "rollback", State.RETIRED, State.PRODUCTION, reason, "",
-                    f"replaces {current}",
+                    f"replaces {current}", PRODUCTION,
                 ),
             ]  # fmt: skip
             return result
@@ -476,6 +497,11 @@ class ModelRegistry:
 
     def state(self, name: str, version: str) -> State:
         return State(self._hash(name, version)["state"])
+
+    def stamps(self, name: str, version: str) -> Stamps:
+        """The audit entries of the version's approval, production and rollback, as stamped on
+        it (:mod:`registry.stamps`); ModelNotFound if the version is not registered."""
+        return Stamps.from_hash(name, version, self._hash(name, version))
 
     def deployment(self, name: str) -> Deployment:
         """One consistent (MULTI) read of the name's production, rollback target, shadows and

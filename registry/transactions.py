@@ -29,7 +29,8 @@ from registry.constants import (
     shadows_key,
     version_key,
 )
-from registry.errors import Contention
+from registry.errors import Contention, RegistryError
+from registry.stamps import stamp_fields
 from registry.states import State
 from registry.types import Clock
 
@@ -54,6 +55,9 @@ class Change:
     reason: str = ""
     evidence: str = ""
     detail: str = ""
+    # A stamp prefix (registry.stamps): the audit entry of this change is also recorded on
+    # the version's hash under it, in the same transaction.
+    stamp: str = ""
 
 
 @dataclass
@@ -73,6 +77,11 @@ def set_state(name: str, version: str, target: State, *, leaving: State) -> list
         writes.append(lambda p: p.hdel(shadows_key(name), version))
         writes.append(lambda p: p.hdel(version_key(name, version), "rate"))
     return writes
+
+
+def mark(name: str, version: str, field_name: str, value: bool) -> Write:
+    """A write that sets a "1"/"0" flag on the version's hash."""
+    return lambda p: p.hset(version_key(name, version), field_name, "1" if value else "0")
 
 
 def transact(
@@ -95,7 +104,17 @@ def transact(
                     head=raw.get("audit_head") or GENESIS_HASH,
                     seq=int(raw.get("audit_seq", 0)),
                 )
-                result = plan(pipe, snap)
+                try:
+                    result = plan(pipe, snap)
+                except RegistryError:
+                    # A refusal is decided without EXEC, so WATCH cannot catch a writer that
+                    # committed between the plan's reads (seen: a rollback refused for "no
+                    # previous production version" while production was already rolled
+                    # back).  Every write bumps audit_seq: if it moved, re-plan.
+                    if int(pipe.hget(deploy_key(name), "audit_seq") or 0) != snap.seq:
+                        pipe.reset()
+                        raise redis.WatchError(f"model {name} changed while planning") from None
+                    raise
                 if not result.writes and not result.changes:
                     pipe.reset()
                     return result.value
@@ -129,6 +148,9 @@ def _queue(
         }  # fmt: skip
         fields["hash"] = head = entry_hash(fields)
         pipe.xadd(audit_key(name), cast(Any, fields))
+        if change.stamp:
+            stamp = stamp_fields(change.stamp, seq=seq, at=at, actor=actor, action=change.action)
+            pipe.hset(version_key(name, change.version), mapping=cast(Any, stamp))
         if plan.bump:
             event = {
                 "name": name, "version": change.version, "from": fields["from"] or None,

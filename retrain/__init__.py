@@ -5,6 +5,7 @@ Public entry points:
 
 * :class:`retrain.runner.Runner` -- one run of the pipeline, recorded in Redis;
 * :class:`retrain.worker.Worker` -- the cron-scheduled worker (``drain`` for tests);
+* :class:`retrain.rollout.Rollout` -- the worker's roll-out of approved versions;
 * :class:`retrain.sources.DataSource` (synthetic or a folder of files) and
   :class:`retrain.training.Trainer` (LightGBM by default) -- the pluggable parts;
 * :func:`retrain.evidence.comparison.analyze` -- shadow analysis: a challenger against production on

@@ -20,6 +20,7 @@ from registry.cli_kit import CommandFailed, JsonFlag, commands, fail
 from retrain.errors import RetrainError
 
 if TYPE_CHECKING:
+    from retrain.rollout import Rollout
     from retrain.runner import Runner, RunResult
     from retrain.scheduled_analysis import ScheduledAnalysis
     from retrain.settings import RetrainSettings
@@ -184,6 +185,8 @@ def worker(
         schedule=settings.schedule,
         health_ttl_s=settings.health_ttl_s,
         analysis=_analysis(settings, runner),
+        rollout=_rollout(settings, runner),
+        rollout_interval_s=settings.rollout_interval_s,
     )
     if once:
         results = service.drain()
@@ -195,6 +198,8 @@ def worker(
             typer.echo(_result_line(result))
         if not results and not service.analysed:
             typer.echo("nothing due")
+        if "rollout" in service.last:
+            typer.echo(f"roll-out: {service.last['rollout']}")
         failed = [r for r in results if r.outcome == "failed"]
         if failed:
             raise CommandFailed(f"run {failed[0].run_id} failed: {failed[0].reason}")
@@ -212,6 +217,22 @@ def _analysis(settings: RetrainSettings, runner: Runner) -> ScheduledAnalysis:
 
     registry = model_registry(settings)
     return ScheduledAnalysis(settings, registry, runner.metrics, client=runner.runs.client)
+
+
+def _rollout(settings: RetrainSettings, runner: Runner) -> Rollout | None:
+    """The worker's roll-out (None when SHADOWLINE_ROLLOUT is off)."""
+    if not settings.rollout:
+        return None
+    from registry import ModelRegistry, artifact_store
+    from retrain.rollout import Rollout
+
+    return Rollout(
+        ModelRegistry(runner.runs.client, artifact_store(settings)),
+        runner.metrics,
+        name=settings.model_name,
+        window=settings.rollout_window,
+        allow_forced=settings.rollout_forced,
+    )
 
 
 def _serve(service: Any, runner: Runner, port: int) -> None:  # pragma: no cover - long-running

@@ -73,6 +73,29 @@ class RetrainMetrics:
         )
         for reason in ANALYSIS_FAILURES:
             self.analysis_failures.labels(reason=reason)
+        # A late or missing scheduled run: the due slot moves ahead of the handled one.
+        self.due_slot = Gauge(
+            "shadowline_retrain_due_slot_timestamp_seconds",
+            "Unix time of the latest slot of the schedule at or before now (what should have "
+            "run by now).",
+            registry=registry,
+        )
+        self.handled_slot = Gauge(
+            "shadowline_retrain_handled_slot_timestamp_seconds",
+            "Unix time of the latest schedule slot the worker handled (ran, whatever the "
+            "outcome); 0 before the first.",
+            registry=registry,
+        )
+        self.rollouts = Counter(
+            "shadowline_retrain_rollouts_total",
+            "Approved versions the worker promoted (roll-out).",
+            registry=registry,
+        )
+        self.rollout_waiting = Gauge(
+            "shadowline_retrain_rollout_waiting",
+            "1 while an approved version waits for the deployment window.",
+            registry=registry,
+        )
 
     def value(self, outcome: str) -> float:
         """Current count of runs with ``outcome`` (for tests and `--json` output)."""

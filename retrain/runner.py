@@ -79,6 +79,10 @@ _RUNTIME_ONLY = {
     "kafka_ssl_cafile",
     "kafka_ssl_certfile",
     "kafka_ssl_keyfile",
+    "rollout",
+    "rollout_window",
+    "rollout_forced",
+    "rollout_interval_s",
 }
 
 

@@ -91,6 +91,14 @@ class RetrainSettings(EvidenceSettings):
     gate_alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
     gate_replicates: int = Field(default=1000, ge=100, le=100_000)
 
+    # Roll-out (retrain/rollout.py): the worker promotes the newest approval whose audit entry
+    # is newer than production's, inside the deployment window (a cron expression over
+    # minutes, e.g. "* 9-15 * * 1-5" = weekdays 09:00-15:59 UTC; empty = at once).
+    rollout: bool = True
+    rollout_window: str = ""
+    rollout_forced: bool = False  # also roll out approvals forced past the approval policy
+    rollout_interval_s: float = Field(default=10.0, ge=0.1, le=3600)
+
     @model_validator(mode="after")
     def _review_band_contains_block_band(self) -> RetrainSettings:
         if self.review_rate < self.block_rate:
@@ -112,6 +120,20 @@ class RetrainSettings(EvidenceSettings):
 
         if not croniter.is_valid(value):
             raise ValueError(f"{value!r} is not a cron expression (e.g. '0 3 * * 1')")
+        return value
+
+    @field_validator("rollout_window")
+    @classmethod
+    def _valid_window(cls, value: str) -> str:
+        if not value:
+            return value
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(
+                f"{value!r} is not a cron expression over minutes "
+                "(e.g. '* 9-15 * * 1-5' for weekdays 09:00-15:59 UTC; empty: any time)"
+            )
         return value
 
 

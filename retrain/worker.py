@@ -9,6 +9,10 @@ scheduled run uses its slot time as ``as_of``, so its data window is reproducibl
 With a :class:`~retrain.scheduled_analysis.ScheduledAnalysis`, each tick also analyses the
 shadows when their own slot (``analysis_schedule``, daily) is due, before the retrain slot; an
 analysis that fails is logged and counted there and stops neither the worker nor the runs.
+
+The worker also rolls out approved versions (:mod:`retrain.rollout`): ``drain`` checks once,
+``serve`` checks every ``rollout.interval_s`` on a thread of its own, so a training run that
+takes minutes does not hold an approved model back.
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from registry import RegistryError
 from retrain.constants import HEALTH_KEY, MAX_RUNS_KEPT, SCHEDULE_KEY
 from retrain.errors import ScheduleError
 from retrain.records import RunStore
+from retrain.rollout import Decision, Rollout
 from retrain.runner import Runner, RunResult
 
 if TYPE_CHECKING:
@@ -70,6 +76,8 @@ class Worker:
         health_ttl_s: int,
         clock: Callable[[], float] = time.time,
         analysis: ScheduledAnalysis | None = None,
+        rollout: Rollout | None = None,
+        rollout_interval_s: float = 10.0,
     ) -> None:
         self.runner = runner
         self.analysis = analysis
@@ -78,9 +86,15 @@ class Worker:
         self.schedule = schedule
         self.health_ttl_s = health_ttl_s
         self.clock = clock
+        self.rollout = rollout
+        self.rollout_interval_s = rollout_interval_s
         self.state = "idle"
         self.last: dict[str, Any] = {}  # the last run's id and outcome, in every beat
         self.restore_last_success()
+        metrics = runner.metrics
+        metrics.due_slot.set_function(lambda: latest_slot(self.schedule, self.clock()))
+        with contextlib.suppress(redis.RedisError):
+            self._handled(self.runs.client.get(SCHEDULE_KEY))
 
     def restore_last_success(self) -> None:
         """Seed the last-success gauge from the stored runs, so a restarted worker does not
@@ -95,9 +109,26 @@ class Worker:
                 self.runner.metrics.last_success.set(record.finished_at)
                 return
 
+    def _handled(self, last: object) -> float | None:
+        """The last handled slot from its Redis value; also sets its gauge."""
+        slot = None if last is None else float(str(last))
+        self.runner.metrics.handled_slot.set(slot or 0.0)
+        return slot
+
     def due(self) -> float | None:
         """The slot to run now, or None when the latest slot was handled already."""
         return due_slot(self.runs.client, SCHEDULE_KEY, self.schedule, self.clock())
+
+    def roll_out(self) -> Decision | None:
+        """One roll-out check (None when roll-out is off); its message goes into the beat and,
+        when it changed, the log."""
+        if self.rollout is None:
+            return None
+        decision = self.rollout.step()
+        if decision.message != self.last.get("rollout"):
+            log.info("roll-out: %s", decision.message)
+        self.last["rollout"] = decision.message
+        return decision
 
     def beat(self, **extra: Any) -> None:
         now = self.clock()
@@ -133,8 +164,9 @@ class Worker:
             running.set()
             pulse.join()
             self.runs.client.set(SCHEDULE_KEY, repr(slot))
+            self.runner.metrics.handled_slot.set(slot)
             self.state = "idle"
-        self.last = {"last_run": result.run_id, "last_outcome": result.outcome}
+        self.last.update(last_run=result.run_id, last_outcome=result.outcome)
         log.info("retrain run %s %s: %s", result.run_id, result.outcome, result.reason)
         self.beat()
         return result
@@ -171,14 +203,33 @@ class Worker:
             self.beat()
 
     def drain(self) -> list[RunResult]:
-        """Run whatever is due now, then return (at most one run: only the latest slot)."""
+        """Check the roll-out once, run whatever is due now, then return (at most one run:
+        only the latest slot).  The roll-out's decision is in ``last["rollout"]``."""
+        self.roll_out()
         results = []
         while (result := self.tick()) is not None:
             results.append(result)
         return results
 
+    def _roll_out_until(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.roll_out()
+            except (redis.RedisError, RegistryError) as exc:
+                # The next check retries; the serve loop reports Redis being down.
+                log.warning("roll-out check failed: %s: %s", type(exc).__name__, exc)
+            except Exception:  # a bug must not end the roll-out checks: log it, go on
+                log.exception("roll-out check failed")
+            stop.wait(self.rollout_interval_s)
+
     def serve(self, stop: threading.Event) -> None:
-        """Tick until ``stop`` is set; wakes often enough to keep the health key alive."""
+        """Tick until ``stop`` is set; wakes often enough to keep the health key alive.
+        Roll-out checks run on a thread of their own meanwhile."""
+        rolling = threading.Thread(
+            target=self._roll_out_until, args=(stop,), name="rollout", daemon=True
+        )
+        if self.rollout is not None:
+            rolling.start()
         while not stop.is_set():
             try:
                 self.tick()
@@ -191,6 +242,8 @@ class Worker:
                 max(next_slot(self.schedule, self.clock()) - self.clock(), 0.0) + 0.5,
             )
             stop.wait(max(wait, 0.5))
+        if rolling.is_alive():
+            rolling.join(self.rollout_interval_s + 30)
         with contextlib.suppress(redis.RedisError):
             self.runs.client.delete(HEALTH_KEY)  # a stopped worker is not healthy
 

@@ -54,6 +54,7 @@ from service.auth import AdminGuard
 from service.errors import ServiceError
 from service.fastpath import FastLane, Handler, ScorerApp
 from service.follower import RegistryFollower
+from service.guard import RollbackTarget
 from service.http import (
     JSON,
     NoSniff,
@@ -76,6 +77,7 @@ from service.scorer import InputLimits, Scorer
 from service.settings import ServiceSettings
 from service.sidecar import RecordSink, Sidecar
 from service.sidecar_loop import SidecarConfig
+from service.watch import Watch, build_watch
 
 
 @dataclass
@@ -90,6 +92,7 @@ class Components:
     loader: ModelLoader
     follower: RegistryFollower
     labels: LabelIntake
+    watch: Watch  # drift gauges and the rollback guard
 
 
 def build_components(
@@ -100,6 +103,7 @@ def build_components(
     sink: RecordSink | None = None,
     connect: Callable[[], aioredis.Redis] | None = None,
     events_channel: str = EVENTS_CHANNEL,
+    guard_target: RollbackTarget | None = None,
 ) -> Components:
     """Wire the scorer's parts from ``settings`` (nothing is started here)."""
     metrics = ServiceMetrics(collector_registry)
@@ -134,7 +138,18 @@ def build_components(
         interval_s=settings.reconcile_interval_s,
     )  # fmt: skip
     labels = label_intake(settings, metrics)
-    return Components(settings, metrics, live, scorer, sink, loader, follower, labels)
+    watch = build_watch(settings, live, metrics, guard_target, connect)
+    return Components(
+        settings=settings,
+        metrics=metrics,
+        live=live,
+        scorer=scorer,
+        sink=sink,
+        loader=loader,
+        follower=follower,
+        labels=labels,
+        watch=watch,
+    )
 
 
 def input_limits(settings: ServiceSettings) -> InputLimits:
@@ -180,7 +195,7 @@ def create_app(
     follower, and stops them (sending what is queued) on shutdown."""
     parts = build_components(
         settings, registry, collector_registry=collector_registry or CollectorRegistry(),
-        sink=sink, connect=connect,
+        sink=sink, connect=connect, guard_target=registry,
     )  # fmt: skip
 
     @asynccontextmanager
@@ -192,12 +207,14 @@ def create_app(
         gc.collect()
         gc.freeze()
         follow = asyncio.create_task(parts.follower.run(), name="registry-follower")
+        watching = asyncio.create_task(parts.watch.run(), name="watch")
         try:
             yield
         finally:
-            follow.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follow
+            for task in (follow, watching):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await asyncio.to_thread(parts.sink.close)
             await asyncio.to_thread(parts.labels.close)
 

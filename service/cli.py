@@ -32,6 +32,18 @@ def serve(
         settings = load_settings(
             ServiceSettings, **{k: v for k, v in overrides.items() if v is not None}
         )
+    if settings.workers > 1:
+        # Measured (docs/operations.md): prometheus_client's multiprocess mode would cost 2.5x
+        # the request path's metric work and break the function gauges (model age) and label
+        # removal; one worker per process, scaled with replicas, keeps metrics exact.
+        typer.secho(
+            f"warning: SHADOWLINE_WORKERS={settings.workers}: each worker has its own models, "
+            "metrics and rollback guard, and a scrape of /metrics reaches one of them; run one "
+            "worker per process and add replicas behind the load balancer "
+            "(docs/operations.md)",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
     import uvicorn
 
     from service.main import build_app

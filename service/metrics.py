@@ -17,6 +17,10 @@ LATENCY_BUCKETS = (
     0.25, 0.5, 1.0, 2.5,
 )  # fmt: skip
 SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+# Labelled counters an alert counts with rate()/increase() exist from the start at 0: a series
+# born at 1 shows no increase, and its first event would never alert.
+RECORD_FAILURE_KINDS = ("unencodable_inputs", "lost", "sidecar_gone")
+GUARD_RULES = ("error_ratio", "p99", "block_rate", "score_psi")
 
 
 class ServiceMetrics:
@@ -85,6 +89,8 @@ class ServiceMetrics:
             "all), sidecar_gone (held by a sidecar that ended, by crash or kill).",
             ["kind"], registry=registry,
         )  # fmt: skip
+        for kind in RECORD_FAILURE_KINDS:
+            self.records_failed.labels(kind)
         self.kafka_sent = Counter(
             "shadowline_kafka_sent_total", "Score records the broker acknowledged.",
             registry=registry,
@@ -148,6 +154,30 @@ class ServiceMetrics:
             "1 when the last registry read (Redis) succeeded, else 0.",
             registry=registry,
         )
+        # Written once a second by service.watch (the drift monitor and the rollback guard).
+        self.production_block_rate = Gauge(
+            "shadowline_production_block_rate",
+            "Share of transactions production blocked, over its first hour in this process "
+            "(period=reference) and over the recent window (period=recent).",
+            ["version", "period"], registry=registry,
+        )  # fmt: skip
+        self.production_psi = Gauge(
+            "shadowline_production_score_psi",
+            "PSI of production's recent score histogram against its first hour's.",
+            ["version"], registry=registry,
+        )  # fmt: skip
+        self.guard_probation = Gauge(
+            "shadowline_guard_probation",
+            "1 while this process's rollback guard watches a promotion on probation.",
+            registry=registry,
+        )
+        self.guard_rollbacks = Counter(
+            "shadowline_guard_rollbacks_total",
+            "Promotions this process's rollback guard rolled back, by the rule broken.",
+            ["rule"], registry=registry,
+        )  # fmt: skip
+        for rule in GUARD_RULES:
+            self.guard_rollbacks.labels(rule)
         self._production_created: float | None = None
         self.model_age.set_function(self._age)
 

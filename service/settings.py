@@ -84,6 +84,21 @@ class ServiceSettings(SharedSettings):
     fast_path: bool = True
     access_log: bool = False
     log_level: str = Field(default="info", pattern=r"^(critical|error|warning|info|debug)$")
+    # The rollback guard (service/guard.py): a promoted model is on probation for
+    # guard_probation_s and rolled back if it breaks a bound against the version it replaced.
+    guard: bool = True
+    guard_probation_s: float = Field(default=900.0, gt=0)
+    guard_interval_s: float = Field(default=1.0, gt=0, le=60)
+    guard_cooldown_s: float = Field(default=3600.0, ge=0)
+    guard_min_requests: int = Field(default=200, ge=1)  # per version, before any rule is judged
+    guard_max_error_ratio: float = Field(default=0.02, gt=0, lt=1)  # rise of the 5xx share
+    guard_max_p99_ratio: float = Field(default=3.0, gt=1)  # model-call p99, new / previous
+    guard_p99_floor_ms: float = Field(default=25.0, ge=0)  # ... and above this
+    guard_max_block_rate: float = Field(default=0.05, gt=0, lt=1)  # rise of the block share
+    guard_max_psi: float = Field(default=0.5, gt=0)  # score histogram, new against previous
+    # The drift gauges (service/drift.py): production's recent window against its first period.
+    drift_reference_s: float = Field(default=3600.0, gt=0)
+    drift_window_s: float = Field(default=900.0, gt=0)
 
     @model_validator(mode="after")
     def _no_placeholder_token_outside_development(self) -> ServiceSettings:
@@ -103,4 +118,14 @@ class ServiceSettings(SharedSettings):
                 # Label senders (chargeback and review systems) must not hold the keys to
                 # approve and promote models.
                 raise ValueError("SHADOWLINE_LABELS_TOKEN must differ from SHADOWLINE_ADMIN_TOKEN")
+        return self
+
+    @model_validator(mode="after")
+    def _guard_can_judge_within_probation(self) -> ServiceSettings:
+        if self.guard and self.guard_probation_s <= self.guard_interval_s:
+            raise ValueError(
+                f"SHADOWLINE_GUARD_PROBATION_S ({self.guard_probation_s:g}) must be longer than "
+                f"SHADOWLINE_GUARD_INTERVAL_S ({self.guard_interval_s:g}): the guard would "
+                "never look at a promotion during its probation"
+            )
         return self

@@ -397,6 +397,78 @@ EVIDENCE_ROW = (
     ),
 )
 
+GUARDRAILS_ROW = (
+    Panel(
+        "Production block rate against its first hour",
+        "Share of payments production blocks, over its first hour in each scorer (reference) "
+        "and the last 15 minutes (recent); ShadowlineBlockRateDrift fires when they part.",
+        "percentunit",
+        (
+            Query(
+                "max by (version, period) (shadowline_production_block_rate)",
+                "{{version}} {{period}}",
+            ),
+        ),
+        width=8,
+    ),
+    Panel(
+        "Production score PSI against its first hour",
+        "Population stability index of production's recent scores against its first hour; "
+        "above 0.25 the scored population changed (ShadowlineScoreDrift).",
+        "none",
+        (Query("max by (version) (shadowline_production_score_psi)", "{{version}}"),),
+        width=8,
+        thresholds=((0.25, "yellow"), (0.5, "red")),
+    ),
+    Panel(
+        "Guard rollbacks by rule",
+        "Promotions the rollback guard pulled, by the rule broken (docs/operations.md).",
+        "none",
+        (Query(f"sum by (rule) (increase(shadowline_guard_rollbacks_total{RATE}))", "{{rule}}"),),
+        width=8,
+    ),
+    Panel(
+        "On probation",
+        "1 while a scorer's rollback guard watches a fresh promotion.",
+        "none",
+        (Query("max(shadowline_guard_probation)", "on probation"),),
+        kind="stat",
+        width=6,
+    ),
+    Panel(
+        "Roll-outs in the last 7 days",
+        "Approved versions the retrain worker promoted.",
+        "none",
+        (Query("sum(increase(shadowline_retrain_rollouts_total[7d]))", "roll-outs"),),
+        kind="stat",
+        width=6,
+    ),
+    Panel(
+        "Approval waiting for the window",
+        "1 while an approved version waits for SHADOWLINE_ROLLOUT_WINDOW.",
+        "none",
+        (Query("max(shadowline_retrain_rollout_waiting)", "waiting"),),
+        kind="stat",
+        width=6,
+    ),
+    Panel(
+        "Scheduled run overdue by",
+        "Time between the latest slot of the schedule and the latest slot the worker handled; "
+        "ShadowlineRetrainRunLate fires past an hour.",
+        "s",
+        (
+            Query(
+                "max(shadowline_retrain_due_slot_timestamp_seconds)"
+                " - max(shadowline_retrain_handled_slot_timestamp_seconds)",
+                "overdue",
+            ),
+        ),
+        kind="stat",
+        width=6,
+        thresholds=((3600.0, "red"),),
+    ),
+)
+
 ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
     ("Requests", REQUESTS_ROW),
     ("Production and shadow models", MODELS_ROW),
@@ -405,4 +477,5 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
     ("Loaded models and registry", LOADED_ROW),
     ("Retrain worker", RETRAIN_ROW),
     ("Shadow evidence", EVIDENCE_ROW),
+    ("Guardrails: drift, rollback guard, roll-out", GUARDRAILS_ROW),
 )

@@ -9,7 +9,6 @@ of the committed dashboard is then sent to it with Grafana's macros replaced.
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +23,6 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from registry import FileArtifactStore, ModelRegistry, load_settings
 from retrain.evidence.archive_metrics import ArchiveMetrics
-from retrain.metrics import RetrainMetrics, serve_metrics
 from service.app import create_app
 from service.settings import ServiceSettings
 from tests.deploy import prometheus
@@ -33,7 +31,7 @@ from tests.service.conftest import make_production, register, wait_until
 from tests.service.server import serving
 
 ROOT = Path(__file__).resolve().parents[2]
-PROMETHEUS_DIR = ROOT / "deploy/prometheus"
+PROMETHEUS_DIR = prometheus.PROMETHEUS_DIR
 BOARD = ROOT / "deploy/grafana/dashboards/shadowline.json"
 # What Grafana would put in place of its macros at a 1 s scrape interval.
 MACROS = {"$__rate_interval": "5s", "$__interval": "1s", "$__range": "1m"}
@@ -78,91 +76,24 @@ def queries() -> dict[str, list[str]]:
     return result
 
 
-def compose_mounts() -> dict[str, Path]:
-    """Container path -> file in the repository, for the Prometheus service's volumes."""
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    mounts = {}
-    for volume in compose["services"]["prometheus"]["volumes"]:
-        source, target = volume.split(":")[:2]
-        if source.startswith("./"):
-            mounts[target] = ROOT / source
-    return mounts
-
-
-def deploy_config(targets: dict[str, str], interval: str = "1s") -> dict[str, Any]:
-    """deploy/prometheus/prometheus.yml with its jobs scraping ``targets`` (job -> host:port)
-    and its rule files read from the repository, as docker-compose mounts them."""
-    config: dict[str, Any] = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
-    config["global"].update(scrape_interval=interval, evaluation_interval=interval)
-    mounts = compose_mounts()
-    config["rule_files"] = [str(mounts[path]) for path in config["rule_files"]]
-    jobs = {job["job_name"] for job in config["scrape_configs"]}
-    assert jobs == set(targets), f"scrape jobs {sorted(jobs)}"
-    for job in config["scrape_configs"]:
-        job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
-    return config
-
-
-def promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [prometheus.binary("promtool"), *args], capture_output=True, text=True, timeout=60
-    )
-
-
 def test_promtool_accepts_the_alert_rules() -> None:
-    result = promtool("check", "rules", str(PROMETHEUS_DIR / "alerts.yml"))
+    result = prometheus.promtool("check", "rules", str(PROMETHEUS_DIR / "alerts.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 5 rules found" in result.stdout
+    assert f"SUCCESS: {len(prometheus.alert_rules())} rules found" in result.stdout
 
 
 def test_promtool_accepts_the_config_with_its_mounted_rules(tmp_path: Path) -> None:
-    syntax = promtool("check", "config", "--syntax-only", str(PROMETHEUS_DIR / "prometheus.yml"))
+    syntax = prometheus.promtool(
+        "check", "config", "--syntax-only", str(PROMETHEUS_DIR / "prometheus.yml")
+    )
     assert syntax.returncode == 0, syntax.stdout + syntax.stderr
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
-    config["rule_files"] = [str(compose_mounts()[path]) for path in config["rule_files"]]
+    config["rule_files"] = [str(prometheus.compose_mounts()[path]) for path in config["rule_files"]]
     resolved = tmp_path / "prometheus.yml"
     resolved.write_text(yaml.safe_dump(config))
-    full = promtool("check", "config", str(resolved))
+    full = prometheus.promtool("check", "config", str(resolved))
     assert full.returncode == 0, full.stdout + full.stderr
-    assert "SUCCESS: 5 rules found" in full.stdout
-
-
-def test_the_degraded_alert_fires_after_a_minute_of_degraded(tmp_path: Path) -> None:
-    """promtool's rule unit test: a scorer degraded for 3 minutes (another never) fires
-    ShadowlineScorerDegraded for the first only, once it has lasted a minute."""
-    cases = {
-        "rule_files": [str(PROMETHEUS_DIR / "alerts.yml")],
-        "evaluation_interval": "15s",
-        "tests": [
-            {
-                "interval": "15s",
-                "input_series": [
-                    {"series": 'shadowline_degraded{instance="a"}', "values": "0 1x12"},
-                    {"series": 'shadowline_degraded{instance="b"}', "values": "0x12"},
-                ],
-                "alert_rule_test": [
-                    {"eval_time": "45s", "alertname": "ShadowlineScorerDegraded", "exp_alerts": []},
-                    {
-                        "eval_time": "3m",
-                        "alertname": "ShadowlineScorerDegraded",
-                        "exp_alerts": [
-                            {
-                                "exp_labels": {"severity": "page", "instance": "a"},
-                                "exp_annotations": {
-                                    "summary": "Scorer a serves a last-known-good model, not "
-                                    "the registry's production"
-                                },
-                            }
-                        ],
-                    },
-                ],
-            }
-        ],
-    }
-    path = tmp_path / "alerts_test.yml"
-    path.write_text(yaml.safe_dump(cases))
-    result = promtool("test", "rules", str(path))
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(prometheus.alert_rules())} rules found" in full.stdout
 
 
 class Traffic:
@@ -194,23 +125,6 @@ class Traffic:
             self.answers[response.status_code] = self.answers.get(response.status_code, 0) + 1
             n += 1
             time.sleep(0.02)
-
-
-@pytest.fixture
-def retrain_endpoint() -> Iterator[str]:
-    """A retrain worker's metrics endpoint, as the worker serves it, after one good run and
-    one scheduled analysis of shadow v2."""
-    metrics = RetrainMetrics(CollectorRegistry())
-    metrics.runs.labels(outcome="succeeded").inc()
-    metrics.last_success.set(time.time())
-    metrics.evidence_age.labels(version="v2").set(3600.0)
-    for estimate, value in (("point", 0.03), ("low", -0.01), ("high", 0.07)):
-        metrics.evidence_difference.labels(version="v2", estimate=estimate).set(value)
-    metrics.evidence_matured_frauds.labels(version="v2").set(120)
-    server = serve_metrics(metrics, 0, addr="127.0.0.1")
-    yield f"127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture
@@ -266,7 +180,7 @@ def test_every_dashboard_query_runs_on_a_real_prometheus(
             "shadowline-retrain": retrain_endpoint,
             "shadowline-archiver": archiver_endpoint,
         }
-        with prometheus.running(deploy_config(targets), tmp_path / "prometheus") as url:
+        with prometheus.running(prometheus.deploy_config(targets), tmp_path / "prometheus") as url:
             answers: dict[str, list[dict[str, Any]]] = {}
 
             def missing() -> list[str]:
@@ -300,10 +214,4 @@ def test_every_dashboard_query_runs_on_a_real_prometheus(
     [share_4xx] = values(answers["Client and server errors"][0])
     assert 0 < share_4xx < 1
     names = {rule["name"] for group in rules["data"]["groups"] for rule in group["rules"]}
-    assert names == {
-        "ShadowlineRetrainRunFailed",
-        "ShadowlineScorerNotReady",
-        "ShadowlineArchiverDown",
-        "ShadowlineArchiveLagging",
-        "ShadowlineScorerDegraded",
-    }
+    assert names == set(prometheus.alert_rules())

@@ -10,8 +10,10 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
-from retrain.constants import HEALTH_KEY
+from registry import FileArtifactStore, ModelRegistry
+from retrain.constants import HEALTH_KEY, SCHEDULE_KEY
 from shadowline.cli import app
+from tests.lifecycle import approvable, production
 from tests.retrain.conftest import SMALL
 
 cli = CliRunner()
@@ -105,7 +107,10 @@ def test_worker_once_runs_the_due_slot_once_and_check_reads_the_health_key(
     assert check.exit_code == 0
     assert check.stdout.startswith("worker idle, last beat ")
     again = cli.invoke(app, ["retrain", "worker", "--once"])
-    assert again.stdout.strip() == "nothing due"
+    assert again.stdout.splitlines() == [
+        "nothing due",
+        "roll-out: nothing to roll out: no approved version",
+    ]
 
 
 def test_step_reruns_one_step_of_a_run(env: Path, redis_client: redis.Redis) -> None:
@@ -132,3 +137,23 @@ def test_unreachable_redis_is_one_clear_line(env: Path, monkeypatch: pytest.Monk
     check = cli.invoke(app, ["retrain", "worker", "--check"])
     assert check.exit_code == 1
     assert check.stdout.startswith("cannot read the health key: ConnectionError: ")
+
+
+def test_worker_once_rolls_out_an_approval_unless_roll_out_is_off(
+    env: Path, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis_client.set(SCHEDULE_KEY, repr(4e9))  # every slot handled: only the roll-out acts
+    registry = ModelRegistry(redis_client, FileArtifactStore(env / ".shadowline/artifacts"))
+    production(registry, "v1")
+    approvable(registry, "v2", bias=-1.0)
+    registry.approve("fraud", "v2", actor="ana", reason="better")
+    monkeypatch.setenv("SHADOWLINE_ROLLOUT", "false")
+    off = cli.invoke(app, ["retrain", "worker", "--once"])
+    assert off.stdout.splitlines() == ["nothing due"]
+    assert registry.deployment("fraud").production == "v1"
+    monkeypatch.delenv("SHADOWLINE_ROLLOUT")
+    on = cli.invoke(app, ["retrain", "worker", "--once"])
+    nothing_due, rolled = on.stdout.splitlines()
+    assert nothing_due == "nothing due"
+    assert rolled.startswith("roll-out: promoted fraud:v2: roll-out of the approval audit seq ")
+    assert registry.deployment("fraud").production == "v2"

@@ -104,3 +104,24 @@ def test_serve_exits_promptly_when_it_cannot_bind(tmp_path: Path, where: str) ->
         f"error: the scorer could not start on {host}:{port} (see the log above)"
     )
     assert "Traceback" not in stderr
+
+
+def test_serve_warns_that_several_workers_split_the_metrics(tmp_path: Path) -> None:
+    env = {
+        "PATH": os.environ["PATH"],
+        "SHADOWLINE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "SHADOWLINE_ARTIFACT_DIR": str(tmp_path / "artifacts"),
+        "SHADOWLINE_WORKERS": "2",
+    }
+    command = [str(Path(sys.executable).parent / "shadowline"), "serve", "--host", "127.0.0.1"]
+    with socket.socket() as busy:  # a port in use: the command ends right after the warning
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        command += ["--port", str(busy.getsockname()[1])]
+        result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, timeout=60)
+    assert result.returncode == 3
+    assert result.stderr.decode().startswith(
+        "warning: SHADOWLINE_WORKERS=2: each worker has its own models, metrics and rollback "
+        "guard, and a scrape of /metrics reaches one of them; run one worker per process and "
+        "add replicas behind the load balancer (docs/operations.md)\n"
+    )

@@ -1,0 +1,176 @@
+"""Live signals of the production model, read from the scorer's own metrics off the request path.
+
+The request path already counts what the rollback guard and the drift monitor need: scores,
+decisions and inference time per production version, requests per route and status.
+:func:`read` turns those cumulative counters into a :class:`Reading` (about 0.1 ms, once a
+second, on the event loop: nothing is added per request); two readings subtract into the
+counts of the interval between them.  The statistics are plain functions of bucket counts:
+:func:`psi` (population stability index of two score histograms), :func:`quantile` (the
+histogram quantile Prometheus computes) and block and error rates.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from service.metrics import LATENCY_BUCKETS, SCORE_BUCKETS, ServiceMetrics
+
+SCORING_ROUTES = frozenset({"/v1/score", "/v1/score/batch"})
+PRODUCTION = "production"
+# Added to every bin of both histograms before the PSI: an empty bin would give log(0).
+PSI_SMOOTHING = 0.5
+
+
+def _zeros(n: int) -> tuple[int, ...]:
+    return (0,) * n
+
+
+def _minus(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(x - y for x, y in zip(a, b, strict=True))
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What one production version did: transactions scored (by decision), their scores and
+    the latency of the model calls, as per-bucket (not cumulative) counts, +Inf last."""
+
+    scored: int = 0
+    blocked: int = 0
+    scores: tuple[int, ...] = _zeros(len(SCORE_BUCKETS) + 1)
+    latency: tuple[int, ...] = _zeros(len(LATENCY_BUCKETS) + 1)
+
+    def __sub__(self, other: Counts) -> Counts:
+        return Counts(
+            scored=self.scored - other.scored,
+            blocked=self.blocked - other.blocked,
+            scores=_minus(self.scores, other.scores),
+            latency=_minus(self.latency, other.latency),
+        )
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(
+            scored=self.scored + other.scored,
+            blocked=self.blocked + other.blocked,
+            scores=tuple(x + y for x, y in zip(self.scores, other.scores, strict=True)),
+            latency=tuple(x + y for x, y in zip(self.latency, other.latency, strict=True)),
+        )
+
+    @property
+    def block_rate(self) -> float:
+        """Share of scored transactions blocked (0 when none were scored)."""
+        return self.blocked / self.scored if self.scored else 0.0
+
+    def p99(self) -> float:
+        """The 99th percentile of the model-call latency, in seconds."""
+        return quantile(0.99, LATENCY_BUCKETS, self.latency)
+
+
+@dataclass(frozen=True)
+class Requests:
+    """Scoring requests answered, and how many of them with a 5xx."""
+
+    total: int = 0
+    failed: int = 0
+
+    def __sub__(self, other: Requests) -> Requests:
+        return Requests(self.total - other.total, self.failed - other.failed)
+
+    @property
+    def error_ratio(self) -> float:
+        return self.failed / self.total if self.total else 0.0
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The cumulative counters at one moment: scoring requests, and per production version."""
+
+    requests: Requests = Requests()
+    versions: dict[str, Counts] = field(default_factory=dict)
+
+    def of(self, version: str) -> Counts:
+        return self.versions.get(version, Counts())
+
+
+def _per_bucket(cumulative: Sequence[float]) -> tuple[int, ...]:
+    previous, counts = 0.0, []
+    for value in cumulative:
+        counts.append(round(value - previous))
+        previous = value
+    return tuple(counts)
+
+
+def read(metrics: ServiceMetrics) -> Reading:
+    """The production counters of ``metrics`` now (shadow series are left out)."""
+    scores: dict[str, list[float]] = {}
+    latency: dict[str, list[float]] = {}
+    for family, into in ((metrics.scores, scores), (metrics.inference_seconds, latency)):
+        for metric in family.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_bucket") and sample.labels["role"] == PRODUCTION:
+                    # Samples come in bucket order, +Inf last.
+                    into.setdefault(sample.labels["version"], []).append(sample.value)
+    scored: dict[str, int] = {}
+    blocked: dict[str, int] = {}
+    for metric in metrics.decisions.collect():
+        for sample in metric.samples:
+            labels = sample.labels
+            if sample.name.endswith("_total") and labels["role"] == PRODUCTION:
+                version = labels["version"]
+                scored[version] = scored.get(version, 0) + round(sample.value)
+                if labels["decision"] == "block":
+                    blocked[version] = blocked.get(version, 0) + round(sample.value)
+    total = failed = 0
+    for metric in metrics.request_seconds.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_count") and sample.labels["route"] in SCORING_ROUTES:
+                total += round(sample.value)
+                if sample.labels["status"].startswith("5"):
+                    failed += round(sample.value)
+    versions = {}
+    for version in scores.keys() | scored.keys() | latency.keys():
+        versions[version] = Counts(
+            scored=scored.get(version, 0),
+            blocked=blocked.get(version, 0),
+            scores=_per_bucket(scores[version]) if version in scores else Counts().scores,
+            latency=_per_bucket(latency[version]) if version in latency else Counts().latency,
+        )
+    return Reading(Requests(total, failed), versions)
+
+
+def psi(expected: Sequence[int], actual: Sequence[int]) -> float:
+    """Population stability index of ``actual`` against ``expected`` (bin counts, same bins).
+
+    Each bin gets :data:`PSI_SMOOTHING` added first, so an empty bin is finite.  0 means the
+    same shares; above 0.25 is the usual "the population changed".
+    """
+    if len(expected) != len(actual):
+        raise ValueError(f"{len(expected)} expected bins against {len(actual)} actual bins")
+    e_total = sum(expected) + PSI_SMOOTHING * len(expected)
+    a_total = sum(actual) + PSI_SMOOTHING * len(actual)
+    value = 0.0
+    for e, a in zip(expected, actual, strict=True):
+        e_share = (e + PSI_SMOOTHING) / e_total
+        a_share = (a + PSI_SMOOTHING) / a_total
+        value += (a_share - e_share) * math.log(a_share / e_share)
+    return value
+
+
+def quantile(q: float, bounds: Sequence[float], counts: Sequence[int]) -> float:
+    """The ``q`` quantile of a histogram (per-bucket ``counts`` over upper ``bounds``, +Inf
+    last), interpolated linearly inside its bucket as Prometheus's ``histogram_quantile``
+    does; the highest finite bound when it falls in +Inf, NaN when there are no counts."""
+    total = sum(counts)
+    if total == 0:
+        return math.nan
+    rank = q * total
+    seen = 0
+    for i, n in enumerate(counts):
+        if n and seen + n >= rank:
+            if i == len(bounds):
+                return bounds[-1]
+            low = bounds[i - 1] if i else 0.0
+            return low + (bounds[i] - low) * (rank - seen) / n
+        seen += n
+    return bounds[-1]

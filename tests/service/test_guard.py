@@ -1,0 +1,324 @@
+"""The rollback guard: its rules (exact numbers, and by simulation their false-alarm and
+detection rates), and the guard against a real Redis registry: one rollback however many
+replicas judge, never a rollback of a rollback, a cooldown, and a probation that ends."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
+
+from registry import (
+    Deployment,
+    FileArtifactStore,
+    ModelRegistry,
+    SettingsError,
+    Stamps,
+    load_settings,
+)
+from service.guard import Bounds, Breach, Guard, RollbackTarget, cooldown_key, judge
+from service.live import LiveModels, ModelSet
+from service.metrics import GUARD_RULES, ServiceMetrics
+from service.settings import ServiceSettings
+from service.signals import Counts, Reading, Requests
+from service.watch import guard_bounds
+from tests.clocks import Clock
+from tests.lifecycle import NAME, production, register
+from tests.service.helpers import counts, loaded
+
+BOUNDS = Bounds(
+    min_requests=100, max_error_ratio=0.02, max_p99_ratio=3.0, p99_floor_s=0.025,
+    max_block_rate=0.05, max_psi=0.5,
+)  # fmt: skip
+RNG = np.random.default_rng(11)
+
+
+def good(n: int) -> list[float]:
+    """Scores of a healthy model: Beta(1, 20) (mean 0.05; about 1 in 2,000 blocked)."""
+    return [float(x) for x in RNG.beta(1, 20, n)]
+
+
+def test_each_rule_with_its_numbers() -> None:
+    old, ok = counts(good(1000)), Requests(1000, 0)
+    assert judge(counts(good(200)), Requests(200, 0), old, ok, BOUNDS) is None
+    failing = judge(Counts(), Requests(200, 30), old, Requests(1000, 10), BOUNDS)
+    assert failing == Breach(
+        "error_ratio", "5xx share 0.1500 of 200 requests against 0.0100 before (bound +0.02)"
+    )
+    # p99 inside the bucket (0.1, 0.25]: 0.1 + 0.15 x 198/200; the old one inside
+    # (0.00075, 0.001]: 0.00075 + 0.00025 x 990/1000.
+    slow = judge(counts(good(200), latency_s=0.2), ok, old, ok, BOUNDS)
+    assert slow == Breach("p99", "model-call p99 248.50 ms against 1.00 ms (bound x3, floor 25 ms)")
+    blocking = judge(counts([0.95] * 150 + good(50)), ok, counts([0.95] * 10 + good(990)), ok,
+                     BOUNDS)  # fmt: skip
+    assert blocking == Breach(
+        "block_rate", "block rate 0.7500 of 200 transactions against 0.0100 of 1000 (bound +0.05)"
+    )
+    shifted = judge(counts([0.5] * 200), ok, old, ok, BOUNDS)
+    assert shifted is not None
+    assert shifted.rule == "score_psi"
+    assert shifted.numbers.startswith("score PSI ")
+    assert shifted.numbers.endswith(" over 200 transactions against 1000 (bound 0.5)")
+    # Every rule has a counter series from the start (alerts count its increase).
+    assert {b.rule for b in (failing, slow, blocking, shifted)} == set(GUARD_RULES)
+    # Too few transactions on either side: nothing is judged (but errors are, by requests).
+    assert judge(counts([0.95] * 99), ok, old, ok, BOUNDS) is None
+    assert judge(counts([0.95] * 200), ok, counts(good(99)), ok, BOUNDS) is None
+    assert judge(Counts(), Requests(99, 99), old, ok, BOUNDS) is None
+
+
+def test_default_bounds_rarely_pull_a_good_model_and_always_pull_a_bad_one() -> None:
+    """Simulation at the default settings and the smallest sample judged (200 transactions
+    against a reference of 2,000): a retrained model with the same score distribution and
+    an error rate of 0.5% on both sides is rolled back in < 1% of 500 draws; a model that
+    blocks 30% of payments, or fails 10% of requests, in all of them."""
+    settings = ServiceSettings()
+    bounds = guard_bounds(settings)
+    n, ref = settings.guard_min_requests, 2000
+
+    def requests(count: int, rate: float) -> Requests:
+        return Requests(count, int(RNG.binomial(count, rate)))
+
+    def latency(count: int) -> list[float]:
+        return [float(x) for x in RNG.exponential(0.0004, count)]
+
+    false_alarms = sum(
+        judge(counts(good(n), latency(n)), requests(n, 0.005),
+              counts(good(ref), latency(ref)), requests(ref, 0.005), bounds) is not None
+        for _ in range(500)
+    )  # fmt: skip
+    assert false_alarms / 500 < 0.01
+    for _ in range(100):
+        blocking = [0.95 if RNG.random() < 0.3 else s for s in good(n)]
+        old = counts(good(ref), latency(ref))
+        assert judge(counts(blocking, latency(n)), requests(n, 0.005), old,
+                     requests(ref, 0.005), bounds) is not None  # fmt: skip
+        assert judge(counts(good(n), latency(n)), requests(n, 0.1), old,
+                     requests(ref, 0.005), bounds) is not None  # fmt: skip
+
+
+@pytest.fixture
+def registry(redis_client: redis.Redis, tmp_path: Path) -> ModelRegistry:
+    registry = ModelRegistry(redis_client, FileArtifactStore(tmp_path / "artifacts"))
+    production(registry, "v1")
+    register(registry, "v2", bias=-1.0)
+    registry.approve(NAME, "v2", actor="ana", reason="better", force=True)
+    registry.promote(NAME, "v2", actor="retrain-worker@w")
+    return registry
+
+
+def promoted_at(registry: ModelRegistry, version: str) -> float:
+    stamp = registry.stamps(NAME, version).production
+    assert stamp is not None
+    return stamp.at.timestamp()
+
+
+def replica(
+    target: RollbackTarget, redis_url: str, *, serving: str = "v2", clock: Clock,
+    metrics: ServiceMetrics | None = None,
+) -> Guard:  # fmt: skip
+    """A guard as one scorer replica runs it, serving ``serving``."""
+    return Guard(
+        LiveModels(ModelSet(1, loaded(serving))), metrics or ServiceMetrics(CollectorRegistry()),
+        target, lambda: aioredis.Redis.from_url(redis_url), name=NAME, bounds=BOUNDS,
+        probation_s=60, cooldown_s=30, actor="guard@test", clock=clock,
+    )  # fmt: skip
+
+
+class Flaky:
+    """The registry, unreachable for its next ``failures`` calls."""
+
+    def __init__(self, registry: ModelRegistry, failures: int) -> None:
+        self.registry, self.failures = registry, failures
+
+    def _call(self) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+
+    def deployment(self, name: str) -> Deployment:
+        self._call()
+        return self.registry.deployment(name)
+
+    def stamps(self, name: str, version: str) -> Stamps:
+        self._call()
+        return self.registry.stamps(name, version)
+
+    def rollback(
+        self, name: str, *, actor: str, reason: str = "", expected: str | None = None,
+        guard: bool = False,
+    ) -> str:  # fmt: skip
+        self._call()
+        return self.registry.rollback(
+            name, actor=actor, reason=reason, expected=expected, guard=guard
+        )
+
+
+REFERENCE = Reading(Requests(1000, 0), {"v1": counts([0.95] * 10 + good(990))})
+BAD = Reading(Requests(1200, 0), {**REFERENCE.versions, "v2": counts([0.97] * 150 + good(50))})
+BLOCK_RATE = "block rate 0.7500 of 200 transactions against 0.0100 of 1000 (bound +0.05)"
+
+
+def watching(guard: Guard) -> bool:
+    """Whether the guard has a promotion on probation (a call, so mypy keeps no narrowing)."""
+    return guard.probation is not None
+
+
+def rollbacks(registry: ModelRegistry) -> list[str]:
+    return [
+        e.reason for e in registry.audit(NAME) if e.action == "rollback" and e.to_state == "retired"
+    ]
+
+
+def test_a_bad_promotion_is_rolled_back_with_the_rule_and_numbers(
+    registry: ModelRegistry, redis_client: redis.Redis, redis_url: str
+) -> None:
+    metrics = ServiceMetrics(CollectorRegistry())
+    clock = Clock(promoted_at(registry, "v2") + 5)
+    guard = replica(registry, redis_url, clock=clock, metrics=metrics)
+    value = metrics.registry.get_sample_value
+    asyncio.run(guard.tick(REFERENCE))
+    assert guard.probation is not None
+    assert (guard.probation.version, guard.probation.previous) == ("v2", "v1")
+    assert value("shadowline_guard_probation") == 1.0
+    asyncio.run(guard.tick(BAD))
+    assert registry.deployment(NAME).production == "v1"
+    assert rollbacks(registry) == [
+        f"rollback guard: rule block_rate broken during probation of fraud:v2 against v1: "
+        f"{BLOCK_RATE}"
+    ]
+    assert registry.audit(NAME)[-1].actor == "guard@test"
+    assert registry.stamps(NAME, "v2").rolled_back_by_guard
+    assert redis_client.get(cooldown_key(NAME)) == "v2 (block_rate)"
+    assert 0 < redis_client.pttl(cooldown_key(NAME)) <= 30_000
+    assert value("shadowline_guard_rollbacks_total", {"rule": "block_rate"}) == 1.0
+    assert value("shadowline_guard_probation") == 0.0
+    assert not watching(guard)
+
+
+def test_replicas_judging_the_same_promotion_roll_it_back_once(
+    registry: ModelRegistry, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock(promoted_at(registry, "v2") + 5)
+    guards = [replica(registry, redis_url, clock=clock) for _ in range(4)]
+
+    async def all_tick(reading: Reading) -> None:
+        await asyncio.gather(*(guard.tick(reading) for guard in guards))
+
+    asyncio.run(all_tick(REFERENCE))
+    with caplog.at_level(logging.INFO, logger="service.guard"):
+        asyncio.run(all_tick(BAD))
+    assert len(rollbacks(registry)) == 1
+    assert registry.verify_audit(NAME).ok
+    lost = [r.getMessage() for r in caplog.records if "not rolled back here" in r.getMessage()]
+    assert (
+        lost
+        == [
+            "guard: fraud:v2 broke rule block_rate; not rolled back here: cannot roll back model "
+            "fraud from v2: production is v1"
+        ]
+        * 3
+    )
+
+
+def test_no_rollback_of_a_rollback_nor_within_the_cooldown(
+    registry: ModelRegistry, redis_client: redis.Redis, redis_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    registry.rollback(NAME, actor="ana", reason="by hand")
+    clock = Clock(promoted_at(registry, "v1") + 5)
+    back = replica(registry, redis_url, serving="v1", clock=clock)  # production by a rollback
+    asyncio.run(back.tick(REFERENCE))
+    assert not watching(back)
+    # A new promotion while the guard cools down after an earlier rollback: judged, not pulled.
+    register(registry, "v3", bias=-1.5)
+    registry.approve(NAME, "v3", actor="ana", reason="try", force=True)
+    registry.promote(NAME, "v3", actor="ana")
+    redis_client.set(cooldown_key(NAME), "v2 (block_rate)", px=30_000)
+    clock.now = promoted_at(registry, "v3") + 10
+    guard = replica(registry, redis_url, serving="v3", clock=clock)
+    asyncio.run(guard.tick(REFERENCE))
+    bad = Reading(BAD.requests, {**REFERENCE.versions, "v3": BAD.of("v2")})
+    with caplog.at_level(logging.INFO, logger="service.guard"):
+        asyncio.run(guard.tick(bad))
+    assert registry.deployment(NAME).production == "v3"
+    assert rollbacks(registry) == ["by hand"]
+    assert caplog.records[-1].getMessage() == (
+        f"guard: fraud:v3 broke rule block_rate ({BLOCK_RATE}), but the guard is cooling down "
+        "after rolling back v2 (block_rate): no rollback"
+    )
+    assert not watching(guard)
+
+
+def test_probation_ends_and_a_late_replica_does_not_start_one(
+    registry: ModelRegistry, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock(promoted_at(registry, "v2") + 5)
+    guard = replica(registry, redis_url, clock=clock)
+    asyncio.run(guard.tick(REFERENCE))
+    assert watching(guard)
+    healthy = Reading(BAD.requests, {**REFERENCE.versions, "v2": counts(good(200))})
+    asyncio.run(guard.tick(healthy))
+    assert watching(guard)
+    clock.now += 60
+    with caplog.at_level(logging.INFO, logger="service.guard"):
+        asyncio.run(guard.tick(BAD))  # after probation even a bad reading is not judged
+    assert not watching(guard)
+    assert caplog.records[-1].getMessage() == "guard: fraud:v2 passed probation"
+    late = replica(registry, redis_url, clock=clock)
+    asyncio.run(late.tick(BAD))
+    assert not watching(late)
+    assert registry.deployment(NAME).production == "v2"
+
+
+def test_an_unreachable_registry_is_logged_and_retried(
+    registry: ModelRegistry, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    flaky = Flaky(registry, failures=1)
+    guard = replica(flaky, redis_url, clock=Clock(promoted_at(registry, "v2") + 5))
+    with caplog.at_level(logging.WARNING, logger="service.guard"):
+        asyncio.run(guard.tick(REFERENCE))
+    assert [r.getMessage() for r in caplog.records] == [
+        "guard: registry unavailable, retrying: ConnectionError: Error 111 connecting to "
+        "127.0.0.1:1. Connection refused."
+    ]
+    assert not watching(guard)
+    asyncio.run(guard.tick(REFERENCE))  # the look-up is retried at the next tick
+    assert watching(guard)
+    flaky.failures = 1  # and so is the rollback
+    asyncio.run(guard.tick(BAD))
+    assert registry.deployment(NAME).production == "v2"
+    asyncio.run(guard.tick(BAD))
+    assert registry.deployment(NAME).production == "v1"
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("guard_max_error_ratio", 1.0,
+         "SHADOWLINE_GUARD_MAX_ERROR_RATIO=1.0: Input should be less than 1"),
+        ("guard_max_block_rate", 0.0,
+         "SHADOWLINE_GUARD_MAX_BLOCK_RATE=0.0: Input should be greater than 0"),
+        ("guard_max_p99_ratio", 0.9,
+         "SHADOWLINE_GUARD_MAX_P99_RATIO=0.9: Input should be greater than 1"),
+        ("guard_max_psi", -1.0, "SHADOWLINE_GUARD_MAX_PSI=-1.0: Input should be greater than 0"),
+        ("guard_min_requests", 0,
+         "SHADOWLINE_GUARD_MIN_REQUESTS=0: Input should be greater than or equal to 1"),
+        ("guard_probation_s", 0.5,
+         "Value error, SHADOWLINE_GUARD_PROBATION_S (0.5) must be longer than "
+         "SHADOWLINE_GUARD_INTERVAL_S (1): the guard would never look at a promotion during "
+         "its probation"),
+    ],
+)  # fmt: skip
+def test_impossible_guard_bounds_are_refused_naming_the_setting(
+    setting: str, value: float, message: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(ServiceSettings, **{setting: value})
+    assert str(caught.value) == f"invalid settings for ServiceSettings:\n  {message}"
