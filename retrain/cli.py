@@ -189,7 +189,10 @@ def worker(
         rollout_interval_s=settings.rollout_interval_s,
     )
     if once:
-        results = service.drain()
+        try:
+            results = service.drain()
+        finally:
+            runner.runs.client.close()  # --once exits: nothing may be left open
         for analysed in service.analysed:
             ref = f"{settings.model_name}:{analysed.version}"
             state = "analysed" if analysed.recorded else "analysis failed for"
@@ -212,10 +215,14 @@ def worker(
 
 def _analysis(settings: RetrainSettings, runner: Runner) -> ScheduledAnalysis:
     """The worker's scheduled shadow analysis, on the worker's Redis and metrics."""
-    from registry.connections import model_registry
+    from registry import ModelRegistry, artifact_store
+    from registry.connections import approval_policy
     from retrain.scheduled_analysis import ScheduledAnalysis
 
-    registry = model_registry(settings)
+    # On the runner's Redis client: one connection pool for the worker, closed with it.
+    registry = ModelRegistry(
+        runner.runs.client, artifact_store(settings), policy=approval_policy(settings)
+    )
     return ScheduledAnalysis(settings, registry, runner.metrics, client=runner.runs.client)
 
 
