@@ -99,6 +99,9 @@ def golden_examples(
     )
 
 
+AMOUNT_FIELD = "amount"  # the payment amount in the model's input schema (retrain.schema)
+
+
 def build_manifest(
     candidate: Candidate,
     thresholds: Thresholds,
@@ -131,4 +134,6 @@ def build_manifest(
             control_of=candidate.control_of,
         ),
         golden_examples=golden,
+        # The evidence puts money on the decisions challenger and production disagree on.
+        amount_field=AMOUNT_FIELD,
     )

@@ -47,16 +47,23 @@ class Sent:
 
 
 def transactions(
-    start: datetime, count: int, fraud_share: float, *, seed: int, rows_per_week: int, stamp: str
+    start: datetime,
+    count: int,
+    fraud_share: float,
+    *,
+    seed: int,
+    rows_per_week: int,
+    stamp: str,
+    days: int = 7,
 ) -> list[Transaction]:
-    """``count`` transactions of the day from ``start`` (about ``fraud_share`` fraud), as the
-    model's inputs, with their truth."""
+    """``count`` transactions of the ``days`` from ``start`` (about ``fraud_share`` fraud, as
+    far as the stream has frauds), as the model's inputs, with their truth."""
     from retrain.features import add_features
     from retrain.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES
     from retrain.synthetic import SyntheticSource
 
     frame = SyntheticSource(seed=seed, rows_per_week=rows_per_week).load(
-        start - timedelta(days=1), start + timedelta(days=2)
+        start - timedelta(days=1), start + timedelta(days=days)
     )
     clean = (
         (frame["amount"] > 0)

@@ -424,6 +424,12 @@ def _verdict(
             f"The challenger beats the noise floor: it catches {_signed(versus.point)} "
             f"{spread} more fraud than the control, while {retrained}."
         )
+    if versus.high is not None and versus.high < 0:
+        return (
+            f"The challenger does worse than the control: challenger minus control is "
+            f"{_signed(versus.point)} {spread}, while {retrained}. Retraining production's own "
+            "recipe would do better than this challenger."
+        )
     return (
         f"The challenger's difference is within the noise floor: challenger minus control is "
         f"{_signed(versus.point)} {spread}, and {retrained}. Treat its difference with "
