@@ -168,7 +168,15 @@ def _wait_until(check: Callable[[], object], what: str, timeout_s: float, log: P
 
 
 def _port_is_free(port: int) -> bool:
+    """True unless something listens on ``port`` (or holds it without SO_REUSEADDR).
+
+    The check binds as the servers themselves do, with SO_REUSEADDR (redis-server and the
+    broker both set it): after a ``kill -9`` the dead server's connections sit in TIME-WAIT
+    for about 60 s, which a plain bind counts as "in use" although the server can bind again
+    at once.  A socket that listens on the port still makes the bind fail.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:

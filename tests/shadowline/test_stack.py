@@ -13,7 +13,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from typer.testing import CliRunner
 
 from shadowline.cli import app
-from shadowline.stack import Component, LocalStack, StackError, ping_broker
+from shadowline.stack import HOST, Component, LocalStack, StackError, ping_broker
 
 runner = CliRunner()
 
@@ -147,4 +147,41 @@ def test_up_restarts_only_the_dead_component_and_redis_keeps_its_data(tmp_path: 
         client.close()
         assert [h.healthy for h in stack.status()] == [True, True]
     finally:
+        stack.down()
+
+
+def lingering(port: int) -> set[str]:
+    """States of the sockets still bound to ``port`` on 127.0.0.1 that nothing listens on."""
+    return {
+        conn.status
+        for conn in psutil.net_connections(kind="tcp4")
+        if conn.laddr and conn.laddr.port == port and conn.status != psutil.CONN_LISTEN
+    }
+
+
+def test_up_restarts_components_killed_with_their_connections_open_at_once(
+    tmp_path: Path,
+) -> None:
+    # kill -9 leaves the dead servers' connections in TIME-WAIT for about a minute; `up`
+    # must still restart both on their ports at once.
+    stack = LocalStack(tmp_path)
+    before = {c.name: c for c in stack.up(topics=["shadowline.scores"])}
+    clients = [socket.create_connection((HOST, c.port)) for c in before.values()]
+    try:
+        for comp in before.values():
+            proc = psutil.Process(comp.pid)
+            proc.kill()
+            proc.wait(5)
+        for client in clients:
+            client.close()  # the servers closed first: their sockets wait in TIME-WAIT
+        for comp in before.values():
+            assert psutil.CONN_TIME_WAIT in lingering(comp.port)
+        after = {c.name: c for c in stack.up(topics=["shadowline.scores"])}
+        assert {n: c.port for n, c in after.items()} == {n: c.port for n, c in before.items()}
+        assert all(after[n].pid != before[n].pid for n in after)
+        assert [h.healthy for h in stack.status()] == [True, True]
+        assert "shadowline.scores" in ping_broker(after["kafka"].port)
+    finally:
+        for client in clients:
+            client.close()
         stack.down()
