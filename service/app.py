@@ -55,6 +55,7 @@ from service.live import LiveModels
 from service.loader import ModelLoader, ModelSource
 from service.metrics import ServiceMetrics
 from service.models import LoadedModel
+from service.outbox import SpoolConfig
 from service.producer import ProducerConfig
 from service.review import review_router
 from service.schemas import ERROR_RESPONSES, BatchResponse, ScoreResponse, request_body
@@ -117,8 +118,9 @@ def build_components(
 
 
 def sidecar_config(settings: ServiceSettings) -> SidecarConfig:
-    """The sidecar's settings: shadows, and a Kafka producer that may hold
-    ``kafka_buffer_records`` records and half of ``kafka_buffer_bytes`` unacknowledged."""
+    """The sidecar's settings: shadows, a Kafka producer that may hold
+    ``kafka_buffer_records`` records and half of ``kafka_buffer_bytes`` unacknowledged, and
+    the spool (none when ``spool_max_bytes`` is 0)."""
     producer = ProducerConfig(
         servers=tuple(settings.kafka_servers),
         topic=settings.scores_topic,
@@ -128,11 +130,17 @@ def sidecar_config(settings: ServiceSettings) -> SidecarConfig:
         delivery_timeout_ms=settings.kafka_delivery_timeout_ms,
         restart_after_s=settings.kafka_restart_after_s,
     )
+    spool = None
+    if settings.spool_max_bytes:
+        spool = SpoolConfig(
+            settings.spool_dir, settings.spool_max_bytes, settings.spool_fsync_interval_ms / 1000
+        )
     return SidecarConfig(
         producer,
         budget_s=settings.shadow_time_budget_ms / 1000,
         max_lag_s=settings.shadow_max_lag_ms / 1000,
         niceness=settings.sidecar_niceness,
+        spool=spool,
     )
 
 
@@ -243,7 +251,8 @@ def _add_health_routes(app: FastAPI, parts: Components) -> None:
     @app.get("/readyz", tags=["health"], responses={503: {"description": "Not ready."}})
     async def readyz() -> Response:
         """200 once a production model is loaded and warmed.  Reports whether the registry
-        (Redis) is reachable, without failing readiness on it: loaded models keep scoring."""
+        (Redis) and the broker are reachable, and what waits in the spool, without failing
+        readiness on them: loaded models keep scoring."""
         current = parts.live.current
         production = current.production
         body = {
@@ -258,6 +267,8 @@ def _add_health_routes(app: FastAPI, parts: Components) -> None:
                 "reachable": parts.follower.reachable,
                 "error": parts.follower.last_error,
             },
+            # The scores topic's broker, as the sidecar last saw it; never fails readiness.
+            "broker": parts.sink.broker_state(),
         }
         return json_response(body, 200 if parts.live.warmed else 503)
 
