@@ -55,14 +55,13 @@ from service.live import LiveModels
 from service.loader import ModelLoader, ModelSource
 from service.metrics import ServiceMetrics
 from service.models import LoadedModel
-from service.outbox import SpoolConfig
 from service.producer import ProducerConfig
 from service.review import review_router
 from service.schemas import ERROR_RESPONSES, BatchResponse, ScoreResponse, request_body
 from service.scorer import Scorer
 from service.settings import ServiceSettings
 from service.sidecar import RecordSink, Sidecar
-from service.sidecar_loop import SidecarConfig
+from service.sidecar_loop import SidecarConfig, SpoolConfig
 
 
 @dataclass
@@ -251,8 +250,7 @@ def _add_health_routes(app: FastAPI, parts: Components) -> None:
     @app.get("/readyz", tags=["health"], responses={503: {"description": "Not ready."}})
     async def readyz() -> Response:
         """200 once a production model is loaded and warmed.  Reports whether the registry
-        (Redis) and the broker are reachable, and what waits in the spool, without failing
-        readiness on them: loaded models keep scoring."""
+        (Redis) is reachable, without failing readiness on it: loaded models keep scoring."""
         current = parts.live.current
         production = current.production
         body = {
@@ -263,12 +261,13 @@ def _add_health_routes(app: FastAPI, parts: Components) -> None:
             "shadows": [
                 {"version": slot.model.version, "rate": slot.rate} for slot in current.shadows
             ],
+            # The scores topic's broker as the sidecar last saw it, and what waits in the
+            # spool; like the registry's state, it never fails readiness.
+            "broker": parts.sink.broker_state(),
             "registry": {
                 "reachable": parts.follower.reachable,
                 "error": parts.follower.last_error,
             },
-            # The scores topic's broker, as the sidecar last saw it; never fails readiness.
-            "broker": parts.sink.broker_state(),
         }
         return json_response(body, 200 if parts.live.warmed else 503)
 

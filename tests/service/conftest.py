@@ -100,11 +100,11 @@ def make_settings(
             "kafka_bootstrap": kafka_bootstrap,
             "scores_topic": make_topic("scores"),
             "artifact_dir": str(tmp_path / "artifacts"),
-            "spool_dir": str(tmp_path / "spool"),
             "admin_token": ADMIN_TOKEN,
             "reconcile_interval_s": 0.5,
             "sidecar_process": False,
             "shadow_batch_wait_ms": 1.0,
+            "spool_dir": str(tmp_path / "spool"),
         }
         values.update(overrides)
         return load_settings(ServiceSettings, **values)
