@@ -324,3 +324,10 @@ def sidecar_process_main(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO lines are per connection
     run_sidecar_loop(data, stats, config, stop)
+
+
+# SpoolConfig is re-exported: the app builds the sidecar's whole configuration from here.
+__all__ = [
+    "ShadowSpec", "SidecarConfig", "SidecarLoop", "SpoolConfig", "StopFlag",
+    "run_sidecar_loop", "sidecar_process_main",
+]  # fmt: skip
