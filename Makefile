@@ -82,3 +82,10 @@ clean:
 .PHONY: bench
 bench: install
 	$(BIN)/python -m benchmarks.run --out docs $(BENCH_ARGS)
+
+# The fault matrix (docs/reliability.md, docs/reliability/results.json): kill -9 of each
+# component, a broker outage, bad artifacts, promotion races, abusive bodies, a soak, all under
+# load.  About 25 minutes; RELIABILITY_ARGS=--quick runs it in about 5 (not part of `make test`).
+.PHONY: reliability
+reliability: install
+	$(BIN)/python -m benchmarks.reliability --out docs $(RELIABILITY_ARGS)

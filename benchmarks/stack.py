@@ -68,6 +68,7 @@ class ScorerStack:
             "SHADOWLINE_SCORES_TOPIC": SCORES_TOPIC,
             "SHADOWLINE_LABELS_TOPIC": LABELS_TOPIC,
             "SHADOWLINE_ARTIFACT_DIR": str(artifacts.resolve()),
+            "SHADOWLINE_SPOOL_DIR": str((state_dir / "spool").resolve()),
             "SHADOWLINE_MODEL_NAME": MODEL_NAME,
             "SHADOWLINE_LOG_LEVEL": "warning",
         }

@@ -50,8 +50,9 @@ class ProducerConfig:
 # the records wait out the delivery timeout.
 _PROBE_AFTER_S = 1.0
 _PROBE_EVERY_S = 0.5
-# Least time between two attempts to create a client once a broker accepts connections (each
-# attempt asks the broker for its topic list).
+# Least time between two attempts to create a client: while no broker accepts connections (the
+# sidecar's loop asks at every step), and once one does (each attempt asks for its topics).
+_RETRY_CONNECT_S = 0.1
 _RETRY_CREATE_S = 1.0
 
 
@@ -176,7 +177,10 @@ class KafkaOut:
         when one exists."""
         if self._producer is not None:
             return True
-        if time.monotonic() < self._next_create or not broker_accepts(self._config.servers):
+        if time.monotonic() < self._next_create:
+            return False
+        if not broker_accepts(self._config.servers):
+            self._next_create = time.monotonic() + _RETRY_CONNECT_S
             return False
         from kafka import KafkaProducer
         from kafka.errors import KafkaError
