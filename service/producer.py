@@ -51,9 +51,12 @@ class ProducerConfig:
 _PROBE_AFTER_S = 1.0
 _PROBE_EVERY_S = 0.5
 # Least time between two attempts to create a client: while no broker accepts connections (the
-# sidecar's loop asks at every step), and once one does (each attempt asks for its topics).
+# sidecar's loop asks at every step), and once one does: each attempt asks for its topics and
+# can block the loop for up to 2 s when the broker accepts but does not answer, so the wait
+# doubles after each failed attempt, up to _RETRY_CREATE_MAX_S.
 _RETRY_CONNECT_S = 0.1
 _RETRY_CREATE_S = 1.0
+_RETRY_CREATE_MAX_S = 10.0
 
 
 class DeliveryListener(Protocol):
@@ -86,9 +89,11 @@ def topic_exists(servers: tuple[str, ...], topic: str, timeout_s: float = 2.0) -
     Raises ``KafkaError``/``OSError`` when the broker does not answer."""
     from kafka import KafkaAdminClient
 
+    timeout_ms = int(timeout_s * 1000)  # a broker that accepts but never answers: 30 s else
     admin = KafkaAdminClient(
-        bootstrap_servers=list(servers), request_timeout_ms=int(timeout_s * 1000)
-    )
+        bootstrap_servers=list(servers), request_timeout_ms=timeout_ms,
+        bootstrap_timeout_ms=timeout_ms,
+    )  # fmt: skip
     try:
         return topic in set(admin.list_topics())
     finally:
@@ -111,6 +116,7 @@ class KafkaOut:
         self._last_ok = time.monotonic()
         self._next_probe = 0.0
         self._next_create = 0.0
+        self._create_wait = _RETRY_CREATE_S
         self._failing = False
 
     @property
@@ -186,7 +192,8 @@ class KafkaOut:
         from kafka.errors import KafkaError
 
         config = self._config
-        self._next_create = time.monotonic() + _RETRY_CREATE_S
+        self._next_create = time.monotonic() + self._create_wait
+        self._create_wait = min(2 * self._create_wait, _RETRY_CREATE_MAX_S)
         try:
             if not topic_exists(config.servers, config.topic):
                 log.warning("kafka producer: the broker has no topic %s (yet)", config.topic)
@@ -214,6 +221,7 @@ class KafkaOut:
             return False
         self._last_ok = time.monotonic()
         self._failing = False
+        self._create_wait = _RETRY_CREATE_S
         self._tally.connected = True
         self._tally.restarts += 1
         return True

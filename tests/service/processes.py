@@ -45,6 +45,11 @@ class Service:
         if self._process is not None:
             self._process.send_signal(signal.SIGSTOP)
 
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         if self._process is not None:
             self._process.kill()

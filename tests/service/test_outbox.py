@@ -73,6 +73,41 @@ def test_records_wait_for_the_broker_and_its_topic_then_arrive_once_in_order(
     assert list((tmp_path / "spool" / topic).iterdir()) == []  # empty spools are removed
 
 
+def test_records_a_stalled_broker_never_acknowledged_are_sent_again_at_least_once(
+    tmp_path: Path,
+) -> None:
+    # The broker stops answering (SIGSTOP) with records in flight: they time out, are spooled
+    # and sent again once it answers.  It may still write the requests it had received, so
+    # those records can arrive twice: Kafka's at-least-once, and the only duplicates.
+    port = free_port()
+    topic = "scores.stalled"
+    with dedicated("kafka", port, tmp_path / "broker.log") as broker:
+        ensure_topics(port, [topic], partitions=1)
+        outbox, tally = make_outbox(
+            broker.address, topic, tmp_path / "spool", delivery_timeout_ms=2000
+        )  # (a request times out after 1 s)
+        assert pump(outbox, lambda: outbox.deliverable())
+        outbox.put(records(100, prefix="acked"))
+        assert pump(outbox, lambda: tally.sent == 100)
+        broker.pause()
+        outbox.put(records(100, prefix="in-flight"))
+        assert pump(outbox, lambda: tally.spooled == 100)
+        outbox.put(records(50, prefix="later"))
+        outbox.tick()
+        assert tally.spool_records == 150
+        broker.resume()
+        assert pump(outbox, lambda: tally.spool_records == 0, timeout_s=30.0)
+        outbox.close(flush_timeout_s=3.0)
+        got = read_raw(broker.address, topic, until=lambda r: len(r) >= 250)
+    keys = [key.decode() for key, _ in got]
+    expected = [key.decode() for key, _ in records(100, "acked") + records(100, "in-flight")
+                + records(50, "later")]  # fmt: skip
+    assert sorted(set(keys)) == sorted(expected)  # every record, at least once
+    twice = {key for key in keys if keys.count(key) > 1}
+    assert all(key.startswith("in-flight-") for key in twice)
+    assert (tally.sent, tally.replayed, tally.failed) == (100, 150, 0)
+
+
 def test_beyond_the_bound_records_fail_and_the_outbox_holds_back(tmp_path: Path) -> None:
     outbox, tally = make_outbox(f"127.0.0.1:{free_port()}", "t", tmp_path, max_bytes=1000)
     outbox.tick()
