@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from service.producer import KafkaOut, ProducerConfig
+from service.producer import KafkaOut, ProducerConfig, record_refused
 from service.spool import HEADER, Entry, Spool, SpoolError
 from service.tally import Tally
 
@@ -50,11 +50,6 @@ log = logging.getLogger(__name__)
 REPLAY_RECORDS = 1024
 REPLAY_BYTES = 4 << 20
 _RESCAN_S = 30.0
-# Errors about the record itself: sending it again cannot succeed.
-_REFUSED = frozenset(
-    {"MessageSizeTooLargeError", "RecordListTooLargeError", "InvalidRecordError",
-     "CorruptRecordError"}
-)  # fmt: skip
 _UNSENT, _IN_FLIGHT, _DONE = 0, 1, 2
 Record = tuple[bytes, bytes]
 
@@ -102,10 +97,6 @@ class _Chunk:
         return len(self.state)
 
 
-def _refused(error: BaseException) -> bool:
-    return type(error).__name__ in _REFUSED
-
-
 class Outbox:
     """The producer plus the spool of one sidecar (module docstring).  ``put``, ``tick``,
     ``accepting`` and ``close`` are called from the sidecar loop's thread; ``on_acked`` and
@@ -121,7 +112,6 @@ class Outbox:
         self._adopted: list[Spool] = []
         self._lock = threading.Lock()  # the tally and what the callbacks change
         self._failed: deque[Record] = deque()  # live records whose delivery failed
-        self._broken = False  # a delivery failed: drop the producer at the next tick
         self._chunk: _Chunk | None = None
         self._chunks = 0
         self._full = False  # a record did not fit the bound; until a tenth of it is free
@@ -195,8 +185,7 @@ class Outbox:
         """Each loop step: drop a failing producer, spool what failed, create a producer when a
         broker is back, replay, move the cursor, fsync on schedule, update the gauges."""
         kafka = self._kafka
-        if self._broken:
-            self._broken = False
+        if kafka.broken:
             kafka.close(timeout_s=0.0)  # what it holds fails now, in order, into _failed
         else:
             kafka.check()
@@ -260,7 +249,7 @@ class Outbox:
                 self._tally.sent += 1
 
     def on_failed(self, tag: Hashable, error: BaseException) -> None:
-        refused = _refused(error)
+        refused = record_refused(error)
         with self._lock:
             if isinstance(tag, _Replayed):
                 chunk = self._chunk
@@ -272,10 +261,8 @@ class Outbox:
                 self._failed.append((tag.key, tag.value))
             else:
                 self._tally.failed += 1
-            if refused:
-                log.error("kafka producer: the broker refuses a record: %r", error)
-            else:
-                self._broken = True
+        if refused:
+            log.error("kafka producer: the broker refuses a record: %r", error)
 
     # -- the spool ------------------------------------------------------------------------------
     def _spools(self) -> list[Spool]:

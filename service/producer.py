@@ -59,6 +59,19 @@ _RETRY_CREATE_S = 1.0
 _RETRY_CREATE_MAX_S = 10.0
 
 
+# Errors about the record itself (kafka.errors names): sending it again cannot succeed, and
+# they say nothing about the broker.
+_REFUSED = frozenset(
+    {"MessageSizeTooLargeError", "RecordListTooLargeError", "InvalidRecordError",
+     "CorruptRecordError"}
+)  # fmt: skip
+
+
+def record_refused(error: BaseException) -> bool:
+    """The record itself was refused (too large, invalid), not the broker unavailable."""
+    return type(error).__name__ in _REFUSED
+
+
 class DeliveryListener(Protocol):
     """Told the fate of each record handed to :meth:`KafkaOut.send`, once, from any thread."""
 
@@ -118,6 +131,7 @@ class KafkaOut:
         self._next_create = 0.0
         self._create_wait = _RETRY_CREATE_S
         self._failing = False
+        self._broken = False  # a record of this client failed since it was created
 
     @property
     def ready(self) -> bool:
@@ -138,6 +152,12 @@ class KafkaOut:
     def failing(self) -> bool:
         """The last record that came back failed (and no later one was acknowledged)."""
         return self._failing
+
+    @property
+    def broken(self) -> bool:
+        """A record sent through the current client failed (late answers of a client already
+        dropped do not count): the caller drops it, so what it holds fails in order."""
+        return self._broken and self._producer is not None
 
     def send(self, key: bytes, value: bytes, tag: Hashable) -> None:
         """Hand one record to the client; the listener hears of ``tag`` when the broker
@@ -172,10 +192,11 @@ class KafkaOut:
         if error is None:
             self._last_ok = time.monotonic()
             self._failing = False
-        else:
+        elif not record_refused(error):
             if not self._failing:
                 log.warning("kafka producer: delivery to %s failed: %r", self._config.topic, error)
             self._failing = True
+            self._broken = True
         self._tally.connected = self._producer is not None and not self._failing
 
     def ensure(self) -> bool:
@@ -220,7 +241,7 @@ class KafkaOut:
             log.warning("kafka producer: cannot connect to %s: %s", config.servers, exc)
             return False
         self._last_ok = time.monotonic()
-        self._failing = False
+        self._failing = self._broken = False
         self._create_wait = _RETRY_CREATE_S
         self._tally.connected = True
         self._tally.restarts += 1
