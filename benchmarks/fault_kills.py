@@ -76,12 +76,18 @@ def _check_records(row: Row, env: Env, answered: int, mark: int, killed_at: int 
 
 def redis_kill(env: Env) -> Row:
     d = env.durations
-    row = Row("redis_kill", "kill -9 of Redis, then `shadowline stack up` at once",
-              _load_text(env, d.load), [
-                  NO_FAILURES, "`stack up` restarts Redis at once on its old port",
-                  "the registry survives: same production, audit chain intact",
-                  "the scorer reaches the registry again; a promotion after it is served",
-                  EVERY_RECORD])  # fmt: skip
+    row = Row(
+        name="redis_kill",
+        fault="kill -9 of Redis, then `shadowline stack up` at once",
+        load=_load_text(env, d.load),
+        must_hold=[
+            NO_FAILURES,
+            "`stack up` restarts Redis at once on its old port",
+            "the registry survives: same production, audit chain intact",
+            "the scorer reaches the registry again; a promotion after it is served",
+            EVERY_RECORD,
+        ],
+    )
     registry = env.stack.registry
     production = registry.deployment(MODEL_NAME).production
     mark = env.watcher.count()
@@ -125,11 +131,18 @@ def redis_kill(env: Env) -> Row:
 
 def broker_kill(env: Env) -> Row:
     d = env.durations
-    row = Row("broker_kill", "kill -9 of the broker, then `shadowline stack up` at once",
-              _load_text(env, d.load), [
-                  NO_FAILURES, "`stack up` restarts the broker at once on its old port",
-                  "records the dead broker held unacknowledged, and those scored meanwhile, "
-                  "are spooled and sent to the new one", EVERY_RECORD])  # fmt: skip
+    row = Row(
+        name="broker_kill",
+        fault="kill -9 of the broker, then `shadowline stack up` at once",
+        load=_load_text(env, d.load),
+        must_hold=[
+            NO_FAILURES,
+            "`stack up` restarts the broker at once on its old port",
+            "records the dead broker held unacknowledged, and those scored meanwhile, are "
+            "spooled and sent to the new one",
+            EVERY_RECORD,
+        ],
+    )
     mark = env.watcher.count()
     killed: list[int] = []
 
@@ -161,10 +174,17 @@ def broker_kill(env: Env) -> Row:
 
 def sidecar_kill(env: Env) -> Row:
     d = env.durations
-    row = Row("sidecar_kill", "kill -9 of the sidecar process", _load_text(env, d.load), [
-        NO_FAILURES, "the scorer starts a new sidecar",
-        "records lost only among those the dead sidecar held, and all of them counted "
-        "(records_failed{kind=\"sidecar_gone\"})"])  # fmt: skip
+    row = Row(
+        name="sidecar_kill",
+        fault="kill -9 of the sidecar process",
+        load=_load_text(env, d.load),
+        must_hold=[
+            NO_FAILURES,
+            "the scorer starts a new sidecar",
+            "records lost only among those the dead sidecar held, and all of them counted "
+            '(records_failed{kind="sidecar_gone"})',
+        ],
+    )
     mark = env.watcher.count()
 
     def fault(t0: float) -> list[dict[str, Any]]:
@@ -198,12 +218,17 @@ def scorer_kill(env: Env) -> Row:
     d = env.durations
     held = int(env.rate)  # about a second of traffic: what the process holds in memory
     duration = max(d.load, d.fault_at + 25.0)  # the new scorer serves for a while too
-    row = Row("scorer_kill", "kill -9 of the scorer, restarted at once (as a supervisor does)",
-              _load_text(env, duration), [
-                  "requests fail only while no scorer listens (connection errors, no 5xx)",
-                  "the new scorer is ready within 15 s",
-                  f"records lost at most what the killed process held (about a second: "
-                  f"{held}); none sent twice"])  # fmt: skip
+    row = Row(
+        name="scorer_kill",
+        fault="kill -9 of the scorer, restarted at once (as a supervisor does)",
+        load=_load_text(env, duration),
+        must_hold=[
+            "requests fail only while no scorer listens (connection errors, no 5xx)",
+            "the new scorer is ready within 15 s",
+            f"records lost at most what the killed process held (about a second: {held}); "
+            "none sent twice",
+        ],
+    )
     mark = env.watcher.count()
 
     def fault(t0: float) -> list[dict[str, Any]]:
@@ -232,11 +257,18 @@ def broker_outage(env: Env) -> Row:
     tail = 30.0 if d.outage >= 120 else 15.0
     duration = d.fault_at + d.outage + tail
     bound = float(env.env.get("SHADOWLINE_SPOOL_MAX_BYTES", 1 << 30))
-    row = Row("broker_outage", f"the broker down for {d.outage:.0f} s, then `stack up`",
-              _load_text(env, duration), [
-                  NO_FAILURES, "/readyz stays 200 and reports the broker unreachable and the "
-                  "spooled records", f"the spool holds everything (at most {bound / 2**20:.0f} "
-                  "MiB): 0 records dropped or failed", EVERY_RECORD])  # fmt: skip
+    row = Row(
+        name="broker_outage",
+        fault=f"the broker down for {d.outage:.0f} s, then `stack up`",
+        load=_load_text(env, duration),
+        must_hold=[
+            NO_FAILURES,
+            "/readyz stays 200 and reports the broker unreachable and the spooled records",
+            f"the spool holds everything (at most {bound / 2**20:.0f} MiB): 0 records "
+            "dropped or failed",
+            EVERY_RECORD,
+        ],
+    )
     mark = env.watcher.count()
     killed: list[int] = []
     seen: collections.Counter[str] = collections.Counter()

@@ -55,15 +55,20 @@ def _post(url: str, body: bytes, headers: dict[str, str] | None = None) -> str:
 
 def abusive_bodies(env: Env) -> Row:
     d = env.durations
-    row = Row("abusive_bodies",
-              "beside normal load: 3 senders of ~800 KB bodies with 100,000 unknown fields "
-              "(/v1/score) and 4 concurrent 100 MB POSTs without a token (/admin)",
-              _load_text(env, d.abusive) + ", after a baseline run of the same", [
-                  NO_FAILURES, "unknown-field bodies refused with 413 or 422",
-                  "unauthenticated 100 MB admin bodies refused (401) before they are read",
-                  "normal requests' p99 within 2x the baseline's",
-                  "the scorer's memory grows by less than 100 MiB"],
-              depends_on=DELIVERABLES_2_3)  # fmt: skip
+    row = Row(
+        name="abusive_bodies",
+        fault="beside normal load: 3 senders of ~800 KB bodies with 100,000 unknown fields "
+        "(/v1/score) and 4 concurrent 100 MB POSTs without a token (/admin)",
+        load=_load_text(env, d.abusive) + ", after a baseline run of the same",
+        must_hold=[
+            NO_FAILURES,
+            "unknown-field bodies refused with 413 or 422",
+            "unauthenticated 100 MB admin bodies refused (401) before they are read",
+            "normal requests' p99 within 2x the baseline's",
+            "the scorer's memory grows by less than 100 MiB",
+        ],
+        depends_on=DELIVERABLES_2_3,
+    )
     baseline = env.load(d.abusive)
     wide = unknown_fields_body()
     huge = b'{"actor": "' + b"x" * (100 << 20)  # malformed too: refused for the token first
@@ -119,12 +124,18 @@ def abusive_bodies(env: Env) -> Row:
 def soak(env: Env) -> Row:
     d = env.durations
     minutes = d.soak / 60
-    row = Row("soak", f"{minutes:g} minute{'s' if minutes != 1 else ''} of load with a "
-              f"promotion every {d.promote_every:.0f} s, on a freshly started scorer",
-              _load_text(env, d.soak), [
-                  NO_FAILURES, "every promotion is served within 2 s",
-                  "memory flat: the last sixth's median within 10% of the second sixth's",
-                  "every answered request's record arrives, once"])  # fmt: skip
+    row = Row(
+        name="soak",
+        fault=f"{minutes:g} minute{'s' if minutes != 1 else ''} of load with a promotion "
+        f"every {d.promote_every:.0f} s, on a freshly started scorer",
+        load=_load_text(env, d.soak),
+        must_hold=[
+            NO_FAILURES,
+            "every promotion is served within 2 s",
+            "memory flat: the last sixth's median within 10% of the second sixth's",
+            "every answered request's record arrives, once",
+        ],
+    )
     env.restart_scorer()  # memory measured from its start, not after the rows before
     mark = env.watcher.count()
     samples: list[tuple[float, float]] = []

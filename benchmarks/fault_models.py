@@ -88,13 +88,20 @@ def _restart_and_probe(env: Env, timeout_s: float = 20.0) -> dict[str, Any]:
 def _artifact_row(env: Env, name: str, what: str, damage: Callable[[Path], None]) -> Row:
     """The candidate's artifact damaged, then production's: see the two rows below."""
     d = env.durations
-    row = Row(name, f"{what} artifact: a candidate's, then production's",
-              _load_text(env, d.load) + " during the candidate's approval and promotion", [
-                  NO_FAILURES, "approving or promoting the candidate is refused (4xx) with the "
-                  "reason; production does not change",
-                  "with production's own artifact damaged, a restarted scorer still scores "
-                  "(its last-known-good copy): /v1/score 200, /readyz 200 and `degraded` names "
-                  "the registry's and the served version"], depends_on=DELIVERABLE_1)  # fmt: skip
+    row = Row(
+        name=name,
+        fault=f"{what} artifact: a candidate's, then production's",
+        load=_load_text(env, d.load) + " during the candidate's approval and promotion",
+        must_hold=[
+            NO_FAILURES,
+            "approving or promoting the candidate is refused (4xx) with the reason; "
+            "production does not change",
+            "with production's own artifact damaged, a restarted scorer still scores (its "
+            "last-known-good copy): /v1/score 200, /readyz 200 and `degraded` names the "
+            "registry's and the served version",
+        ],
+        depends_on=DELIVERABLE_1,
+    )
     registry = env.stack.registry
     production = registry.deployment(MODEL_NAME).production
     candidate = env.stack.spare.pop(0)
@@ -168,11 +175,11 @@ def concurrent_promotions(env: Env) -> Row:
     d = env.durations
     admins, rounds = 8, 3
     row = Row(
-        "concurrent_promotions",
-        f"{admins} admins promote {admins} approved versions at the same moment "
+        name="concurrent_promotions",
+        fault=f"{admins} admins promote {admins} approved versions at the same moment "
         f"(admin API), {rounds} times",
-        _load_text(env, d.load),
-        [
+        load=_load_text(env, d.load),
+        must_hold=[
             NO_FAILURES,
             "exactly one production after each round; the deployment names "
             "it and the scorer serves it within 2 s",
@@ -263,12 +270,17 @@ class _Promoter:
 def interrupted_promotions(env: Env) -> Row:
     d = env.durations
     times = 10 if d.soak < 300 else 20
-    row = Row("interrupted_promotions",
-              f"a promoting process killed (-9) during its promotion, {times} times",
-              _load_text(env, d.load), [
-                  NO_FAILURES, "exactly one production after each (the old or the new one); the "
-                  "deployment names it and the scorer serves it within 2 s",
-                  "the audit chain stays intact"])  # fmt: skip
+    row = Row(
+        name="interrupted_promotions",
+        fault=f"a promoting process killed (-9) during its promotion, {times} times",
+        load=_load_text(env, d.load),
+        must_hold=[
+            NO_FAILURES,
+            "exactly one production after each (the old or the new one); the deployment "
+            "names it and the scorer serves it within 2 s",
+            "the audit chain stays intact",
+        ],
+    )
     env_vars = {**os.environ, **env.env}
     rng = random.Random(11)
     kills: list[dict[str, Any]] = []

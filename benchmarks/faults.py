@@ -100,17 +100,37 @@ class Env:
         """Open-loop load at ``rate`` for ``duration_s`` (a process of its own); ``during(t0)``
         runs in a thread alongside and returns its events, kept in ``result["events"]``."""
         events: list[dict[str, Any]] = []
+        errors: list[Exception] = []
         thread = None
         if during is not None:
             t0 = time.monotonic()
-            thread = threading.Thread(target=lambda: events.extend(during(t0)), daemon=True)
+
+            def fault() -> None:
+                try:
+                    events.extend(during(t0))
+                except Exception as exc:  # raised below, once the load has ended
+                    errors.append(exc)
+
+            thread = threading.Thread(target=fault, daemon=True)
             thread.start()
         result = load(self.url, "scorer", rate=kw.pop("rate", self.rate), duration_s=duration_s,
                       **kw)  # fmt: skip
         if thread is not None:
             thread.join(max(60.0, self.durations.outage))
+        if errors:
+            raise errors[0]
         result["events"] = events
         return result
+
+    def recover(self) -> None:
+        """After a row broke: Redis, the broker and the scorer running again, and the watcher
+        reading the broker's topic anew (what it reads again lands before the next row)."""
+        topics = [_stack_module().SCORES_TOPIC, _stack_module().LABELS_TOPIC]
+        self.stack.stack.up(topics=topics)
+        if self.scorer.proc.poll() is not None:
+            self.restart_scorer()
+        self.watcher.restart()
+        self.watcher.settle(quiet_s=2.0, timeout_s=30.0)
 
     def drain(self, timeout_s: float = 180.0) -> bool:
         """Wait until the spool is empty and the broker acknowledged everything the scorer

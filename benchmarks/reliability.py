@@ -16,7 +16,6 @@ page is kept) and ``<out>/reliability/results.json``.  Exits 1 when a row fails.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
 import sys
@@ -91,11 +90,12 @@ def _run_row(name: str, fn: Callable[[Env], Row], env: Env) -> Row:
     try:
         row = fn(env)
     except Exception as exc:  # a row that breaks is a failed row, the others still run
-        row = Row(name, name, "-", ["the row runs to its end"])
+        row = Row(name=name, fault=name, load="-", must_hold=["the row runs to its end"])
         row.check(f"the row raised {type(exc).__name__}: {exc}", ok=False)
-        with contextlib.suppress(Exception):
-            if env.scorer.proc.poll() is not None:
-                env.restart_scorer()
+        try:
+            env.recover()
+        except Exception as again:  # the rows after this one will say what is wrong
+            print(f"row {name}: could not recover: {again}", file=sys.stderr, flush=True)
     row.seconds = round(time.monotonic() - began, 1)
     row.data["load_average"] = round(os.getloadavg()[0], 2)
     return row

@@ -132,7 +132,9 @@ def sidecar_config(settings: ServiceSettings) -> SidecarConfig:
     spool = None
     if settings.spool_max_bytes:
         spool = SpoolConfig(
-            settings.spool_dir, settings.spool_max_bytes, settings.spool_fsync_interval_ms / 1000
+            directory=settings.spool_dir,
+            max_bytes=settings.spool_max_bytes,
+            fsync_interval_s=settings.spool_fsync_interval_ms / 1000,
         )
     return SidecarConfig(
         producer,

@@ -189,7 +189,7 @@ class Spool:
     def pending_bytes(self) -> int:
         """Bytes of the records after the cursor."""
         done = self._cursor.offset if self._cursor.segment in self._sizes else 0
-        return self.disk_bytes - done
+        return max(0, self.disk_bytes - done)  # (a segment cut after a crash: below the cursor)
 
     def append(self, records: list[tuple[bytes, bytes]]) -> None:
         """Append ``records`` with one ``write`` (a new segment first when the last is full).
@@ -266,7 +266,7 @@ class Spool:
                     break  # the rest is beyond what was read
                 key, value, at = record
                 size += len(key) + len(value)
-                entries.append(Entry(key, value, Position(seq, offset + at)))
+                entries.append(Entry(key=key, value=value, end=Position(seq, offset + at)))
                 self._unread -= 1
             self._read = Position(seq, offset + at)
         return entries

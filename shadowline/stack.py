@@ -184,6 +184,17 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
+def _wait_until_free(port: int, timeout_s: float) -> None:
+    """Wait (up to ``timeout_s``) until nothing listens on the port of a component that died.
+
+    A killed multi-threaded server (the broker) can already look like a zombie while its
+    other threads, still exiting, hold the listening socket for a moment; starting the new
+    one then would find the port in use.  If the port stays taken, the start reports it."""
+    deadline = time.monotonic() + timeout_s
+    while not _port_is_free(port) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 class LocalStack:
     """Start, inspect and stop Redis and the broker whose state lives in ``state_dir``."""
 
@@ -254,6 +265,8 @@ class LocalStack:
         (append-only file in ``state_dir``), so the registry and audit log survive it.  The
         in-memory broker loses its topics, which are created again.  If a start fails,
         whatever this call started is stopped again before :class:`StackError` is raised.
+        The port of a component that died is used again as soon as the dead process has
+        released it (even if its connections wait in TIME-WAIT), at most ``timeout_s`` later.
         """
         self.state_dir.mkdir(parents=True, exist_ok=True)
         recorded = {comp.name: comp for comp in self.components()}
@@ -262,6 +275,7 @@ class LocalStack:
         for name, comp in recorded.items():
             if name not in healthy:
                 _stop(comp)
+                _wait_until_free(comp.port, timeout_s)
         names = {comp.name for comp in kept}
         started: list[Component] = []
 

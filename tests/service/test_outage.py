@@ -156,7 +156,8 @@ def test_records_in_flight_when_the_broker_dies_are_sent_once_when_it_is_back(
         ensure_topics(port, [TOPIC], partitions=1)
         config = SidecarConfig(
             ProducerConfig(servers=(broker.address,), topic=TOPIC, max_in_flight=1000),
-            stats_interval_s=0.05, spool=SpoolConfig(str(tmp_path / "spool"), 1 << 20, 0.0),
+            stats_interval_s=0.05,
+            spool=SpoolConfig(directory=str(tmp_path / "spool"), max_bytes=1 << 20),
         )  # fmt: skip
         sidecar = Sidecar(config, LiveModels(ModelSet(1, build("v1"))), metrics,
                           queue_size=1000, batch_wait_s=0.001)  # fmt: skip

@@ -26,7 +26,11 @@ def make_outbox(
 ) -> tuple[Outbox, Tally]:
     tally = Tally()
     config = ProducerConfig(servers=(servers,), topic=topic, max_in_flight=10_000, **producer)  # type: ignore[arg-type]
-    outbox = Outbox(config, SpoolConfig(str(spool_dir), max_bytes, 0.0), tally)
+    outbox = Outbox(
+        config,
+        SpoolConfig(directory=str(spool_dir), max_bytes=max_bytes, fsync_interval_s=0.0),
+        tally,
+    )
     outbox.open()
     return outbox, tally
 

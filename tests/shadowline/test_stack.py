@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import psutil
@@ -185,3 +187,38 @@ def test_up_restarts_components_killed_with_their_connections_open_at_once(
         for client in clients:
             client.close()
         stack.down()
+
+
+def test_up_waits_for_a_dead_components_port_to_be_released(tmp_path: Path) -> None:
+    # A killed broker can look dead (its main thread a zombie) while its other threads, still
+    # exiting, hold the listening socket for a moment: `up` waits for the port, then starts.
+    stack = LocalStack(tmp_path)
+    before = {c.name: c for c in stack.up()}
+    proc = psutil.Process(before["redis"].pid)
+    proc.kill()
+    proc.wait(5)
+    port = before["redis"].port
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_PORT, str(port)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "listening\n"
+        after = {c.name: c for c in stack.up()}
+        assert holder.wait(5) == 0  # it let go of the port first
+        assert after["redis"].port == port
+        assert [h.healthy for h in stack.status()] == [True, True]
+    finally:
+        holder.kill()
+        holder.communicate()
+        stack.down()
+
+
+HOLD_PORT = """
+import socket, sys, time
+sock = socket.socket()
+sock.bind(("127.0.0.1", int(sys.argv[1])))
+sock.listen()
+print("listening", flush=True)
+time.sleep(1.0)
+"""
