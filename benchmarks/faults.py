@@ -194,7 +194,8 @@ def setup(work: Path, durations: Durations, rate: float) -> Env:
     from benchmarks.model import train
 
     model = train(rows=4_000, trees=40)
-    spares = int(durations.soak // durations.promote_every) + 40
+    # The soak's promotions, plus those of the other rows (about 50).
+    spares = int(durations.soak // durations.promote_every) + 70
     stack = _stack_module().ScorerStack.up(work / "stack", model.onnx_bytes, spares)
     env = {
         **stack.env,

@@ -127,6 +127,7 @@ class Outbox:
             self._own = Spool.create(self._dir)
         except SpoolError as exc:
             log.error("%s; records the broker cannot take are counted as failed", exc)
+            self._tally.spool_error = str(exc)
             return
         self._adopt(self._dir, self._own)
         self._gauges()

@@ -160,6 +160,8 @@ class Sidecar:
             "reachable": tally.connected,
             "spooled_records": tally.spool_records,
             "spooled_bytes": tally.spool_bytes,
+            # A configured spool that could not be created (records then fail, counted).
+            "spool_error": tally.spool_error or None,
         }
 
     @property

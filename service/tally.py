@@ -57,6 +57,7 @@ class Tally:
     replayed: int = 0  # acknowledged, sent from the spool
     spool_records: int = 0  # waiting in the spool now
     spool_bytes: int = 0
+    spool_error: str = ""  # why there is no spool although one is configured
     restarts: int = 0
     connected: bool = False  # a producer exists and its deliveries succeed
     kafka_full: bool = False  # the producer holds its limit of unacknowledged records

@@ -141,6 +141,19 @@ def test_an_orphaned_spool_is_adopted_and_sent(
     assert list((tmp_path / topic).iterdir()) == []
 
 
+def test_a_spool_that_cannot_be_created_is_reported_and_records_fail(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    outbox, tally = make_outbox(f"127.0.0.1:{free_port()}", "t", blocker)
+    assert tally.spool_error == (
+        f"spool {blocker}/t: cannot create a spool here: [Errno 20] Not a directory: '{blocker}/t'"
+    )
+    assert not outbox.spooling
+    outbox.put(records(3))
+    assert (tally.spooled, tally.failed) == (0, 3)
+    outbox.close(flush_timeout_s=0.0)
+
+
 def test_a_record_the_broker_refuses_is_failed_not_spooled(
     kafka_bootstrap: str, make_topic: Callable[..., str], tmp_path: Path
 ) -> None:
