@@ -4,12 +4,14 @@ long soak with promotions.  Each is one function of :class:`benchmarks.faults.En
 
 from __future__ import annotations
 
+import contextlib
+import select
+import socket
 import statistics
 import threading
 import time
+import urllib.parse
 from typing import Any
-
-import httpx
 
 from benchmarks.fault_kills import NO_FAILURES, _answered, _load_text, _readyz, _sleep_until
 from benchmarks.faults import Env, Row
@@ -40,17 +42,36 @@ def unknown_fields_body(n: int = 100_000) -> bytes:
 
 
 def _post(url: str, body: bytes, headers: dict[str, str] | None = None) -> str:
-    """POST ``body``; the status code, or the error's name when there was no answer."""
-    try:
-        answer = httpx.post(
-            url,
-            content=body,
-            timeout=60.0,
-            headers={"Content-Type": "application/json", **(headers or {})},
-        )
-        return str(answer.status_code)
-    except httpx.HTTPError as exc:  # the server may close before the whole body is sent
-        return type(exc).__name__
+    """POST ``body`` in 1 MiB pieces, watching for an early answer between them: a server that
+    refuses a body unread answers before it has all of it and closes the connection (a client
+    that sends everything first sees only a broken pipe).  Returns the status, with "early"
+    when it came before the whole body was sent, or the error's name without any answer."""
+    parts = urllib.parse.urlsplit(url)
+    head = (
+        f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        + "\r\n"
+    ).encode()
+    with socket.create_connection((parts.hostname, parts.port), timeout=60) as sock:
+        try:
+            sock.sendall(head)
+            for at in range(0, len(body), 1 << 20):
+                if select.select([sock], [], [], 0)[0]:
+                    return _status(sock) + " early"
+                sock.sendall(body[at : at + (1 << 20)])
+        except OSError as exc:  # reset or broken pipe: the answer may still be readable
+            with contextlib.suppress(OSError):
+                return _status(sock) + " early"
+            return type(exc).__name__
+        return _status(sock)
+
+
+def _status(sock: socket.socket) -> str:
+    line = sock.makefile("rb").readline().decode(errors="replace").split()
+    if len(line) < 2:
+        raise ConnectionError("no answer")
+    return line[1]
 
 
 def abusive_bodies(env: Env) -> Row:
@@ -109,9 +130,9 @@ def abusive_bodies(env: Env) -> Row:
               result["failed"] == 0)  # fmt: skip
     score = sorted(set(answers["score"]))
     row.check(f"{len(answers['score'])} unknown-field bodies answered {score}",
-              bool(score) and set(score) <= {"413", "422"})  # fmt: skip
+              bool(score) and {a.split()[0] for a in score} <= {"413", "422"})  # fmt: skip
     admin = sorted(set(answers["admin"]))
-    row.check(f"100 MB admin bodies answered {admin}", set(admin) <= {"401"})
+    row.check(f"100 MB admin bodies answered {admin}", set(admin) == {"401 early"})
     p99, base = result["latency_ms"]["p99"], baseline["latency_ms"]["p99"]
     row.check(f"normal p99 {p99:.1f} ms against {base:.1f} ms without abuse",
               p99 <= 2 * base)  # fmt: skip

@@ -55,8 +55,12 @@ def render(results: dict[str, Any]) -> str:
         "",
         "Every row ran under the load it names; each took the seconds in `results.json` "
         "(`docs/reliability/results.json`, with every load run's latency and counts).  "
-        "`make reliability RELIABILITY_ARGS=--quick` runs the same rows shorter (30 s outage, "
-        "1 minute soak).",
+        "Records are matched to answered requests by `request_id`, read from the scores topic "
+        "throughout.  The stand-in broker keeps its topics in memory, so what it acknowledged "
+        "dies with it (Kafka keeps it on disk): before a row kills it, the harness stops the "
+        "sidecar for about a second (SIGSTOP; the scorer's queue holds the traffic) and reads "
+        "what the broker holds.  `make reliability RELIABILITY_ARGS=--quick` runs the same rows "
+        "shorter (30 s outage, 1 minute soak).",
         END,
     ]
     return "\n".join(lines) + "\n"

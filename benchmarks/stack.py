@@ -68,9 +68,9 @@ class ScorerStack:
             "SHADOWLINE_SCORES_TOPIC": SCORES_TOPIC,
             "SHADOWLINE_LABELS_TOPIC": LABELS_TOPIC,
             "SHADOWLINE_ARTIFACT_DIR": str(artifacts.resolve()),
-            "SHADOWLINE_SPOOL_DIR": str((state_dir / "spool").resolve()),
             "SHADOWLINE_MODEL_NAME": MODEL_NAME,
             "SHADOWLINE_LOG_LEVEL": "warning",
+            "SHADOWLINE_SPOOL_DIR": str((state_dir / "spool").resolve()),
         }
         self = cls(state_dir, stack, redis_url, comps["kafka"].port, registry, client, env)
         versions = ["v1", "s1", "s2", "s3"] + [f"p{i}" for i in range(spares)]
