@@ -10,10 +10,12 @@
 
 FROM python:3.11-slim-bookworm AS base
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-# /artifacts, /runs and /archive belong to the runtime user: a named volume mounted there starts as a
+# /artifacts, /runs, /archive and /var/lib/shadowline (a scorer's spool and model cache)
+# belong to the runtime user: a named volume mounted there starts as a
 # copy of the image's folder, ownership included, so the non-root worker can write to it.
 RUN pip install "uv==0.13.9" && useradd --uid 10001 --create-home --home-dir /app shadowline \
-    && mkdir -p /artifacts /runs /archive && chown 10001:10001 /artifacts /runs /archive
+    && mkdir -p /artifacts /runs /archive /var/lib/shadowline \
+    && chown 10001:10001 /artifacts /runs /archive /var/lib/shadowline
 WORKDIR /app
 
 FROM base AS scorer-deps

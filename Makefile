@@ -108,3 +108,10 @@ DEPLOY_CHECK_RUNS ?= 3
 deploy-check: install
 	for run in $$(seq $(DEPLOY_CHECK_RUNS)); do \
 	  $(BIN)/python -m pytest tests/deploy --strict-timing -q $(PYTEST_ARGS) || exit 1; done
+
+# The fault matrix (docs/reliability.md, docs/reliability/results.json): kill -9 of each
+# component, a broker outage, bad artifacts, promotion races, abusive bodies, a soak, all under
+# load.  About 25 minutes; RELIABILITY_ARGS=--quick runs it in about 5 (not part of `make test`).
+.PHONY: reliability
+reliability: install
+	$(BIN)/python -m benchmarks.reliability --out docs $(RELIABILITY_ARGS)

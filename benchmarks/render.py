@@ -207,8 +207,8 @@ def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
             out += [
                 "## Broker outage under load (1 shadow)",
                 "",
-                f"One run, broker {ev}. Requests must all succeed; records are dropped (and "
-                "counted) while the broker is away and flow again once it is back.",
+                f"One run, broker {ev}. Requests must all succeed; records wait in the spool "
+                "while the broker is away and are sent once it is back (docs/reliability.md).",
                 "",
                 "| req/s | p50 ms | p99 ms | max ms | failed | Kafka sent | Kafka failed | "
                 "Kafka dropped |",

@@ -71,6 +71,7 @@ class ScorerStack:
             "SHADOWLINE_MODEL_CACHE_DIR": str((state_dir / "model-cache").resolve()),
             "SHADOWLINE_MODEL_NAME": MODEL_NAME,
             "SHADOWLINE_LOG_LEVEL": "warning",
+            "SHADOWLINE_SPOOL_DIR": str((state_dir / "spool").resolve()),
         }
         self = cls(state_dir, stack, redis_url, comps["kafka"].port, registry, client, env)
         versions = ["v1", "s1", "s2", "s3"] + [f"p{i}" for i in range(spares)]

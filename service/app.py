@@ -76,7 +76,7 @@ from service.schemas import ERROR_RESPONSES, BatchResponse, Liveness, Readiness,
 from service.scorer import InputLimits, Scorer
 from service.settings import ServiceSettings
 from service.sidecar import RecordSink, Sidecar
-from service.sidecar_loop import SidecarConfig
+from service.sidecar_loop import SidecarConfig, SpoolConfig
 from service.watch import Watch, build_watch
 
 
@@ -162,8 +162,9 @@ def input_limits(settings: ServiceSettings) -> InputLimits:
 
 
 def sidecar_config(settings: ServiceSettings) -> SidecarConfig:
-    """The sidecar's settings: shadows, and a Kafka producer that may hold
-    ``kafka_buffer_records`` records and half of ``kafka_buffer_bytes`` unacknowledged."""
+    """The sidecar's settings: shadows, a Kafka producer that may hold
+    ``kafka_buffer_records`` records and half of ``kafka_buffer_bytes`` unacknowledged, and
+    the spool (none when ``spool_max_bytes`` is 0)."""
     producer = ProducerConfig(
         servers=tuple(settings.kafka_servers),
         topic=settings.scores_topic,
@@ -175,11 +176,19 @@ def sidecar_config(settings: ServiceSettings) -> SidecarConfig:
         acks="all" if settings.kafka_acks == "all" else int(settings.kafka_acks),
         client_options=kafka_options(settings),
     )
+    spool = None
+    if settings.spool_max_bytes:
+        spool = SpoolConfig(
+            directory=settings.spool_dir,
+            max_bytes=settings.spool_max_bytes,
+            fsync_interval_s=settings.spool_fsync_interval_ms / 1000,
+        )
     return SidecarConfig(
         producer,
         budget_s=settings.shadow_time_budget_ms / 1000,
         max_lag_s=settings.shadow_max_lag_ms / 1000,
         niceness=settings.sidecar_niceness,
+        spool=spool,
     )
 
 
@@ -320,6 +329,9 @@ def _add_health_routes(app: FastAPI, parts: Components) -> None:
             "shadows": [
                 {"version": slot.model.version, "rate": slot.rate} for slot in current.shadows
             ],
+            # The scores topic's broker as the sidecar last saw it, and what waits in the
+            # spool; like the registry's state, it never fails readiness.
+            "broker": parts.sink.broker_state(),
             "registry": {
                 "reachable": parts.follower.reachable,
                 "error": parts.follower.last_error,

@@ -92,25 +92,54 @@ class ServiceMetrics:
         for kind in RECORD_FAILURE_KINDS:
             self.records_failed.labels(kind)
         self.kafka_sent = Counter(
-            "shadowline_kafka_sent_total", "Score records the broker acknowledged.",
+            "shadowline_kafka_sent_total",
+            "Score records the broker acknowledged (sent straight or from the spool).",
             registry=registry,
         )  # fmt: skip
         self.kafka_failed = Counter(
             "shadowline_kafka_failed_total",
-            "Score records that could not be delivered: the broker refused or timed out, or "
-            "they were aborted or written off when the sidecar stopped without a broker.",
+            "Score records neither delivered nor spooled: the broker refused the record itself, "
+            "the spool was full or off, or they were written off when the sidecar stopped "
+            "without a broker or a spool.",
             registry=registry,
         )
         self.kafka_dropped = Counter(
             "shadowline_kafka_dropped_total",
             "Scored transactions dropped, their records never sent, because Kafka held the "
-            "sidecar back (broker slow or down) and the scorer's queue was full.",
+            "sidecar back (broker slow or down, and the spool full or off) and the scorer's "
+            "queue was full.",
             registry=registry,
         )
         self.kafka_buffered_bytes = Gauge(
             "shadowline_kafka_buffered_bytes",
             "Bytes of score records held for Kafka: queued in the scorer plus in flight in the "
             "producer (bounded by SHADOWLINE_KAFKA_BUFFER_BYTES).",
+            registry=registry,
+        )
+        self.kafka_connected = Gauge(
+            "shadowline_kafka_connected",
+            "1 when the sidecar's Kafka producer has a broker and its deliveries succeed.",
+            registry=registry,
+        )
+        self.spool_written = Counter(
+            "shadowline_spool_written_total",
+            "Score records written to the local spool: the producer could not take them, or "
+            "their delivery failed (SHADOWLINE_SPOOL_*; docs/reliability.md).",
+            registry=registry,
+        )
+        self.spool_replayed = Counter(
+            "shadowline_spool_replayed_total",
+            "Spooled score records sent again and acknowledged by the broker.",
+            registry=registry,
+        )
+        self.spool_records = Gauge(
+            "shadowline_spool_records",
+            "Score records waiting in the spool for the broker.",
+            registry=registry,
+        )
+        self.spool_bytes = Gauge(
+            "shadowline_spool_bytes",
+            "Bytes of the score records waiting in the spool.",
             registry=registry,
         )
         self.kafka_restarts = Counter(

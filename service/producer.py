@@ -3,10 +3,18 @@
 kafka-python spends 29 us of Python per record (measured on the 2-core machine with the
 ``crc32c`` C package; 60-120 us without it), which is why it runs in the sidecar process
 (:mod:`service.sidecar_loop`), never in the scorer's.  :class:`KafkaOut` owns the client: it
-creates it once a bootstrap server accepts connections, counts deliveries into a
-:class:`service.tally.Tally`, holds at most ``max_in_flight`` records (and
-``max_in_flight_bytes``) unacknowledged, and recreates the client when nothing was delivered
-for ``restart_after_s`` while deliveries fail.
+creates it once a bootstrap server accepts connections and the topic exists, reports each
+record's fate to a :class:`DeliveryListener` (:class:`service.outbox.Outbox`), holds at most
+``max_in_flight`` records (and ``max_in_flight_bytes``) unacknowledged, and drops the client
+(every record it holds then fails) when told to, when the broker stops accepting connections
+while records wait, or when nothing was acknowledged for ``restart_after_s`` while it held
+records.
+
+The client never retries by itself (``retries=0``): a failed record goes back to its listener
+at once, which spools it and sends it again through a new client.  A client that lived through
+a broker restart is never reused: an idempotent one never recovers (its producer id is gone),
+and the stand-in broker acknowledges and drops what is sent to a topic it lost.  It also
+never creates the topic: a topic made by a produce request gets the broker's default layout.
 """
 
 from __future__ import annotations
@@ -15,8 +23,9 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from service.tally import Tally
 
@@ -41,6 +50,41 @@ class ProducerConfig:
     client_options: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
+# While records wait unacknowledged this long, check that the broker still accepts
+# connections (at most every _PROBE_EVERY_S); if not, drop the client at once rather than let
+# the records wait out the delivery timeout.
+_PROBE_AFTER_S = 1.0
+_PROBE_EVERY_S = 0.5
+# Least time between two attempts to create a client: while no broker accepts connections (the
+# sidecar's loop asks at every step), and once one does: each attempt asks for its topics and
+# can block the loop for up to 2 s when the broker accepts but does not answer, so the wait
+# doubles after each failed attempt, up to _RETRY_CREATE_MAX_S.
+_RETRY_CONNECT_S = 0.1
+_RETRY_CREATE_S = 1.0
+_RETRY_CREATE_MAX_S = 10.0
+
+
+# Errors about the record itself (kafka.errors names): sending it again cannot succeed, and
+# they say nothing about the broker.
+_REFUSED = frozenset(
+    {"MessageSizeTooLargeError", "RecordListTooLargeError", "InvalidRecordError",
+     "CorruptRecordError"}
+)  # fmt: skip
+
+
+def record_refused(error: BaseException) -> bool:
+    """The record itself was refused (too large, invalid), not the broker unavailable."""
+    return type(error).__name__ in _REFUSED
+
+
+class DeliveryListener(Protocol):
+    """Told the fate of each record handed to :meth:`KafkaOut.send`, once, from any thread."""
+
+    def on_acked(self, tag: Hashable) -> None: ...
+
+    def on_failed(self, tag: Hashable, error: BaseException) -> None: ...
+
+
 def broker_accepts(servers: tuple[str, ...] | list[str], timeout_s: float = 1.0) -> bool:
     """True if one bootstrap server accepts a TCP connection.
 
@@ -57,20 +101,50 @@ def broker_accepts(servers: tuple[str, ...] | list[str], timeout_s: float = 1.0)
     return False
 
 
-class KafkaOut:
-    """The kafka-python producer of one sidecar; counts go to ``tally`` (see the module
-    docstring).  ``send`` is called from one thread; delivery callbacks come from
-    kafka-python's sender thread."""
+def topic_exists(
+    servers: tuple[str, ...],
+    topic: str,
+    timeout_s: float = 2.0,
+    client_options: Mapping[str, Any] | None = None,
+) -> bool:
+    """True if the broker lists ``topic`` (a metadata request that never creates topics);
+    ``client_options`` are the Kafka security settings (``registry.connections.kafka_options``).
 
-    def __init__(self, config: ProducerConfig, tally: Tally) -> None:
+    Raises ``KafkaError``/``OSError`` when the broker does not answer."""
+    from kafka import KafkaAdminClient
+
+    timeout_ms = int(timeout_s * 1000)  # a broker that accepts but never answers: 30 s else
+    admin = KafkaAdminClient(
+        bootstrap_servers=list(servers),
+        request_timeout_ms=timeout_ms,
+        bootstrap_timeout_ms=timeout_ms,
+        **(client_options or {}),
+    )
+    try:
+        return topic in set(admin.list_topics())
+    finally:
+        admin.close()
+
+
+class KafkaOut:
+    """The kafka-python producer of one sidecar (see the module docstring).  ``send``,
+    ``ensure``, ``check`` and ``close`` are called from one thread; delivery callbacks come
+    from kafka-python's sender thread (or from ``send`` and ``close`` themselves)."""
+
+    def __init__(self, config: ProducerConfig, tally: Tally, listener: DeliveryListener) -> None:
         self._config = config
         self._tally = tally
+        self._listener = listener
         self._lock = threading.Lock()
         self._producer: Any = None
         self._generation = 0
         self._in_flight = 0
         self._last_ok = time.monotonic()
+        self._next_probe = 0.0
+        self._next_create = 0.0
+        self._create_wait = _RETRY_CREATE_S
         self._failing = False
+        self._broken = False  # a record of this client failed since it was created
 
     @property
     def ready(self) -> bool:
@@ -87,68 +161,92 @@ class KafkaOut:
         self._tally.kafka_full = full
         return full
 
-    def send(self, key: bytes, value: bytes) -> None:
-        """Hand one record to the client; its fate is counted when the broker answers."""
+    @property
+    def failing(self) -> bool:
+        """The last record that came back failed (and no later one was acknowledged)."""
+        return self._failing
+
+    @property
+    def broken(self) -> bool:
+        """A record sent through the current client failed (late answers of a client already
+        dropped do not count): the caller drops it, so what it holds fails in order."""
+        return self._broken and self._producer is not None
+
+    def send(self, key: bytes, value: bytes, tag: Hashable) -> None:
+        """Hand one record to the client; the listener hears of ``tag`` when the broker
+        answers, or at once when the client refuses it."""
         generation, size = self._generation, len(key) + len(value)
         with self._lock:
             self._in_flight += 1
             self._tally.in_flight_bytes += size
         try:
             future = self._producer.send(self._config.topic, key=key, value=value)
-        except Exception as exc:  # KafkaError (buffer full, no metadata) or a closed producer
-            self._delivered(generation, size, ok=False, error=exc)
+        except Exception as exc:  # KafkaError (too large, no metadata) or a closed producer
+            self._delivered(generation, size, tag, error=exc)
             return
-        future.add_callback(lambda _meta: self._delivered(generation, size, ok=True))
-        future.add_errback(lambda exc: self._delivered(generation, size, ok=False, error=exc))
+        future.add_callback(lambda _meta: self._delivered(generation, size, tag))
+        future.add_errback(lambda exc: self._delivered(generation, size, tag, error=exc))
 
-    def write_off(self, n: int) -> None:
-        """Count ``n`` records that never reached the client as failed."""
-        with self._lock:
-            self._tally.failed += n
-
-    def _delivered(self, generation: int, size: int, *, ok: bool, error: object = None) -> None:
-        tally = self._tally
+    def _delivered(
+        self, generation: int, size: int, tag: Hashable, *, error: BaseException | None = None
+    ) -> None:
         with self._lock:
             # A closed producer's records no longer count against the limits (close() reset
-            # them); their fate is still counted, once, here.
+            # them); their fate is still reported, once, here.
             if generation == self._generation:
                 self._in_flight -= 1
-                tally.in_flight_bytes -= size
-            if ok:
-                tally.sent += 1
-            else:
-                tally.failed += 1
+                self._tally.in_flight_bytes -= size
+        if error is None:
+            self._listener.on_acked(tag)
+        else:
+            self._listener.on_failed(tag, error)
         if generation != self._generation:
             return  # an old producer's late answer says nothing about the current one
-        if ok:
+        if error is None:
             self._last_ok = time.monotonic()
             self._failing = False
-        else:
+        elif not record_refused(error):
             if not self._failing:
-                log.warning("kafka producer: delivery to %s failed: %s", self._config.topic, error)
+                log.warning("kafka producer: delivery to %s failed: %r", self._config.topic, error)
             self._failing = True
-        tally.connected = self._producer is not None and not self._failing
+            self._broken = True
+        self._tally.connected = self._producer is not None and not self._failing
 
     def ensure(self) -> bool:
-        """Create the client if there is none and a broker accepts; True when one exists."""
+        """Create the client if there is none, a broker accepts and the topic exists; True
+        when one exists."""
         if self._producer is not None:
             return True
+        if time.monotonic() < self._next_create:
+            return False
         if not broker_accepts(self._config.servers):
+            self._next_create = time.monotonic() + _RETRY_CONNECT_S
             return False
         from kafka import KafkaProducer
         from kafka.errors import KafkaError
 
         config = self._config
+        self._next_create = time.monotonic() + self._create_wait
+        self._create_wait = min(2 * self._create_wait, _RETRY_CREATE_MAX_S)
         try:
+            if not topic_exists(config.servers, config.topic, client_options=config.client_options):
+                log.warning("kafka producer: the broker has no topic %s (yet)", config.topic)
+                return False
             self._producer = KafkaProducer(
                 bootstrap_servers=list(config.servers),
                 acks=config.acks,
                 enable_idempotence=False,  # an idempotent producer never recovers a restart
+                retries=0,  # a failed record is spooled and sent again by a new client
+                allow_auto_create_topics=False,
                 linger_ms=config.linger_ms,
                 batch_size=256 * 1024,  # fewer sender wake-ups per record
                 max_block_ms=100,
                 delivery_timeout_ms=config.delivery_timeout_ms,
                 request_timeout_ms=min(10_000, config.delivery_timeout_ms // 2),
+                # After a lost connection, wait before reconnecting: a broker restarted at once
+                # (`shadowline stack up`) has its topics again by then, and check() has
+                # usually dropped this client first.
+                reconnect_backoff_ms=1000,
                 reconnect_backoff_max_ms=1000,
                 bootstrap_timeout_ms=2000,
                 **config.client_options,
@@ -157,22 +255,33 @@ class KafkaOut:
             log.warning("kafka producer: cannot connect to %s: %s", config.servers, exc)
             return False
         self._last_ok = time.monotonic()
-        self._failing = False
+        self._failing = self._broken = False
+        self._create_wait = _RETRY_CREATE_S
         self._tally.connected = True
         self._tally.restarts += 1
         return True
 
-    def maybe_restart(self) -> None:
-        """Drop a client that has delivered nothing for ``restart_after_s`` while failing."""
-        stale = time.monotonic() - self._last_ok > self._config.restart_after_s
-        if self._producer is not None and self._failing and stale:
-            log.warning("kafka producer: nothing delivered for %.0fs; recreating it",
-                        self._config.restart_after_s)  # fmt: skip
+    def check(self) -> None:
+        """Drop the client (its records fail) when it holds records and either nothing was
+        acknowledged for ``restart_after_s`` or, after a second without an acknowledgement,
+        no broker accepts a connection."""
+        if self._producer is None or self._in_flight == 0:
+            return
+        now = time.monotonic()
+        quiet = now - self._last_ok
+        if quiet > self._config.restart_after_s:
+            log.warning("kafka producer: nothing acknowledged for %.0fs; recreating it", quiet)
             self.close(timeout_s=0.0)
+        elif quiet > _PROBE_AFTER_S and now >= self._next_probe:
+            self._next_probe = now + _PROBE_EVERY_S
+            if not broker_accepts(self._config.servers, timeout_s=0.5):
+                log.warning("kafka producer: the broker is gone; dropping the client")
+                self.close(timeout_s=0.0)
 
     def close(self, timeout_s: float) -> None:
         """Flush (up to ``timeout_s``) and close.  What is still unacknowledged then is
-        aborted: each such record's callback counts it as failed."""
+        aborted: the listener hears of each such record as failed before this returns
+        (unless kafka-python's sender does not stop within 5 s)."""
         producer, self._producer = self._producer, None
         self._tally.connected = False
         if producer is None:
@@ -195,7 +304,7 @@ def close_client(producer: Any) -> None:
     ``close(timeout=0)`` flushes first and, with records pending, raises before it stops its
     sender thread (kafka-python 3.0.12): the thread and its buffers would outlive the producer.
     So on that error the sender is force-closed (its pending batches fail, which their callbacks
-    count) and ``close`` is called again, with nothing left to flush.
+    report) and ``close`` is called again, with nothing left to flush.
     """
     try:
         producer.close(timeout=0)

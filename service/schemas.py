@@ -82,6 +82,17 @@ class RegistryState(BaseModel):
     error: str | None
 
 
+class BrokerState(BaseModel):
+    reachable: bool = Field(
+        description="Whether the sidecar's producer reaches the broker (its last report)."
+    )
+    spooled_records: int = Field(description="Score records waiting in the local spool.")
+    spooled_bytes: int = Field(description="Their bytes on disk.")
+    spool_error: str | None = Field(
+        description="Why the configured spool could not be created, if it could not."
+    )
+
+
 class DegradedState(BaseModel):
     registry_version: str | None = Field(description="The registry's production version.")
     served_version: str | None = Field(description="The last-known-good version served.")
@@ -104,4 +115,8 @@ class Readiness(BaseModel):
     )
     model_cache_error: str | None = Field(
         description="Why the last-known-good copy could not be written, if it could not."
+    )
+    broker: BrokerState = Field(
+        description="The broker as the sidecar sees it; an outage does not fail readiness "
+        "(records wait in the spool, see docs/reliability.md)."
     )

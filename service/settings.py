@@ -55,6 +55,13 @@ class ServiceSettings(SharedSettings):
     # Not idempotent either way: a retry can duplicate a record, and readers key on the
     # transaction id.  docs/production.md weighs the two.
     kafka_acks: Literal["1", "all"] = "1"
+    # Records the broker cannot take wait in an append-only file here (one directory per
+    # sidecar process, under the topic's name), up to spool_max_bytes on disk (0: no spool,
+    # they are counted as failed); fsync at most this often (0: after every write).
+    # docs/reliability.md explains the policy.
+    spool_dir: str = Field(default=".shadowline/spool", min_length=1)
+    spool_max_bytes: int = Field(default=1 << 30, ge=0)
+    spool_fsync_interval_ms: int = Field(default=1000, ge=0, le=60_000)
     # Shadows, records and the Kafka producer run in a sidecar process (their Python work
     # would hold this process's GIL); False runs the sidecar in a thread (tests, debugging).
     sidecar_process: bool = True

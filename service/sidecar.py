@@ -14,9 +14,11 @@ The sidecar's counts come back on a second pipe, read by that reader thread, and
 this process's metrics (:func:`service.tally.apply_tally`).  Two one-way pipes, each with a
 thread of its own on this side, so neither direction can stall the other.
 
-Nothing is lost uncounted.  When the sidecar cannot keep up, the pipe and then the deque fill,
-and transactions are dropped and counted: as ``shadowline_kafka_dropped_total`` when the
-sidecar said Kafka holds it back (broker down or its in-flight limit reached), else as
+Nothing is lost uncounted.  While the broker is down the sidecar spools the records
+(:mod:`service.outbox`); when it cannot keep up, or neither Kafka nor the spool can take more,
+the pipe and then the deque fill, and transactions are dropped and counted: as
+``shadowline_kafka_dropped_total`` when the sidecar said Kafka holds it back (broker down or
+its in-flight limit reached, and the spool full or off), else as
 ``shadowline_shadow_shed_total``.  When a sidecar ends (crash, kill, or stop), every
 transaction handed to it and not counted by it as sent, failed or lost is counted as
 ``shadowline_records_failed_total{kind="sidecar_gone"}``.  A sidecar that dies is started again
@@ -63,6 +65,8 @@ class RecordSink(Protocol):
     """Where scored transactions go.  ``submit`` must never block."""
 
     def submit(self, item: Scored) -> None: ...
+
+    def broker_state(self) -> dict[str, object]: ...
 
     def start(self) -> None: ...
 
@@ -146,6 +150,19 @@ class Sidecar:
         """The sidecar's last report: it has a broker connection and deliveries succeed."""
         gen = self._gen
         return gen is not None and gen.tally.connected
+
+    def broker_state(self) -> dict[str, object]:
+        """For ``/readyz``: whether the sidecar's producer reaches the broker (its last report)
+        and what waits in the spool."""
+        gen = self._gen
+        tally = gen.tally if gen is not None else Tally()
+        return {
+            "reachable": tally.connected,
+            "spooled_records": tally.spool_records,
+            "spooled_bytes": tally.spool_bytes,
+            # A configured spool that could not be created (records then fail, counted).
+            "spool_error": tally.spool_error or None,
+        }
 
     @property
     def queued_bytes(self) -> int:
@@ -292,7 +309,8 @@ class Sidecar:
         if gen.reader is not None:
             gen.reader.join(5.0)  # its stats pipe is at end of stream: this is quick
         tally = gen.tally
-        unaccounted = gen.handed - tally.sent - tally.failed - tally.records_failed.get("lost", 0)
+        fates = tally.sent + tally.spooled + tally.failed + tally.records_failed.get("lost", 0)
+        unaccounted = gen.handed - fates
         if unaccounted > 0:
             log.error("sidecar: ended holding %d transactions; counted as lost", unaccounted)
             self._metrics.records_failed.labels("sidecar_gone").inc(unaccounted)

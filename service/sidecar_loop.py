@@ -23,16 +23,19 @@ Two one-way pipes.  Scorer to sidecar, each message one ``send_bytes``:
 
 Sidecar to scorer: a :class:`service.tally.Tally` snapshot (pickled) every
 ``stats_interval_s`` and once more when it exits, read by a thread of the scorer's that does
-nothing else.  When the producer holds its limit of unacknowledged records, or has no broker,
-the loop stops reading batches: that pipe fills, and the scorer drops (and counts) what it
-cannot hand over.  When batches arrive older than
+nothing else.  Records go out through :class:`service.outbox.Outbox`: to the producer, or,
+while it has no broker, no room, or records wait before them, to the local spool.  When
+neither can take more (the spool full or off), the loop stops reading batches: that pipe
+fills, and the scorer drops (and counts) what it cannot hand over.  When batches arrive older
+than
 ``max_lag_s`` (the shadows cannot keep up), their shadows are shed: the records go out with
 production's score and a ``shed`` entry per sampled shadow.
 
-Stopping also sets a flag shared with the parent (an event): a loop without a producer
-(broker unreachable) does not read the pipe, so it would never see the empty message; on the
-flag, unless a broker accepts a connection now, it counts every batch the scorer still sends
-as failed, until the stop message, and exits.  The loop reports once as soon as it runs: the
+Stopping also sets a flag shared with the parent (an event): a loop held back (broker
+unreachable, spool full) does not read the pipe, so it would never see the empty message; on
+the flag, unless a broker accepts a connection now, it spools every batch the scorer still
+sends (shadows shed), or counts it as failed without a spool, until the stop message, and
+exits.  The loop reports once as soon as it runs: the
 scorer waits for that before it serves, so the first requests do not wait for the sidecar to
 start.
 """
@@ -56,7 +59,8 @@ from registry.manifest import Manifest
 from service.errors import ModelLoadError
 from service.live import ShadowSlot
 from service.models import LoadedModel, load_model
-from service.producer import KafkaOut, ProducerConfig
+from service.outbox import Outbox, SpoolConfig
+from service.producer import ProducerConfig
 from service.shadow import Scored, ShadowEntry, ShadowRunner, build_record, error_entry
 from service.tally import Tally
 
@@ -92,6 +96,8 @@ class SidecarConfig:
     # Added to the sidecar process's nice value: when the cores are contended, the scorer's
     # event loop runs first and the shadows fall behind (and are shed), not production.
     niceness: int = 10
+    # Where records wait while the broker cannot take them (None: nowhere, they fail).
+    spool: SpoolConfig | None = None
 
 
 class StopFlag(Protocol):
@@ -119,7 +125,7 @@ class SidecarLoop:
         self._stop = stop
         self._load = load
         self.tally = Tally()
-        self._kafka = KafkaOut(config.producer, self.tally)
+        self._out = Outbox(config.producer, config.spool, self.tally)
         self._runner = ShadowRunner(self.tally, config.budget_s)
         self._rng = random.Random(config.seed)  # noqa: S311 - sampling, not security
         self._loaded: dict[str, LoadedModel] = {}
@@ -129,13 +135,18 @@ class SidecarLoop:
         self._parent_pid = os.getppid()
 
     def run(self) -> None:
-        """Until the parent sends an empty message or goes away; then flush and report."""
+        """Until the parent sends an empty message or goes away; then flush and report.
+
+        It reports once before it opens the spool: adopting a large one takes a while, and
+        the scorer waits for the first report before it serves."""
         try:
+            self._report(force=True)
+            self._out.open()
             while self._step():
                 pass
         finally:
             self._runner.close()
-            self._kafka.close(timeout_s=self._config.flush_timeout_s)
+            self._out.close(flush_timeout_s=self._config.flush_timeout_s)
             self._report(force=True)
             self._data.close()
             self._stats.close()  # the scorer's reader sees the end
@@ -144,11 +155,11 @@ class SidecarLoop:
         if os.getppid() != self._parent_pid:
             return False  # the scorer died without saying goodbye (SIGKILL): stop too
         self._report()
-        self._kafka.maybe_restart()
-        if self._stop.is_set() and not self._kafka.ensure():
-            self._write_off()  # nothing can be delivered: do not wait for the broker
+        self._out.tick()
+        if self._stop.is_set() and not self._out.deliverable():
+            self._drain()  # nothing can be delivered: do not wait for the broker
             return False
-        if not self._kafka.ensure() or self._kafka.full():
+        if not self._out.accepting():
             time.sleep(0.05)  # hold further batches in the pipe: the parent drops, counted
             return True
         try:
@@ -184,33 +195,36 @@ class SidecarLoop:
         self._runner.retain(set(self._loaded))
         self._specs = specs
 
-    def process(self, batch: list[Scored]) -> None:
-        """Shadow ``batch`` and produce one record per transaction.
+    def process(self, batch: list[Scored], *, shed: str | None = None) -> None:
+        """Shadow ``batch`` (unless ``shed``: the reason) and hand one record per transaction
+        to the outbox (producer or spool).
 
         Failures are handled per item, never per batch: a record whose ``inputs`` cannot be
         encoded is produced with ``inputs = {"_unencodable": reason}``, and a record that
-        cannot be built or handed to the producer at all is counted
-        (``shadowline_records_failed_total``) and logged; the batch's other records go on.
+        cannot be built at all is counted (``shadowline_records_failed_total``) and logged;
+        the batch's other records go on.
         """
-        per_item = self._shadow(batch)
-        dumps, sent = orjson.dumps, 0
+        per_item = self._shadow(batch, shed)
+        dumps = orjson.dumps
+        records: list[tuple[bytes, bytes]] = []
         for item, shadows in zip(batch, per_item, strict=True):
             value: bytes | None
             try:
                 value = dumps(build_record(item, shadows))
             except Exception as exc:  # orjson: nesting too deep, non-str keys, int range
                 value = self._unencodable(item, shadows, exc)
-            if value is None:
-                continue
-            try:
-                self._kafka.send(item.transaction_id.encode(), value)
-                sent += 1
-            except Exception:
-                log.exception("sidecar: producing %r failed", item.transaction_id)
+            if value is not None:
+                records.append((item.transaction_id.encode(), value))
+        try:
+            self._out.put(records)
+        except Exception:  # a bug must not end the sidecar; its records are counted
+            log.exception("sidecar: producing a batch of %d failed", len(records))
+            for _ in records:
                 self.tally.record_failed("lost")
-        self.tally.records += sent
+            return
+        self.tally.records += len(records)
 
-    def _shadow(self, batch: list[Scored]) -> list[list[ShadowEntry]]:
+    def _shadow(self, batch: list[Scored], shed: str | None) -> list[list[ShadowEntry]]:
         """The shadow entries of each item (in the order of the shadow set)."""
         if not self._specs:
             return [[] for _ in batch]
@@ -220,8 +234,7 @@ class SidecarLoop:
             if spec.version in self._loaded
         )
         lag = time.time() - batch[0].scored_at
-        shed = None
-        if lag > self._config.max_lag_s:
+        if shed is None and lag > self._config.max_lag_s:
             shed = f"the shadows were {lag * 1000:.0f} ms behind"
         try:
             per_item = self._runner.run(slots, batch, self._rng, shed=shed)
@@ -254,9 +267,10 @@ class SidecarLoop:
         self.tally.record_failed("unencodable_inputs")
         return value
 
-    def _write_off(self) -> None:
-        """Stopping without a producer: count every transaction the scorer still sends as
-        failed, until its stop message (or its end of the pipe, or it is gone)."""
+    def _drain(self) -> None:
+        """Stopping without a producer: spool every transaction the scorer still sends (its
+        shadows shed), or without a spool count it as failed, until its stop message (or its
+        end of the pipe, or it is gone)."""
         deadline = time.monotonic() + 60.0  # the scorer kills us long before this
         try:
             while time.monotonic() < deadline and os.getppid() == self._parent_pid:
@@ -266,9 +280,11 @@ class SidecarLoop:
                 if not blob:
                     return
                 kind, payload = pickle.loads(blob)  # noqa: S301 - our own parent's bytes
-                if kind == "batch":
-                    self._kafka.write_off(len(payload))
-                    self._report()
+                if kind == "batch" and self._out.spooling:
+                    self.process(payload, shed="the sidecar is stopping without a broker")
+                elif kind == "batch":
+                    self._out.write_off(len(payload))
+                self._report()
         except (EOFError, OSError):
             return
 
@@ -308,3 +324,10 @@ def sidecar_process_main(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO lines are per connection
     run_sidecar_loop(data, stats, config, stop)
+
+
+# SpoolConfig is re-exported: the app builds the sidecar's whole configuration from here.
+__all__ = [
+    "ShadowSpec", "SidecarConfig", "SidecarLoop", "SpoolConfig", "StopFlag",
+    "run_sidecar_loop", "sidecar_process_main",
+]  # fmt: skip

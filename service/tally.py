@@ -49,9 +49,15 @@ class Histo:
 class Tally:
     """Cumulative counts of one sidecar (pickled to the scorer as a snapshot)."""
 
-    # The Kafka producer.
-    sent: int = 0
-    failed: int = 0
+    # The Kafka producer and the spool (service.outbox): each record the sidecar builds ends
+    # as sent, spooled or failed; spooled ones later as replayed (or still waiting).
+    sent: int = 0  # acknowledged, sent straight
+    failed: int = 0  # neither sent nor spooled
+    spooled: int = 0
+    replayed: int = 0  # acknowledged, sent from the spool
+    spool_records: int = 0  # waiting in the spool now
+    spool_bytes: int = 0
+    spool_error: str = ""  # why there is no spool although one is configured
     restarts: int = 0
     connected: bool = False  # a producer exists and its deliveries succeed
     kafka_full: bool = False  # the producer holds its limit of unacknowledged records
@@ -90,12 +96,17 @@ class Tally:
 def apply_tally(metrics: ServiceMetrics, old: Tally, new: Tally) -> None:
     """Add to ``metrics`` what ``new`` counts beyond ``old`` (both of the same sidecar)."""
     for name, counter in (
-        ("sent", metrics.kafka_sent), ("failed", metrics.kafka_failed),
-        ("restarts", metrics.kafka_restarts), ("records", metrics.records),
+        ("sent", metrics.kafka_sent), ("replayed", metrics.kafka_sent),
+        ("failed", metrics.kafka_failed), ("restarts", metrics.kafka_restarts),
+        ("records", metrics.records), ("spooled", metrics.spool_written),
+        ("replayed", metrics.spool_replayed),
     ):  # fmt: skip
         grown = getattr(new, name) - getattr(old, name)
         if grown > 0:
             counter.inc(grown)
+    metrics.spool_records.set(new.spool_records)
+    metrics.spool_bytes.set(new.spool_bytes)
+    metrics.kafka_connected.set(1.0 if new.connected else 0.0)
     for kind, n in new.records_failed.items():
         if n > old.records_failed.get(kind, 0):
             metrics.records_failed.labels(kind).inc(n - old.records_failed.get(kind, 0))

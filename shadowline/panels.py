@@ -195,8 +195,9 @@ SHADOW_ROW = (
 KAFKA_ROW = (
     Panel(
         "Kafka deliveries",
-        "Score records built, acknowledged by the broker, failed, and dropped because "
-        "Kafka held the sidecar back.",
+        "Score records built, acknowledged by the broker (straight or from the spool), "
+        "failed (neither sent nor spooled), and dropped because Kafka held the sidecar back "
+        "with the spool full.",
         "ops",
         (
             Query(f"sum(rate(shadowline_records_total{RATE}))", "built"),
@@ -211,6 +212,27 @@ KAFKA_ROW = (
         "SHADOWLINE_KAFKA_BUFFER_BYTES); it grows while the broker is slow or down.",
         "bytes",
         (Query("sum by (instance) (shadowline_kafka_buffered_bytes)", "{{instance}}"),),
+    ),
+    Panel(
+        "Spooled records",
+        "Score records waiting in the local spool for the broker (SHADOWLINE_SPOOL_MAX_BYTES "
+        "bounds its bytes), and whether each sidecar's producer reaches the broker.",
+        "none",
+        (
+            Query("sum by (instance) (shadowline_spool_records)", "waiting {{instance}}"),
+            Query("sum by (instance) (shadowline_spool_bytes)", "bytes {{instance}}"),
+            Query("min by (instance) (shadowline_kafka_connected)", "connected {{instance}}"),
+        ),
+    ),
+    Panel(
+        "Spool writes and replays",
+        "Records written to the spool (broker down or slow, delivery failed) and spooled "
+        "records the broker acknowledged when sent again.",
+        "ops",
+        (
+            Query(f"sum(rate(shadowline_spool_written_total{RATE}))", "written"),
+            Query(f"sum(rate(shadowline_spool_replayed_total{RATE}))", "replayed"),
+        ),
     ),
     Panel(
         "Records failed by kind",

@@ -177,12 +177,31 @@ def _wait_until(check: Callable[[], object], what: str, timeout_s: float, log: P
 
 
 def _port_is_free(port: int) -> bool:
+    """True unless something listens on ``port`` (or holds it without SO_REUSEADDR).
+
+    The check binds as the servers themselves do, with SO_REUSEADDR (redis-server and the
+    broker both set it): after a ``kill -9`` the dead server's connections sit in TIME-WAIT
+    for about 60 s, which a plain bind counts as "in use" although the server can bind again
+    at once.  A socket that listens on the port still makes the bind fail.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
             return False
     return True
+
+
+def _wait_until_free(port: int, timeout_s: float) -> None:
+    """Wait (up to ``timeout_s``) until nothing listens on the port of a component that died.
+
+    A killed multi-threaded server (the broker) can already look like a zombie while its
+    other threads, still exiting, hold the listening socket for a moment; starting the new
+    one then would find the port in use.  If the port stays taken, the start reports it."""
+    deadline = time.monotonic() + timeout_s
+    while not _port_is_free(port) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 class LocalStack:
@@ -255,6 +274,8 @@ class LocalStack:
         (append-only file in ``state_dir``), so the registry and audit log survive it.  The
         in-memory broker loses its topics, which are created again.  If a start fails,
         whatever this call started is stopped again before :class:`StackError` is raised.
+        The port of a component that died is used again as soon as the dead process has
+        released it (even if its connections wait in TIME-WAIT), at most ``timeout_s`` later.
         """
         self.state_dir.mkdir(parents=True, exist_ok=True)
         recorded = {comp.name: comp for comp in self.components()}
@@ -263,6 +284,7 @@ class LocalStack:
         for name, comp in recorded.items():
             if name not in healthy:
                 _stop(comp)
+                _wait_until_free(comp.port, timeout_s)
         names = {comp.name for comp in kept}
         started: list[Component] = []
 

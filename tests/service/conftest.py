@@ -105,6 +105,7 @@ def make_settings(
             "reconcile_interval_s": 0.5,
             "sidecar_process": False,
             "shadow_batch_wait_ms": 1.0,
+            "spool_dir": str(tmp_path / "spool"),
         }
         values.update(overrides)
         return load_settings(ServiceSettings, **values)

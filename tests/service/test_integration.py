@@ -3,74 +3,20 @@ scores on the topic, promotions under load, a broker outage, Redis going away.""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 
 from registry import ModelRegistry, model_registry
 from service.app import create_app
 from service.settings import ServiceSettings
 from shadowline.stack import ensure_topics, free_port
-from tests.factories import random_rows
 from tests.service.conftest import ADMIN, make_production, register, wait_until
 from tests.service.kafka_helpers import read_records
 from tests.service.processes import dedicated
 from tests.service.server import serving
-
-ROWS = random_rows(n=16, seed=5)
-
-
-def metric(client: httpx.Client, name: str) -> float:
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not exported")
-
-
-class Traffic:
-    """Threads sending valid scoring requests until stopped; every outcome is counted."""
-
-    def __init__(self, base_url: str, threads: int = 3) -> None:
-        self.sent: list[str] = []
-        self.failures: list[str] = []
-        self.versions: set[str] = set()
-        self._base_url = base_url
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, args=(n,)) for n in range(threads)]
-
-    def __enter__(self) -> Traffic:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(30)
-
-    def _run(self, worker: int) -> None:
-        with httpx.Client(base_url=self._base_url, timeout=10.0) as client:
-            n = 0
-            while not self._stop.is_set():
-                tid = f"w{worker}-{n}"
-                n += 1
-                body = {"transaction_id": tid, "features": ROWS[n % len(ROWS)]}
-                try:
-                    response = client.post("/v1/score", json=body)
-                    ok = response.status_code == 200
-                    detail = f"{tid}: {response.status_code} {response.text[:200]}"
-                except httpx.HTTPError as exc:
-                    ok, detail = False, f"{tid}: {exc!r}"
-                with self._lock:
-                    if ok:
-                        self.sent.append(tid)
-                        self.versions.add(response.json()["model_version"])
-                    else:
-                        self.failures.append(detail)
+from tests.service.traffic import ROWS, Traffic, metric
 
 
 @pytest.fixture
@@ -152,7 +98,7 @@ def test_no_request_fails_during_50_promotions_under_load(
 
 
 @pytest.mark.slow
-def test_broker_outage_drops_records_and_recovers(
+def test_without_a_spool_a_broker_outage_drops_records_and_recovers(
     production: ModelRegistry, make_settings: Callable[..., ServiceSettings], tmp_path: Path
 ) -> None:
     port = free_port()
@@ -162,7 +108,7 @@ def test_broker_outage_drops_records_and_recovers(
         settings = make_settings(
             kafka_bootstrap=broker.address, scores_topic=topic, sidecar_process=True,
             kafka_buffer_records=100, shadow_queue_size=100, kafka_restart_after_s=2.0,
-            kafka_delivery_timeout_ms=5000,
+            kafka_delivery_timeout_ms=5000, spool_max_bytes=0,
         )  # fmt: skip
         with (
             serving(create_app(settings, production)) as client,

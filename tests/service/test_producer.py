@@ -8,6 +8,7 @@ from collections.abc import Callable
 from service.producer import KafkaOut, ProducerConfig
 from service.tally import Tally
 from tests.service.conftest import wait_until
+from tests.service.kafka_helpers import Deliveries
 
 
 def test_closing_with_records_pending_fails_them_and_stops_the_client(
@@ -20,15 +21,16 @@ def test_closing_with_records_pending_fails_them_and_stops_the_client(
                             delivery_timeout_ms=120_000)  # fmt: skip
     threads = threading.active_count()
     for _ in range(3):  # three restarts' worth
-        tally = Tally()
-        out = KafkaOut(config, tally)
+        tally, deliveries = Tally(), Deliveries()
+        out = KafkaOut(config, tally, deliveries)
         assert out.ensure()
         for n in range(10):
-            out.send(f"k{n}".encode(), b"v")
+            out.send(f"k{n}".encode(), b"v", n)
         assert tally.in_flight_bytes == 30
         out.close(timeout_s=0.0)  # nothing acknowledged yet: lingering for a minute
-        assert wait_until(lambda t=tally: t.failed == 10)  # type: ignore[misc]
-        assert tally.sent == 0
+        # Every record is reported failed before close() returns.
+        assert [tag for tag, _ in deliveries.failed] == list(range(10))
+        assert deliveries.acked == []
         assert tally.in_flight_bytes == 0
         assert not out.ready
         assert not tally.connected
@@ -43,13 +45,13 @@ def test_the_producer_is_full_at_its_byte_budget(
     config = ProducerConfig(servers=(kafka_bootstrap,), topic=make_topic("scores"),
                             max_in_flight=1000, max_in_flight_bytes=100, linger_ms=60_000,
                             delivery_timeout_ms=120_000)  # fmt: skip
-    tally = Tally()
-    out = KafkaOut(config, tally)
+    tally, deliveries = Tally(), Deliveries()
+    out = KafkaOut(config, tally, deliveries)
     assert out.ensure()
     for n in range(4):
-        out.send(f"k{n}".encode(), b"v" * 23)  # 25 bytes each
+        out.send(f"k{n}".encode(), b"v" * 23, n)  # 25 bytes each
         assert out.full() == (n == 3)
         assert tally.kafka_full == (n == 3)
     out.close(timeout_s=0.0)
     assert not out.full()
-    assert wait_until(lambda: tally.failed == 4)
+    assert len(deliveries.failed) == 4

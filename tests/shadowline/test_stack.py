@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import psutil
@@ -13,7 +15,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from typer.testing import CliRunner
 
 from shadowline.cli import app
-from shadowline.stack import Component, LocalStack, StackError, ping_broker
+from shadowline.stack import HOST, Component, LocalStack, StackError, ping_broker
 
 runner = CliRunner()
 
@@ -148,3 +150,75 @@ def test_up_restarts_only_the_dead_component_and_redis_keeps_its_data(tmp_path: 
         assert [h.healthy for h in stack.status()] == [True, True]
     finally:
         stack.down()
+
+
+def lingering(port: int) -> set[str]:
+    """States of the sockets still bound to ``port`` on 127.0.0.1 that nothing listens on."""
+    return {
+        conn.status
+        for conn in psutil.net_connections(kind="tcp4")
+        if conn.laddr and conn.laddr.port == port and conn.status != psutil.CONN_LISTEN
+    }
+
+
+def test_up_restarts_components_killed_with_their_connections_open_at_once(
+    tmp_path: Path,
+) -> None:
+    # kill -9 leaves the dead servers' connections in TIME-WAIT for about a minute; `up`
+    # must still restart both on their ports at once.
+    stack = LocalStack(tmp_path)
+    before = {c.name: c for c in stack.up(topics=["shadowline.scores"])}
+    clients = [socket.create_connection((HOST, c.port)) for c in before.values()]
+    try:
+        for comp in before.values():
+            proc = psutil.Process(comp.pid)
+            proc.kill()
+            proc.wait(5)
+        for client in clients:
+            client.close()  # the servers closed first: their sockets wait in TIME-WAIT
+        for comp in before.values():
+            assert psutil.CONN_TIME_WAIT in lingering(comp.port)
+        after = {c.name: c for c in stack.up(topics=["shadowline.scores"])}
+        assert {n: c.port for n, c in after.items()} == {n: c.port for n, c in before.items()}
+        assert all(after[n].pid != before[n].pid for n in after)
+        assert [h.healthy for h in stack.status()] == [True, True]
+        assert "shadowline.scores" in ping_broker(after["kafka"].port)
+    finally:
+        for client in clients:
+            client.close()
+        stack.down()
+
+
+def test_up_waits_for_a_dead_components_port_to_be_released(tmp_path: Path) -> None:
+    # A killed broker can look dead (its main thread a zombie) while its other threads, still
+    # exiting, hold the listening socket for a moment: `up` waits for the port, then starts.
+    stack = LocalStack(tmp_path)
+    before = {c.name: c for c in stack.up()}
+    proc = psutil.Process(before["redis"].pid)
+    proc.kill()
+    proc.wait(5)
+    port = before["redis"].port
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_PORT, str(port)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "listening\n"
+        after = {c.name: c for c in stack.up()}
+        assert holder.wait(5) == 0  # it let go of the port first
+        assert after["redis"].port == port
+        assert [h.healthy for h in stack.status()] == [True, True]
+    finally:
+        holder.kill()
+        holder.communicate()
+        stack.down()
+
+
+HOLD_PORT = """
+import socket, sys, time
+sock = socket.socket()
+sock.bind(("127.0.0.1", int(sys.argv[1])))
+sock.listen()
+print("listening", flush=True)
+time.sleep(1.0)
+"""
