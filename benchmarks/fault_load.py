@@ -88,7 +88,6 @@ def abusive_bodies(env: Env) -> Row:
             "normal requests' p99 within 2x the baseline's",
             "the scorer's memory grows by less than 100 MiB",
         ],
-        depends_on=DELIVERABLES_2_3,
     )
     baseline = env.load(d.abusive)
     wide = unknown_fields_body()

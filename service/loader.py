@@ -136,6 +136,7 @@ class ModelLoader:
         current = self._live.current
         production = current.production
         wanted = deployment.production
+        loaded = None
         if wanted is None:
             production = None
         else:
@@ -156,7 +157,10 @@ class ModelLoader:
         if previous is not None and previous in self._loaded:
             keep[previous] = self._loaded[previous]  # warm for an instant rollback
         degraded = None
-        if wanted is not None and (production is None or production.version != wanted):
+        # Degraded whenever the registry's production could not be loaded from the registry,
+        # even when the local copy is that very version: the registry's artifact is broken,
+        # and a replica without the copy would not serve at all.
+        if wanted is not None and loaded is None:
             why = self._why.get(wanted, "")
             if production is None:
                 why += f"; no last-known-good model to serve: {self._cache_miss}"

@@ -139,6 +139,26 @@ def test_a_restart_serves_the_local_copy_until_the_registry_is_loadable(
     assert sample_value(metrics, "shadowline_degraded") == 0
 
 
+def test_a_copy_of_the_very_production_version_still_says_degraded(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    # The scorer served v1 and kept its copy; later v1's stored artifact rots.  A restarted
+    # scorer serves its copy of v1 (the registry's production), but the registry's artifact
+    # is broken and a replica without a copy would not serve at all: it says so.
+    first, _, _ = scorer(registry, tmp_path / "cache")
+    make_production(registry, "v1")
+    first.reconcile()
+    corrupt(registry, tmp_path / "artifacts", "v1")
+    restarted, live, metrics = scorer(registry, tmp_path / "cache")
+    restarted.reconcile()
+    assert served(live) == "v1"
+    degraded = degraded_of(live)
+    assert degraded is not None
+    assert (degraded.registry_version, degraded.served_version) == ("v1", "v1")
+    assert "could not load fraud:v1 as production: artifact " in degraded.reason
+    assert sample_value(metrics, "shadowline_degraded") == 1
+
+
 def test_without_a_usable_copy_nothing_is_served_and_readiness_says_why(
     registry: ModelRegistry, tmp_path: Path
 ) -> None:
