@@ -18,10 +18,6 @@ from benchmarks.faults import Env, Row
 from benchmarks.model import FIELD_NAMES
 from benchmarks.watch import Delivery, rss_mb
 
-DELIVERABLES_2_3 = (
-    "#11 deliverables 2 and 3 (admin auth before the body, scoring input limits): "
-    "branch wip/reliability"
-)
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
