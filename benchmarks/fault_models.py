@@ -29,8 +29,8 @@ PROMOTE = {"actor": "reliability", "reason": "fault matrix"}
 
 def _artifact(env: Env, version: str) -> Path:
     """Where the registry's file store keeps ``version``'s artifact (content-addressed)."""
-    sha = env.stack.registry.manifest(MODEL_NAME, version).sha256
-    return Path(env.env["SHADOWLINE_ARTIFACT_DIR"]) / sha[:2] / sha
+    sha = str(env.stack.registry.manifest(MODEL_NAME, version).sha256)
+    return Path(str(env.env["SHADOWLINE_ARTIFACT_DIR"])) / sha[:2] / sha
 
 
 def _flip_byte(path: Path) -> None:
@@ -166,7 +166,7 @@ def _one_production(env: Env, row: Row, label: str) -> str | None:
             served = True
     row.check(f"{label}: production {productions} (deployment: {named}), served: {served}",
               productions == [named] and served)  # fmt: skip
-    return named
+    return None if named is None else str(named)
 
 
 def concurrent_promotions(env: Env) -> Row:
@@ -287,7 +287,7 @@ def interrupted_promotions(env: Env) -> Row:
         version = env.stack.spare.pop(0)
         env.stack.registry.approve(MODEL_NAME, version, actor="reliability",
                                    reason="fault matrix", force=True)  # fmt: skip
-        return version
+        return str(version)
 
     def interrupt(t0: float) -> list[dict[str, Any]]:
         _sleep_until(t0 + d.fault_at)

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 N_FEATURES = 30
 N_TREES = 200
 FIELD_NAMES = tuple(f"f{i:02d}" for i in range(N_FEATURES))
+
+if TYPE_CHECKING:
+    from registry.manifest import Manifest
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,7 @@ def sample_rows(n: int, seed: int) -> list[dict[str, float]]:
     return [{name: round(rng.gauss(0, 1), 4) for name in FIELD_NAMES} for _ in range(n)]
 
 
-def manifest_for(onnx_bytes: bytes, version: str, name: str = "fraud") -> object:
+def manifest_for(onnx_bytes: bytes, version: str, name: str = "fraud") -> Manifest:
     """A Shadowline manifest (registry.manifest.Manifest) with 12 golden examples scored by
     onnxruntime."""
     import onnxruntime as ort

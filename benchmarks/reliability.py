@@ -16,6 +16,7 @@ page is kept) and ``<out>/reliability/results.json``.  Exits 1 when a row fails.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -101,6 +102,28 @@ def _run_row(name: str, fn: Callable[[Env], Row], env: Env) -> Row:
     return row
 
 
+def merged(new: dict[str, Any], previous: Path) -> dict[str, Any]:
+    """``--only`` re-runs some rows: put them into the previous results of the same mode (the
+    other rows keep theirs), so the page stays one whole matrix; each re-run is listed."""
+    if not previous.exists():
+        return new
+    old: dict[str, Any] = json.loads(previous.read_text(encoding="utf-8"))
+    if old.get("mode") != new["mode"]:
+        return new
+    fresh = {row["name"]: row for row in new["rows"]}
+    old["rows"] = [fresh.pop(row["name"], row) for row in old["rows"]] + list(fresh.values())
+    reruns = old.setdefault("reruns", [])
+    reruns.append(
+        {
+            "rows": [row["name"] for row in new["rows"]],
+            "started": new["started"],
+            "load_average_start": new["load_average_start"],
+            "command": new["command"],
+        }
+    )
+    return old
+
+
 def main(argv: list[str] | None = None) -> int:
     from benchmarks.reliability_report import write
 
@@ -112,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=WORK_DIR, help="scratch folder")
     args = parser.parse_args(argv)
     results = run(args)
+    if args.only:
+        results = merged(results, args.out / "reliability" / "results.json")
     write(results, args.out)
     failed = [row["name"] for row in results["rows"] if not row["passed"]]
     print(f"{len(results['rows']) - len(failed)} of {len(results['rows'])} rows pass"

@@ -61,8 +61,14 @@ def render(results: dict[str, Any]) -> str:
         "sidecar for about a second (SIGSTOP; the scorer's queue holds the traffic) and reads "
         "what the broker holds.  `make reliability RELIABILITY_ARGS=--quick` runs the same rows "
         "shorter (30 s outage, 1 minute soak).",
-        END,
     ]
+    for rerun in results.get("reruns", ()):
+        lines.append(
+            f"Row(s) {', '.join(rerun['rows'])} re-run {rerun['started']} "
+            f"(`{rerun['command']}`, load average {rerun['load_average_start'][0]} at its start): "
+            "the table shows that run's result for them."
+        )
+    lines.append(END)
     return "\n".join(lines) + "\n"
 
 

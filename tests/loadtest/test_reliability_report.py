@@ -65,3 +65,27 @@ def test_a_page_without_markers_gets_the_section_appended(tmp_path: Path) -> Non
     text = (tmp_path / "reliability.md").read_text()
     assert text.startswith("# Reliability\n\nText.\n\n" + BEGIN)
     assert text.rstrip().endswith(END)
+
+
+def test_a_rerun_of_some_rows_replaces_them_and_keeps_the_rest(tmp_path: Path) -> None:
+    from benchmarks.reliability import merged
+
+    def row(name: str, passed: bool) -> dict[str, Any]:
+        kept = Row(name, "fault", "load", ["holds"])
+        kept.check("measured", passed)
+        return kept.as_json()
+
+    previous = tmp_path / "reliability" / "results.json"
+    previous.parent.mkdir()
+    previous.write_text(json.dumps(results([row("a", True), row("b", False)])))
+    rerun = results([row("b", True)])
+    rerun["started"] = "2026-01-01 01:00"
+    whole = merged(rerun, previous)
+    assert [(r["name"], r["passed"]) for r in whole["rows"]] == [("a", True), ("b", True)]
+    assert [r["rows"] for r in whole["reruns"]] == [["b"]]
+    write(whole, tmp_path)
+    page = (tmp_path / "reliability.md").read_text()
+    assert "**2 of 2 rows pass.**" in page
+    assert "Row(s) b re-run 2026-01-01 01:00" in page
+    other_mode = {**rerun, "mode": "full"}
+    assert merged(other_mode, previous) is other_mode  # a quick matrix never mixes with a full
