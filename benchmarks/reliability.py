@@ -116,6 +116,7 @@ def merged(new: dict[str, Any], previous: Path) -> dict[str, Any]:
     reruns.append(
         {
             "rows": [row["name"] for row in new["rows"]],
+            "results": {row["name"]: "pass" if row["passed"] else "FAIL" for row in new["rows"]},
             "started": new["started"],
             "load_average_start": new["load_average_start"],
             "command": new["command"],

@@ -63,10 +63,12 @@ def render(results: dict[str, Any]) -> str:
         "shorter (30 s outage, 1 minute soak).",
     ]
     for rerun in results.get("reruns", ()):
+        outcome = ", ".join(f"{k} {v}" for k, v in rerun.get("results", {}).items())
+        note = f" ({rerun['note']})" if rerun.get("note") else ""
         lines.append(
-            f"Row(s) {', '.join(rerun['rows'])} re-run {rerun['started']} "
-            f"(`{rerun['command']}`, load average {rerun['load_average_start'][0]} at its start): "
-            "the table shows that run's result for them."
+            f"Re-run {rerun['started']} (`{rerun['command']}`, load average "
+            f"{rerun['load_average_start'][0]} at its start): {outcome or ', '.join(rerun['rows'])}"
+            f"{note}; the table shows the last run of each row."
         )
     lines.append(END)
     return "\n".join(lines) + "\n"

@@ -82,10 +82,13 @@ def test_a_rerun_of_some_rows_replaces_them_and_keeps_the_rest(tmp_path: Path) -
     rerun["started"] = "2026-01-01 01:00"
     whole = merged(rerun, previous)
     assert [(r["name"], r["passed"]) for r in whole["rows"]] == [("a", True), ("b", True)]
-    assert [r["rows"] for r in whole["reruns"]] == [["b"]]
+    assert [r["results"] for r in whole["reruns"]] == [{"b": "pass"}]
     write(whole, tmp_path)
     page = (tmp_path / "reliability.md").read_text()
     assert "**2 of 2 rows pass.**" in page
-    assert "Row(s) b re-run 2026-01-01 01:00" in page
+    assert (
+        "Re-run 2026-01-01 01:00 (`python -m x --quick`, load average 1.5 at its start): b pass"
+        in page
+    )
     other_mode = {**rerun, "mode": "full"}
     assert merged(other_mode, previous) is other_mode  # a quick matrix never mixes with a full
