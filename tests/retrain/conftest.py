@@ -20,9 +20,7 @@ from retrain.metrics import RetrainMetrics
 from retrain.runner import Runner
 from retrain.settings import RetrainSettings
 from retrain.store import RegistryStore
-from tests.retrain.helpers import AS_OF, SMALL
-
-__all__ = ["AS_OF", "SMALL"]  # still importable from here until every test imports helpers
+from tests.retrain.helpers import SMALL
 
 
 @pytest.fixture
