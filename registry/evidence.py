@@ -86,6 +86,8 @@ class Flip(_Frozen):
 
 
 class Quantiles(_Frozen):
+    """Latency quantiles, in milliseconds."""
+
     p50: float
     p95: float
     p99: float

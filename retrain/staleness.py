@@ -86,7 +86,7 @@ def measure(settings: RetrainSettings, *, months: int, rows_per_week: int) -> li
 
 
 def format_table(table: list[dict[str, Any]]) -> str:
-    """The measurements as a fixed-width table (also used in the README)."""
+    """The measurements as a fixed-width table (also shown in docs/retrain.md)."""
     lines = [
         "month  start       frauds  ROC-AUC stale/fresh  PR-AUC stale/fresh  "
         "recall@block stale/fresh  loss(PR-AUC)"

@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, SecretStr, computed_field
 
@@ -42,26 +42,36 @@ Actor = Annotated[
     str, Field(min_length=1, max_length=128, pattern=r"\S", description="Who acts (audit log).")
 ]
 Reason = Annotated[str, Field(max_length=2000, description="Why (audit log).")]
+VersionPath = Annotated[str, Path(description="The model version, as registered.", examples=["v8"])]
 
 
 class Change(BaseModel):
+    """The body of a move: who makes it and why (both go to the audit log)."""
+
     actor: Actor
     reason: Reason = ""
 
 
 class ShadowChange(Change):
+    """The body of ``shadow``: who, why, and the share of requests the version scores."""
+
     rate: Annotated[
         float, Field(gt=0, le=1, allow_inf_nan=False, description="Share of requests it scores.")
     ]
 
 
 class Approval(BaseModel):
+    """The body of ``approve``: who, why (required), and whether to force it past the
+    approval policy."""
+
     actor: Actor
     reason: Annotated[str, Field(min_length=1, max_length=2000, pattern=r"\S")]
     force: bool = Field(default=False, description="Approve despite the policy (say why).")
 
 
 class ModelView(BaseModel):
+    """One version of the model: its lifecycle state and artifact."""
+
     version: str
     state: str
     sha256: str
@@ -71,6 +81,9 @@ class ModelView(BaseModel):
 
 
 class DeploymentView(BaseModel):
+    """The registry's deployment of the model: production, the rollback target and the
+    shadows with their rates; ``revision`` grows with every change."""
+
     name: str
     revision: int
     production: str | None
@@ -79,6 +92,8 @@ class DeploymentView(BaseModel):
 
 
 class ChangeView(DeploymentView):
+    """The deployment after a move, and what the move did."""
+
     message: str = Field(description="What the move did, in one line.")
 
 
@@ -94,6 +109,8 @@ class EvidenceView(ShadowEvidence):
 
 
 class AuditView(BaseModel):
+    """One entry of the model's hash-chained audit log."""
+
     seq: int
     at: datetime
     actor: str
@@ -106,6 +123,8 @@ class AuditView(BaseModel):
 
 
 class ModelDetail(ModelView):
+    """One version, with what a reviewer weighs before moving it."""
+
     evidence: EvidenceView | None = Field(description="The evidence from live shadow traffic.")
     replay_evidence: EvidenceView | None = Field(
         description="The evidence from a replay of archived traffic."
@@ -118,12 +137,16 @@ class ModelDetail(ModelView):
 
 
 class LoadedView(BaseModel):
+    """What this scorer process has loaded and serves."""
+
     revision: int
     production: str | None
     shadows: dict[str, float]
 
 
 class ModelsView(BaseModel):
+    """Every version of the model, the registry's deployment and what this scorer serves."""
+
     name: str
     deployment: DeploymentView
     loaded: LoadedView = Field(description="What this scorer process has loaded and serves.")
@@ -176,7 +199,7 @@ def admin_router(
     )
     moves = error_responses(400, 404, 409, 422)
 
-    @router.get("/models")
+    @router.get("/models", summary="List the model's versions")
     def list_models() -> ModelsView:
         """Every version of the model with its state, the registry's deployment, and what this
         scorer has loaded."""
@@ -202,11 +225,14 @@ def admin_router(
             ],
         )
 
-    @router.get("/models/{version}", responses=error_responses(404, 422))
+    @router.get(
+        "/models/{version}", summary="One version for review", responses=error_responses(404, 422)
+    )
     def model_detail(
-        version: str,
+        version: VersionPath,
         audit: Annotated[
-            int, Query(ge=0, le=100, description="How many of its latest audit entries.")
+            int,
+            Query(ge=0, le=100, description="How many of its latest audit entries.", examples=[5]),
         ] = 5,
     ) -> ModelDetail:
         """One version for review: its state, its shadow evidence, what the approval policy
@@ -232,22 +258,24 @@ def admin_router(
             audit=[_audit(e) for e in reversed(entries[-audit:])] if audit else [],
         )
 
-    @router.post("/models/{version}/shadow", responses=moves)
-    def shadow(version: str, change: ShadowChange) -> ChangeView:
+    @router.post("/models/{version}/shadow", summary="Shadow a version", responses=moves)
+    def shadow(version: VersionPath, change: ShadowChange) -> ChangeView:
         """Put a registered version in shadow with a sampling rate."""
         registry.shadow(name, version, rate=change.rate, actor=change.actor, reason=change.reason)
         return _changed(
             registry.deployment(name), f"{name}:{version} is in shadow at rate {change.rate:g}"
         )
 
-    @router.post("/models/{version}/unshadow", responses=moves)
-    def unshadow(version: str, change: Change) -> ChangeView:
+    @router.post(
+        "/models/{version}/unshadow", summary="Take a version out of shadow", responses=moves
+    )
+    def unshadow(version: VersionPath, change: Change) -> ChangeView:
         """Take a version out of shadow."""
         registry.unshadow(name, version, actor=change.actor, reason=change.reason)
         return _changed(registry.deployment(name), f"{name}:{version} left shadow")
 
-    @router.post("/models/{version}/approve", responses=moves)
-    def approve(version: str, approval: Approval) -> ChangeView:
+    @router.post("/models/{version}/approve", summary="Approve a version", responses=moves)
+    def approve(version: VersionPath, approval: Approval) -> ChangeView:
         """Approve a shadow version for production (the approval policy applies unless
         ``force``; a violation is 409 naming each rule)."""
         registry.approve(
@@ -256,8 +284,8 @@ def admin_router(
         how = " (forced)" if approval.force else ""
         return _changed(registry.deployment(name), f"{name}:{version} is approved{how}")
 
-    @router.post("/models/{version}/promote", responses=moves)
-    def promote(version: str, change: Change) -> ChangeView:
+    @router.post("/models/{version}/promote", summary="Promote a version", responses=moves)
+    def promote(version: VersionPath, change: Change) -> ChangeView:
         """Make an approved version production; scorers swap to it within seconds."""
         registry.promote(name, version, actor=change.actor, reason=change.reason)
         return _changed(
@@ -265,7 +293,7 @@ def admin_router(
             f"{name}:{version} is production; scorers swap to it within seconds",
         )
 
-    @router.post("/rollback", responses=moves)
+    @router.post("/rollback", summary="Roll production back", responses=moves)
     def rollback(change: Change) -> ChangeView:
         """Return production to the previous production version."""
         target = registry.rollback(name, actor=change.actor, reason=change.reason)

@@ -1,6 +1,6 @@
 """The scorer's FastAPI app, built by :func:`create_app` from settings and a registry.
 
-Design (numbers measured on the 2-core test machine, see the README "Scoring service"):
+Design (numbers measured on the 2-core test machine; docs/scoring.md and docs/shadows.md):
 
 * Request path.  :class:`service.scorer.Scorer` parses the raw body with orjson, checks it
   with the production model's ``RowCodec``, runs one onnxruntime call (one intra-op thread)
@@ -52,6 +52,7 @@ from registry.connections import async_redis_client, kafka_options
 from service.admin import admin_router
 from service.auth import AdminGuard
 from service.errors import ServiceError
+from service.examples import METRICS_EXAMPLE
 from service.fastpath import FastLane, Handler, ScorerApp
 from service.follower import RegistryFollower
 from service.guard import RollbackTarget
@@ -69,7 +70,7 @@ from service.loader import ModelLoader, ModelSource
 from service.metrics import ServiceMetrics
 from service.model_cache import ModelCache
 from service.models import LoadedModel
-from service.openapi import BATCH, SCORE, LiveDocument, request_bodies
+from service.openapi import BATCH, DESCRIPTION, SCORE, TAGS, LiveDocument, request_bodies
 from service.producer import ProducerConfig
 from service.review import review_router
 from service.schemas import ERROR_RESPONSES, BatchResponse, Liveness, Readiness, ScoreResponse
@@ -232,6 +233,8 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
         title="Shadowline scorer",
         summary="Fraud scoring with built-in shadow mode.",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
         lifespan=lifespan,
         default_response_class=_OrjsonResponse,
     )
@@ -286,11 +289,11 @@ def _add_scoring_routes(app: ScorerApp, parts: Components) -> None:
     bodies = request_bodies(None, limits, settings.max_batch)
     app.post(
         SCORE, response_model=ScoreResponse, openapi_extra={"requestBody": bodies[SCORE]},
-        responses=ERROR_RESPONSES, tags=["scoring"],
+        responses=ERROR_RESPONSES, tags=["scoring"], summary="Score one transaction",
     )(score)  # fmt: skip
     app.post(
         BATCH, response_model=BatchResponse, openapi_extra={"requestBody": bodies[BATCH]},
-        responses=ERROR_RESPONSES, tags=["scoring"],
+        responses=ERROR_RESPONSES, tags=["scoring"], summary="Score a batch of transactions",
     )(score_batch)  # fmt: skip
     app.document = LiveDocument(parts.live, limits, settings.max_batch)
     if parts.settings.fast_path:
@@ -306,13 +309,13 @@ def _describe(model: LoadedModel) -> dict[str, Any]:
 
 
 def _add_health_routes(app: FastAPI, parts: Components) -> None:
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], summary="Liveness")
     async def healthz() -> Liveness:
         """The process is alive and its event loop answers."""
         return Liveness(status="alive")
 
     @app.get(
-        "/readyz", tags=["health"], response_model=Readiness,
+        "/readyz", tags=["health"], response_model=Readiness, summary="Readiness",
         responses={503: {"model": Readiness, "description": "No production model is loaded."}},
     )  # fmt: skip
     async def readyz() -> Response:
@@ -344,10 +347,12 @@ def _add_health_routes(app: FastAPI, parts: Components) -> None:
         return json_response(body, 200 if parts.live.warmed else 503)
 
     @app.get(
-        "/metrics", tags=["health"], response_class=Response,
-        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+        "/metrics", tags=["health"], response_class=Response, summary="Prometheus metrics",
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"},
+                                                     "example": METRICS_EXAMPLE}}}},
     )  # fmt: skip
     async def metrics() -> Response:
-        """Prometheus metrics of this process (see the README for the list)."""
+        """Prometheus metrics of this process, in the text exposition format
+        (docs/operations.md lists them)."""
         payload = generate_latest(parts.metrics.registry)
         return Response(payload, media_type=CONTENT_TYPE_LATEST)

@@ -53,22 +53,21 @@ from service.settings import ServiceSettings
 _bearer = HTTPBearer(
     auto_error=False, scheme_name="LabelsToken", description="SHADOWLINE_LABELS_TOKEN"
 )
-EXAMPLE = {
-    "labels": [
-        {
-            "transaction_id": "t-1001",
-            "is_fraud": True,
-            "label_time": 1795168800,
-            "source": "chargeback",
-        },
-        {
-            "transaction_id": "t-1002",
-            "is_fraud": False,
-            "label_time": "2026-11-20T10:00:00Z",
-            "source": "review",
-        },
-    ]
-}
+DAY = 86_400
+
+
+def example(now: float) -> dict[str, Any]:
+    """The request's example: a chargeback and a review outcome of days before ``now`` (so
+    the example is valid whenever the document is read: label times may not be future)."""
+    hour = now - now % 3600
+    return {
+        "labels": [
+            {"transaction_id": "t-1001", "is_fraud": True, "label_time": hour - 3 * DAY,
+             "source": "chargeback"},
+            {"transaction_id": "t-1002", "is_fraud": False, "label_time": hour - 2 * DAY,
+             "source": "review"},
+        ]
+    }  # fmt: skip
 
 
 class WebhookLabel(LabelInput):
@@ -82,6 +81,8 @@ class WebhookLabel(LabelInput):
 
 
 class LabelsAccepted(BaseModel):
+    """The answer to ``POST /v1/labels``."""
+
     received: int = Field(description="Labels in the request.")
     written: int = Field(description="Labels produced to the labels topic now.")
     duplicates: int = Field(description="Labels already taken (a retry), not written again.")
@@ -244,6 +245,7 @@ def labels_router(intake: LabelIntake, token: SecretStr | None, limit: int) -> A
     # and the body is read here, within ``limit`` (its schema is documented below).
     @router.post(
         "/v1/labels",
+        summary="Take fraud labels",
         dependencies=[Depends(require_token)],
         openapi_extra=_request_body(intake),
         responses=_RESPONSES,
@@ -261,7 +263,8 @@ def _request_body(intake: LabelIntake) -> dict[str, Any]:
     item = WebhookLabel.model_json_schema()
     # A label time may not be in the future: the document states the bound as it was when the
     # server started, which stays true as the clock moves on (the server's bound only grows).
-    latest = time.time() + intake.clock_skew_s
+    now = time.time()
+    latest = now + intake.clock_skew_s
     item["properties"]["label_time"] = {
         "type": "number",
         "minimum": 0,
@@ -281,7 +284,7 @@ def _request_body(intake: LabelIntake) -> dict[str, Any]:
             }
         },
     }  # fmt: skip
-    media = {"schema": schema, "example": EXAMPLE}
+    media = {"schema": schema, "example": example(now)}
     return {"requestBody": {"required": True, "content": {"application/json": media}}}
 
 

@@ -24,7 +24,7 @@ GUARD_RULES = ("error_ratio", "p99", "block_rate", "score_psi")
 
 
 class ServiceMetrics:
-    """Every ``shadowline_*`` metric of the scorer (the README lists them)."""
+    """Every ``shadowline_*`` metric of the scorer (docs/operations.md lists them)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry

@@ -7,7 +7,8 @@ model currently served: each field with its type, range, allowed values and whet
 missing; at most ``max_extra_fields`` other keys, each a JSON scalar; no string longer than
 ``max_string_chars``; no field beside ``transaction_id`` and ``features``.  The rewritten
 document is built once per production version.  The byte limits (413) are not expressible in
-JSON Schema; the descriptions state them.
+JSON Schema; the descriptions state them.  Every component schema gets its example, and the
+scoring bodies and answers examples of the model served (:mod:`service.examples`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,41 @@ import copy
 from typing import Any
 
 from registry.contract import FLOAT32_MAX, MAX_EXACT_INT
-from registry.manifest import FieldType, InputField, InputSchema
+from registry.manifest import FieldType, InputField, InputSchema, Manifest
+from service.examples import component_examples, scoring_examples
 from service.live import LiveModels
 from service.scorer import MAX_TRANSACTION_ID, InputLimits
 
 Schema = dict[str, Any]
 SCORE, BATCH = "/v1/score", "/v1/score/batch"
+
+DESCRIPTION = """\
+Fraud scoring with built-in shadow mode. `POST /v1/score` answers with the production model;
+the shadow models score the same transactions off the request path, and every scored
+transaction yields one record on the scores topic (production's answer and each shadow's).
+
+**The scoring bodies follow the model served now**: each input field with its type, range,
+allowed values and whether it may be missing; the examples are the production model's own
+golden examples.
+
+**Authentication.** `/admin` routes: `Authorization: Bearer` with `SHADOWLINE_ADMIN_TOKEN`
+(401 without, 403 wrong). `POST /v1/labels`: its own token, `SHADOWLINE_LABELS_TOKEN`. The
+scoring, health and review routes take none.
+
+**Errors** are `{"detail": ..., "errors": [...]}`, one line per bad field or broken rule, and
+never a 500 for a client's mistake.
+
+Reference: `docs/scoring.md` (this API and its settings), `docs/registry.md` (the lifecycle
+behind the admin routes), `docs/evidence.md` (labels and the evidence an approval judges).
+"""
+TAGS = [
+    {"name": "scoring", "description": "Score transactions with the production model."},
+    {"name": "health", "description": "Liveness, readiness and Prometheus metrics."},
+    {"name": "admin", "description": "The registry's moves (admin token): shadow, approve, "
+     "promote, roll back, and what a reviewer weighs before each."},
+    {"name": "labels", "description": "Fraud labels from chargeback and review systems."},
+    {"name": "review", "description": "The review page, a browser front end of the admin routes."},
+]  # fmt: skip
 
 
 def _field(spec: InputField, limits: InputLimits) -> Schema:
@@ -111,6 +141,19 @@ def _body(schema: Schema, description: str) -> Schema:
     }
 
 
+def add_examples(document: Schema, manifest: Manifest | None) -> None:
+    """Put an example on every component schema of ``document`` and on the scoring routes'
+    bodies and answers (those for ``manifest``, the production model served)."""
+    schemas = document.get("components", {}).get("schemas", {})
+    for name, example in component_examples().items():
+        if name in schemas:
+            schemas[name]["examples"] = [example]
+    for path, (request, answer) in scoring_examples(manifest).items():
+        operation = document["paths"][path]["post"]
+        operation["requestBody"]["content"]["application/json"]["example"] = request
+        operation["responses"]["200"]["content"]["application/json"]["example"] = answer
+
+
 class LiveDocument:
     """Rewrites FastAPI's document for the production model served now (cached per version)."""
 
@@ -128,5 +171,6 @@ class LiveDocument:
         schema = None if model is None else model.manifest.input_schema
         for path, body in request_bodies(schema, self._limits, self._max_batch).items():
             document["paths"][path]["post"]["requestBody"] = body
+        add_examples(document, None if model is None else model.manifest)
         self._built = (key, document)
         return document

@@ -56,7 +56,10 @@ def review_router() -> APIRouter:
     page = _asset("review.html")
     router = APIRouter(tags=["review"])
 
-    @router.get("/review", response_class=Response, responses={200: {"content": {"text/html": {}}}})
+    @router.get(
+        "/review", response_class=Response, summary="The review page",
+        responses={200: {"content": {"text/html": {"example": "<!doctype html>..."}}}},
+    )  # fmt: skip
     async def review() -> Response:
         """The review page (HTML; it loads its data from the admin API with the token the
         operator types)."""

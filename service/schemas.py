@@ -14,6 +14,8 @@ from pydantic import BaseModel, Field
 
 
 class ScoreResponse(BaseModel):
+    """The answer to ``POST /v1/score``: production's score and decision for the transaction."""
+
     transaction_id: str
     request_id: str
     model_name: str
@@ -23,12 +25,17 @@ class ScoreResponse(BaseModel):
 
 
 class BatchResult(BaseModel):
+    """One transaction's score and decision in a batch answer, in the order sent."""
+
     transaction_id: str
     score: float
     decision: str
 
 
 class BatchResponse(BaseModel):
+    """The answer to ``POST /v1/score/batch``: one result per transaction, all scored by
+    ``model_version`` in one model call."""
+
     request_id: str
     model_name: str
     model_version: str
@@ -36,6 +43,8 @@ class BatchResponse(BaseModel):
 
 
 class ErrorResponse(BaseModel):
+    """Every error answer: what went wrong, and one line per bad field or broken rule."""
+
     detail: str
     errors: list[str] = Field(default_factory=list, description="One line per bad field.")
 
@@ -63,26 +72,36 @@ ERROR_RESPONSES = error_responses(413, 422, 503)
 
 
 class Liveness(BaseModel):
+    """``GET /healthz``: the process and its event loop answer."""
+
     status: str = Field(description='Always "alive" when the process answers.')
 
 
 class LoadedVersion(BaseModel):
+    """A model version this scorer has loaded, verified and warmed."""
+
     version: str
     sha256: str
     loaded_at: float = Field(description="Unix time it was loaded.")
 
 
 class ShadowRate(BaseModel):
+    """A shadow version and the share of requests it scores."""
+
     version: str
     rate: float
 
 
 class RegistryState(BaseModel):
+    """Whether this scorer reaches the registry (Redis), and its last error if not."""
+
     reachable: bool
     error: str | None
 
 
 class BrokerState(BaseModel):
+    """The broker as the sidecar sees it, and what waits in the local spool meanwhile."""
+
     reachable: bool = Field(
         description="Whether the sidecar's producer reaches the broker (its last report)."
     )
@@ -94,6 +113,8 @@ class BrokerState(BaseModel):
 
 
 class DegradedState(BaseModel):
+    """Why this scorer serves its last-known-good model instead of the registry's production."""
+
     registry_version: str | None = Field(description="The registry's production version.")
     served_version: str | None = Field(description="The last-known-good version served.")
     reason: str

@@ -9,6 +9,7 @@ sigmoid.  ``make_manifest`` runs the real model with onnxruntime to fill the gol
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -122,12 +123,16 @@ def random_rows(
         for field in schema.fields:
             if not field.required and rng.random() < 0.3:
                 continue
+            # Within the field's range (the same draws as before for a field without one).
+            low = 0 if field.minimum is None else max(0, math.ceil(field.minimum))
             if field.type is FieldType.BOOL:
                 row[field.name] = rng.random() < 0.5
             elif field.type is FieldType.INT:
-                row[field.name] = rng.randint(0, 3000)
+                high = 3000 if field.maximum is None else min(3000, math.floor(field.maximum))
+                row[field.name] = rng.randint(low, high)
             elif field.type is FieldType.FLOAT:
-                row[field.name] = round(rng.uniform(0, 2000), 2)
+                top = 2000.0 if field.maximum is None else min(2000.0, field.maximum)
+                row[field.name] = round(rng.uniform(low, top), 2)
             else:
                 row[field.name] = rng.choice(field.allowed or ("grocery", "travel", "gaming"))
         rows.append(row)

@@ -4,18 +4,25 @@ policy accepts (so an approval is not forced), and a production version to start
 from __future__ import annotations
 
 from registry import ModelRegistry, ShadowEvidence
-from registry.manifest import Manifest
-from tests.factories import logistic_model, make_evidence, make_manifest
+from registry.manifest import InputSchema, Manifest
+from tests.factories import DEFAULT_SCHEMA, logistic_model, make_evidence, make_manifest
 
 NAME = "fraud"
 
 
 def register(
-    registry: ModelRegistry, version: str, bias: float = -2.0, *, actor: str = "test"
+    registry: ModelRegistry,
+    version: str,
+    bias: float = -2.0,
+    *,
+    actor: str = "test",
+    schema: InputSchema = DEFAULT_SCHEMA,
 ) -> Manifest:
-    """Register a real logistic model as ``version`` (another bias: other scores)."""
-    model = logistic_model(bias=bias)
-    return registry.register(model, make_manifest(model, version=version), actor=actor)
+    """Register a real logistic model over ``schema`` as ``version`` (another bias: other
+    scores)."""
+    model = logistic_model(schema, bias=bias)
+    manifest = make_manifest(model, version=version, schema=schema)
+    return registry.register(model, manifest, actor=actor)
 
 
 def passing_evidence(production: str | None) -> ShadowEvidence:
@@ -32,8 +39,14 @@ def approvable(registry: ModelRegistry, version: str, bias: float = -2.0) -> Non
     registry.record_evidence(NAME, version, passing_evidence(production))
 
 
-def production(registry: ModelRegistry, version: str, bias: float = -2.0) -> None:
+def production(
+    registry: ModelRegistry,
+    version: str,
+    bias: float = -2.0,
+    *,
+    schema: InputSchema = DEFAULT_SCHEMA,
+) -> None:
     """Make ``version`` production by hand (forced approval: no evidence needed)."""
-    register(registry, version, bias)
+    register(registry, version, bias, schema=schema)
     registry.approve(NAME, version, actor="test", reason="setup", force=True)
     registry.promote(NAME, version, actor="test")

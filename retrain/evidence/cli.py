@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from registry.cli_kit import guard
-from registry.config import SharedSettings, load_settings
+from registry.config import load_settings
 from retrain.evidence.settings import EvidenceSettings
 
 if TYPE_CHECKING:
@@ -203,8 +203,10 @@ def send(
         from retrain.evidence.labels import read_labels
         from retrain.evidence.topics import send_labels
 
-        settings = load_settings(SharedSettings)
-        labels = read_labels(file, source=source)
+        # The analysis's settings: SHADOWLINE_EVIDENCE_CLOCK_SKEW_S bounds how far ahead of
+        # this clock a label time may lie.
+        settings = load_settings(EvidenceSettings)
+        labels = read_labels(file, source=source, clock_skew_s=settings.evidence_clock_skew_s)
         sent = send_labels(
             settings.kafka_servers, settings.labels_topic, labels, options=kafka_options(settings)
         )

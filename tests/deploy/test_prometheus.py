@@ -27,7 +27,7 @@ from service.app import create_app
 from service.settings import ServiceSettings
 from tests.deploy import prometheus
 from tests.factories import random_rows
-from tests.service.conftest import make_production, register, wait_until
+from tests.service.helpers import make_production, register, wait_until
 from tests.service.server import serving
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,6 @@ their models twice would only cost time."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from registry.artifacts import ArtifactStore
 from registry.manifest import Manifest
 from shadowline.cli import app
 from tests.factories import logistic_model, make_manifest
-from tests.registry.helpers import Run
+from tests.registry.helpers import Run, StepClock
 from tests.registry.stores import make_store
 
 POLICY = ApprovalPolicy(min_shadow_records=100, min_matured_frauds=50, tolerance=0.01)
@@ -32,17 +31,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         both = metafunc.module.__name__.rsplit(".", 1)[-1] in BOTH_BACKENDS
         s3 = pytest.param("s3", marks=pytest.mark.s3)
         metafunc.parametrize("store_backend", ["file", s3] if both else ["file"])
-
-
-class StepClock:
-    """A clock that advances one second per reading, so audit times are distinct and known."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
 
 
 @pytest.fixture

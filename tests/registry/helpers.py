@@ -1,8 +1,9 @@
-"""Helpers of the registry's command-line tests."""
+"""Helpers of the registry's tests: running its commands, a stepping clock."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from typer.testing import Result
 
@@ -24,3 +25,14 @@ def error_line(result: Result, code: int = 1) -> str:
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     return lines[0]
+
+
+class StepClock:
+    """A clock that advances one second per reading, so audit times are distinct and known."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now

@@ -20,7 +20,7 @@ from registry import (
     transactions,
 )
 from registry.constants import deploy_key
-from tests.registry.conftest import StepClock
+from tests.registry.helpers import StepClock
 
 THREADS = 24
 

@@ -7,7 +7,6 @@ Sizes are chosen so a whole pipeline run takes a few seconds on a busy 2-core ma
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +20,7 @@ from retrain.metrics import RetrainMetrics
 from retrain.runner import Runner
 from retrain.settings import RetrainSettings
 from retrain.store import RegistryStore
-from retrain.synthetic import EPOCH
-
-AS_OF = EPOCH + timedelta(weeks=12)  # 2026-03-30: weeks 4-9 are mature at 14 days
-SMALL: dict[str, Any] = {
-    "as_of": AS_OF,
-    "synthetic_rows_per_week": 3000,
-    "train_weeks": 4,
-    "eval_weeks": 2,
-    "label_maturity_days": 14,
-    "n_trees": 30,
-    "num_leaves": 15,
-    "learning_rate": 0.1,
-    "gate_min_slice_rows": 300,
-    "gate_min_slice_frauds": 10,
-}
+from tests.retrain.helpers import SMALL
 
 
 @pytest.fixture

@@ -18,9 +18,9 @@ from retrain.schema import COLUMN_NAMES
 from retrain.settings import RetrainSettings
 from retrain.sources import source_from_settings
 from retrain.synthetic import EPOCH, SyntheticSource
-from tests.retrain.conftest import AS_OF
 from tests.retrain.evidence.archive_helpers import production_saw, write_archive
 from tests.retrain.evidence.records import label
+from tests.retrain.helpers import AS_OF
 
 START, END = EPOCH, EPOCH + timedelta(weeks=1)
 

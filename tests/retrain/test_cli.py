@@ -14,7 +14,7 @@ from registry import FileArtifactStore, ModelRegistry
 from retrain.constants import HEALTH_KEY, SCHEDULE_KEY
 from shadowline.cli import app
 from tests.lifecycle import approvable, production
-from tests.retrain.conftest import SMALL
+from tests.retrain.helpers import SMALL
 
 cli = CliRunner()
 

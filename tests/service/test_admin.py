@@ -12,7 +12,7 @@ from registry import ModelRegistry, State
 from service.app import create_app
 from service.settings import ServiceSettings
 from tests.factories import make_evidence
-from tests.service.conftest import ADMIN, make_production, register, wait_until
+from tests.service.helpers import ADMIN, make_production, register, wait_until
 from tests.service.server import serving
 
 

@@ -13,7 +13,7 @@ from registry import ModelRegistry
 from service.app import create_app
 from service.settings import ServiceSettings
 from tests.factories import random_rows
-from tests.service.conftest import make_production, wait_until
+from tests.service.helpers import make_production, wait_until
 from tests.service.server import serving
 
 ROW = random_rows(n=1)[0]

@@ -23,7 +23,7 @@ from registry import ModelRegistry
 from service.app import create_app
 from service.auth import AdminGuard, bearer_token
 from service.settings import ServiceSettings
-from tests.service.conftest import ADMIN, ADMIN_TOKEN, register
+from tests.service.helpers import ADMIN, ADMIN_TOKEN, register
 from tests.service.server import serving
 
 HUNDRED_MB = 100 * 1024 * 1024

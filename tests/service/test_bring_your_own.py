@@ -28,7 +28,7 @@ from tests.exported_models import (
     xgboost_matrix,
 )
 from tests.factories import random_rows
-from tests.service.conftest import ADMIN, make_production, wait_until
+from tests.service.helpers import ADMIN, make_production, wait_until
 from tests.service.kafka_helpers import read_records
 from tests.service.server import serving
 

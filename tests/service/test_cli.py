@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from registry import ModelRegistry
 from shadowline.cli import app
 from shadowline.stack import free_port
-from tests.service.conftest import make_production, wait_until
+from tests.service.helpers import make_production, wait_until
 
 
 def test_bad_settings_are_one_error_line(in_tmp_cwd: Path) -> None:

@@ -16,7 +16,7 @@ from retrain.evidence.topics import send_labels
 from service.app import create_app
 from service.settings import ServiceSettings
 from tests.factories import random_rows
-from tests.service.conftest import make_production
+from tests.service.helpers import make_production
 from tests.service.server import serving
 
 PARTITIONS = 4

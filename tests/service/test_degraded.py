@@ -24,7 +24,7 @@ from service.metrics import ServiceMetrics
 from service.model_cache import ModelCache
 from service.settings import ServiceSettings
 from tests.factories import flip_stored_byte, logistic_model, make_manifest, random_rows
-from tests.service.conftest import ADMIN, make_production, register, sample_value, wait_until
+from tests.service.helpers import ADMIN, make_production, register, sample_value, wait_until
 from tests.service.server import serving
 
 ROW = random_rows(n=1)[0]

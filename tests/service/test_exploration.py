@@ -19,7 +19,7 @@ from service.scorer import Scorer
 from service.settings import ServiceSettings
 from service.shadow import Scored, build_record
 from tests.factories import random_rows
-from tests.service.conftest import build, make_production, sample_value
+from tests.service.helpers import build, make_production, sample_value
 from tests.service.kafka_helpers import read_records
 from tests.service.server import serving
 

@@ -18,7 +18,7 @@ from service.app import create_app
 from service.errors import InvalidRequest
 from service.settings import ServiceSettings
 from tests.factories import random_rows
-from tests.service.conftest import make_production, wait_until
+from tests.service.helpers import make_production, wait_until
 from tests.service.server import serving
 
 ROW = random_rows(n=1)[0]

@@ -12,7 +12,7 @@ from registry import ModelRegistry, model_registry
 from service.app import create_app
 from service.settings import ServiceSettings
 from shadowline.stack import ensure_topics, free_port
-from tests.service.conftest import ADMIN, make_production, register, wait_until
+from tests.service.helpers import ADMIN, make_production, register, wait_until
 from tests.service.kafka_helpers import read_records
 from tests.service.processes import dedicated
 from tests.service.server import serving

@@ -22,7 +22,7 @@ from registry.records import LabelRecord, decode_label, utc_text
 from service.app import create_app
 from service.settings import ServiceSettings
 from shadowline.stack import free_port
-from tests.service.conftest import ADMIN_TOKEN
+from tests.service.helpers import ADMIN_TOKEN
 from tests.service.kafka_helpers import read_topic
 from tests.service.server import serving
 

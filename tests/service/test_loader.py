@@ -15,7 +15,7 @@ from registry import ModelRegistry
 from service.live import LiveModels, ModelSet
 from service.loader import ModelLoader
 from service.metrics import ServiceMetrics
-from tests.service.conftest import make_production, register, sample_value
+from tests.service.helpers import make_production, register, sample_value
 
 
 def loader_for(registry: ModelRegistry, metrics: ServiceMetrics) -> tuple[ModelLoader, LiveModels]:

@@ -8,7 +8,7 @@ from registry.manifest import InputSchema
 from service.errors import ModelLoadError
 from service.models import load_model
 from tests.factories import DEFAULT_SCHEMA, logistic_model, make_manifest
-from tests.service.conftest import build
+from tests.service.helpers import build
 
 
 def test_loaded_model_scores_like_its_golden_examples() -> None:

@@ -22,11 +22,10 @@ from service.settings import ServiceSettings
 from service.sidecar import Sidecar
 from service.sidecar_loop import SidecarConfig
 from shadowline.stack import ensure_topics, free_port
-from tests.service.conftest import build, make_production, sample_value, wait_until
+from tests.service.helpers import build, make_production, sample_value, scored, wait_until
 from tests.service.kafka_helpers import read_records
 from tests.service.processes import Service, dedicated
 from tests.service.server import serving
-from tests.service.test_shadow import scored
 from tests.service.traffic import Traffic, metric
 
 TOPIC = "scores.outage"

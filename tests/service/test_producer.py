@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from service.producer import KafkaOut, ProducerConfig
 from service.tally import Tally
-from tests.service.conftest import wait_until
+from tests.service.helpers import wait_until
 from tests.service.kafka_helpers import Deliveries
 
 

@@ -19,7 +19,7 @@ from service.app import create_app
 from service.review import CONTENT_SECURITY_POLICY
 from service.settings import ServiceSettings
 from tests.factories import make_evidence
-from tests.service.conftest import ADMIN_TOKEN, make_production, register, wait_until
+from tests.service.helpers import ADMIN_TOKEN, make_production, register, wait_until
 from tests.service.server import serving
 
 CHROMIUM = "/usr/bin/chromium"

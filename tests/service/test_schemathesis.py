@@ -18,7 +18,7 @@ import pytest
 from registry import ModelRegistry, State
 from service.app import create_app
 from service.settings import ServiceSettings
-from tests.service.conftest import ADMIN_TOKEN, make_production, register, wait_until
+from tests.service.helpers import ADMIN_TOKEN, make_production, register, wait_until
 from tests.service.server import serving
 
 LABELS_TOKEN = "labels-token-for-tests"

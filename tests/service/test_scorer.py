@@ -11,7 +11,7 @@ from service.metrics import ServiceMetrics
 from service.scorer import Scorer
 from service.shadow import Scored
 from tests.factories import random_rows
-from tests.service.conftest import build, sample_value
+from tests.service.helpers import build, sample_value
 
 ROW = random_rows(n=1)[0]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 
 import orjson
 import pytest
@@ -11,25 +10,11 @@ import pytest
 from registry.manifest import InputSchema
 from registry.records import decode_score
 from service.live import ShadowSlot
-from service.models import LoadedModel, load_model
-from service.shadow import Scored, ShadowRunner, build_record, sample
+from service.models import load_model
+from service.shadow import ShadowRunner, build_record, sample
 from service.tally import Tally
-from tests.factories import DEFAULT_SCHEMA, logistic_model, make_manifest, random_rows
-from tests.service.conftest import FailingModel, HangingModel, build, variant
-
-ROWS = random_rows(n=6, seed=11)
-
-
-def scored(production: LoadedModel, n: int = 6, scored_at: float | None = None) -> list[Scored]:
-    """``n`` transactions scored by ``production`` (now), as the scorer hands them over."""
-    scored_at = time.time() if scored_at is None else scored_at
-    out = []
-    for i, row in enumerate(ROWS[:n]):
-        score = float(production.score([row])[0])
-        decision = production.decide(score).value
-        out.append(Scored(f"t{i}", f"r{i}", scored_at, row, production.name, production.version,
-                          production.schema_key, score, decision, 0.05, 400))  # fmt: skip
-    return out
+from tests.factories import DEFAULT_SCHEMA, logistic_model, make_manifest
+from tests.service.helpers import FailingModel, HangingModel, build, scored, variant
 
 
 def test_sampling_follows_each_rate() -> None:

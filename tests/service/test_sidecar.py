@@ -21,10 +21,9 @@ from service.shadow import Scored
 from service.sidecar import Sidecar
 from service.sidecar_loop import SidecarConfig
 from shadowline.stack import ensure_topics, free_port
-from tests.service.conftest import build, sample_value, wait_until
+from tests.service.helpers import build, sample_value, scored, wait_until
 from tests.service.kafka_helpers import read_records
 from tests.service.processes import dedicated
-from tests.service.test_shadow import scored
 
 
 def make_sidecar(

@@ -9,6 +9,7 @@ is refused, naming the rule, for the worse one.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -205,6 +206,17 @@ def test_missing_topics_and_bad_settings(run: Run, registry: ModelRegistry) -> N
     bad = run("labels", "send", "-f", "labels.jsonl", kafka_bootstrap="nope")
     assert bad.exit_code == 2
     assert bad.stderr == (
-        "error: invalid settings for SharedSettings: SHADOWLINE_KAFKA_BOOTSTRAP='nope': Value "
+        "error: invalid settings for EvidenceSettings: SHADOWLINE_KAFKA_BOOTSTRAP='nope': Value "
         "error, 'nope' is not host:port (comma-separate several)\n"
     )
+
+
+def test_labels_send_allows_the_clock_skew_of_the_settings(run: Run, in_tmp_cwd: Path) -> None:
+    ahead = in_tmp_cwd / "ahead.jsonl"
+    ahead.write_text(
+        json.dumps({"transaction_id": "tx-1", "is_fraud": True, "label_time": time.time() + 120})
+    )
+    refused = _error(run("labels", "send", "-f", str(ahead), evidence_clock_skew_s="10"))
+    assert "line 1: label_time: " in refused
+    assert "is in the future (now " in refused
+    assert refused.endswith("; clock skew allowed 10 s)\n")
