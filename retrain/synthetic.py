@@ -10,6 +10,8 @@ What drifts (all functions of the absolute week number since :data:`EPOCH`):
   account takeover, fraud from newly opened geographies, a fraud ring on one marketplace);
 * the "hot" merchant category of high-value fraud rotates every three weeks;
 * a new issuing/merchant country opens every two weeks, and fraud follows the newest ones;
+  once every country trades (week 39), fraud keeps moving through the emerging countries in
+  the order they opened (a 40-week cycle), so the stream drifts whatever today's date is;
 * from week 6 on, one marketplace merchant's customers shift towards the new countries and a
   fraud ring works it.
 
@@ -68,6 +70,19 @@ def opening_week(country_index: int) -> int:
     two weeks, the first in week 1."""
     emerging = country_index - len(ESTABLISHED)
     return -(10**6) if emerging < 0 else 1 + 2 * emerging
+
+
+def frontier(week: int, within: int) -> list[int]:
+    """The emerging countries fraud works in ``week``: those that opened at most ``within``
+    weeks ago, counted on the cycle of openings (every :data:`EMERGING` country opens once,
+    then the frontier comes round to the first again), so the drift never runs out.  Before the
+    cycle first completes these are simply the countries opened in the last ``within`` weeks."""
+    cycle = 2 * len(EMERGING)
+    return [
+        i
+        for i in range(len(ESTABLISHED), len(COUNTRIES))
+        if week >= opening_week(i) and (week - opening_week(i)) % cycle <= within
+    ]
 
 
 def fraud_rate(week: int) -> float:
@@ -199,7 +214,7 @@ def _shift_marketplace_population(rng: np.random.Generator, frame: pd.DataFrame,
     """The marketplace's customers move towards the newest countries after its shift week."""
     digital = np.flatnonzero(frame["merchant_category"].to_numpy() == "digital_goods")
     chosen = digital[rng.random(len(digital)) < 0.3]
-    newest = [i for i in range(len(COUNTRIES)) if 0 <= week - opening_week(i) <= 8]
+    newest = frontier(week, 8)
     if not len(chosen) or not newest:
         return
     frame.loc[chosen, "card_country"] = COUNTRIES[rng.choice(newest, size=len(chosen))]
@@ -212,8 +227,7 @@ def _fraud(rng: np.random.Generator, cards: _Cards, week: int, size: int) -> pd.
     counts = rng.multinomial(size, mode_weights(week))
     frames = []
     hot = int(np.flatnonzero(HOT_CATEGORIES[(week // 3) % 4] == CATEGORIES)[0])
-    newest = [i for i in range(len(COUNTRIES)) if 0 <= week - opening_week(i) <= 5]
-    newest = newest or [len(ESTABLISHED) - 1]
+    newest = frontier(week, 5) or [len(ESTABLISHED) - 1]
     for mode, n in zip(FRAUD_MODES, counts, strict=True):
         if n == 0:
             continue

@@ -61,3 +61,23 @@ def test_patterns_shift_new_geographies_open_and_the_marketplace_changes() -> No
     assert foreign_share(late) > foreign_share(early) + 0.2
     assert early.loc[early["merchant_id"] == MARKETPLACE, "is_fraud"].sum() == 0
     assert late.loc[late["merchant_id"] == MARKETPLACE, "is_fraud"].sum() > 0
+
+
+def test_fraud_keeps_moving_after_every_country_has_opened() -> None:
+    """The frontier of new-geography fraud comes round again once every country trades, so a
+    model trained six weeks ago is stale on any date (the demo relies on it)."""
+    from retrain.synthetic import EMERGING, ESTABLISHED, frontier, opening_week
+
+    last_opening = opening_week(len(ESTABLISHED) + len(EMERGING) - 1)
+    first_cycle = opening_week(len(ESTABLISHED)) + 2 * len(EMERGING)
+    for week in range(1, first_cycle):  # until it comes round: the newest countries, as before
+        expected = [
+            i
+            for i in range(len(ESTABLISHED), len(ESTABLISHED) + len(EMERGING))
+            if 0 <= week - opening_week(i) <= 5
+        ]
+        assert frontier(week, 5) == expected
+    for week in range(last_opening, last_opening + 200):
+        now, six_weeks_ago = set(frontier(week, 5)), set(frontier(week - 6, 5))
+        assert now, week
+        assert now.isdisjoint(six_weeks_ago), week
