@@ -128,10 +128,18 @@ def run_open(
 ) -> None:
     """Open loop: send at a constant rate; latency counts from each request's due time."""
     cfg = _config(
-        url, allow_remote, _payloads(payloads, fields, shape), mix, mode="open",
-        rate=rate, duration_s=duration, max_requests=max_requests,
-        connections=connections, procs=procs, timeout_s=timeout,
-    )  # fmt: skip
+        url,
+        allow_remote,
+        _payloads(payloads, fields, shape),
+        mix,
+        mode="open",
+        rate=rate,
+        duration_s=duration,
+        max_requests=max_requests,
+        connections=connections,
+        procs=procs,
+        timeout_s=timeout,
+    )
     _execute(cfg, out, plot, as_json)
 
 
@@ -156,10 +164,17 @@ def run_closed(
 ) -> None:
     """Closed loop (max throughput): each connection sends again as soon as answered."""
     cfg = _config(
-        url, allow_remote, _payloads(payloads, fields, shape), mix, mode="closed",
-        duration_s=duration, max_requests=max_requests, connections=connections,
-        procs=procs, timeout_s=timeout,
-    )  # fmt: skip
+        url,
+        allow_remote,
+        _payloads(payloads, fields, shape),
+        mix,
+        mode="closed",
+        duration_s=duration,
+        max_requests=max_requests,
+        connections=connections,
+        procs=procs,
+        timeout_s=timeout,
+    )
     _execute(cfg, out, plot, as_json)
 
 

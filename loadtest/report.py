@@ -72,15 +72,27 @@ def plot_timelines(
     for label, timeline in series.items():
         xs = [p["second"] for p in timeline]
         line = ax.plot(xs, [p["p99_ms"] for p in timeline], label=f"{label} p99")[0]
-        ax.plot(xs, [p["p50_ms"] for p in timeline], linestyle="--", color=line.get_color(),
-                label=f"{label} p50")  # fmt: skip
+        ax.plot(
+            xs,
+            [p["p50_ms"] for p in timeline],
+            linestyle="--",
+            color=line.get_color(),
+            label=f"{label} p50",
+        )
         failed = [p["second"] for p in timeline if p["failed"]]
         if failed:
             ax.scatter(failed, [0] * len(failed), marker="x", color=line.get_color())
     for second, label in marks or []:
         ax.axvline(second, color="grey", linestyle=":", linewidth=1)
-        ax.annotate(label, (second, 1), xycoords=("data", "axes fraction"), fontsize=7,
-                    rotation=90, va="top", ha="right")  # fmt: skip
+        ax.annotate(
+            label,
+            (second, 1),
+            xycoords=("data", "axes fraction"),
+            fontsize=7,
+            rotation=90,
+            va="top",
+            ha="right",
+        )
     ax.set_xlabel("second of the run")
     ax.set_ylabel("latency (ms)")
     ax.set_yscale("log")

@@ -41,8 +41,11 @@ class TimerFd:
         libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
         self._settime = libc.timerfd_settime
         self._settime.argtypes = [
-            ctypes.c_int, ctypes.c_int, ctypes.POINTER(_Itimerspec), ctypes.c_void_p,
-        ]  # fmt: skip
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.POINTER(_Itimerspec),
+            ctypes.c_void_p,
+        ]
         fd = libc.timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)
         if fd < 0:
             raise OSError(ctypes.get_errno(), "timerfd_create failed")

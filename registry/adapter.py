@@ -176,10 +176,12 @@ def _index(
         indices[key] = _fresh(f"adapter_columns_{len(indices)}", used)
         graph.initializer.append(
             helper.make_tensor(
-                indices[key], TensorProto.INT64, [len(columns)] if columns else [],
+                indices[key],
+                TensorProto.INT64,
+                [len(columns)] if columns else [],
                 list(columns) or [scalar],
             )
-        )  # fmt: skip
+        )
     return indices[key]
 
 

@@ -92,12 +92,21 @@ class AuditEntry:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "id": self.id, "seq": self.seq, "at": self.at.isoformat(), "actor": self.actor,
-            "action": self.action, "version": self.version, "from": self.from_state,
-            "to": self.to_state, "reason": self.reason, "evidence": self.evidence,
-            "revision": self.revision, "detail": self.detail, "prev": self.prev_hash,
+            "id": self.id,
+            "seq": self.seq,
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+            "action": self.action,
+            "version": self.version,
+            "from": self.from_state,
+            "to": self.to_state,
+            "reason": self.reason,
+            "evidence": self.evidence,
+            "revision": self.revision,
+            "detail": self.detail,
+            "prev": self.prev_hash,
             "hash": self.hash,
-        }  # fmt: skip
+        }
 
 
 @dataclass(frozen=True)

@@ -256,9 +256,12 @@ def shadow(
 
 @command("unshadow")
 def unshadow(
-    version: Version, name: Name = None, reason: Reason = "", actor: Actor = None,
+    version: Version,
+    name: Name = None,
+    reason: Reason = "",
+    actor: Actor = None,
     as_json: JsonFlag = False,
-) -> None:  # fmt: skip
+) -> None:
     """shadow -> registered: stop scoring with it in shadow."""
     _move("unshadow", version, name, actor, reason=reason, as_json=as_json)
 
@@ -280,9 +283,12 @@ def approve(
 
 @command("promote")
 def promote(
-    version: Version, name: Name = None, reason: Reason = "", actor: Actor = None,
+    version: Version,
+    name: Name = None,
+    reason: Reason = "",
+    actor: Actor = None,
     as_json: JsonFlag = False,
-) -> None:  # fmt: skip
+) -> None:
     """approved -> production; the old production version is retired and kept for rollback."""
     _move("promote", version, name, actor, reason=reason, as_json=as_json)
 
@@ -297,18 +303,24 @@ def rollback(
 
 @command("retire")
 def retire(
-    version: Version, name: Name = None, reason: Reason = "", actor: Actor = None,
+    version: Version,
+    name: Name = None,
+    reason: Reason = "",
+    actor: Actor = None,
     as_json: JsonFlag = False,
-) -> None:  # fmt: skip
+) -> None:
     """registered/shadow/approved -> retired."""
     _move("retire", version, name, actor, reason=reason, as_json=as_json)
 
 
 @command("reject")
 def reject(
-    version: Version, reason: RequiredReason, name: Name = None, actor: Actor = None,
+    version: Version,
+    reason: RequiredReason,
+    name: Name = None,
+    actor: Actor = None,
     as_json: JsonFlag = False,
-) -> None:  # fmt: skip
+) -> None:
     """registered/shadow/approved -> rejected (terminal)."""
     _move("reject", version, name, actor, reason=reason, as_json=as_json)
 

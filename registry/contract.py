@@ -118,10 +118,12 @@ class RowCodec:
         if self._numeric:
             nan = math.nan
             feeds[NUMERIC_INPUT] = np.array(
-                [[nan if (v := row.get(f.name)) is None else v for f in self._numeric]
-                 for row in rows],
+                [
+                    [nan if (v := row.get(f.name)) is None else v for f in self._numeric]
+                    for row in rows
+                ],
                 dtype=np.float32,
-            )  # fmt: skip
+            )
         if self._categorical:
             feeds[CATEGORICAL_INPUT] = np.array(
                 [[row.get(f.name) or "" for f in self._categorical] for row in rows],

@@ -131,9 +131,16 @@ class ModelRegistry:
         """Re-verify the stored artifact before a move toward serving; ArtifactRefused (and an
         audited ``refuse`` entry) when it fails (see :mod:`registry.integrity`)."""
         verify_for_move(
-            self._redis, self._store, self._clock, record=self._hash(name, version),
-            name=name, version=version, action=action, actor=actor, reason=reason,
-        )  # fmt: skip
+            self._redis,
+            self._store,
+            self._clock,
+            record=self._hash(name, version),
+            name=name,
+            version=version,
+            action=action,
+            actor=actor,
+            reason=reason,
+        )
 
     # ----------------------------------------------------------------- registration
 
@@ -324,10 +331,15 @@ class ModelRegistry:
                 ]
                 result.changes.append(
                     Change(
-                        old, "promote", State.PRODUCTION, State.RETIRED, reason, "",
+                        old,
+                        "promote",
+                        State.PRODUCTION,
+                        State.RETIRED,
+                        reason,
+                        "",
                         f"replaced by {version}",
                     )
-                )  # fmt: skip
+                )
             result.writes += set_state(name, version, State.PRODUCTION, leaving=state)
             result.writes.append(lambda p: p.hset(deploy_key(name), "production", version))
             detail = f"replaces {old}" if old else "first production version"
@@ -387,14 +399,26 @@ class ModelRegistry:
             ]
             result.changes += [
                 Change(
-                    current, "rollback", State.PRODUCTION, State.RETIRED, reason, "",
-                    f"rolled back to {target}", ROLLED_BACK,
+                    current,
+                    "rollback",
+                    State.PRODUCTION,
+                    State.RETIRED,
+                    reason,
+                    "",
+                    f"rolled back to {target}",
+                    ROLLED_BACK,
                 ),
                 Change(
-                    target, "rollback", State.RETIRED, State.PRODUCTION, reason, "",
-                    f"replaces {current}", PRODUCTION,
+                    target,
+                    "rollback",
+                    State.RETIRED,
+                    State.PRODUCTION,
+                    reason,
+                    "",
+                    f"replaces {current}",
+                    PRODUCTION,
                 ),
-            ]  # fmt: skip
+            ]
             return result
 
         return transact(self._redis, self._clock, name, actor, plan)

@@ -152,10 +152,12 @@ def _field(series: pd.Series[Any], name: str, elem: int, options: FieldOptions) 
         values = sorted({str(v) for v in present.tolist()})
         listed = len(values) <= options.max_categories
         return InputField(
-            name=name, type=FieldType.CATEGORICAL, required=not missing.any(),
+            name=name,
+            type=FieldType.CATEGORICAL,
+            required=not missing.any(),
             allowed=tuple(values) if listed else None,
             description=f"{len(values)} distinct values in the sample",
-        )  # fmt: skip
+        )
     if _is_text(series):
         raise DraftError(
             f"column {name!r} holds strings but graph input {name!r} is {type_name(elem)}"
@@ -180,21 +182,24 @@ def _field(series: pd.Series[Any], name: str, elem: int, options: FieldOptions) 
     integer = elem in _INTEGERS or (whole and pd.api.types.is_integer_dtype(series))
     low, high = min(numbers), max(numbers)
     return InputField(
-        name=name, type=FieldType.INT if integer else FieldType.FLOAT,
+        name=name,
+        type=FieldType.INT if integer else FieldType.FLOAT,
         required=not missing.any(),
         minimum=low if options.observed_ranges else (0.0 if low >= 0 else None),
         maximum=high if options.observed_ranges else None,
         description=f"sample range {low:g} .. {high:g}",
-    )  # fmt: skip
+    )
 
 
 def sample_rows(frame: pd.DataFrame, fields: Sequence[InputField]) -> list[dict[str, Scalar]]:
     """The rows of ``frame`` as the scorer receives them: a value per field, typed as the
     field (a missing value left out)."""
     convert: dict[FieldType, Callable[[Any], Scalar]] = {
-        FieldType.FLOAT: float, FieldType.INT: lambda v: int(float(v)),
-        FieldType.BOOL: bool, FieldType.CATEGORICAL: str,
-    }  # fmt: skip
+        FieldType.FLOAT: float,
+        FieldType.INT: lambda v: int(float(v)),
+        FieldType.BOOL: bool,
+        FieldType.CATEGORICAL: str,
+    }
     rows: list[dict[str, Scalar]] = [{} for _ in range(len(frame))]
     for spec in fields:
         series = frame[spec.name]

@@ -139,13 +139,19 @@ def _queue(
     for change in plan.changes:
         seq += 1
         fields = {
-            "seq": str(seq), "at": at, "actor": actor, "action": change.action,
+            "seq": str(seq),
+            "at": at,
+            "actor": actor,
+            "action": change.action,
             "version": change.version,
             "from": change.from_state.value if change.from_state else "",
-            "to": change.to_state.value, "reason": change.reason,
-            "evidence": change.evidence, "revision": str(revision),
-            "detail": change.detail, "prev": head,
-        }  # fmt: skip
+            "to": change.to_state.value,
+            "reason": change.reason,
+            "evidence": change.evidence,
+            "revision": str(revision),
+            "detail": change.detail,
+            "prev": head,
+        }
         fields["hash"] = head = entry_hash(fields)
         pipe.xadd(audit_key(name), cast(Any, fields))
         if change.stamp:
@@ -153,10 +159,15 @@ def _queue(
             pipe.hset(version_key(name, change.version), mapping=cast(Any, stamp))
         if plan.bump:
             event = {
-                "name": name, "version": change.version, "from": fields["from"] or None,
-                "to": fields["to"], "revision": revision, "actor": actor, "at": at,
+                "name": name,
+                "version": change.version,
+                "from": fields["from"] or None,
+                "to": fields["to"],
+                "revision": revision,
+                "actor": actor,
+                "at": at,
                 "action": change.action,
-            }  # fmt: skip
+            }
             pipe.publish(EVENTS_CHANNEL, json.dumps(event))
     mapping = {"audit_head": head, "audit_seq": str(seq)}
     if plan.bump:

@@ -152,7 +152,11 @@ def due_labels(
         )
         if at <= now:
             labels.append(
-                {"transaction_id": item.transaction_id, "is_fraud": True, "label_time": at,
-                 "source": "chargeback"}
-            )  # fmt: skip
+                {
+                    "transaction_id": item.transaction_id,
+                    "is_fraud": True,
+                    "label_time": at,
+                    "source": "chargeback",
+                }
+            )
     return labels, hidden

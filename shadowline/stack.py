@@ -311,10 +311,24 @@ class LocalStack:
             raise StackError(f"redis port {port} on {HOST} is already in use")
         log = self.state_dir / "redis.log"
         cmd = [
-            str(redis_binary(self.redis_server)), "--port", str(port), "--bind", HOST,
-            "--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--daemonize", "no",
-            "--dir", str(self.state_dir.resolve()), "--logfile", str(log.resolve()),
-        ]  # fmt: skip
+            str(redis_binary(self.redis_server)),
+            "--port",
+            str(port),
+            "--bind",
+            HOST,
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--daemonize",
+            "no",
+            "--dir",
+            str(self.state_dir.resolve()),
+            "--logfile",
+            str(log.resolve()),
+        ]
         started.append(_spawn("redis", cmd, port, log))
         _wait_until(lambda: ping_redis(port), f"redis on {HOST}:{port}", timeout_s, log)
 
@@ -324,9 +338,15 @@ class LocalStack:
         log = self.state_dir / "broker.log"
         url = f"tcp://{HOST}:{port}"
         cmd = [
-            str(broker_binary()), "broker", "--listener-url", url,
-            "--advertised-listener-url", url, "--storage-engine", "memory://tansu/",
-        ]  # fmt: skip
+            str(broker_binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
         started.append(_spawn("kafka", cmd, port, log))
         _wait_until(lambda: ping_broker(port), f"broker on {HOST}:{port}", timeout_s, log)
 
@@ -359,9 +379,13 @@ def _spawn(name: str, cmd: list[str], port: int, log: Path) -> Component:
     """
     launcher = 'setsid "$@" >>"$LOG" 2>&1 </dev/null & echo $!'
     result = subprocess.run(
-        ["sh", "-c", launcher, "sh", *cmd], capture_output=True, text=True, check=False,
-        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LOG": str(log)}, timeout=10,
-    )  # fmt: skip
+        ["sh", "-c", launcher, "sh", *cmd],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LOG": str(log)},
+        timeout=10,
+    )
     if result.returncode != 0 or not result.stdout.strip().isdigit():
         raise StackError(f"could not start {name} ({cmd[0]}): {result.stderr.strip()}")
     pid = int(result.stdout.strip())

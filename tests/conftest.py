@@ -30,9 +30,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     # `make test` asserts that timed things happen, with room for a busy shared machine;
     # `make deploy-check` passes this flag to hold them to the bounds the issues promise.
     parser.addoption(
-        "--strict-timing", action="store_true",
+        "--strict-timing",
+        action="store_true",
         help="assert the promised time bounds (e.g. 2 s to serve a promotion) exactly",
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="session")

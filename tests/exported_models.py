@@ -140,9 +140,12 @@ def _training_frame(n: int = 400, seed: int = 3) -> tuple[pd.DataFrame, npt.NDAr
         }
     )
     logit = (
-        frame["amount_usd"] / 600 - frame["account_age_days"] / 1500
-        + 1.5 * frame["foreign_card"] + 1.2 * (frame["merchant_country"] == "BR") - 2.5
-    ).to_numpy()  # fmt: skip
+        frame["amount_usd"] / 600
+        - frame["account_age_days"] / 1500
+        + 1.5 * frame["foreign_card"]
+        + 1.2 * (frame["merchant_country"] == "BR")
+        - 2.5
+    ).to_numpy()
     labels = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
     return frame, labels
 
@@ -178,9 +181,11 @@ def sklearn_per_column(zipmap: bool = False) -> bytes:
     forest = RandomForestClassifier(n_estimators=20, max_depth=5, random_state=0)
     pipeline = Pipeline([("columns", columns), ("forest", forest)]).fit(frame, labels)
     onx = to_onnx(
-        pipeline, frame[:1], options={id(forest): {"zipmap": zipmap}},
+        pipeline,
+        frame[:1],
+        options={id(forest): {"zipmap": zipmap}},
         target_opset={"": 17, "ai.onnx.ml": 3},
-    )  # fmt: skip
+    )
     return bytes(onx.SerializeToString())
 
 
@@ -199,9 +204,11 @@ def lightgbm_matrix(input_name: str = "input") -> bytes:
     x, y = _matrix()
     booster = lightgbm.LGBMClassifier(n_estimators=15, num_leaves=7, verbose=-1).fit(x, y)
     onx = convert_lightgbm(
-        booster, initial_types=[(input_name, FloatTensorType([None, x.shape[1]]))],
-        zipmap=False, target_opset=15,  # the newest opset onnxmltools 1.16 converts LightGBM to
-    )  # fmt: skip
+        booster,
+        initial_types=[(input_name, FloatTensorType([None, x.shape[1]]))],
+        zipmap=False,
+        target_opset=15,  # the newest opset onnxmltools 1.16 converts LightGBM to
+    )
     return bytes(onx.SerializeToString())
 
 
@@ -215,9 +222,10 @@ def xgboost_matrix() -> bytes:
     x, y = _matrix()
     booster = xgboost.XGBClassifier(n_estimators=15, max_depth=3, n_jobs=1).fit(x, y)
     onx = convert_xgboost(
-        booster, initial_types=[("features", FloatTensorType([None, x.shape[1]]))],
+        booster,
+        initial_types=[("features", FloatTensorType([None, x.shape[1]]))],
         target_opset=15,
-    )  # fmt: skip
+    )
     return bytes(onx.SerializeToString())
 
 

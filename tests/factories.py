@@ -89,11 +89,16 @@ def logistic_model(
         )
         nodes += [
             helper.make_node(
-                "LabelEncoder", [CATEGORICAL_INPUT], ["cat_values"], domain="ai.onnx.ml",
-                keys_strings=list(mapping), values_floats=list(mapping.values()), default_float=0.0,
+                "LabelEncoder",
+                [CATEGORICAL_INPUT],
+                ["cat_values"],
+                domain="ai.onnx.ml",
+                keys_strings=list(mapping),
+                values_floats=list(mapping.values()),
+                default_float=0.0,
             ),
             helper.make_node("ReduceSum", ["cat_values", "axis1"], ["cat_term"], keepdims=1),
-        ]  # fmt: skip
+        ]
         initializers.append(helper.make_tensor("axis1", TensorProto.INT64, [1], [1]))
         terms.append("cat_term")
     initializers.append(helper.make_tensor("bias", TensorProto.FLOAT, [], [bias]))
@@ -254,30 +259,51 @@ def _metric_estimates(
     challenger: float, production: float, low: float, high: float, frauds: int, n: int
 ) -> tuple[MetricEstimate, ...]:
     primary = MetricEstimate(
-        name="fraud_caught_at_block_rate", challenger=challenger, production=production,
+        name="fraud_caught_at_block_rate",
+        challenger=challenger,
+        production=production,
         difference=challenger - production,
         challenger_ci=Interval(low=challenger - 0.03, high=challenger + 0.03),
         production_ci=Interval(low=production - 0.03, high=production + 0.03),
-        difference_ci=Interval(low=low, high=high), frauds=frauds, transactions=n,
-    )  # fmt: skip
+        difference_ci=Interval(low=low, high=high),
+        frauds=frauds,
+        transactions=n,
+    )
     auc = MetricEstimate(
-        name="auc", challenger=0.934, production=0.921, difference=0.013,
+        name="auc",
+        challenger=0.934,
+        production=0.921,
+        difference=0.013,
         challenger_ci=Interval(low=0.921, high=0.947),
         production_ci=Interval(low=0.907, high=0.935),
-        difference_ci=Interval(low=0.004, high=0.022), frauds=frauds, transactions=n,
-    )  # fmt: skip
-    money = MetricEstimate(
-        name="money_saved_at_block_rate", challenger=48210.0, production=45020.0,
-        difference=3190.0, difference_ci=Interval(low=-1250.0, high=7630.0), frauds=frauds,
+        difference_ci=Interval(low=0.004, high=0.022),
+        frauds=frauds,
         transactions=n,
-    )  # fmt: skip
+    )
+    money = MetricEstimate(
+        name="money_saved_at_block_rate",
+        challenger=48210.0,
+        production=45020.0,
+        difference=3190.0,
+        difference_ci=Interval(low=-1250.0, high=7630.0),
+        frauds=frauds,
+        transactions=n,
+    )
     return primary, auc, money
 
 
 def _label_free(compared: int) -> LabelFree:
     return LabelFree(
-        transactions=compared, sampled=compared + 40, agreement=0.971, rank_correlation=0.912,
-        psi=0.031, ks=0.045, error_rate=0.0004, timeout_rate=0.0002, busy_rate=0.0, shed_rate=0.001,
+        transactions=compared,
+        sampled=compared + 40,
+        agreement=0.971,
+        rank_correlation=0.912,
+        psi=0.031,
+        ks=0.045,
+        error_rate=0.0004,
+        timeout_rate=0.0002,
+        busy_rate=0.0,
+        shed_rate=0.001,
         flips=(
             Flip(production="allow", challenger="allow", count=compared - 160, amount=812345.5),
             Flip(production="allow", challenger="block", count=37, amount=5120.0),
@@ -286,7 +312,7 @@ def _label_free(compared: int) -> LabelFree:
         ),
         challenger_latency_ms=Quantiles(p50=1.2, p95=2.9, p99=4.4),
         production_latency_ms=Quantiles(p50=0.8, p95=1.7, p99=2.6),
-    )  # fmt: skip
+    )
 
 
 def flip_stored_byte(root: Path, sha256: str, offset: int = -40) -> Path:

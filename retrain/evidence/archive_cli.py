@@ -78,11 +78,15 @@ def archive_command(
         server = None
         try:
             archiver = Archiver(
-                Path(settings.archive_dir), consumer, topics, metrics=metrics,
+                Path(settings.archive_dir),
+                consumer,
+                topics,
+                metrics=metrics,
                 flush_records=settings.archive_flush_records,
                 flush_interval_s=settings.archive_flush_interval_s,
-                progress_s=settings.archive_progress_s, on_progress=_progress,
-            )  # fmt: skip
+                progress_s=settings.archive_progress_s,
+                on_progress=_progress,
+            )
             if not once:
                 signal.signal(signal.SIGTERM, lambda *_: stop.set())
                 signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -141,10 +145,14 @@ def replay_command(
         try:
             model = name or settings.model_name
             result = replay(
-                registry, model, version, Path(settings.archive_dir),
-                since=utc(since), until=utc(until),
+                registry,
+                model,
+                version,
+                Path(settings.archive_dir),
+                since=utc(since),
+                until=utc(until),
                 on_progress=lambda line: typer.echo(f"replay: {line}", err=True),
-            )  # fmt: skip
+            )
         finally:
             registry.close()
     if as_json:

@@ -164,10 +164,14 @@ def _signals(evidence: ShadowEvidence) -> str:
         ["score rank correlation (Spearman)", number(free.rank_correlation)],
         ["PSI (production's deciles)", number(free.psi)],
         ["KS", number(free.ks)],
-        ["challenger error / timeout / busy / shed", " / ".join(
-            share(v) for v in (free.error_rate, free.timeout_rate, free.busy_rate, free.shed_rate)
-        )],
-    ]  # fmt: skip
+        [
+            "challenger error / timeout / busy / shed",
+            " / ".join(
+                share(v)
+                for v in (free.error_rate, free.timeout_rate, free.busy_rate, free.shed_rate)
+            ),
+        ],
+    ]
     for who, q in (
         ("challenger", free.challenger_latency_ms),
         ("production", free.production_latency_ms),

@@ -51,9 +51,13 @@ class Load:
     but a 200 (a refused connection, a reset, a 5xx) is a failure, kept with its detail."""
 
     def __init__(
-        self, base_url: str, *, threads: int = 4, pause_s: float = 0.0,
+        self,
+        base_url: str,
+        *,
+        threads: int = 4,
+        pause_s: float = 0.0,
         rows: Sequence[dict[str, Scalar]] = ROWS,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.statuses: Counter[int] = Counter()
         self.versions: Counter[str] = Counter()
         self.failures: list[str] = []
@@ -106,10 +110,12 @@ def scored(parts: Components, version: str) -> float:
     """Transactions the scorer scored with ``version`` in production."""
     value = parts.metrics.registry.get_sample_value
     return sum(
-        value("shadowline_decisions_total",
-              {"role": "production", "version": version, "decision": d}) or 0.0
+        value(
+            "shadowline_decisions_total", {"role": "production", "version": version, "decision": d}
+        )
+        or 0.0
         for d in ("allow", "review", "block")
-    )  # fmt: skip
+    )
 
 
 @contextmanager

@@ -47,8 +47,9 @@ def _process(
     ``/-/ready`` answers 200.  Stopped with TERM, then KILL."""
     log_path = folder / f"{name}.log"
     log = log_path.open("wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + timeout_s
         while not _ready(url):

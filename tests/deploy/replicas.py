@@ -46,8 +46,9 @@ def haproxy_config(port: int, replicas: list[Replica]) -> str:
 
 def haproxy_binary() -> str:
     """Path of haproxy (Debian puts it in /usr/sbin); fails naming how to install it."""
-    found = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists()
-                                        else None)  # fmt: skip
+    found = shutil.which("haproxy") or (
+        "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None
+    )
     if found is None:
         raise RuntimeError("haproxy is not installed: run `make install` (apt-get haproxy)")
     return found
@@ -122,8 +123,9 @@ class Replica:
 
 
 @contextlib.contextmanager
-def replica(name: str, env: Mapping[str, str], folder: Path,
-            timeout_s: float = 60.0) -> Iterator[Replica]:  # fmt: skip
+def replica(
+    name: str, env: Mapping[str, str], folder: Path, timeout_s: float = 60.0
+) -> Iterator[Replica]:
     """``python -m shadowline serve`` with ``env`` (SHADOWLINE_*), in ``folder``, until the
     block ends; yields once /readyz answers 200."""
     port = free_port()
@@ -132,8 +134,11 @@ def replica(name: str, env: Mapping[str, str], folder: Path,
         process = subprocess.Popen(
             [sys.executable, "-m", "shadowline", "serve", "--port", str(port)],
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
-            cwd=folder, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            cwd=folder,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     started = Replica(name, port, process)
     try:
         _wait(f"{started.url}/readyz", process, log, timeout_s)
@@ -152,9 +157,11 @@ def haproxy(replicas: list[Replica], folder: Path, timeout_s: float = 20.0) -> I
     log = folder / "haproxy.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [haproxy_binary(), "-db", "-f", str(config)], stdout=out, stderr=subprocess.STDOUT,
+            [haproxy_binary(), "-db", "-f", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
     url = f"http://{HOST}:{port}"
     try:
         _wait(f"{url}/readyz", process, log, timeout_s)

@@ -37,13 +37,17 @@ def test_a_promotion_that_blocks_nearly_everything_is_rolled_back_once_under_loa
         promoted = time.monotonic()
         back = elapsed_until(lambda: registry.deployment(NAME).production == "v1", 60)
         assert back is not None
-        assert elapsed_until(lambda: client.get("/readyz").json()["production"]["version"]
-                             == "v1", 10) is not None  # fmt: skip
+        assert (
+            elapsed_until(lambda: client.get("/readyz").json()["production"]["version"] == "v1", 10)
+            is not None
+        )
         rolled_back_after = time.monotonic() - promoted
         time.sleep(0.5)  # traffic goes on after the rollback
     assert rolled_back_after < settings.guard_probation_s
-    print(f"\nguard: rolled back {rolled_back_after:.2f} s after the promotion; "
-          f"{load.answered} requests, {dict(load.versions)}")  # fmt: skip
+    print(
+        f"\nguard: rolled back {rolled_back_after:.2f} s after the promotion; "
+        f"{load.answered} requests, {dict(load.versions)}"
+    )
     assert load.failures == []
     assert set(load.statuses) == {200}
     assert load.versions["v2"] > 0  # the bad model did serve before it was pulled

@@ -56,8 +56,11 @@ def test_the_renderer_agrees_with_kubectl_kustomize(
     for name in KUSTOMIZATIONS:
         out = subprocess.run(
             [kubectl, "kustomize", str(kube_tree / name)],
-            check=True, capture_output=True, text=True, timeout=60,
-        ).stdout  # fmt: skip
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
         theirs = {key(doc): doc for doc in yaml.safe_load_all(out) if doc}
         ours = {key(doc): doc for doc in rendered[name]}
         assert ours == theirs, name
@@ -66,13 +69,17 @@ def test_the_renderer_agrees_with_kubectl_kustomize(
 def test_kafka_topics_are_replicated_co_partitioned_and_outlive_the_labels(
     rendered: dict[str, list[Doc]],
 ) -> None:
-    topics = {doc["spec"]["topicName"]: doc["spec"] for doc in rendered["platform"]
-              if doc["kind"] == "KafkaTopic"}  # fmt: skip
+    topics = {
+        doc["spec"]["topicName"]: doc["spec"]
+        for doc in rendered["platform"]
+        if doc["kind"] == "KafkaTopic"
+    }
     defaults = SharedSettings.model_fields
     config = find(rendered["base"], "ConfigMap", "shadowline-config")["data"]
     names = {config["SHADOWLINE_SCORES_TOPIC"], config["SHADOWLINE_LABELS_TOPIC"]}
-    assert set(topics) == names == {defaults["scores_topic"].default,
-                                    defaults["labels_topic"].default}  # fmt: skip
+    assert (
+        set(topics) == names == {defaults["scores_topic"].default, defaults["labels_topic"].default}
+    )
     for name, spec in topics.items():
         assert spec["replicas"] == 3, name
         assert spec["config"]["min.insync.replicas"] == 2, name
@@ -124,17 +131,20 @@ def test_only_the_processes_that_need_them_reach_redis_and_kafka(
     assert set(deny["policyTypes"]) == {"Ingress", "Egress"}
     pods = {
         doc["metadata"]["name"]: doc["spec"]["template"]["metadata"]["labels"]
-        for doc in docs if doc["kind"] == "Deployment"
-    }  # fmt: skip
+        for doc in docs
+        if doc["kind"] == "Deployment"
+    }
     assert set(pods) == {"scorer", "retrain-worker", "archiver"}
     reach = {name: egress(labels, policies) for name, labels in pods.items()}
     assert {name for name, allowed in reach.items() if ("redis", 6379) in allowed} == {
-        "scorer", "retrain-worker",
-    }  # fmt: skip
+        "scorer",
+        "retrain-worker",
+    }
     for port in (9092, 9093):
         assert {name for name, allowed in reach.items() if ("kafka", port) in allowed} == {
-            "scorer", "archiver",
-        }  # fmt: skip
+            "scorer",
+            "archiver",
+        }
     # Redis's side admits the same label from Shadowline's namespace.
     redis_rule = find(rendered["platform"], "NetworkPolicy", "redis-from-shadowline")
     peers = redis_rule["spec"]["ingress"][0]["from"]
@@ -143,8 +153,11 @@ def test_only_the_processes_that_need_them_reach_redis_and_kafka(
         "podSelector": {"matchLabels": {"shadowline/redis": "client"}},
     } in peers
     namespace = find(docs, "Namespace", "shadowline")
-    assert all(doc["metadata"].get("namespace") == "shadowline" for doc in docs
-               if doc["kind"] != "Namespace")  # fmt: skip
+    assert all(
+        doc["metadata"].get("namespace") == "shadowline"
+        for doc in docs
+        if doc["kind"] != "Namespace"
+    )
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 

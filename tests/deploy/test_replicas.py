@@ -126,9 +126,11 @@ def test_sigkill_of_a_replica_under_traffic_loses_no_request(
 
 def test_haproxy_accepts_the_shipped_config() -> None:
     result = subprocess.run(
-        [haproxy_binary(), "-c", "-f", str(HAPROXY_CONFIG)], capture_output=True, text=True,
+        [haproxy_binary(), "-c", "-f", str(HAPROXY_CONFIG)],
+        capture_output=True,
+        text=True,
         timeout=30,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Configuration file is valid" in result.stdout + result.stderr
 

@@ -33,27 +33,41 @@ MONDAY_10AM = datetime(2026, 4, 6, 10, 0, tzinfo=UTC).timestamp()
 
 
 @pytest.fixture
-def worker(registry: ModelRegistry, redis_client: redis.Redis, redis_url: str,
-           tmp_path: Path) -> tuple[Worker, Clock]:  # fmt: skip
+def worker(
+    registry: ModelRegistry, redis_client: redis.Redis, redis_url: str, tmp_path: Path
+) -> tuple[Worker, Clock]:
     """The retrain worker with roll-out on weekdays 09:00-15:59 UTC, on a clock the test moves
     (its schedule's slots marked handled: this test is about the roll-out alone)."""
     clock = Clock(SATURDAY_NOON)
     settings = load_settings(
-        RetrainSettings, redis_url=redis_url, runs_dir=str(tmp_path / "runs"),
-        artifact_dir=str(tmp_path / "artifacts"), rollout_window="* 9-15 * * 1-5",
-    )  # fmt: skip
+        RetrainSettings,
+        redis_url=redis_url,
+        runs_dir=str(tmp_path / "runs"),
+        artifact_dir=str(tmp_path / "artifacts"),
+        rollout_window="* 9-15 * * 1-5",
+    )
     metrics = RetrainMetrics(CollectorRegistry())
     runner = Runner(settings, client=redis_client, store=None, metrics=metrics, clock=clock)
     redis_client.set(SCHEDULE_KEY, repr(latest_slot(settings.schedule, MONDAY_10AM)))
     rollout = Rollout(
-        registry, metrics, name=NAME, window=settings.rollout_window, clock=clock,
+        registry,
+        metrics,
+        name=NAME,
+        window=settings.rollout_window,
+        clock=clock,
         actor="retrain-worker@test",
-    )  # fmt: skip
+    )
     return (
-        Worker(runner, RunStore(redis_client), schedule=settings.schedule, health_ttl_s=30,
-               clock=clock, rollout=rollout),
+        Worker(
+            runner,
+            RunStore(redis_client),
+            schedule=settings.schedule,
+            health_ttl_s=30,
+            clock=clock,
+            rollout=rollout,
+        ),
         clock,
-    )  # fmt: skip
+    )
 
 
 def test_an_approval_through_the_admin_api_is_rolled_out_in_the_window_and_served(

@@ -36,8 +36,11 @@ def test_the_dockerfile_passes_hadolint() -> None:
     hadolint = _tool(Path(sys.executable).parent / "hadolint")
     result = subprocess.run(
         [hadolint, "--no-color", str(ROOT / "Dockerfile")],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout == ""
 
@@ -52,10 +55,23 @@ def checkov_report(
         (folder / f"{name.replace('/', '-')}.yaml").write_text(text)
     shutil.copy(ROOT / "Dockerfile", folder / "Dockerfile")
     result = subprocess.run(
-        [_tool(CHECKOV), "--directory", str(folder), "--framework", "kubernetes", "dockerfile",
-         "--output", "json", "--compact", "--skip-download"],
-        capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
+        [
+            _tool(CHECKOV),
+            "--directory",
+            str(folder),
+            "--framework",
+            "kubernetes",
+            "dockerfile",
+            "--output",
+            "json",
+            "--compact",
+            "--skip-download",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert result.returncode in (0, 1), result.stderr[-2000:]
     report = json.loads(result.stdout)
     return report if isinstance(report, list) else [report]
@@ -74,8 +90,9 @@ def test_checkov_scanned_the_manifests_and_the_dockerfile(
 def test_checkov_finds_nothing_left_unexplained(checkov_report: list[dict[str, Any]]) -> None:
     failed = [
         f"{check['check_id']} {check['resource']}: {check['check_name']}"
-        for part in checkov_report for check in part["results"]["failed_checks"]
-    ]  # fmt: skip
+        for part in checkov_report
+        for check in part["results"]["failed_checks"]
+    ]
     assert failed == []
     for part in checkov_report:
         for check in part["results"]["skipped_checks"]:

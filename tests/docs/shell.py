@@ -148,9 +148,14 @@ def run_session(
     out, err = cwd / "page.out", cwd / "page.err"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         bash = subprocess.Popen(
-            ["bash", "page.sh"], cwd=cwd, env=env, stdout=stdout, stderr=stderr,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            ["bash", "page.sh"],
+            cwd=cwd,
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             code = bash.wait(timeout_s)
         except subprocess.TimeoutExpired:

@@ -206,13 +206,35 @@ def test_the_readme_is_short_and_has_the_picture_the_set_up_and_the_tour() -> No
     text = read("README.md")
     assert len(text.splitlines()) <= 160
     [diagram] = [b for b in blocks("README.md") if b.language == "mermaid"]
-    for part in ("scorer", "sidecar", "shadow", "scores topic", "labels topic", "archiver",
-                 "Parquet", "analysis", "registry", "retrain worker", "review page",
-                 "admin API", "Prometheus", "Alertmanager", "Grafana"):  # fmt: skip
+    for part in (
+        "scorer",
+        "sidecar",
+        "shadow",
+        "scores topic",
+        "labels topic",
+        "archiver",
+        "Parquet",
+        "analysis",
+        "registry",
+        "retrain worker",
+        "review page",
+        "admin API",
+        "Prometheus",
+        "Alertmanager",
+        "Grafana",
+    ):
         assert part.lower() in diagram.text.lower(), part
     shell = "\n".join(b.text for b in blocks("README.md") if b.language in SHELL)
-    for step in ("make demo", "make test", "shadowline serve", "/v1/score", "shadows",
-                 "/approve", "/promote", "shadowline models rollback"):  # fmt: skip
+    for step in (
+        "make demo",
+        "make test",
+        "shadowline serve",
+        "/v1/score",
+        "shadows",
+        "/approve",
+        "/promote",
+        "shadowline models rollback",
+    ):
         assert step in shell, step
     linked = set(re.findall(r"\]\(docs/([\w-]+\.md)", text))
     assert linked >= {Path(p).name for p in pages() if p.startswith("docs/")}

@@ -12,13 +12,21 @@ from benchmarks.report import med, targets
 def _run(rate: float, p99: float, failed: int = 0, shed: float = 0.0) -> dict[str, Any]:
     lat = {"p50": p99 / 3, "p90": p99 / 2, "p99": p99, "p99.9": p99 * 1.5, "max": p99 * 2}
     return {
-        "rate_achieved": rate, "latency_ms": lat, "failed": failed, "timeline": [],
+        "rate_achieved": rate,
+        "latency_ms": lat,
+        "failed": failed,
+        "timeline": [],
         "server_cpu_us_per_request": 1e6 / rate,
         "generator": {"lag_ms": {"p99": 0.5}, "cpu_us_per_request": 25.0},
-        "scorer": {"shed": shed, "shadow_errors": 0.0, "records": rate, "kafka_sent": rate,
-                   "kafka_dropped": 0.0},
+        "scorer": {
+            "shed": shed,
+            "shadow_errors": 0.0,
+            "records": rate,
+            "kafka_sent": rate,
+            "kafka_dropped": 0.0,
+        },
         "events": [],
-    }  # fmt: skip
+    }
 
 
 def _results(scorer_ran: bool, shadow_p99: float = 2.2) -> dict[str, Any]:
@@ -43,17 +51,25 @@ def _results(scorer_ran: bool, shadow_p99: float = 2.2) -> dict[str, Any]:
     return {
         "reps": reps,
         "scorer_status": "run" if scorer_ran else "disabled with --scorer off",
-        "machine": {"date_utc": "2026-11-27 10:00 UTC", "nproc": 2, "cpu": "AMD EPYC",
-                    "memory_gib": 23.5, "os": "Debian", "python": "3.11.7",
-                    "load_average_at_start": [1.0, 1.0, 1.0], "packages": {"uvicorn": "0.54"}},
-        "elapsed_s": 500.0, "commands": ["python -m benchmarks.run"],
+        "machine": {
+            "date_utc": "2026-11-27 10:00 UTC",
+            "nproc": 2,
+            "cpu": "AMD EPYC",
+            "memory_gib": 23.5,
+            "os": "Debian",
+            "python": "3.11.7",
+            "load_average_at_start": [1.0, 1.0, 1.0],
+            "packages": {"uvicorn": "0.54"},
+        },
+        "elapsed_s": 500.0,
+        "commands": ["python -m benchmarks.run"],
         "durations": {"max": 6.0, "fixed": 6.0},
         "servers": {"hello": ".venv/bin/python -m uvicorn benchmarks.hello_asgi:app"},
         "model": {"trees": 200, "train_rows": 20000},
         "rates": {"fixed": 1300.0, "scorer_half": 4500.0 if scorer_ran else None},
         "floor": {"one_thread_us_per_call": 10.0, "default_options_us_per_call": 11.0},
         "calibration": {"hello": _run(30000, 1.0), "hello (2 generator procs)": _run(31000, 1.0)},
-    }  # fmt: skip
+    }
 
 
 def test_a_target_is_met_only_if_the_paired_ratios_meet_it_too() -> None:

@@ -14,8 +14,18 @@ from benchmarks.run import main
 @pytest.mark.slow
 def test_the_bench_harness_runs_end_to_end_and_writes_its_report(tmp_path: Path) -> None:
     out = tmp_path / "docs"
-    args = ["--smoke", "--reps", "1", "--scorer", "off", "--no-profile", "--out", str(out),
-            "--work", str(tmp_path / "work")]  # fmt: skip
+    args = [
+        "--smoke",
+        "--reps",
+        "1",
+        "--scorer",
+        "off",
+        "--no-profile",
+        "--out",
+        str(out),
+        "--work",
+        str(tmp_path / "work"),
+    ]
     assert main(args) == 0
     text = (out / "benchmarks.md").read_text()
     assert "| shadows off: throughput vs naive | not run yet | not run yet | >= 3.0 |" in text
@@ -31,7 +41,10 @@ def test_the_bench_harness_runs_end_to_end_and_writes_its_report(tmp_path: Path)
     # The adapter's layouts that a graph's own concatenation allows to fold add no node at all.
     added = {k: v["nodes_more_than_native"] for k, v in results["adapter"]["variants"].items()}
     assert added == {
-        "per-column float": 0, "per-column double": 0, "single matrix": 0,
-        "per-column, no concat": 61, "per-column, fed natively": 1,
-    }  # fmt: skip
+        "per-column float": 0,
+        "per-column double": 0,
+        "single matrix": 0,
+        "per-column, no concat": 61,
+        "per-column, fed natively": 1,
+    }
     assert "## Input adapter" in text

@@ -124,10 +124,24 @@ def test_cli_run_writes_json_and_plot(http_port: int, tmp_path: Path) -> None:
     out, plot = tmp_path / "r.json", tmp_path / "r.png"
     result = cli.invoke(
         app,
-        ["loadtest", "run", f"http://127.0.0.1:{http_port}", "--rate", "100", "--duration", "0.3",
-         "--payloads", str(payloads), "--mix", "valid=1,invalid=1", "--out", str(out),
-         "--plot", str(plot)],
-    )  # fmt: skip
+        [
+            "loadtest",
+            "run",
+            f"http://127.0.0.1:{http_port}",
+            "--rate",
+            "100",
+            "--duration",
+            "0.3",
+            "--payloads",
+            str(payloads),
+            "--mix",
+            "valid=1,invalid=1",
+            "--out",
+            str(out),
+            "--plot",
+            str(plot),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "30 completed, 0 failed" in result.output
     data = json.loads(out.read_text())
@@ -138,10 +152,20 @@ def test_cli_run_writes_json_and_plot(http_port: int, tmp_path: Path) -> None:
 
 def test_cli_max_prints_json(http_port: int) -> None:
     result = cli.invoke(
-        app, ["loadtest", "max", f"http://127.0.0.1:{http_port}", "--connections", "2",
-              "--duration", "0.2",
-              "--fields", "5", "--json"],
-    )  # fmt: skip
+        app,
+        [
+            "loadtest",
+            "max",
+            f"http://127.0.0.1:{http_port}",
+            "--connections",
+            "2",
+            "--duration",
+            "0.2",
+            "--fields",
+            "5",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["mode"] == "closed"
@@ -159,17 +183,25 @@ def test_cli_payloads_writes_a_reusable_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["run", "http://192.0.2.1:80"],
-         "error: target 'http://192.0.2.1:80': 192.0.2.1 is not a loopback address; "
-         "pass --allow-remote to load it"),
-        (["max", "http://127.0.0.1:1", "--mix", "nope=1"],
-         "error: mix names kinds with no payload: nope (payload kinds: batch, invalid, valid)"),
-        (["run", "http://127.0.0.1:1", "--payloads", "/nonexistent.jsonl"],
-         "error: payload file /nonexistent.jsonl: No such file or directory"),
-        (["payloads", "/tmp/never-written.jsonl", "--shape", "xml"],
-         "error: shape must be one of scorer, flat (got 'xml')"),
+        (
+            ["run", "http://192.0.2.1:80"],
+            "error: target 'http://192.0.2.1:80': 192.0.2.1 is not a loopback address; "
+            "pass --allow-remote to load it",
+        ),
+        (
+            ["max", "http://127.0.0.1:1", "--mix", "nope=1"],
+            "error: mix names kinds with no payload: nope (payload kinds: batch, invalid, valid)",
+        ),
+        (
+            ["run", "http://127.0.0.1:1", "--payloads", "/nonexistent.jsonl"],
+            "error: payload file /nonexistent.jsonl: No such file or directory",
+        ),
+        (
+            ["payloads", "/tmp/never-written.jsonl", "--shape", "xml"],
+            "error: shape must be one of scorer, flat (got 'xml')",
+        ),
     ],
-)  # fmt: skip
+)
 def test_cli_errors_are_one_line_and_exit_2(args: list[str], message: str) -> None:
     result = cli.invoke(app, ["loadtest", *args])
     assert result.exit_code == 2

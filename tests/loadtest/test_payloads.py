@@ -44,19 +44,27 @@ def test_payload_lines_default_method_and_expected_status() -> None:
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("{not json",
-         "p.jsonl:3: not valid JSON (Expecting property name enclosed in double quotes)"),
+        (
+            "{not json",
+            "p.jsonl:3: not valid JSON (Expecting property name enclosed in double quotes)",
+        ),
         ("[1]", "p.jsonl:3: a payload must be a JSON object"),
         ('{"path": "/x", "body": 1}', "p.jsonl:3: 'kind' must be a non-empty string"),
-        ('{"kind": "v", "path": "x", "body": 1}',
-         "p.jsonl:3: 'path' must be a string starting with '/'"),
+        (
+            '{"kind": "v", "path": "x", "body": 1}',
+            "p.jsonl:3: 'path' must be a string starting with '/'",
+        ),
         ('{"kind": "v", "path": "/x"}', "p.jsonl:3: 'body' is missing"),
-        ('{"kind": "v", "path": "/x", "body": 1, "method": "DELETE"}',
-         "p.jsonl:3: method must be POST, PUT or GET (got 'DELETE')"),
-        ('{"kind": "v", "path": "/x", "body": 1, "expect": "200"}',
-         "p.jsonl:3: expect must be one of 2xx, 3xx, 4xx, 5xx (got '200')"),
+        (
+            '{"kind": "v", "path": "/x", "body": 1, "method": "DELETE"}',
+            "p.jsonl:3: method must be POST, PUT or GET (got 'DELETE')",
+        ),
+        (
+            '{"kind": "v", "path": "/x", "body": 1, "expect": "200"}',
+            "p.jsonl:3: expect must be one of 2xx, 3xx, 4xx, 5xx (got '200')",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_payload_lines_name_file_line_and_problem(line: str, message: str) -> None:
     with pytest.raises(LoadTestError) as info:
         parse_payload_line(line, "p.jsonl:3")

@@ -26,10 +26,12 @@ def test_parse_head_reads_status_length_and_close() -> None:
         (b"SPDY/3 200 OK", "bad status line b'SPDY/3 200 OK'"),
         (b"HTTP/1.1 2x0 OK", "bad status line b'HTTP/1.1 2x0 OK'"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: many", "bad Content-Length header"),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked",
-         "status 200 response without Content-Length"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked",
+            "status 200 response without Content-Length",
+        ),
     ],
-)  # fmt: skip
+)
 def test_parse_head_refuses_what_it_cannot_frame(head: bytes, message: str) -> None:
     with pytest.raises(ProtocolError) as info:
         parse_head(head)

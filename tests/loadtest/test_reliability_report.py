@@ -14,11 +14,16 @@ from benchmarks.watch import Delivery
 
 def results(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
-        "machine": {"cpu": "Test CPU", "nproc": 2}, "mode": "quick", "rate": 200.0,
-        "started": "2026-01-01 00:00", "elapsed_s": 61.0, "command": "python -m x --quick",
-        "load_average_start": [1.5, 1.0, 1.0], "load_average_end": [2.5, 1.0, 1.0],
+        "machine": {"cpu": "Test CPU", "nproc": 2},
+        "mode": "quick",
+        "rate": 200.0,
+        "started": "2026-01-01 00:00",
+        "elapsed_s": 61.0,
+        "command": "python -m x --quick",
+        "load_average_start": [1.5, 1.0, 1.0],
+        "load_average_end": [2.5, 1.0, 1.0],
         "rows": rows,
-    }  # fmt: skip
+    }
 
 
 def test_a_row_passes_only_when_every_check_holds() -> None:

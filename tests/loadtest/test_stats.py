@@ -30,8 +30,13 @@ def test_percentiles_of_known_values_are_exact_within_hdr_precision() -> None:
 
 def test_an_empty_histogram_summarizes_to_zeros() -> None:
     assert summarize(Recorder().latency) == {
-        "p50": 0.0, "p90": 0.0, "p99": 0.0, "p99.9": 0.0, "max": 0.0, "mean": 0.0,
-    }  # fmt: skip
+        "p50": 0.0,
+        "p90": 0.0,
+        "p99": 0.0,
+        "p99.9": 0.0,
+        "max": 0.0,
+        "mean": 0.0,
+    }
 
 
 def test_values_are_clamped_into_the_histogram_range() -> None:

@@ -25,18 +25,22 @@ def test_loopback_detection() -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("https://127.0.0.1:1",
-         "target 'https://127.0.0.1:1': only http:// is supported (got 'https')"),
+        (
+            "https://127.0.0.1:1",
+            "target 'https://127.0.0.1:1': only http:// is supported (got 'https')",
+        ),
         ("http://:80", "target 'http://:80': no host"),
-        ("http://127.0.0.1:99999",
-         "target 'http://127.0.0.1:99999': bad port (Port out of range 0-65535)"),
+        (
+            "http://127.0.0.1:99999",
+            "target 'http://127.0.0.1:99999': bad port (Port out of range 0-65535)",
+        ),
         (
             "http://10.1.2.3:80",
             "target 'http://10.1.2.3:80': 10.1.2.3 is not a loopback address; "
             "pass --allow-remote to load it",
         ),
     ],
-)  # fmt: skip
+)
 def test_bad_targets_are_refused_with_a_reason(url: str, message: str) -> None:
     with pytest.raises(LoadTestError) as info:
         parse_target(url)

@@ -92,11 +92,15 @@ def per_column_graph(
         if elem == TensorProto.STRING:
             nodes.append(
                 helper.make_node(
-                    "LabelEncoder", [name], [f"{name}_code"], domain="ai.onnx.ml",
-                    keys_strings=["BR", "DE", "app"], values_floats=[1.5, 0.2, 0.7],
+                    "LabelEncoder",
+                    [name],
+                    [f"{name}_code"],
+                    domain="ai.onnx.ml",
+                    keys_strings=["BR", "DE", "app"],
+                    values_floats=[1.5, 0.2, 0.7],
                     default_float=0.0,
                 )
-            )  # fmt: skip
+            )
             nodes.append(helper.make_node("Reshape", [f"{name}_code", "to_column"], [f"{name}_c"]))
             terms.append(f"{name}_c")
             continue

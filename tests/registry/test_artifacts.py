@@ -41,9 +41,12 @@ def new_store(store_backend: str, request: pytest.FixtureRequest, tmp_path: Path
 
     def make(max_bytes: int = 256 << 20) -> ArtifactStore:
         return make_store(
-            backend, folder=tmp_path / "artifacts", endpoint=endpoint, bucket=bucket,
+            backend,
+            folder=tmp_path / "artifacts",
+            endpoint=endpoint,
+            bucket=bucket,
             max_bytes=max_bytes,
-        )  # fmt: skip
+        )
 
     return make
 

@@ -44,9 +44,15 @@ def test_entries_record_who_when_what_and_why(
         (2, "shadow", "registered", "shadow", "alice", "try it"),
         (3, "approve", "shadow", "approved", "bob", "first model"),
         (4, "promote", "approved", "production", "bob", "go live"),
-        (5, "note", "production", "production", "s2",
-         "replica scorer-2 failed to load it: out of memory"),
-    ]  # fmt: skip
+        (
+            5,
+            "note",
+            "production",
+            "production",
+            "s2",
+            "replica scorer-2 failed to load it: out of memory",
+        ),
+    ]
     assert [e.revision for e in entries] == [1, 2, 3, 4, 4]  # a note is not a transition
     assert entries[1].detail == "rate 0.1"
     assert entries[2].detail.startswith("forced past policy: rule evidence_required")

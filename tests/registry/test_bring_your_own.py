@@ -95,8 +95,9 @@ def test_the_file_as_given_is_kept_in_the_artifact_store(
     named = registry.register(model, manifest.model_copy(update={"sha256": source}), actor="x")
     assert named.sha256 == stored.sha256
     with pytest.raises(ValidationFailed) as caught:
-        registry.register(model, manifest.model_copy(update={"version": "v3", "sha256": "0" * 64}),
-                          actor="x")  # fmt: skip
+        registry.register(
+            model, manifest.model_copy(update={"version": "v3", "sha256": "0" * 64}), actor="x"
+        )
     assert str(caught.value) == (
         f"model fraud:v3 refused: the manifest's sha256 {'0' * 64} is not the artifact's sha256 "
         f"{source}"

@@ -37,8 +37,11 @@ def test_the_whole_lifecycle(run: Run, in_tmp_cwd: Path) -> None:
     approve = run("approve", "v1", "--reason", "first model", "--force", "--actor", "bob")
     assert ok(approve) == "fraud:v1 is now approved (revision 3)\n"
     assert json.loads(ok(run("promote", "v1", "--json", "--actor", "bob"))) == {
-        "name": "fraud", "version": "v1", "state": "production", "revision": 4,
-    }  # fmt: skip
+        "name": "fraud",
+        "version": "v1",
+        "state": "production",
+        "revision": 4,
+    }
     model2, manifest2 = _files(in_tmp_cwd, "v2", bias=-1.0)
     ok(run("register", model2, "-m", manifest2))
     ok(run("approve", "v2", "-r", "urgent fix", "--force"))
@@ -48,9 +51,12 @@ def test_the_whole_lifecycle(run: Run, in_tmp_cwd: Path) -> None:
     )
     status = json.loads(ok(run("status", "--json")))
     assert status == {
-        "name": "fraud", "production": "v1", "previous_production": None, "revision": 8,
+        "name": "fraud",
+        "production": "v1",
+        "previous_production": None,
+        "revision": 8,
         "shadows": {},
-    }  # fmt: skip
+    }
     shown = json.loads(ok(run("show", "v2", "--json")))
     assert shown["state"] == "retired"
     assert shown["manifest"]["version"] == "v2"
@@ -190,9 +196,21 @@ def test_init_manifest_drafts_what_register_accepts(run: Run, in_tmp_cwd: Path) 
         "error: model.manifest.json exists (pass --force to replace it)"
     )
     drafted = json.loads(
-        ok(run("init-manifest", "model.onnx", "-s", "sample.csv", "--version", "byo-1",
-                "--force", "--json", "--block-rate", "0.02"))
-    )  # fmt: skip
+        ok(
+            run(
+                "init-manifest",
+                "model.onnx",
+                "-s",
+                "sample.csv",
+                "--version",
+                "byo-1",
+                "--force",
+                "--json",
+                "--block-rate",
+                "0.02",
+            )
+        )
+    )
     assert drafted["manifest"] == "model.manifest.json"
     assert drafted["amount_field"] == "amount_usd"
     assert drafted["block_share"] >= 0.02

@@ -52,10 +52,14 @@ def _app() -> typer.Typer:
         ("registry", 1, "error: model fraud:v9 is not registered"),
         ("redis", 1, "error: Redis: refused"),
         ("broken", 1, "error: the package's own"),
-        ("record", 1, "error: invalid Point: x: Input should be a valid integer, unable to "
-                      "parse string as an integer"),
+        (
+            "record",
+            1,
+            "error: invalid Point: x: Input should be a valid integer, unable to "
+            "parse string as an integer",
+        ),
     ],
-)  # fmt: skip
+)
 def test_each_failure_is_one_line_and_a_code(what: str, code: int, line: str) -> None:
     result = CliRunner().invoke(_app(), ["fails", what])
     assert (result.exit_code, result.stderr, result.stdout) == (code, line + "\n", "")

@@ -30,11 +30,14 @@ def _rows(n: int) -> list[dict[str, Any]]:
     rows = []
     for _ in range(n):
         row: dict[str, Any] = {
-            "amount": rng.choice(NUMBERS), "count": rng.choice(NUMBERS),
-            "flag": rng.choice((True, False, None)), "age": rng.choice(NUMBERS),
-            "country": rng.choice(STRINGS), "category": rng.choice(STRINGS),
+            "amount": rng.choice(NUMBERS),
+            "count": rng.choice(NUMBERS),
+            "flag": rng.choice((True, False, None)),
+            "age": rng.choice(NUMBERS),
+            "country": rng.choice(STRINGS),
+            "category": rng.choice(STRINGS),
             "merchant": rng.choice(STRINGS),
-        }  # fmt: skip
+        }
         rows.append({k: v for k, v in row.items() if v is not None or rng.random() < 0.5})
     return rows
 

@@ -86,8 +86,11 @@ def test_scores_from_output_shapes() -> None:
 def test_thresholds_decide() -> None:
     t = Thresholds(review=0.3, block=0.8)
     assert [t.decide(s) for s in (0.1, 0.3, 0.79, 0.8)] == [
-        Decision.ALLOW, Decision.REVIEW, Decision.REVIEW, Decision.BLOCK,
-    ]  # fmt: skip
+        Decision.ALLOW,
+        Decision.REVIEW,
+        Decision.REVIEW,
+        Decision.BLOCK,
+    ]
     with pytest.raises(ValidationError, match=r"review threshold 0\.9 is above block 0\.5"):
         Thresholds(review=0.9, block=0.5)
 

@@ -23,9 +23,13 @@ def test_the_example_manifest_is_a_valid_manifest() -> None:
     manifest = Manifest.model_validate_json(example)
     assert manifest.amount_field == "amount_usd"
     assert [f.name for f in manifest.input_schema.fields] == [
-        "amount_usd", "account_age_days", "foreign_card", "merchant_country", "channel",
+        "amount_usd",
+        "account_age_days",
+        "foreign_card",
+        "merchant_country",
+        "channel",
         "device_os",
-    ]  # fmt: skip
+    ]
     assert len(manifest.golden_examples) == 10
     # Every key of the example is explained in the table below it.
     table = DOC.read_text().split("| key | meaning |")[1].split("\n\n")[0]

@@ -54,9 +54,11 @@ def test_a_per_column_pipeline_gets_a_complete_manifest(tmp_path: Path) -> None:
     fields = {f.name: f for f in manifest.input_schema.fields}
     assert list(fields) == [f.name for f in FRAME_SCHEMA.fields]
     assert fields["amount_usd"] == InputField(
-        name="amount_usd", type=FieldType.FLOAT, minimum=0.0,
+        name="amount_usd",
+        type=FieldType.FLOAT,
+        minimum=0.0,
         description="sample range 3.3 .. 1999.61",
-    )  # fmt: skip
+    )
     assert fields["account_age_days"].type is FieldType.INT
     assert fields["foreign_card"].type is FieldType.BOOL
     assert fields["merchant_country"].allowed == ("BR", "DE", "FR", "GB", "US")
@@ -98,8 +100,10 @@ def test_parquet_and_a_matrix_model(tmp_path: Path) -> None:
         model, sample, DraftOptions(fields=strings, amount_field="amount_usd", block_rate=0.02)
     )
     assert [f.name for f in draft.manifest.input_schema.fields] == [
-        "amount_usd", "account_age_days", "foreign_card",
-    ]  # fmt: skip
+        "amount_usd",
+        "account_age_days",
+        "foreign_card",
+    ]
     assert draft.layout == "single-tensor (input 'input')"
     assert draft.notes == ()
     sample["extra"] = 1.0
@@ -219,10 +223,12 @@ def _two_outputs(width: int, names: tuple[str, str] = ("a", "b")) -> bytes:
         helper.make_node("Identity", [names[0]], [names[1]]),
     ]
     graph = helper.make_graph(
-        nodes, "two", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])],
+        nodes,
+        "two",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])],
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, [None, width]) for n in names],
         [helper.make_tensor("repeats", TensorProto.INT64, [2], [1, width])],
-    )  # fmt: skip
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return bytes(model.SerializeToString())

@@ -28,9 +28,13 @@ from tests.factories import random_rows
 from tests.registry.onnx_graphs import Column, per_column_graph
 
 F, D, I64, I32, B, S = (
-    TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.INT64, TensorProto.INT32,
-    TensorProto.BOOL, TensorProto.STRING,
-)  # fmt: skip
+    TensorProto.FLOAT,
+    TensorProto.DOUBLE,
+    TensorProto.INT64,
+    TensorProto.INT32,
+    TensorProto.BOOL,
+    TensorProto.STRING,
+)
 OUT = OutputSpec(name="probability")
 SCHEMA = InputSchema(
     fields=(
@@ -119,9 +123,13 @@ def test_a_float_matrix_of_all_columns_is_the_packed_tensor_itself() -> None:
 def test_columns_read_twice_or_of_other_types_go_one_by_one() -> None:
     # int32 and rank-1 inputs, and columns weighted one by one: a Gather (and Cast) each.
     columns: list[Column] = [
-        ("amount", F, [None]), ("card_age_days", I32, [None, 1]), ("is_foreign", F, [None, 1]),
-        ("device_age_days", D, [None]), ("country", S, [None]), ("channel", S, [None, 1]),
-    ]  # fmt: skip
+        ("amount", F, [None]),
+        ("card_age_days", I32, [None, 1]),
+        ("is_foreign", F, [None, 1]),
+        ("device_age_days", D, [None]),
+        ("country", S, [None]),
+        ("channel", S, [None, 1]),
+    ]
     ops = _ops(_prepared(columns, concat=False))
     assert ops.count("Gather") == 6
     assert ops.count("Cast") == 2 + 2  # the adapter's (int32, double) and the graph's own
@@ -130,8 +138,9 @@ def test_columns_read_twice_or_of_other_types_go_one_by_one() -> None:
 
 
 def test_a_graph_tensor_named_like_a_packed_input_is_renamed() -> None:
-    prepared = _prepared(PANDAS_LIKE[:3] + PANDAS_LIKE[4:], _schema_without("device_age_days"),
-                         inner="numeric")  # fmt: skip
+    prepared = _prepared(
+        PANDAS_LIKE[:3] + PANDAS_LIKE[4:], _schema_without("device_age_days"), inner="numeric"
+    )
     assert "numeric" in [i.name for i in onnx.load_model_from_string(prepared.artifact).graph.input]
 
 
@@ -144,9 +153,11 @@ def test_an_input_read_inside_a_subgraph() -> None:
     def branch(scale: float) -> onnx.GraphProto:
         return helper.make_graph(
             [helper.make_node("Mul", ["amount", f"k{scale}"], ["out"])],
-            f"branch{scale}", [], [helper.make_tensor_value_info("out", F, [None, 1])],
+            f"branch{scale}",
+            [],
+            [helper.make_tensor_value_info("out", F, [None, 1])],
             [helper.make_tensor(f"k{scale}", F, [], [scale])],
-        )  # fmt: skip
+        )
 
     graph = helper.make_graph(
         [
@@ -181,10 +192,13 @@ def test_an_input_that_is_no_field_is_named_with_a_hint() -> None:
 
 def test_types_that_do_not_fit_the_field() -> None:
     columns: list[Column] = [
-        ("amount", I64, [None, 1]), ("card_age_days", S, [None, 1]), ("is_foreign", B, [None, 1]),
-        ("device_age_days", I64, [None, 1]), ("country", I64, [None, 1]),
+        ("amount", I64, [None, 1]),
+        ("card_age_days", S, [None, 1]),
+        ("is_foreign", B, [None, 1]),
+        ("device_age_days", I64, [None, 1]),
+        ("country", I64, [None, 1]),
         ("channel", S, [None, 1]),
-    ]  # fmt: skip
+    ]
     assert _refusal(columns) == [
         "graph input 'amount' is tensor(int64) but field 'amount' is float (sent as a number): "
         "declare the field int, or export the input as a float tensor",
@@ -232,10 +246,11 @@ def test_one_matrix_cannot_carry_categorical_fields() -> None:
 
 def test_an_old_default_opset_is_refused_and_a_missing_one_added() -> None:
     sigmoid = helper.make_graph(
-        [helper.make_node("Sigmoid", ["amount"], ["probability"])], "old",
+        [helper.make_node("Sigmoid", ["amount"], ["probability"])],
+        "old",
         [helper.make_tensor_value_info("amount", D, [None, 1])],
         [helper.make_tensor_value_info("probability", D, [None, 1])],
-    )  # fmt: skip
+    )
     old = helper.make_model(sigmoid, opset_imports=[helper.make_opsetid("", 8)])
     old.ir_version = 3
     assert _refusal_of(old.SerializeToString(), InputSchema(fields=SCHEMA.fields[:1])) == [
@@ -244,13 +259,20 @@ def test_an_old_default_opset_is_refused_and_a_missing_one_added() -> None:
     ]
     # Only ai.onnx.ml operators: the adapter's Gather brings its own default-domain import.
     encoder = helper.make_node(
-        "LabelEncoder", ["country"], ["probability"], domain="ai.onnx.ml",
-        keys_strings=["BR"], values_floats=[0.9], default_float=0.1,
-    )  # fmt: skip
+        "LabelEncoder",
+        ["country"],
+        ["probability"],
+        domain="ai.onnx.ml",
+        keys_strings=["BR"],
+        values_floats=[0.9],
+        default_float=0.1,
+    )
     graph = helper.make_graph(
-        [encoder], "ml_only", [helper.make_tensor_value_info("country", S, [None, 1])],
+        [encoder],
+        "ml_only",
+        [helper.make_tensor_value_info("country", S, [None, 1])],
         [helper.make_tensor_value_info("probability", F, [None, 1])],
-    )  # fmt: skip
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("ai.onnx.ml", 2)])
     model.ir_version = 8
     schema = InputSchema(fields=(SCHEMA.fields[4],))

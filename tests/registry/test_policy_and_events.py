@@ -38,9 +38,12 @@ def test_too_few_matured_frauds_or_immature_labels_refuse_for_lack_of_evidence()
 
 def test_evidence_from_before_intervals_asks_for_a_new_analysis() -> None:
     old = ShadowEvidence(
-        production_version="v1", shadow_records=5000, challenger_value=0.81,
-        production_value=0.80, matured_frauds=300,
-    )  # fmt: skip
+        production_version="v1",
+        shadow_records=5000,
+        challenger_value=0.81,
+        production_value=0.80,
+        matured_frauds=300,
+    )
     assert POLICY.violations(old, "v1") == [
         "rule min_label_maturity: unknown of eventual labels expected in on the matured "
         "transactions, 80% required",
@@ -87,9 +90,15 @@ def test_evidence_reference_is_content_derived() -> None:
 
 def test_decode_event() -> None:
     message = {
-        "name": "fraud", "version": "v2", "from": "approved", "to": "production",
-        "revision": 8, "actor": "bob", "at": "2026-11-27T09:00:00+00:00", "action": "promote",
-    }  # fmt: skip
+        "name": "fraud",
+        "version": "v2",
+        "from": "approved",
+        "to": "production",
+        "revision": 8,
+        "actor": "bob",
+        "at": "2026-11-27T09:00:00+00:00",
+        "action": "promote",
+    }
     assert decode_event(json.dumps(message)) == RegistryEvent(
         "fraud", "v2", "approved", "production", 8, "bob", "2026-11-27T09:00:00+00:00", "promote"
     )

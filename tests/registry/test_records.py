@@ -57,8 +57,10 @@ def test_label_record_round_trip_and_refusal() -> None:
     with pytest.raises(ValidationError, match="transaction_id"):
         decode_label(b'{"schema_version": 1, "is_fraud": true, "label_time": 1, "source": "x"}')
     with pytest.raises(ValidationError, match="schema_version"):
-        decode_label(b'{"schema_version": 2, "transaction_id": "t", "is_fraud": true, '
-                     b'"label_time": 1, "source": "x"}')  # fmt: skip
+        decode_label(
+            b'{"schema_version": 2, "transaction_id": "t", "is_fraud": true, '
+            b'"label_time": 1, "source": "x"}'
+        )
 
 
 def test_label_input_checks_the_future_only_against_a_given_now() -> None:

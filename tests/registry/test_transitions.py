@@ -100,8 +100,12 @@ def test_each_action_from_each_state(
     assert after.production == ("v1" if target is State.PRODUCTION else None)
     last = registry.audit("fraud")[-1]
     assert (last.action, last.version, last.from_state, last.to_state, last.actor) == (
-        action, "v1", state.value, target.value, "alice",
-    )  # fmt: skip
+        action,
+        "v1",
+        state.value,
+        target.value,
+        "alice",
+    )
 
 
 def test_unknown_versions_and_names(
@@ -150,8 +154,10 @@ def test_successive_rollbacks_walk_back_the_history(
     assert registry.rollback("fraud", actor="alice", reason="worse") == "v1"
     assert registry.deployment("fraud").previous_production is None
     assert [s.state for s in registry.list("fraud")] == [
-        State.PRODUCTION, State.RETIRED, State.RETIRED,
-    ]  # fmt: skip
+        State.PRODUCTION,
+        State.RETIRED,
+        State.RETIRED,
+    ]
 
 
 def test_bad_arguments_are_refused(registry: ModelRegistry, registered: Callable[..., str]) -> None:

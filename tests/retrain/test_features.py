@@ -18,12 +18,20 @@ AS_OF = T0 + timedelta(days=30)
 
 def _row(i: int, minutes: float, card: str = "c1", **extra: Any) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "transaction_id": f"t{i}", "card_id": card, "merchant_id": "m1",
-        "event_time": T0 + timedelta(minutes=minutes), "amount": 10.0 * (i + 1),
-        "currency": "EUR", "merchant_category": "retail", "merchant_country": "DE",
-        "card_country": "DE", "card_age_days": 100, "device_age_days": None, "is_fraud": 0,
+        "transaction_id": f"t{i}",
+        "card_id": card,
+        "merchant_id": "m1",
+        "event_time": T0 + timedelta(minutes=minutes),
+        "amount": 10.0 * (i + 1),
+        "currency": "EUR",
+        "merchant_category": "retail",
+        "merchant_country": "DE",
+        "card_country": "DE",
+        "card_age_days": 100,
+        "device_age_days": None,
+        "is_fraud": 0,
         "label_time": None,
-    }  # fmt: skip
+    }
     row.update(extra)
     return row
 
@@ -45,11 +53,16 @@ def test_filter_drops_duplicates_invalid_rows_and_the_future_and_hides_late_labe
     ]
     clean, summary = filter_rows(_frame(rows), AS_OF, label_maturity_days=14)
     assert summary.as_dict() == {
-        "rows_in": 8, "duplicates": 1, "after_as_of": 1,
+        "rows_in": 8,
+        "duplicates": 1,
+        "after_as_of": 1,
         "invalid": {"amount not in (0, 1e6]": 1, "currency not 3 capital letters": 1},
-        "unlabelled_recent": 1, "fraud_reported_after_as_of": 1, "rows_out": 4,
-        "labelled": 3, "labelled_frauds": 1,
-    }  # fmt: skip
+        "unlabelled_recent": 1,
+        "fraud_reported_after_as_of": 1,
+        "rows_out": 4,
+        "labelled": 3,
+        "labelled_frauds": 1,
+    }
     assert clean["transaction_id"].tolist() == ["t0", "t3", "t4", "t5"]
     assert clean["label"].tolist() == [0, 1, 0, 0]
     assert clean["labelled"].tolist() == [True, True, True, False]
@@ -74,17 +87,28 @@ def test_velocity_counts_only_earlier_payments_of_the_same_card_in_the_window() 
 
 def test_sets_are_time_ordered_and_slices_cover_country_amount_and_category() -> None:
     rows = [
-        _row(i, 60 * 24 * day, card=f"c{i}", is_fraud=int(i % 2 == 0),
-             label_time=T0 + timedelta(days=day + 1) if i % 2 == 0 else None,
-             amount=[5.0, 50.0, 150.0, 900.0][i % 4])
+        _row(
+            i,
+            60 * 24 * day,
+            card=f"c{i}",
+            is_fraud=int(i % 2 == 0),
+            label_time=T0 + timedelta(days=day + 1) if i % 2 == 0 else None,
+            amount=[5.0, 50.0, 150.0, 900.0][i % 4],
+        )
         for i, day in enumerate(range(0, 28, 2))
-    ]  # fmt: skip
+    ]
     clean, _ = filter_rows(_frame(rows), T0 + timedelta(days=60), 14)
     window = Window(T0 - timedelta(days=1), T0, T0 + timedelta(days=14), T0 + timedelta(days=28))
     train, evaluation = split(add_features(clean), window)
     assert train["event_time"].max() < evaluation["event_time"].min()
     assert (len(train), len(evaluation)) == (7, 7)
     masks = slices(evaluation)
-    assert set(masks) == {"country=DE", "category=retail", "amount=<20", "amount=20-100",
-                          "amount=100-500", "amount=>=500"}  # fmt: skip
+    assert set(masks) == {
+        "country=DE",
+        "category=retail",
+        "amount=<20",
+        "amount=20-100",
+        "amount=100-500",
+        "amount=>=500",
+    }
     assert int(np.sum(masks["amount=>=500"])) == 2

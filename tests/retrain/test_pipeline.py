@@ -139,9 +139,14 @@ def test_resume_reuses_finished_steps_and_redoes_a_damaged_one(
     resumed = runner.run(resume=first.run_id, until="parity")
     statuses = {s.name: s.status for s in resumed.steps}
     assert statuses == {
-        "ingest": "reused", "filter": "reused", "features": "reused", "sets": "reused",
-        "train": "ran", "export": "reused", "parity": "ran",
-    }  # fmt: skip
+        "ingest": "reused",
+        "filter": "reused",
+        "features": "reused",
+        "sets": "reused",
+        "train": "ran",
+        "export": "reused",
+        "parity": "ran",
+    }
     # Re-running one step alone keeps the same fingerprint when nothing upstream changed.
     before = json.loads((first.folder / "features" / "done.json").read_text())
     again = runner.step(first.run_id, "features")

@@ -40,9 +40,14 @@ def rollout(
 ) -> Rollout:
     """A roll-out of ``fraud`` acting as retrain-worker@test, with metrics of its own."""
     return Rollout(
-        registry, RetrainMetrics(CollectorRegistry()), name=NAME, window=window,
-        allow_forced=allow_forced, actor="retrain-worker@test", clock=clock,
-    )  # fmt: skip
+        registry,
+        RetrainMetrics(CollectorRegistry()),
+        name=NAME,
+        window=window,
+        allow_forced=allow_forced,
+        actor="retrain-worker@test",
+        clock=clock,
+    )
 
 
 def metric(roll: Rollout, name: str) -> float | None:
@@ -65,8 +70,10 @@ def test_the_newest_approval_is_promoted_with_an_audit_entry_naming_the_worker_a
     assert approval is not None
     promoted = model_registry.audit(NAME)[-1]
     assert (promoted.actor, promoted.action, promoted.version) == (
-        "retrain-worker@test", "promote", "v2",
-    )  # fmt: skip
+        "retrain-worker@test",
+        "promote",
+        "v2",
+    )
     assert promoted.reason == (
         f"roll-out of the approval audit seq {approval.seq} at {approval.at.isoformat()} "
         "by ben, at once"
@@ -205,9 +212,13 @@ def test_the_worker_rolls_out_in_drain_mode_and_reports_slots(
     runner = make_runner(clock=clock)
     redis_client.set("shadowline:retrain:schedule:last", repr(MONDAY_10AM - 7 * 3600))
     worker = Worker(
-        runner, RunStore(redis_client), schedule="0 3 * * 1", health_ttl_s=30, clock=clock,
+        runner,
+        RunStore(redis_client),
+        schedule="0 3 * * 1",
+        health_ttl_s=30,
+        clock=clock,
         rollout=rollout(model_registry, clock=clock),
-    )  # fmt: skip
+    )
     assert worker.roll_out() is not None
     assert model_registry.deployment(NAME).production == "v2"
     worker.beat()
@@ -231,9 +242,13 @@ def test_serve_rolls_out_on_its_own_thread(
     approvable(model_registry, "v2", bias=-2.1)
     redis_client.set("shadowline:retrain:schedule:last", repr(MONDAY_10AM))  # nothing due
     worker = Worker(
-        make_runner(), RunStore(redis_client), schedule="0 3 * * 1", health_ttl_s=30,
-        rollout=rollout(model_registry), rollout_interval_s=0.1,
-    )  # fmt: skip
+        make_runner(),
+        RunStore(redis_client),
+        schedule="0 3 * * 1",
+        health_ttl_s=30,
+        rollout=rollout(model_registry),
+        rollout_interval_s=0.1,
+    )
     stop = threading.Event()
     thread = threading.Thread(target=worker.serve, args=(stop,))
     thread.start()
@@ -267,14 +282,19 @@ def test_serve_logs_a_failed_roll_out_check_and_checks_again(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    unreachable = redis.Redis(host="127.0.0.1", port=1, decode_responses=True,
-                              retry=Retry(NoBackoff(), 0))  # fmt: skip
+    unreachable = redis.Redis(
+        host="127.0.0.1", port=1, decode_responses=True, retry=Retry(NoBackoff(), 0)
+    )
     dead = ModelRegistry(unreachable, FileArtifactStore(tmp_path / "artifacts"))
     redis_client.set("shadowline:retrain:schedule:last", repr(4e9))  # nothing due
     worker = Worker(
-        make_runner(), RunStore(redis_client), schedule="0 3 * * 1", health_ttl_s=30,
-        rollout=rollout(dead), rollout_interval_s=0.05,
-    )  # fmt: skip
+        make_runner(),
+        RunStore(redis_client),
+        schedule="0 3 * * 1",
+        health_ttl_s=30,
+        rollout=rollout(dead),
+        rollout_interval_s=0.05,
+    )
     stop = threading.Event()
     thread = threading.Thread(target=worker.serve, args=(stop,))
     with caplog.at_level("WARNING", logger="retrain.worker"):

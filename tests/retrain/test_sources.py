@@ -40,14 +40,18 @@ def test_csv_and_parquet_files_load_as_one_checked_frame(tmp_path: Path) -> None
     [
         (lambda f: f.drop(columns=["amount"]), "x.csv: column 'amount' is missing"),
         (lambda f: f.assign(amount="lots"), "x.csv: column 'amount' must hold numbers (got str)"),
-        (lambda f: f.assign(card_age_days=1.5),
-         "x.csv: column 'card_age_days' must hold whole numbers (got float64)"),
+        (
+            lambda f: f.assign(card_age_days=1.5),
+            "x.csv: column 'card_age_days' must hold whole numbers (got float64)",
+        ),
         (lambda f: f.assign(is_fraud=2), "x.csv: column 'is_fraud' must hold 0 or 1 (got int64)"),
-        (lambda f: f.assign(event_time="yesterday"),
-         "x.csv: column 'event_time' must hold ISO 8601 timestamps (got str)"),
+        (
+            lambda f: f.assign(event_time="yesterday"),
+            "x.csv: column 'event_time' must hold ISO 8601 timestamps (got str)",
+        ),
         (lambda f: f.assign(currency=None), "x.csv: column 'currency' is empty in row 0"),
     ],
-)  # fmt: skip
+)
 def test_each_schema_problem_names_the_file_and_column(
     tmp_path: Path, change: object, message: str
 ) -> None:

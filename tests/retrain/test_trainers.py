@@ -126,8 +126,9 @@ def test_lightgbm_export_agrees_where_thresholds_fall_between_adjacent_float32s(
 
     rng = np.random.default_rng(0)
     features = np.round(rng.uniform(100_000, 100_100, (4000, 2)), 2).astype(np.float32)
-    labels = (((features[:, 0] - 100_000) * (features[:, 1] - 100_000) > 2500)
-              ^ (rng.random(4000) < 0.05)).astype(np.int8)  # fmt: skip
+    labels = (
+        ((features[:, 0] - 100_000) * (features[:, 1] - 100_000) > 2500) ^ (rng.random(4000) < 0.05)
+    ).astype(np.int8)
     model = LightGBMTrainer(n_trees=40, num_leaves=63).fit(features, labels, ("a", "b"))
     graph = ort.InferenceSession(
         model.to_onnx(2).SerializeToString(), providers=["CPUExecutionProvider"]
@@ -139,13 +140,15 @@ def test_lightgbm_export_agrees_where_thresholds_fall_between_adjacent_float32s(
 def test_float32_thresholds_rounds_numeric_thresholds_down_and_keeps_categorical_ones() -> None:
     from retrain.training import float32_thresholds
 
-    text = "\n".join([
-        "tree_sizes=10 10",
-        "Tree=0",
-        "threshold=100000.00500000001 3 0.1",
-        "decision_type=2 1 2",
-        "leaf_value=0 0 0 0",
-    ])  # fmt: skip
+    text = "\n".join(
+        [
+            "tree_sizes=10 10",
+            "Tree=0",
+            "threshold=100000.00500000001 3 0.1",
+            "decision_type=2 1 2",
+            "leaf_value=0 0 0 0",
+        ]
+    )
     fixed = float32_thresholds(text).splitlines()
     assert "tree_sizes=10 10" not in fixed
     values = fixed[1].split("=", 1)[1].split()

@@ -222,8 +222,15 @@ def test_a_restarted_worker_reports_its_last_success_from_the_stored_runs(
     gauge = "shadowline_retrain_last_success_timestamp_seconds"
     assert runner.metrics.registry.get_sample_value(gauge) == 0.0  # nothing stored yet
     store = RunStore(redis_client)
-    good = RunRecord("r-good", "fraud", MONDAY_3AM - 7 * 86400, "as-of", "schedule",
-                     outcome="succeeded", finished_at=MONDAY_3AM - 7 * 86400 + 600)  # fmt: skip
+    good = RunRecord(
+        "r-good",
+        "fraud",
+        MONDAY_3AM - 7 * 86400,
+        "as-of",
+        "schedule",
+        outcome="succeeded",
+        finished_at=MONDAY_3AM - 7 * 86400 + 600,
+    )
     store.save(good)
     worker.drain()  # a newer run that fails does not count as a success
     restarted = Worker(runner, store, schedule="0 3 * * 1", health_ttl_s=30, clock=clock)

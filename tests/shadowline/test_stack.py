@@ -32,9 +32,11 @@ def test_session_stack_answers_real_requests(
     producer.send(topic, key=b"tx-1", value=b"hello").get(timeout=10)
     producer.close()
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
+        topic,
+        bootstrap_servers=kafka_bootstrap,
+        auto_offset_reset="earliest",
         consumer_timeout_ms=5000,
-    )  # fmt: skip
+    )
     values = [(m.key, m.value) for m in consumer]
     consumer.close()
     assert values == [(b"tx-1", b"hello")]

@@ -103,16 +103,22 @@ def archive_once(
 ) -> tuple[ArchiveProgress, ArchiveMetrics]:
     """One ``--once`` run of the archiver in this process, as ``shadowline archive`` wires it."""
     settings = ArchiveSettings(
-        kafka_bootstrap=bootstrap, scores_topic=scores_topic, labels_topic=labels_topic,
-        archive_group=group, archive_flush_records=700,
-    )  # fmt: skip
+        kafka_bootstrap=bootstrap,
+        scores_topic=scores_topic,
+        labels_topic=labels_topic,
+        archive_group=group,
+        archive_flush_records=700,
+    )
     metrics = ArchiveMetrics(CollectorRegistry(), (scores_topic, labels_topic))
     consumer = group_consumer(settings)
     try:
         archiver = Archiver(
-            root, consumer, {scores_topic: layout.SCORES, labels_topic: layout.LABELS},
-            metrics=metrics, flush_records=settings.archive_flush_records,
-        )  # fmt: skip
+            root,
+            consumer,
+            {scores_topic: layout.SCORES, labels_topic: layout.LABELS},
+            metrics=metrics,
+            flush_records=settings.archive_flush_records,
+        )
         return archiver.run(once=True, join_timeout_s=30), metrics
     finally:
         consumer.close()
@@ -146,16 +152,22 @@ def production_saw(
     ):
         blocked = blocked_every and i % blocked_every == 0
         production = ProductionScore(
-            version="v0", score=0.95 if blocked else 0.1, latency_ms=0.2,
+            version="v0",
+            score=0.95 if blocked else 0.1,
+            latency_ms=0.2,
             decision=Decision.BLOCK if blocked else Decision.ALLOW,
-        )  # fmt: skip
+        )
         scores.append(
             ScoreRecord(
-                transaction_id=str(tx), request_id=f"r-{tx}", scored_at=float(at),
-                model_name="fraud", production=production, shadows=[],
+                transaction_id=str(tx),
+                request_id=f"r-{tx}",
+                scored_at=float(at),
+                model_name="fraud",
+                production=production,
+                shadows=[],
                 inputs={str(k): v for k, v in row.items()},
             )
-        )  # fmt: skip
+        )
     reported = rows.loc[rows["is_fraud"] == 1]
     for tx, when in zip(reported["transaction_id"], reported["label_time"], strict=True):
         labels.append(label(str(tx), True, at=when.timestamp()))

@@ -32,9 +32,16 @@ def _same(
     assert len(delays) == len(delays_w)
     np.testing.assert_allclose(np.array(delays), np.array(delays_w), rtol=0, atol=1e-5)
     for name in (
-        "sampled", "errors", "other_production", "other_model", "duplicates", "scores_read",
-        "labels_read", "labels_superseded", "labels_without_score",
-    ):  # fmt: skip
+        "sampled",
+        "errors",
+        "other_production",
+        "other_model",
+        "duplicates",
+        "scores_read",
+        "labels_read",
+        "labels_superseded",
+        "labels_without_score",
+    ):
         assert getattr(sampling, name) == getattr(sampling_w, name), name
 
 
@@ -47,13 +54,22 @@ def test_archive_and_tail_pair_as_the_records_do(
     cut_s, cut_l = int(len(scores) * split), int(len(labels) * split)
     write_archive(tmp_path, scores[:cut_s], labels[:cut_l])
     got = pair_archive(
-        tmp_path, "v2", model_name=model, production_version=production, amount_field="amount",
-        tail_scores=scores[cut_s:], tail_labels=labels[cut_l:],
-    )  # fmt: skip
-    want = pair_records(
-        scores, labels, "v2", model_name=model, production_version=production,
+        tmp_path,
+        "v2",
+        model_name=model,
+        production_version=production,
         amount_field="amount",
-    )  # fmt: skip
+        tail_scores=scores[cut_s:],
+        tail_labels=labels[cut_l:],
+    )
+    want = pair_records(
+        scores,
+        labels,
+        "v2",
+        model_name=model,
+        production_version=production,
+        amount_field="amount",
+    )
     _same(got, want)
     assert len(got[0]) > (1000 if production is None else 10)  # v0 answered few of them
     assert got[1].errors["timeout"] > 0

@@ -208,11 +208,14 @@ def test_a_comparison_that_cannot_be_made_says_why(change: str, why: str) -> Non
 def test_a_challenger_and_its_control_in_one_pass() -> None:
     scores = [
         scored(
-            f"tx{i}", PRODUCTION[i], shadow("v2", CHALLENGER[i]), shadow("ctl", PRODUCTION[i]),
+            f"tx{i}",
+            PRODUCTION[i],
+            shadow("v2", CHALLENGER[i]),
+            shadow("ctl", PRODUCTION[i]),
             at=T0 + i,
         )
         for i in range(10)
-    ]  # fmt: skip
+    ]
     labels = [label(f"tx{i}", i in FRAUD) for i in range(8)]
     paired = pair_many(scores, labels, ["v2", "ctl"], model_name="fraud")
     rows, sampling, production = paired["v2"]

@@ -57,8 +57,9 @@ def test_independent_readers_agree_with_shadowline(
     assert _librdkafka_count(kafka_bootstrap, labels_topic, 1, len(labels)) == ours_labels
 
     # The archive, through pyarrow's dataset reader with Hive partitioning.
-    scores_ds = ds.dataset(tmp_path / "scores", format="parquet", partitioning="hive",
-                           exclude_invalid_files=True)  # fmt: skip
+    scores_ds = ds.dataset(
+        tmp_path / "scores", format="parquet", partitioning="hive", exclude_invalid_files=True
+    )
     labels_ds = ds.dataset(tmp_path / "labels", format="parquet", partitioning="hive")
     assert scores_ds.count_rows() == progress.archived["scores"] == ours
     assert labels_ds.count_rows() == progress.archived["labels"] == ours_labels

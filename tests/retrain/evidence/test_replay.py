@@ -45,14 +45,20 @@ def _traffic() -> tuple[list[ScoreRecord], list[LabelRecord]]:
         tx = f"tx-{i:05d}"
         scores.append(
             ScoreRecord(
-                transaction_id=tx, request_id=f"r-{tx}", scored_at=T0 + i * 30.0,
-                model_name="fraud", shadows=[], inputs=inputs,
+                transaction_id=tx,
+                request_id=f"r-{tx}",
+                scored_at=T0 + i * 30.0,
+                model_name="fraud",
+                shadows=[],
+                inputs=inputs,
                 production=ProductionScore(
-                    version="v1", score=prod, latency_ms=0.3,
+                    version="v1",
+                    score=prod,
+                    latency_ms=0.3,
                     decision=Decision.BLOCK if prod >= 0.9 else Decision.ALLOW,
                 ),
             )
-        )  # fmt: skip
+        )
         labels.append(label(tx, fraud, at=T0 + i * 30.0 + 2 * DAY))
     return scores, labels
 
