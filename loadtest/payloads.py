@@ -87,7 +87,13 @@ def parse_payload_line(line: str, where: str) -> Payload:
     if method not in ("POST", "PUT", "GET"):
         raise LoadTestError(f"{where}: method must be POST, PUT or GET (got {method!r})")
     body = _compact(record["body"])
-    return Payload(kind, path, body, method, _expect(kind, record.get("expect"), where))
+    return Payload(
+        kind=kind,
+        path=path,
+        body=body,
+        method=method,
+        expect_class=_expect(kind, record.get("expect"), where),
+    )
 
 
 def load_payload_file(path: Path) -> list[Payload]:
@@ -208,11 +214,11 @@ def synthetic_payloads(
     batch_key = "transactions" if shape == "scorer" else "rows"
     out = []
     for _ in range(per_kind):
-        out.append(Payload("valid", path, _compact(wrap(row()))))
+        out.append(Payload(kind="valid", path=path, body=_compact(wrap(row()))))
         bad = row()
         bad[names[0]] = "not-a-number"
         del bad[names[1]]
-        out.append(Payload("invalid", path, _compact(wrap(bad)), expect_class=4))
+        out.append(Payload(kind="invalid", path=path, body=_compact(wrap(bad)), expect_class=4))
         batch = {batch_key: [wrap(row()) for _ in range(batch_size)]}
-        out.append(Payload("batch", batch_path, _compact(batch)))
+        out.append(Payload(kind="batch", path=batch_path, body=_compact(batch)))
     return out

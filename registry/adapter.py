@@ -51,7 +51,7 @@ def adapt(model: onnx.ModelProto, plan: InputPlan, schema: InputSchema, output: 
     unzipped = unzip_output(runnable, output)
     if unzipped:
         layout += f", ZipMap output {output!r} read as its tensor"
-    return Adapted(runnable, layout, bool(plan.routes) or unzipped)
+    return Adapted(model=runnable, layout=layout, changed=bool(plan.routes) or unzipped)
 
 
 def compose(model: onnx.ModelProto, plan: InputPlan, schema: InputSchema) -> onnx.ModelProto:
@@ -72,7 +72,13 @@ def compose(model: onnx.ModelProto, plan: InputPlan, schema: InputSchema) -> onn
     for old, new in renamed.items():
         _rename(graph, old, new)
     routes = [
-        Route(renamed.get(r.input, r.input), r.elem_type, r.rank, r.source, r.columns)
+        Route(
+            input=renamed.get(r.input, r.input),
+            elem_type=r.elem_type,
+            rank=r.rank,
+            source=r.source,
+            columns=r.columns,
+        )
         for r in plan.routes
     ]
     former = {value.name: value for value in graph_inputs(graph)}

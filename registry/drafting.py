@@ -140,7 +140,13 @@ def draft_manifest(model: bytes, frame: pd.DataFrame, options: DraftOptions) -> 
     except ValidationError as exc:
         raise DraftError(f"the draft is not valid: {describe_validation_error(exc)}") from None
     prepare_model(model, manifest)  # registration's own checks: a draft that is written registers
-    return Draft(manifest, adapted.layout, block_share, review_share, tuple(notes))
+    return Draft(
+        manifest=manifest,
+        layout=adapted.layout,
+        block_share=block_share,
+        review_share=review_share,
+        notes=tuple(notes),
+    )
 
 
 def _quiet(make: Any) -> Any:

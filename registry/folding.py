@@ -107,4 +107,10 @@ def _fold(
         inputs.append(route.input)
     if len(types) != 1 or not types <= _MATRIX_TYPES:
         return None
-    return Fold(concat.output[0], tuple(columns), types.pop(), tuple(removed), tuple(inputs))
+    return Fold(
+        output=concat.output[0],
+        columns=tuple(columns),
+        elem_type=types.pop(),
+        removed=tuple(removed),
+        inputs=tuple(inputs),
+    )

@@ -74,7 +74,15 @@ def verify_for_move(
         now = State(str(current))
         result: Plan[None] = Plan(None, bump=False)
         result.changes.append(
-            Change(version, REFUSE_ACTION, now, now, reason, "", f"{action} refused: {problem}")
+            Change(
+                version=version,
+                action=REFUSE_ACTION,
+                from_state=now,
+                to_state=now,
+                reason=reason,
+                evidence="",
+                detail=f"{action} refused: {problem}",
+            )
         )
         return result
 

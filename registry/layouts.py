@@ -183,7 +183,7 @@ def _single(value: onnx.ValueInfoProto, schema: InputSchema) -> tuple[InputPlan 
         ]
     if name == NUMERIC_INPUT and elem == TensorProto.FLOAT and dims[1] == k:
         return InputPlan(Layout.PACKED, ()), []  # the packed convention of a numeric schema
-    route = Route(name, elem, 2, NUMERIC_INPUT, tuple(range(k)))
+    route = Route(input=name, elem_type=elem, rank=2, source=NUMERIC_INPUT, columns=tuple(range(k)))
     return InputPlan(Layout.SINGLE_TENSOR, (route,)), []
 
 
@@ -214,7 +214,13 @@ def _per_column(
         dims = _dims(value) or []
         source, column = columns[spec.name]
         routes.append(
-            Route(value.name, value.type.tensor_type.elem_type, len(dims), source, (column,))
+            Route(
+                input=value.name,
+                elem_type=value.type.tensor_type.elem_type,
+                rank=len(dims),
+                source=source,
+                columns=(column,),
+            )
         )
     problems += [
         f"manifest field {name!r} has no graph input (each field needs one, named as the field)"

@@ -122,7 +122,17 @@ class ModelRegistry:
             target = MOVES[state][action]
             result: Plan[None] = Plan(None)
             result.writes += set_state(name, version, target, leaving=state)
-            result.changes.append(Change(version, action, state, target, reason, "", detail))
+            result.changes.append(
+                Change(
+                    version=version,
+                    action=action,
+                    from_state=state,
+                    to_state=target,
+                    reason=reason,
+                    evidence="",
+                    detail=detail,
+                )
+            )
             return result
 
         transact(self._redis, self._clock, name, actor, plan)
@@ -214,7 +224,15 @@ class ModelRegistry:
                 lambda p: p.sadd(NAMES_KEY, name),
             ]
             result.changes.append(
-                Change(version, "register", None, State.REGISTERED, reason, "", f"sha256 {sha}")
+                Change(
+                    version=version,
+                    action="register",
+                    from_state=None,
+                    to_state=State.REGISTERED,
+                    reason=reason,
+                    evidence="",
+                    detail=f"sha256 {sha}",
+                )
             )
             return result
 
@@ -251,7 +269,15 @@ class ModelRegistry:
                 lambda p: p.hset(shadows_key(name), version, repr(float(rate))),
             ]
             result.changes.append(
-                Change(version, "shadow", state, State.SHADOW, reason, "", f"rate {rate:g}")
+                Change(
+                    version=version,
+                    action="shadow",
+                    from_state=state,
+                    to_state=State.SHADOW,
+                    reason=reason,
+                    evidence="",
+                    detail=f"rate {rate:g}",
+                )
             )
             return result
 
@@ -306,7 +332,16 @@ class ModelRegistry:
             result.writes += set_state(name, version, State.APPROVED, leaving=state)
             result.writes.append(mark(name, version, FORCED_FIELD, bool(broken)))
             result.changes.append(
-                Change(version, "approve", state, State.APPROVED, reason, ref, detail, APPROVED)
+                Change(
+                    version=version,
+                    action="approve",
+                    from_state=state,
+                    to_state=State.APPROVED,
+                    reason=reason,
+                    evidence=ref,
+                    detail=detail,
+                    stamp=APPROVED,
+                )
             )
             return result
 
@@ -331,20 +366,29 @@ class ModelRegistry:
                 ]
                 result.changes.append(
                     Change(
-                        old,
-                        "promote",
-                        State.PRODUCTION,
-                        State.RETIRED,
-                        reason,
-                        "",
-                        f"replaced by {version}",
+                        version=old,
+                        action="promote",
+                        from_state=State.PRODUCTION,
+                        to_state=State.RETIRED,
+                        reason=reason,
+                        evidence="",
+                        detail=f"replaced by {version}",
                     )
                 )
             result.writes += set_state(name, version, State.PRODUCTION, leaving=state)
             result.writes.append(lambda p: p.hset(deploy_key(name), "production", version))
             detail = f"replaces {old}" if old else "first production version"
             result.changes.append(
-                Change(version, "promote", state, State.PRODUCTION, reason, "", detail, PRODUCTION)
+                Change(
+                    version=version,
+                    action="promote",
+                    from_state=state,
+                    to_state=State.PRODUCTION,
+                    reason=reason,
+                    evidence="",
+                    detail=detail,
+                    stamp=PRODUCTION,
+                )
             )
             return result
 
@@ -399,24 +443,24 @@ class ModelRegistry:
             ]
             result.changes += [
                 Change(
-                    current,
-                    "rollback",
-                    State.PRODUCTION,
-                    State.RETIRED,
-                    reason,
-                    "",
-                    f"rolled back to {target}",
-                    ROLLED_BACK,
+                    version=current,
+                    action="rollback",
+                    from_state=State.PRODUCTION,
+                    to_state=State.RETIRED,
+                    reason=reason,
+                    evidence="",
+                    detail=f"rolled back to {target}",
+                    stamp=ROLLED_BACK,
                 ),
                 Change(
-                    target,
-                    "rollback",
-                    State.RETIRED,
-                    State.PRODUCTION,
-                    reason,
-                    "",
-                    f"replaces {current}",
-                    PRODUCTION,
+                    version=target,
+                    action="rollback",
+                    from_state=State.RETIRED,
+                    to_state=State.PRODUCTION,
+                    reason=reason,
+                    evidence="",
+                    detail=f"replaces {current}",
+                    stamp=PRODUCTION,
                 ),
             ]
             return result
@@ -453,7 +497,15 @@ class ModelRegistry:
             if decisive:
                 result.writes.append(lambda p: p.hincrby(version_key(name, version), looks, 1))
             result.changes.append(
-                Change(version, "evidence", state, state, "", stored.ref, stored.summary())
+                Change(
+                    version=version,
+                    action="evidence",
+                    from_state=state,
+                    to_state=state,
+                    reason="",
+                    evidence=stored.ref,
+                    detail=stored.summary(),
+                )
             )
             return result
 
@@ -498,7 +550,11 @@ class ModelRegistry:
         def plan(pipe: Pipeline, snap: Snapshot) -> Plan[None]:
             state = self._state_of(pipe, name, version)
             result: Plan[None] = Plan(None, bump=False)
-            result.changes.append(Change(version, "note", state, state, message))
+            result.changes.append(
+                Change(
+                    version=version, action="note", from_state=state, to_state=state, reason=message
+                )
+            )
             return result
 
         transact(self._redis, self._clock, name, actor, plan)

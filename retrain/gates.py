@@ -121,8 +121,16 @@ def _paired(
         amount=columns.amounts[mask],
     )
     models = {
-        CANDIDATE: Model(columns.candidate[mask], cand_blocks, cand_blocks.astype(np.float64)),
-        PRODUCTION: Model(columns.production[mask], prod_blocks, prod_blocks.astype(np.float64)),
+        CANDIDATE: Model(
+            score=columns.candidate[mask],
+            own_block=cand_blocks,
+            blocks=cand_blocks.astype(np.float64),
+        ),
+        PRODUCTION: Model(
+            score=columns.production[mask],
+            own_block=prod_blocks,
+            blocks=prod_blocks.astype(np.float64),
+        ),
     }
     found = intervals.estimate(
         cohort,
@@ -203,7 +211,9 @@ def apply_gates(
     the evaluate step's summary, ``columns`` its rows (None without a production model)."""
     if evaluation["models"].get("production") is None or columns is None:
         note = evaluation.get("production_note") or "no production model"
-        return GateResult(True, f"{note}: candidate evaluated alone, no comparison gate", ())
+        return GateResult(
+            passed=True, reason=f"{note}: candidate evaluated alone, no comparison gate", checks=()
+        )
     metric, tolerance = settings.gate_metric, settings.gate_tolerance
     big = {
         name: bool(
@@ -223,11 +233,15 @@ def apply_gates(
     failed = [c for c in checks if not c.passed]
     if not failed:
         return GateResult(
-            True,
-            f"{metric} not confidently worse than production by more than {tolerance:g}: "
+            passed=True,
+            reason=f"{metric} not confidently worse than production by more than {tolerance:g}: "
             f"overall and {scopes - 1} slices judged, {len(big) - scopes + 1} too small to judge",
-            tuple(checks),
+            checks=tuple(checks),
         )
     shown = "; ".join(f"{c.scope}: {c.note}" for c in failed[:_SHOWN])
     more = f"; and {len(failed) - _SHOWN} more" if len(failed) > _SHOWN else ""
-    return GateResult(False, f"gate failed (tolerance {tolerance:g}): {shown}{more}", tuple(checks))
+    return GateResult(
+        passed=False,
+        reason=f"gate failed (tolerance {tolerance:g}): {shown}{more}",
+        checks=tuple(checks),
+    )

@@ -146,7 +146,7 @@ def step(
         raise StepError(f"unknown step '{name}'")
 
     def register(function: StepFunction) -> StepFunction:
-        STEPS[name] = Step(name, upstream, params, function)
+        STEPS[name] = Step(name=name, upstream=upstream, params=params, run=function)
         return function
 
     return register
@@ -176,7 +176,9 @@ def execute(ctx: Context, name: str, *, force: bool = False) -> StepReport:
     expected = fingerprint(ctx, item)
     record = ctx.folder.done(name)
     if not force and record and record["fingerprint"] == expected and ctx.folder.intact(record):
-        return StepReport(name, "reused", expected, 0.0, record["summary"])
+        return StepReport(
+            name=name, status="reused", fingerprint=expected, seconds=0.0, summary=record["summary"]
+        )
     out_dir = ctx.folder.step_dir(name)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / DONE).unlink(missing_ok=True)
@@ -200,7 +202,9 @@ def execute(ctx: Context, name: str, *, force: bool = False) -> StepReport:
         "seconds": round(seconds, 4),
     }
     (out_dir / DONE).write_text(json.dumps(marker, indent=2, sort_keys=True, default=str))
-    return StepReport(name, "ran", expected, seconds, summary)
+    return StepReport(
+        name=name, status="ran", fingerprint=expected, seconds=seconds, summary=summary
+    )
 
 
 def prune_runs(runs_dir: Path, keep: int, current: str) -> list[str]:

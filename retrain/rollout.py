@@ -136,16 +136,18 @@ class Rollout:
         self.metrics.rollout_waiting.set(0)
         if not eligible:
             detail = "; ".join(left) if left else "no approved version"
-            return Decision("nothing", None, f"nothing to roll out: {detail}")
+            return Decision(
+                outcome="nothing", version=None, message=f"nothing to roll out: {detail}"
+            )
         approved, chosen = eligible[-1]
         now = self.clock()
         if not in_window(self.window, now):
             self.metrics.rollout_waiting.set(1)
             opens = window_opens(self.window, now).isoformat()
             return Decision(
-                "waiting",
-                chosen.version,
-                f"{self.name}:{chosen.version} waits for the deployment window "
+                outcome="waiting",
+                version=chosen.version,
+                message=f"{self.name}:{chosen.version} waits for the deployment window "
                 f"{self.window!r} (opens {opens})",
             )
         where = f"inside the deployment window {self.window!r}" if self.window else "at once"
@@ -153,8 +155,8 @@ class Rollout:
         try:
             self.registry.promote(self.name, chosen.version, actor=self.actor, reason=reason)
         except IllegalTransition as exc:  # another worker or a person moved it first
-            return Decision("lost", chosen.version, str(exc))
+            return Decision(outcome="lost", version=chosen.version, message=str(exc))
         self.metrics.rollouts.inc()
         message = f"promoted {self.name}:{chosen.version}: {reason}"
         log.info("%s", message)
-        return Decision("promoted", chosen.version, message)
+        return Decision(outcome="promoted", version=chosen.version, message=message)

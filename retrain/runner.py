@@ -123,7 +123,10 @@ def new_run_id(now: datetime) -> str:
 
 def trainer_from_settings(settings: RetrainSettings) -> Trainer:
     return LightGBMTrainer(
-        settings.n_trees, settings.num_leaves, settings.learning_rate, settings.training_seed
+        n_trees=settings.n_trees,
+        num_leaves=settings.num_leaves,
+        learning_rate=settings.learning_rate,
+        seed=settings.training_seed,
     )
 
 
@@ -192,11 +195,11 @@ class Runner:
             ctx = self._new_context(new_run_id(now), as_of or self.settings.as_of or now)
         root, run_id, as_of = ctx.folder.root, ctx.run_id, ctx.as_of
         record = RunRecord(
-            run_id,
-            self.settings.model_name,
-            self.clock(),
-            as_of.isoformat(),
-            trigger,
+            run_id=run_id,
+            model_name=self.settings.model_name,
+            started_at=self.clock(),
+            as_of=as_of.isoformat(),
+            trigger=trigger,
             folder=str(root),
         )
         holder = self.runs.acquire(run_id, LOCK_TTL_S)
@@ -363,7 +366,12 @@ class Runner:
         if outcome in ("succeeded", "rejected"):
             self.metrics.last_success.set(record.finished_at)
         return RunResult(
-            ctx.run_id, outcome, reason, record.model_version, tuple(reports), ctx.folder.root
+            run_id=ctx.run_id,
+            outcome=outcome,
+            reason=reason,
+            model_version=record.model_version,
+            steps=tuple(reports),
+            folder=ctx.folder.root,
         )
 
 

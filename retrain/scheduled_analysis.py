@@ -147,7 +147,7 @@ class ScheduledAnalysis:
         )
         detail = f"{ref}: {result.evidence.summary()}; policy: {policy}"
         log.info("analysis of %s:%s recorded %s", name, version, detail)
-        return Analysed(version, True, detail)
+        return Analysed(version=version, recorded=True, detail=detail)
 
     def _failed(self, version: str, exc: Exception) -> Analysed:
         reason = failure_reason(exc)
@@ -157,7 +157,7 @@ class ScheduledAnalysis:
         log.warning(
             "analysis of %s failed (%s): %s", ref, reason, message, exc_info=reason == "unexpected"
         )
-        return Analysed(version, False, f"{reason}: {message}")
+        return Analysed(version=version, recorded=False, detail=f"{reason}: {message}")
 
     def refresh(self) -> None:
         """Set the evidence metrics from the registry; never raises (a failure is logged and

@@ -33,22 +33,72 @@ class Column:
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("transaction_id", "string", False, "unique id of the payment"),
-    Column("card_id", "string", False, "pseudonymous card id (velocity is computed per card)"),
-    Column("merchant_id", "string", False, "merchant id"),
-    Column("event_time", "timestamp", False, "when the payment was authorised (UTC)"),
-    Column("amount", "float", False, "amount in the transaction currency, > 0"),
-    Column("currency", "string", False, "ISO 4217 code, e.g. EUR"),
-    Column("merchant_category", "string", False, "merchant category, e.g. electronics"),
-    Column("merchant_country", "string", False, "ISO 3166 alpha-2 code of the merchant"),
-    Column("card_country", "string", False, "ISO 3166 alpha-2 code of the issuing country"),
-    Column("card_age_days", "int", False, "days since the card was issued, >= 0"),
-    Column("device_age_days", "float", True, "days since the device was first seen; empty "
-           "for card-present payments"),
-    Column("is_fraud", "bool", False, "1 when a fraud report (chargeback) arrived, else 0"),
-    Column("label_time", "timestamp", True, "when the fraud report arrived (UTC); empty "
-           "when is_fraud is 0"),
-)  # fmt: skip
+    Column(
+        name="transaction_id", kind="string", nullable=False, description="unique id of the payment"
+    ),
+    Column(
+        name="card_id",
+        kind="string",
+        nullable=False,
+        description="pseudonymous card id (velocity is computed per card)",
+    ),
+    Column(name="merchant_id", kind="string", nullable=False, description="merchant id"),
+    Column(
+        name="event_time",
+        kind="timestamp",
+        nullable=False,
+        description="when the payment was authorised (UTC)",
+    ),
+    Column(
+        name="amount",
+        kind="float",
+        nullable=False,
+        description="amount in the transaction currency, > 0",
+    ),
+    Column(name="currency", kind="string", nullable=False, description="ISO 4217 code, e.g. EUR"),
+    Column(
+        name="merchant_category",
+        kind="string",
+        nullable=False,
+        description="merchant category, e.g. electronics",
+    ),
+    Column(
+        name="merchant_country",
+        kind="string",
+        nullable=False,
+        description="ISO 3166 alpha-2 code of the merchant",
+    ),
+    Column(
+        name="card_country",
+        kind="string",
+        nullable=False,
+        description="ISO 3166 alpha-2 code of the issuing country",
+    ),
+    Column(
+        name="card_age_days",
+        kind="int",
+        nullable=False,
+        description="days since the card was issued, >= 0",
+    ),
+    Column(
+        name="device_age_days",
+        kind="float",
+        nullable=True,
+        description="days since the device was first seen; empty for card-present payments",
+    ),
+    Column(
+        name="is_fraud",
+        kind="bool",
+        nullable=False,
+        description="1 when a fraud report (chargeback) arrived, else 0",
+    ),
+    Column(
+        name="label_time",
+        kind="timestamp",
+        nullable=True,
+        description="when the fraud report arrived (UTC); empty when is_fraud is 0",
+    ),
+)
 COLUMN_NAMES = tuple(c.name for c in COLUMNS)
 
 NUMERIC_FEATURES: tuple[str, ...] = (
@@ -70,17 +120,40 @@ CATEGORICAL_FEATURES: tuple[str, ...] = (
 
 MODEL_SCHEMA = InputSchema(
     fields=(
-        InputField(name="amount", type=FieldType.FLOAT, minimum=0, maximum=1_000_000,
-                   description="payment amount"),
+        InputField(
+            name="amount",
+            type=FieldType.FLOAT,
+            minimum=0,
+            maximum=1_000_000,
+            description="payment amount",
+        ),
         InputField(name="card_age_days", type=FieldType.INT, minimum=0),
-        InputField(name="device_age_days", type=FieldType.FLOAT, required=False, minimum=0,
-                   description="missing for card-present payments"),
-        InputField(name="hour", type=FieldType.INT, minimum=0, maximum=23,
-                   description="hour of the day, UTC"),
-        InputField(name="txn_count_1h", type=FieldType.INT, minimum=0,
-                   description="earlier payments of this card in the last hour"),
-        InputField(name="txn_count_24h", type=FieldType.INT, minimum=0,
-                   description="earlier payments of this card in the last 24 hours"),
+        InputField(
+            name="device_age_days",
+            type=FieldType.FLOAT,
+            required=False,
+            minimum=0,
+            description="missing for card-present payments",
+        ),
+        InputField(
+            name="hour",
+            type=FieldType.INT,
+            minimum=0,
+            maximum=23,
+            description="hour of the day, UTC",
+        ),
+        InputField(
+            name="txn_count_1h",
+            type=FieldType.INT,
+            minimum=0,
+            description="earlier payments of this card in the last hour",
+        ),
+        InputField(
+            name="txn_count_24h",
+            type=FieldType.INT,
+            minimum=0,
+            description="earlier payments of this card in the last 24 hours",
+        ),
         InputField(name="amount_sum_1h", type=FieldType.FLOAT, minimum=0),
         InputField(name="amount_sum_24h", type=FieldType.FLOAT, minimum=0),
         InputField(name="currency", type=FieldType.CATEGORICAL),
@@ -88,7 +161,7 @@ MODEL_SCHEMA = InputSchema(
         InputField(name="merchant_country", type=FieldType.CATEGORICAL),
         InputField(name="card_country", type=FieldType.CATEGORICAL),
     )
-)  # fmt: skip
+)
 assert MODEL_SCHEMA.names == NUMERIC_FEATURES + CATEGORICAL_FEATURES
 
 

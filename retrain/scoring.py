@@ -58,4 +58,4 @@ def score_frame(
         raw = session.run([output.name], feeds)[0]
         parts.append(scores_from_output(output, np.asarray(raw)))
     scores = np.concatenate(parts) if parts else np.zeros(0)
-    return Scored(scores, accepted, first_problem)
+    return Scored(scores=scores, accepted=accepted, first_problem=first_problem)

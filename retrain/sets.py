@@ -41,7 +41,12 @@ class Window:
         eval_end = as_of - timedelta(days=maturity_days)
         train_end = eval_end - timedelta(weeks=eval_weeks)
         train_start = train_end - timedelta(weeks=train_weeks)
-        return cls(train_start - timedelta(days=1), train_start, train_end, eval_end)
+        return cls(
+            data_start=train_start - timedelta(days=1),
+            train_start=train_start,
+            train_end=train_end,
+            eval_end=eval_end,
+        )
 
 
 def split(frame: pd.DataFrame, window: Window) -> tuple[pd.DataFrame, pd.DataFrame]:

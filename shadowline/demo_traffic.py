@@ -93,7 +93,13 @@ def transactions(
             for k, v in row.items()
             if k != "is_fraud"
         }
-        out.append(Transaction(f"demo-{stamp}-{n:05d}", features, bool(row["is_fraud"])))
+        out.append(
+            Transaction(
+                transaction_id=f"demo-{stamp}-{n:05d}",
+                features=features,
+                is_fraud=bool(row["is_fraud"]),
+            )
+        )
     return out
 
 
@@ -113,7 +119,7 @@ def post(url: str, body: bytes, token: str | None = None, timeout_s: float = 30)
 def send(base: str, traffic: list[Transaction], rate: float) -> Sent:
     """Score ``traffic`` in batches through ``/v1/score/batch``, at about ``rate`` a second
     (the shadows keep up instead of being shed)."""
-    sent = Sent({}, {})
+    sent = Sent(decisions={}, scored_at={})
     for first in range(0, len(traffic), BATCH):
         started = time.monotonic()
         batch = traffic[first : first + BATCH]

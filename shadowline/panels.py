@@ -51,10 +51,10 @@ def _quantiles(metric: str, labels: tuple[str, ...], title: str, description: st
     by = ", ".join(labels)
     legend = " ".join(f"{{{{{label}}}}}" for label in labels)
     return Panel(
-        title,
-        description,
-        "s",
-        tuple(
+        title=title,
+        description=description,
+        unit="s",
+        queries=tuple(
             Query(
                 f"histogram_quantile({q}, sum by (le, {by}) (rate({metric}_bucket{RATE})))",
                 f"p{round(q * 100)} {legend}",
@@ -66,10 +66,11 @@ def _quantiles(metric: str, labels: tuple[str, ...], title: str, description: st
 
 REQUESTS_ROW = (
     Panel(
-        "Request rate by route and status",
-        "HTTP requests per second answered by the scorers, by route template and status.",
-        "reqps",
-        (
+        title="Request rate by route and status",
+        description="HTTP requests per second answered by the scorers, by route template and "
+        "status.",
+        unit="reqps",
+        queries=(
             Query(
                 f"sum by (route, status) (rate({REQUESTS}{{{HTTP}}}{RATE}))", "{{route}} {{status}}"
             ),
@@ -82,11 +83,11 @@ REQUESTS_ROW = (
         "Time in the server per request (parsing, scoring, answer), by route and status.",
     ),
     Panel(
-        "Client and server errors",
-        "Share of requests answered 4xx (a client's mistake: bad fields, too large) and 5xx "
-        "(ours: no production model loaded, registry unreachable during an admin call).",
-        "percentunit",
-        tuple(
+        title="Client and server errors",
+        description="Share of requests answered 4xx (a client's mistake: bad fields, too large) "
+        "and 5xx (ours: no production model loaded, registry unreachable during an admin call).",
+        unit="percentunit",
+        queries=tuple(
             Query(
                 # 0 (not an empty series) when none; no value at all when there is no traffic
                 f'(sum(rate({REQUESTS}{{{HTTP}, status=~"{c}.."}}{RATE})) or vector(0))'
@@ -101,11 +102,12 @@ REQUESTS_ROW = (
 
 MODELS_ROW = (
     Panel(
-        "Score quantiles by model",
-        "Median and 90th percentile of the fraud score per role and version: a challenger "
-        "whose distribution moves away from production's shows here before any label arrives.",
-        "none",
-        tuple(
+        title="Score quantiles by model",
+        description="Median and 90th percentile of the fraud score per role and version: a "
+        "challenger whose distribution moves away from production's shows here before any label "
+        "arrives.",
+        unit="none",
+        queries=tuple(
             Query(
                 f"histogram_quantile({q}, sum by (le, role, version)"
                 f" (rate(shadowline_score_bucket{RATE})))",
@@ -115,10 +117,10 @@ MODELS_ROW = (
         ),
     ),
     Panel(
-        "Mean score by model",
-        "Average fraud score per role and version.",
-        "none",
-        (
+        title="Mean score by model",
+        description="Average fraud score per role and version.",
+        unit="none",
+        queries=(
             Query(
                 f"sum by (role, version) (rate(shadowline_score_sum{RATE}))"
                 f" / sum by (role, version) (rate(shadowline_score_count{RATE}))",
@@ -127,10 +129,11 @@ MODELS_ROW = (
         ),
     ),
     Panel(
-        "Decisions by model",
-        "Decisions per second taken by production and those the shadows would have taken.",
-        "ops",
-        (
+        title="Decisions by model",
+        description="Decisions per second taken by production and those the shadows would have "
+        "taken.",
+        unit="ops",
+        queries=(
             Query(
                 f"sum by (role, version, decision) (rate(shadowline_decisions_total{RATE}))",
                 "{{role}} {{version}} {{decision}}",
@@ -138,11 +141,12 @@ MODELS_ROW = (
         ),
     ),
     Panel(
-        "Explored would-be blocks",
-        "Would-be blocks answered review instead (SHADOWLINE_EXPLORATION_SHARE), against all "
-        "of production's blocks: the share should match the setting (docs/evidence.md).",
-        "ops",
-        (
+        title="Explored would-be blocks",
+        description="Would-be blocks answered review instead (SHADOWLINE_EXPLORATION_SHARE), "
+        "against all of production's blocks: the share should match the setting "
+        "(docs/evidence.md).",
+        unit="ops",
+        queries=(
             Query(
                 f"sum by (version) (rate(shadowline_explored_total{RATE}))", "explored {{version}}"
             ),
@@ -163,26 +167,26 @@ MODELS_ROW = (
 
 SHADOW_ROW = (
     Panel(
-        "Shadow queue depth",
-        "Scored transactions waiting in each scorer for the sidecar (at most "
+        title="Shadow queue depth",
+        description="Scored transactions waiting in each scorer for the sidecar (at most "
         "SHADOWLINE_SHADOW_QUEUE_SIZE).",
-        "none",
-        (Query("sum by (instance) (shadowline_shadow_queue_depth)", "{{instance}}"),),
+        unit="none",
+        queries=(Query("sum by (instance) (shadowline_shadow_queue_depth)", "{{instance}}"),),
         width=8,
     ),
     Panel(
-        "Shed transactions",
-        "Transactions dropped because the sidecar could not keep up while Kafka was fine: "
-        "their records are not sent.",
-        "ops",
-        (Query(f"sum(rate(shadowline_shadow_shed_total{RATE}))", "shed"),),
+        title="Shed transactions",
+        description="Transactions dropped because the sidecar could not keep up while Kafka was "
+        "fine: their records are not sent.",
+        unit="ops",
+        queries=(Query(f"sum(rate(shadowline_shadow_shed_total{RATE}))", "shed"),),
         width=8,
     ),
     Panel(
-        "Shadow errors by kind",
-        "Shadow results recorded as errors: error, timeout, busy, input, shed, load.",
-        "ops",
-        (
+        title="Shadow errors by kind",
+        description="Shadow results recorded as errors: error, timeout, busy, input, shed, load.",
+        unit="ops",
+        queries=(
             Query(
                 f"sum by (version, kind) (rate(shadowline_shadow_errors_total{RATE}))",
                 "{{version}} {{kind}}",
@@ -194,12 +198,12 @@ SHADOW_ROW = (
 
 KAFKA_ROW = (
     Panel(
-        "Kafka deliveries",
-        "Score records built, acknowledged by the broker (straight or from the spool), "
+        title="Kafka deliveries",
+        description="Score records built, acknowledged by the broker (straight or from the spool), "
         "failed (neither sent nor spooled), and dropped because Kafka held the sidecar back "
         "with the spool full.",
-        "ops",
-        (
+        unit="ops",
+        queries=(
             Query(f"sum(rate(shadowline_records_total{RATE}))", "built"),
             Query(f"sum(rate(shadowline_kafka_sent_total{RATE}))", "sent"),
             Query(f"sum(rate(shadowline_kafka_failed_total{RATE}))", "failed"),
@@ -207,52 +211,56 @@ KAFKA_ROW = (
         ),
     ),
     Panel(
-        "Bytes held for Kafka",
-        "Record bytes queued in the scorer plus in flight in the producer (at most "
+        title="Bytes held for Kafka",
+        description="Record bytes queued in the scorer plus in flight in the producer (at most "
         "SHADOWLINE_KAFKA_BUFFER_BYTES); it grows while the broker is slow or down.",
-        "bytes",
-        (Query("sum by (instance) (shadowline_kafka_buffered_bytes)", "{{instance}}"),),
+        unit="bytes",
+        queries=(Query("sum by (instance) (shadowline_kafka_buffered_bytes)", "{{instance}}"),),
     ),
     Panel(
-        "Spooled records",
-        "Score records waiting in the local spool for the broker (SHADOWLINE_SPOOL_MAX_BYTES "
-        "bounds its bytes), and whether each sidecar's producer reaches the broker.",
-        "none",
-        (
+        title="Spooled records",
+        description="Score records waiting in the local spool for the broker "
+        "(SHADOWLINE_SPOOL_MAX_BYTES bounds its bytes), and whether each sidecar's producer "
+        "reaches the broker.",
+        unit="none",
+        queries=(
             Query("sum by (instance) (shadowline_spool_records)", "waiting {{instance}}"),
             Query("sum by (instance) (shadowline_spool_bytes)", "bytes {{instance}}"),
             Query("min by (instance) (shadowline_kafka_connected)", "connected {{instance}}"),
         ),
     ),
     Panel(
-        "Spool writes and replays",
-        "Records written to the spool (broker down or slow, delivery failed) and spooled "
-        "records the broker acknowledged when sent again.",
-        "ops",
-        (
+        title="Spool writes and replays",
+        description="Records written to the spool (broker down or slow, delivery failed) and "
+        "spooled records the broker acknowledged when sent again.",
+        unit="ops",
+        queries=(
             Query(f"sum(rate(shadowline_spool_written_total{RATE}))", "written"),
             Query(f"sum(rate(shadowline_spool_replayed_total{RATE}))", "replayed"),
         ),
     ),
     Panel(
-        "Records failed by kind",
-        "Records sent without their inputs (unencodable_inputs), not sent (lost), or held "
-        "by a sidecar that ended (sidecar_gone).",
-        "ops",
-        (Query(f"sum by (kind) (rate(shadowline_records_failed_total{RATE}))", "{{kind}}"),),
+        title="Records failed by kind",
+        description="Records sent without their inputs (unencodable_inputs), not sent (lost), or "
+        "held by a sidecar that ended (sidecar_gone).",
+        unit="ops",
+        queries=(
+            Query(f"sum by (kind) (rate(shadowline_records_failed_total{RATE}))", "{{kind}}"),
+        ),
     ),
     Panel(
-        "Labels taken",
-        "Labels received by POST /v1/labels: written to the labels topic, or duplicates of "
-        "labels already taken (webhook retries), not written again.",
-        "ops",
-        (Query(f"sum by (outcome) (rate(shadowline_labels_total{RATE}))", "{{outcome}}"),),
+        title="Labels taken",
+        description="Labels received by POST /v1/labels: written to the labels topic, or "
+        "duplicates of labels already taken (webhook retries), not written again.",
+        unit="ops",
+        queries=(Query(f"sum by (outcome) (rate(shadowline_labels_total{RATE}))", "{{outcome}}"),),
     ),
     Panel(
-        "Sidecar and producer restarts",
-        "Sidecar processes started again after one ended, and Kafka producers recreated.",
-        "none",
-        (
+        title="Sidecar and producer restarts",
+        description="Sidecar processes started again after one ended, and Kafka producers "
+        "recreated.",
+        unit="none",
+        queries=(
             Query(f"sum(increase(shadowline_sidecar_restarts_total{RATE}))", "sidecar"),
             Query(f"sum(increase(shadowline_kafka_producer_restarts_total{RATE}))", "producer"),
         ),
@@ -261,49 +269,49 @@ KAFKA_ROW = (
 
 LOADED_ROW = (
     Panel(
-        "Loaded models",
-        "Each version every scorer holds, by role; the value is when it was loaded.",
-        "dateTimeFromNow",
+        title="Loaded models",
+        description="Each version every scorer holds, by role; the value is when it was loaded.",
+        unit="dateTimeFromNow",
         # The gauge holds unix seconds; Grafana's time units read milliseconds.
-        (Query("shadowline_model_info * 1000", "{{role}} {{version}} {{instance}}"),),
+        queries=(Query("shadowline_model_info * 1000", "{{role}} {{version}} {{instance}}"),),
         kind="stat",
         width=6,
     ),
     Panel(
-        "Scorers up",
-        "Scorer replicas Prometheus scraped successfully (job shadowline-scorer).",
-        "none",
-        (Query(f'sum(up{{job="{SCORER_JOB}"}})', "up"),),
+        title="Scorers up",
+        description="Scorer replicas Prometheus scraped successfully (job shadowline-scorer).",
+        unit="none",
+        queries=(Query(f'sum(up{{job="{SCORER_JOB}"}})', "up"),),
         kind="stat",
         width=4,
         thresholds=((1.0, "green"),),
     ),
     Panel(
-        "Production model age",
-        "Time since the production model was created; the retrain schedule is weekly.",
-        "s",
-        (Query("max(shadowline_model_age_seconds)", "age"),),
+        title="Production model age",
+        description="Time since the production model was created; the retrain schedule is weekly.",
+        unit="s",
+        queries=(Query("max(shadowline_model_age_seconds)", "age"),),
         kind="stat",
         width=4,
         thresholds=((8 * DAY, "yellow"), (15 * DAY, "red")),
     ),
     Panel(
-        "Registry reachable",
-        "1 while every scorer's last registry (Redis) read succeeded; scoring goes on "
+        title="Registry reachable",
+        description="1 while every scorer's last registry (Redis) read succeeded; scoring goes on "
         "without it, model changes do not arrive.",
-        "none",
-        (Query("min(shadowline_registry_reachable)", "reachable"),),
+        unit="none",
+        queries=(Query("min(shadowline_registry_reachable)", "reachable"),),
         kind="stat",
         width=4,
         thresholds=((1.0, "green"),),
     ),
     Panel(
-        "Model swaps and failed loads",
-        "Model sets swapped in, and versions that failed to load (the previous model kept "
-        "serving), by role; degraded scorers serve a last-known-good model instead of the "
+        title="Model swaps and failed loads",
+        description="Model sets swapped in, and versions that failed to load (the previous model "
+        "kept serving), by role; degraded scorers serve a last-known-good model instead of the "
         "registry's production (ShadowlineScorerDegraded).",
-        "none",
-        (
+        unit="none",
+        queries=(
             Query(f"sum by (role) (increase(shadowline_model_swaps_total{RATE}))", "{{role}}"),
             Query(
                 f"sum by (role) (increase(shadowline_model_swap_failures_total{RATE}))",
@@ -317,45 +325,50 @@ LOADED_ROW = (
 
 RETRAIN_ROW = (
     Panel(
-        "Retrain runs in the last 7 days",
-        "Runs by outcome; a failed run also fires ShadowlineRetrainRunFailed.",
-        "none",
-        (Query("sum by (outcome) (increase(shadowline_retrain_runs_total[7d]))", "{{outcome}}"),),
+        title="Retrain runs in the last 7 days",
+        description="Runs by outcome; a failed run also fires ShadowlineRetrainRunFailed.",
+        unit="none",
+        queries=(
+            Query("sum by (outcome) (increase(shadowline_retrain_runs_total[7d]))", "{{outcome}}"),
+        ),
         kind="stat",
         width=6,
     ),
     Panel(
-        "Worker up",
-        "1 while Prometheus scrapes the retrain worker (job shadowline-retrain).",
-        "none",
-        (Query(f'max(up{{job="{RETRAIN_JOB}"}})', "up"),),
+        title="Worker up",
+        description="1 while Prometheus scrapes the retrain worker (job shadowline-retrain).",
+        unit="none",
+        queries=(Query(f'max(up{{job="{RETRAIN_JOB}"}})', "up"),),
         kind="stat",
         width=4,
         thresholds=((1.0, "green"),),
     ),
     Panel(
-        "Since the last successful run",
-        "Time since a run last ended with a candidate (in shadow, or rejected by a gate).",
-        "s",
-        (Query("time() - max(shadowline_retrain_last_success_timestamp_seconds > 0)", "since"),),
+        title="Since the last successful run",
+        description="Time since a run last ended with a candidate (in shadow, or rejected by a "
+        "gate).",
+        unit="s",
+        queries=(
+            Query("time() - max(shadowline_retrain_last_success_timestamp_seconds > 0)", "since"),
+        ),
         kind="stat",
         width=4,
         thresholds=((8 * DAY, "yellow"), (15 * DAY, "red")),
         no_value="never",
     ),
     Panel(
-        "Run in progress",
-        "1 while the worker is executing a run.",
-        "none",
-        (Query("max(shadowline_retrain_run_in_progress)", "running"),),
+        title="Run in progress",
+        description="1 while the worker is executing a run.",
+        unit="none",
+        queries=(Query("max(shadowline_retrain_run_in_progress)", "running"),),
         kind="stat",
         width=4,
     ),
     Panel(
-        "Mean step duration, last 7 days",
-        "Seconds per pipeline step, averaged over the runs of the last 7 days.",
-        "s",
-        (
+        title="Mean step duration, last 7 days",
+        description="Seconds per pipeline step, averaged over the runs of the last 7 days.",
+        unit="s",
+        queries=(
             Query(
                 "sum by (step) (increase(shadowline_retrain_step_duration_seconds_sum[7d]))"
                 " / sum by (step)"
@@ -370,22 +383,22 @@ RETRAIN_ROW = (
 
 EVIDENCE_ROW = (
     Panel(
-        "Evidence age by shadow version",
-        "Time since each shadow version's evidence was last recorded; the retrain worker "
-        "analyses every shadow daily (SHADOWLINE_ANALYSIS_SCHEDULE).",
-        "s",
-        (Query("max by (version) (shadowline_evidence_age_seconds)", "{{version}}"),),
+        title="Evidence age by shadow version",
+        description="Time since each shadow version's evidence was last recorded; the retrain "
+        "worker analyses every shadow daily (SHADOWLINE_ANALYSIS_SCHEDULE).",
+        unit="s",
+        queries=(Query("max by (version) (shadowline_evidence_age_seconds)", "{{version}}"),),
         kind="stat",
         width=6,
         thresholds=((1.5 * DAY, "yellow"), (3 * DAY, "red")),
     ),
     Panel(
-        "Primary difference with its 95% interval",
-        "Challenger minus production on fraud caught at production's block rate, as last "
-        "recorded: the point and the bounds of its 95% interval. Approval needs the "
+        title="Primary difference with its 95% interval",
+        description="Challenger minus production on fraud caught at production's block rate, as "
+        "last recorded: the point and the bounds of its 95% interval. Approval needs the "
         "looks-corrected lower bound above minus the tolerance (docs/evidence.md).",
-        "percentunit",
-        (
+        unit="percentunit",
+        queries=(
             Query(
                 "max by (version, estimate) (shadowline_evidence_difference)",
                 "{{version}} {{estimate}}",
@@ -394,20 +407,20 @@ EVIDENCE_ROW = (
         width=8,
     ),
     Panel(
-        "Matured frauds behind the evidence",
-        "Labeled frauds among the matured transactions of each version's latest evidence "
-        "(the policy asks for SHADOWLINE_POLICY_MIN_MATURED_FRAUDS).",
-        "none",
-        (Query("max by (version) (shadowline_evidence_matured_frauds)", "{{version}}"),),
+        title="Matured frauds behind the evidence",
+        description="Labeled frauds among the matured transactions of each version's latest "
+        "evidence (the policy asks for SHADOWLINE_POLICY_MIN_MATURED_FRAUDS).",
+        unit="none",
+        queries=(Query("max by (version) (shadowline_evidence_matured_frauds)", "{{version}}"),),
         kind="stat",
         width=4,
     ),
     Panel(
-        "Failed scheduled analyses, last 7 days",
-        "Shadow analyses the worker could not run, by kind: analysis (Kafka, topics, report), "
-        "registry, redis, unexpected. The worker and the retrain runs go on regardless.",
-        "none",
-        (
+        title="Failed scheduled analyses, last 7 days",
+        description="Shadow analyses the worker could not run, by kind: analysis (Kafka, topics, "
+        "report), registry, redis, unexpected. The worker and the retrain runs go on regardless.",
+        unit="none",
+        queries=(
             Query(
                 "sum by (reason) (increase(shadowline_evidence_analysis_failures_total[7d]))",
                 "{{reason}}",
@@ -421,11 +434,12 @@ EVIDENCE_ROW = (
 
 GUARDRAILS_ROW = (
     Panel(
-        "Production block rate against its first hour",
-        "Share of payments production blocks, over its first hour in each scorer (reference) "
-        "and the last 15 minutes (recent); ShadowlineBlockRateDrift fires when they part.",
-        "percentunit",
-        (
+        title="Production block rate against its first hour",
+        description="Share of payments production blocks, over its first hour in each scorer "
+        "(reference) and the last 15 minutes (recent); ShadowlineBlockRateDrift fires when they "
+        "part.",
+        unit="percentunit",
+        queries=(
             Query(
                 "max by (version, period) (shadowline_production_block_rate)",
                 "{{version}} {{period}}",
@@ -434,51 +448,54 @@ GUARDRAILS_ROW = (
         width=8,
     ),
     Panel(
-        "Production score PSI against its first hour",
-        "Population stability index of production's recent scores against its first hour; "
-        "above 0.25 the scored population changed (ShadowlineScoreDrift).",
-        "none",
-        (Query("max by (version) (shadowline_production_score_psi)", "{{version}}"),),
+        title="Production score PSI against its first hour",
+        description="Population stability index of production's recent scores against its first "
+        "hour; above 0.25 the scored population changed (ShadowlineScoreDrift).",
+        unit="none",
+        queries=(Query("max by (version) (shadowline_production_score_psi)", "{{version}}"),),
         width=8,
         thresholds=((0.25, "yellow"), (0.5, "red")),
     ),
     Panel(
-        "Guard rollbacks by rule",
-        "Promotions the rollback guard pulled, by the rule broken (docs/operations.md).",
-        "none",
-        (Query(f"sum by (rule) (increase(shadowline_guard_rollbacks_total{RATE}))", "{{rule}}"),),
+        title="Guard rollbacks by rule",
+        description="Promotions the rollback guard pulled, by the rule broken "
+        "(docs/operations.md).",
+        unit="none",
+        queries=(
+            Query(f"sum by (rule) (increase(shadowline_guard_rollbacks_total{RATE}))", "{{rule}}"),
+        ),
         width=8,
     ),
     Panel(
-        "On probation",
-        "1 while a scorer's rollback guard watches a fresh promotion.",
-        "none",
-        (Query("max(shadowline_guard_probation)", "on probation"),),
+        title="On probation",
+        description="1 while a scorer's rollback guard watches a fresh promotion.",
+        unit="none",
+        queries=(Query("max(shadowline_guard_probation)", "on probation"),),
         kind="stat",
         width=6,
     ),
     Panel(
-        "Roll-outs in the last 7 days",
-        "Approved versions the retrain worker promoted.",
-        "none",
-        (Query("sum(increase(shadowline_retrain_rollouts_total[7d]))", "roll-outs"),),
+        title="Roll-outs in the last 7 days",
+        description="Approved versions the retrain worker promoted.",
+        unit="none",
+        queries=(Query("sum(increase(shadowline_retrain_rollouts_total[7d]))", "roll-outs"),),
         kind="stat",
         width=6,
     ),
     Panel(
-        "Approval waiting for the window",
-        "1 while an approved version waits for SHADOWLINE_ROLLOUT_WINDOW.",
-        "none",
-        (Query("max(shadowline_retrain_rollout_waiting)", "waiting"),),
+        title="Approval waiting for the window",
+        description="1 while an approved version waits for SHADOWLINE_ROLLOUT_WINDOW.",
+        unit="none",
+        queries=(Query("max(shadowline_retrain_rollout_waiting)", "waiting"),),
         kind="stat",
         width=6,
     ),
     Panel(
-        "Scheduled run overdue by",
-        "Time between the latest slot of the schedule and the latest slot the worker handled; "
-        "ShadowlineRetrainRunLate fires past an hour.",
-        "s",
-        (
+        title="Scheduled run overdue by",
+        description="Time between the latest slot of the schedule and the latest slot the worker "
+        "handled; ShadowlineRetrainRunLate fires past an hour.",
+        unit="s",
+        queries=(
             Query(
                 "max(shadowline_retrain_due_slot_timestamp_seconds)"
                 " - max(shadowline_retrain_handled_slot_timestamp_seconds)",

@@ -254,7 +254,15 @@ class LocalStack:
                     answering = True
                 except (redis.RedisError, KafkaError, OSError) as exc:
                     detail = f"running but not answering: {exc}"
-            result.append(Health(comp.name, comp.address, running, answering, detail))
+            result.append(
+                Health(
+                    name=comp.name,
+                    address=comp.address,
+                    running=running,
+                    answering=answering,
+                    detail=detail,
+                )
+            )
         return result
 
     # -- starting -----------------------------------------------------------------------
@@ -394,7 +402,7 @@ def _spawn(name: str, cmd: list[str], port: int, log: Path) -> Component:
     except psutil.Error:
         tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
         raise StackError(f"{name} exited at once; its log {log} ends with:\n{tail}") from None
-    return Component(name, pid, create_time, port, str(log))
+    return Component(name=name, pid=pid, create_time=create_time, port=port, log=str(log))
 
 
 def _process(comp: Component) -> psutil.Process | None:

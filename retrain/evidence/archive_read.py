@@ -120,8 +120,8 @@ def _load(
 def _tables(
     scores: Iterable[ScoreRecord], labels: Iterable[LabelRecord]
 ) -> tuple[pa.Table | None, pa.Table | None]:
-    score_rows = [layout.Located(r, -1, i) for i, r in enumerate(scores)]
-    label_rows = [layout.Located(r, -1, i) for i, r in enumerate(labels)]
+    score_rows = [layout.Located(record=r, partition=-1, offset=i) for i, r in enumerate(scores)]
+    label_rows = [layout.Located(record=r, partition=-1, offset=i) for i, r in enumerate(labels)]
     return (
         layout.score_table(score_rows) if score_rows else None,
         layout.label_table(label_rows) if label_rows else None,

@@ -107,8 +107,12 @@ def _table(kind: str, partition: int, rows: list[tuple[bytes, int]]) -> pa.Table
             return layout.score_table_json(values, [partition] * len(rows), offsets, _DEFAULTS)
         except pa.ArrowInvalid:
             pass  # a field's kind changes within the chunk: the slower, per-record way
-        return layout.score_table([layout.Located(decode_score(v), partition, o) for v, o in rows])
-    return layout.label_table([layout.Located(decode_label(v), partition, o) for v, o in rows])
+        return layout.score_table(
+            [layout.Located(record=decode_score(v), partition=partition, offset=o) for v, o in rows]
+        )
+    return layout.label_table(
+        [layout.Located(record=decode_label(v), partition=partition, offset=o) for v, o in rows]
+    )
 
 
 Part = tuple[str, int]  # (topic, partition)
@@ -203,7 +207,9 @@ class Archiver:
                 raise ValueError("the record has no value")
             record: ScoreRecord | LabelRecord = decode(value)
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
-            batch.bad.append(BadRecord(part[0], part[1], offset, problem_of(exc)))
+            batch.bad.append(
+                BadRecord(topic=part[0], partition=part[1], offset=offset, problem=problem_of(exc))
+            )
             batch.values.append(value or b"")
             return
         moment = record.scored_at if isinstance(record, ScoreRecord) else record.label_time

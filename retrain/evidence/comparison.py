@@ -188,7 +188,15 @@ def compare(
         window_end=end,
         details=_sampling_details(sampling),
     )
-    result = Comparison(model_name, version, production_version, rows, sampling, base, labels_after)
+    result = Comparison(
+        model_name=model_name,
+        version=version,
+        production_version=production_version,
+        rows=rows,
+        sampling=sampling,
+        evidence=base,
+        labels_after=labels_after,
+    )
     if not len(rows):
         return _undefined(result, _why_empty(version, sampling, production_version))
     matured = ages >= matured_info.window_s
@@ -222,8 +230,10 @@ def _cohort(rows: Paired) -> tuple[Cohort, ipw.Observation]:
 def _models(rows: Paired) -> dict[str, Model]:
     blocks = rows.production_decision == BLOCK
     return {
-        CHALLENGER: Model(rows.challenger_score, rows.challenger_decision == BLOCK),
-        PRODUCTION: Model(rows.production_score, blocks, blocks.astype(np.float64)),
+        CHALLENGER: Model(score=rows.challenger_score, own_block=rows.challenger_decision == BLOCK),
+        PRODUCTION: Model(
+            score=rows.production_score, own_block=blocks, blocks=blocks.astype(np.float64)
+        ),
     }
 
 
@@ -381,7 +391,7 @@ def _control(
             }
         )
     models = _models(common)
-    models[CONTROL] = Model(control_score, control_block)
+    models[CONTROL] = Model(score=control_score, own_block=control_block)
     estimates = intervals.estimate(
         cohort,
         models,

@@ -270,7 +270,11 @@ def estimate(
         amount=None if cohort.amount is None else cohort.amount[keep],
     )
     small_models = {
-        name: Model(m.score[keep], m.own_block[keep], None if m.blocks is None else m.blocks[keep])
+        name: Model(
+            score=m.score[keep],
+            own_block=m.own_block[keep],
+            blocks=None if m.blocks is None else m.blocks[keep],
+        )
         for name, m in models.items()
     }
     outside = cohort.observed & (cohort.y == LEGIT) & ~keep
@@ -315,24 +319,29 @@ def _add_auc(
     found = {name: auc_with_influence(m.score[observed], fraud, w) for name, m in models.items()}
     for name, (value, influence) in found.items():
         sd = float(np.sqrt((influence**2).sum()))
-        result.values[name]["roc_auc"] = Estimate(value, value - z * sd, value + z * sd)
+        result.values[name]["roc_auc"] = Estimate(
+            point=value, low=value - z * sd, high=value + z * sd
+        )
     for first, second in pairs:
         (a, ia), (b, ib) = found[first], found[second]
         sd = float(np.sqrt(((ia - ib) ** 2).sum()))
         gap = a - b
-        result.differences[(first, second)]["roc_auc"] = Estimate(gap, gap - z * sd, gap + z * sd)
+        result.differences[(first, second)]["roc_auc"] = Estimate(
+            point=gap, low=gap - z * sd, high=gap + z * sd
+        )
 
 
-def _interval(values: Floats, alpha: float) -> tuple[float | None, float | None]:
+def _estimate(point: float, values: Floats, alpha: float) -> Estimate:
+    """``point`` with the ``1 - alpha`` percentile interval of its bootstrap ``values``."""
     finite = values[np.isfinite(values)]
     if len(values) == 0:
-        return None, None
+        return Estimate(point=_number(point))
     # A metric undefined on many replicates (a denominator that is often 0) has no honest
     # interval: say none rather than one from the lucky replicates.
     if len(finite) < 0.95 * len(values) or len(finite) < 20:
-        return None, None
+        return Estimate(point=_number(point))
     low, high = np.quantile(finite, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
+    return Estimate(point=_number(point), low=float(low), high=float(high))
 
 
 def _number(value: float) -> float | None:
@@ -355,7 +364,7 @@ def _summarise(
     result = Estimates(replicates=total)
     for name, metrics in point.items():
         result.values[name] = {
-            metric: Estimate(_number(value[0]), *_interval(joined[name][metric], alpha))
+            metric: _estimate(value[0], joined[name][metric], alpha)
             for metric, value in metrics.items()
         }
     for first, second in pairs:
@@ -363,7 +372,7 @@ def _summarise(
         for metric in point[first]:
             a, b = point[first][metric][0], point[second][metric][0]
             spread = joined[first][metric] - joined[second][metric]
-            shown[metric] = Estimate(_number(a - b), *_interval(spread, alpha))
+            shown[metric] = _estimate(a - b, spread, alpha)
         result.differences[(first, second)] = shown
     if pairs:
         first, second = pairs[0]

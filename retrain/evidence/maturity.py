@@ -83,7 +83,7 @@ def delay_curve(scored_at: Floats, label_time: Floats, as_of: float) -> DelayCur
     delays = np.asarray(label_time, dtype=np.float64) - np.asarray(scored_at, dtype=np.float64)
     limits = as_of - np.asarray(scored_at, dtype=np.float64)  # the longest visible delay
     if len(delays) == 0:
-        return DelayCurve(np.empty(0), np.empty(0), 0)
+        return DelayCurve(delays=np.empty(0), shares=np.empty(0), observed=0)
     order = np.sort(delays)
     distinct, counts = np.unique(order, return_counts=True)
     # R_j = #(delay <= d_j) - #(limit < d_j): labels at or below d_j on transactions that
@@ -98,7 +98,7 @@ def delay_curve(scored_at: Floats, label_time: Floats, as_of: float) -> DelayCur
     factors = np.clip(1.0 - counts / risk, 0.0, 1.0)
     # F(d_j) = product of the factors of the larger delays (F at the largest is 1).
     later = np.concatenate([np.cumprod(factors[::-1])[::-1][1:], [1.0]])
-    return DelayCurve(distinct, later, len(delays))
+    return DelayCurve(delays=distinct, shares=later, observed=len(delays))
 
 
 def maturity(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 import io
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -25,7 +25,18 @@ from retrain.evidence.text import duration, metric_row, number, share
 
 HISTORY_POINTS = 8
 HISTORY_REPLICATES = 300
-Point = tuple[float, float | None, float | None, float | None]
+
+
+class Point(NamedTuple):
+    """The primary difference and its interval as seen at one earlier analysis time ``at``
+    (None where no comparison could be made yet)."""
+
+    at: float
+    difference: float | None
+    low: float | None
+    high: float | None
+
+
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:66em;color:#1d2330}
 h1{font-size:1.4em}h2{font-size:1.1em;margin-top:2em;border-bottom:1px solid #ccd}
@@ -54,8 +65,8 @@ def _svg(figure: Any) -> str:
 
 
 def history(result: Comparison, as_of: float, points: int = HISTORY_POINTS) -> list[Point]:
-    """``(time, difference, low, high)`` of the primary metric at earlier analysis times,
-    each seeing only the labels known then (None where no comparison could be made yet)."""
+    """The primary metric's difference and interval at earlier analysis times, each seeing
+    only the labels known then."""
     rows = result.rows
     if not len(rows):
         return []
@@ -75,21 +86,26 @@ def history(result: Comparison, as_of: float, points: int = HISTORY_POINTS) -> l
         )
         ci = then.evidence.difference_ci
         out.append(
-            (moment, then.evidence.difference, ci.low if ci else None, ci.high if ci else None)
+            Point(
+                at=moment,
+                difference=then.evidence.difference,
+                low=ci.low if ci else None,
+                high=ci.high if ci else None,
+            )
         )
     return out
 
 
 def _history_plot(series: list[Point]) -> str:
-    known = [(t, d, lo, hi) for t, d, lo, hi in series if d is not None and lo is not None]
+    known = [p for p in series if p.difference is not None and p.low is not None]
     if not known:
         return "<p class=note>No labeled comparison was possible at any of these times.</p>"
     figure, axes = _figure()
-    start = float(series[0][0])
-    x = [(t - start) / 86_400 for t, *_ in known]
-    y = np.array([d for _, d, _, _ in known], dtype=float)
-    low = np.array([lo for *_, lo, _ in known], dtype=float)
-    high = np.array([hi for *_, hi in known], dtype=float)
+    start = float(series[0].at)
+    x = [(p.at - start) / 86_400 for p in known]
+    y = np.array([p.difference for p in known], dtype=float)
+    low = np.array([p.low for p in known], dtype=float)
+    high = np.array([p.high for p in known], dtype=float)
     axes.errorbar(x, y, yerr=[y - low, high - y], fmt="o-", capsize=3)
     axes.axhline(0, color="grey", linewidth=0.8)
     axes.set_xlabel("analysis time, days after the first compared transaction")

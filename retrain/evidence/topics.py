@@ -160,7 +160,14 @@ def read_topic(
                             raise ValueError("the record has no value")
                         record = decode(message.value)
                     except ValueError as exc:  # pydantic's ValidationError is a ValueError
-                        on_bad(BadRecord(topic, tp.partition, message.offset, problem_of(exc)))
+                        on_bad(
+                            BadRecord(
+                                topic=topic,
+                                partition=tp.partition,
+                                offset=message.offset,
+                                problem=problem_of(exc),
+                            )
+                        )
                         continue
                     yield record
     except KafkaError as exc:

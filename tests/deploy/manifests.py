@@ -109,7 +109,16 @@ def containers(docs: list[Doc]) -> list[Container]:
                     refs.append((ref["name"], ref["key"], bool(ref.get("optional"))))
                     secrets[item["name"]] = ref["key"]
             where = f"{doc['kind']} {doc['metadata']['name']}"
-            found.append(Container(where, container["name"], names, values, refs, secrets))
+            found.append(
+                Container(
+                    where=where,
+                    name=container["name"],
+                    names=names,
+                    values=values,
+                    secret_refs=refs,
+                    secrets=secrets,
+                )
+            )
     return found
 
 
@@ -123,7 +132,16 @@ def compose_services() -> list[Container]:
             env = dict(item.split("=", 1) for item in env)
         values = {key: str(value) for key, value in env.items()}
         where = f"compose service {name}"
-        found.append(Container(where, name, list(values), values, [], {}))
+        found.append(
+            Container(
+                where=where,
+                name=name,
+                names=list(values),
+                values=values,
+                secret_refs=[],
+                secrets={},
+            )
+        )
     return found
 
 

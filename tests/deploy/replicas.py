@@ -139,7 +139,7 @@ def replica(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    started = Replica(name, port, process)
+    started = Replica(name=name, port=port, process=process)
     try:
         _wait(f"{started.url}/readyz", process, log, timeout_s)
         yield started

@@ -95,7 +95,7 @@ def expectations(blocks: list[Block]) -> list[Expected]:
             status = next(
                 (m.group(1) for c in comments[:1] if (m := _STATUS_COMMENT.match(c))), "2xx"
             )
-            wanted.append(Expected(block.where, command, status))
+            wanted.append(Expected(where=block.where, command=command, status=status))
     return wanted
 
 

@@ -97,14 +97,14 @@ def test_connections_idle_longer_than_keepalive_are_replaced(
 
 
 def test_server_closing_connections_costs_no_request(http_port: int) -> None:
-    closing = (Payload("valid", "/close", b"{}"),)
+    closing = (Payload(kind="valid", path="/close", body=b"{}"),)
     rec, _ = run(_cfg(http_port, payloads=closing, rate=100.0, duration_s=0.3, connections=2))
     assert rec.completed == 30
     assert rec.failed == 0
 
 
 def test_unanswered_requests_time_out_and_count_as_failed(http_port: int) -> None:
-    hang = (Payload("valid", "/hang", b"{}"),)
+    hang = (Payload(kind="valid", path="/hang", body=b"{}"),)
     rec, _ = run(_cfg(http_port, payloads=hang, rate=20.0, duration_s=0.25, timeout_s=0.2))
     assert rec.completed == 0
     assert dict(rec.errors) == {"timeout": 5}

@@ -22,7 +22,7 @@ from loadtest.payloads import (
 
 
 def test_a_request_is_encoded_once_as_keep_alive_http11() -> None:
-    p = Payload("valid", "/v1/score", b'{"a":1}')
+    p = Payload(kind="valid", path="/v1/score", body=b'{"a":1}')
     assert p.encode("127.0.0.1:8000") == (
         b"POST /v1/score HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n"
         b"Content-Type: application/json\r\nContent-Length: 7\r\n\r\n"

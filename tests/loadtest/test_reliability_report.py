@@ -27,7 +27,7 @@ def results(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def test_a_row_passes_only_when_every_check_holds() -> None:
-    row = Row("r", "kill", "load", ["a", "b"])
+    row = Row(name="r", fault="kill", load="load", must_hold=["a", "b"])
     states = [row.passed]  # nothing measured is not a pass
     row.check("a held", True)
     states.append(row.passed)
@@ -46,9 +46,15 @@ def test_delivery_counts_losses_and_duplicates() -> None:
 def test_the_section_replaces_only_what_lies_between_its_markers(tmp_path: Path) -> None:
     page = tmp_path / "reliability.md"
     page.write_text(f"# Reliability\n\nHand-written.\n\n{BEGIN}\nold table\n{END}\n\n## After\n")
-    ok = Row("a", "kill -9 of a | b", "200 req/s", ["x holds"])
+    ok = Row(name="a", fault="kill -9 of a | b", load="200 req/s", must_hold=["x holds"])
     ok.check("x held", True)
-    bad = Row("b", "abuse", "200 req/s", ["y holds", "z holds"], depends_on="other branch")
+    bad = Row(
+        name="b",
+        fault="abuse",
+        load="200 req/s",
+        must_hold=["y holds", "z holds"],
+        depends_on="other branch",
+    )
     bad.check("y held", True)
     bad.check("z did not", False)
     write(results([ok.as_json(), bad.as_json()]), tmp_path)
@@ -76,7 +82,7 @@ def test_a_rerun_of_some_rows_replaces_them_and_keeps_the_rest(tmp_path: Path) -
     from benchmarks.reliability import merged
 
     def row(name: str, passed: bool) -> dict[str, Any]:
-        kept = Row(name, "fault", "load", ["holds"])
+        kept = Row(name=name, fault="fault", load="load", must_hold=["holds"])
         kept.check("measured", passed)
         return kept.as_json()
 

@@ -18,7 +18,7 @@ def test_result_counts_rates_and_failures() -> None:
     rec.cpu_s = 0.0001
     cfg = RunConfig(
         target=parse_target("http://127.0.0.1:9"),
-        payloads=(Payload("valid", "/", b"{}"),),
+        payloads=(Payload(kind="valid", path="/", body=b"{}"),),
         rate=2.5,
         duration_s=2.0,
     )

@@ -42,7 +42,9 @@ def test_register_stores_manifest_and_verified_artifact(
     assert registry.manifest("fraud", "v1") == stored
     assert registry.artifact("fraud", "v1") == model
     assert registry.state("fraud", "v1") is State.REGISTERED
-    assert registry.deployment("fraud") == Deployment("fraud", 1, None, None, {})
+    assert registry.deployment("fraud") == Deployment(
+        name="fraud", revision=1, production=None, previous_production=None, shadows={}
+    )
 
 
 def test_shadow_promote_rollback_and_the_live_set(
@@ -50,18 +52,26 @@ def test_shadow_promote_rollback_and_the_live_set(
 ) -> None:
     registered("v1")
     _live(registry, "v1")
-    assert registry.deployment("fraud") == Deployment("fraud", 4, "v1", None, {})
+    assert registry.deployment("fraud") == Deployment(
+        name="fraud", revision=4, production="v1", previous_production=None, shadows={}
+    )
     registered("v2")
     registry.shadow("fraud", "v2", rate=0.25, actor="alice")
-    assert registry.deployment("fraud") == Deployment("fraud", 6, "v1", None, {"v2": 0.25})
+    assert registry.deployment("fraud") == Deployment(
+        name="fraud", revision=6, production="v1", previous_production=None, shadows={"v2": 0.25}
+    )
     registry.record_evidence("fraud", "v2", good_evidence("v1"))
     registry.approve("fraud", "v2", actor="bob", reason="catches more fraud")
     assert registry.deployment("fraud").shadows == {}
     registry.promote("fraud", "v2", actor="bob")
-    assert registry.deployment("fraud") == Deployment("fraud", 8, "v2", "v1", {})
+    assert registry.deployment("fraud") == Deployment(
+        name="fraud", revision=8, production="v2", previous_production="v1", shadows={}
+    )
     assert registry.state("fraud", "v1") is State.RETIRED
     assert registry.rollback("fraud", actor="carol", reason="false declines up") == "v1"
-    assert registry.deployment("fraud") == Deployment("fraud", 9, "v1", None, {})
+    assert registry.deployment("fraud") == Deployment(
+        name="fraud", revision=9, production="v1", previous_production=None, shadows={}
+    )
     assert registry.state("fraud", "v2") is State.RETIRED
     assert registry.state("fraud", "v1") is State.PRODUCTION
 

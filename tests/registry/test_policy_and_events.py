@@ -100,7 +100,14 @@ def test_decode_event() -> None:
         "action": "promote",
     }
     assert decode_event(json.dumps(message)) == RegistryEvent(
-        "fraud", "v2", "approved", "production", 8, "bob", "2026-11-27T09:00:00+00:00", "promote"
+        name="fraud",
+        version="v2",
+        from_state="approved",
+        to_state="production",
+        revision=8,
+        actor="bob",
+        at="2026-11-27T09:00:00+00:00",
+        action="promote",
     )
     assert decode_event(json.dumps({**message, "from": None})).from_state is None
     with pytest.raises(RegistryError, match=r"^not a registry event: KeyError\('revision'\)"):

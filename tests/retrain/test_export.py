@@ -110,7 +110,17 @@ def test_the_manifest_passes_registry_validation_with_golden_examples(
     assert (scores >= thresholds.block).mean() == pytest.approx(0.005, abs=0.001)
     golden = golden_examples(frame, scores)
     assert len(golden) == 12
-    candidate = Candidate("fraud", "v1", "r1", "git:abc", "lightgbm", EPOCH, EPOCH, "f" * 64, None)
+    candidate = Candidate(
+        name="fraud",
+        version="v1",
+        run_id="r1",
+        code_version="git:abc",
+        trainer="lightgbm",
+        window_start=EPOCH,
+        window_end=EPOCH,
+        data_fingerprint="f" * 64,
+        parent_version=None,
+    )
     manifest = build_manifest(candidate, thresholds, {"roc_auc": 0.9, "note": None}, golden, "")
     assert manifest.metrics == {"roc_auc": 0.9}
     validate_model(artifact, manifest)  # raises when the contract is not met

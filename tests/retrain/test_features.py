@@ -98,7 +98,12 @@ def test_sets_are_time_ordered_and_slices_cover_country_amount_and_category() ->
         for i, day in enumerate(range(0, 28, 2))
     ]
     clean, _ = filter_rows(_frame(rows), T0 + timedelta(days=60), 14)
-    window = Window(T0 - timedelta(days=1), T0, T0 + timedelta(days=14), T0 + timedelta(days=28))
+    window = Window(
+        data_start=T0 - timedelta(days=1),
+        train_start=T0,
+        train_end=T0 + timedelta(days=14),
+        eval_end=T0 + timedelta(days=28),
+    )
     train, evaluation = split(add_features(clean), window)
     assert train["event_time"].max() < evaluation["event_time"].min()
     assert (len(train), len(evaluation)) == (7, 7)

@@ -223,11 +223,11 @@ def test_a_restarted_worker_reports_its_last_success_from_the_stored_runs(
     assert runner.metrics.registry.get_sample_value(gauge) == 0.0  # nothing stored yet
     store = RunStore(redis_client)
     good = RunRecord(
-        "r-good",
-        "fraud",
-        MONDAY_3AM - 7 * 86400,
-        "as-of",
-        "schedule",
+        run_id="r-good",
+        model_name="fraud",
+        started_at=MONDAY_3AM - 7 * 86400,
+        as_of="as-of",
+        trigger="schedule",
         outcome="succeeded",
         finished_at=MONDAY_3AM - 7 * 86400 + 600,
     )

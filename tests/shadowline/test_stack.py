@@ -117,7 +117,9 @@ def test_recycled_pid_is_not_signalled(tmp_path: Path) -> None:
     # A state file naming a live process with a different start time (e.g. pid reuse after a
     # reboot) must not be treated as ours.
     me = psutil.Process()
-    fake = Component("redis", me.pid, me.create_time() - 100, 1, "x.log")
+    fake = Component(
+        name="redis", pid=me.pid, create_time=me.create_time() - 100, port=1, log="x.log"
+    )
     (tmp_path / "stack.json").write_text(json.dumps({"components": [fake.__dict__]}))
     stack = LocalStack(tmp_path)
     assert [h.running for h in stack.status()] == [False]

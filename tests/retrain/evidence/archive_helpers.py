@@ -49,7 +49,9 @@ def _write(
 ) -> None:
     for first in range(0, len(records), batch):
         chunk = records[first : first + batch]
-        rows = [layout.Located(r, 0, first + i) for i, r in enumerate(chunk)]
+        rows = [
+            layout.Located(record=r, partition=0, offset=first + i) for i, r in enumerate(chunk)
+        ]
         days = layout.split_by_day(rows)
         for day, part in days.items():
             name = layout.part_name(topic, 0, first, rows[-1].offset, len(days), "parquet")

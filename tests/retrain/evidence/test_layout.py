@@ -16,7 +16,7 @@ DEFAULTS = ProductionScore(version="-", score=0.0, decision=Decision.ALLOW, late
 
 def test_arrow_json_parsing_builds_the_same_columns_as_the_records() -> None:
     scores, _ = messy_traffic(500)
-    rows = [layout.Located(s, 2, i) for i, s in enumerate(scores)]
+    rows = [layout.Located(record=s, partition=2, offset=i) for i, s in enumerate(scores)]
     by_records = layout.score_table(rows)
     by_json = layout.score_table_json(
         [encode(s) for s in scores], [2] * len(scores), list(range(len(scores))), DEFAULTS
@@ -32,7 +32,9 @@ def test_a_field_that_changes_kind_is_refused_by_arrow_and_kept_as_json_text() -
     ]
     with pytest.raises(pa.ArrowInvalid):
         layout.score_table_json([encode(r) for r in records], [0, 0], [0, 1], DEFAULTS)
-    table = layout.score_table([layout.Located(r, 0, i) for i, r in enumerate(records)])
+    table = layout.score_table(
+        [layout.Located(record=r, partition=0, offset=i) for i, r in enumerate(records)]
+    )
     assert layout.json_columns(table.schema) == {"input_x"}
     assert table["input_x"].to_pylist() == ["1.5", '"DE"']
     assert layout.input_rows(table, ["x", "y", "z"]) == [
@@ -44,7 +46,10 @@ def test_a_field_that_changes_kind_is_refused_by_arrow_and_kept_as_json_text() -
 def test_chunks_of_one_file_whose_types_differ_become_json_text() -> None:
     first = scored("a", 0.1).model_copy(update={"inputs": {"x": 2.0, "k": "US"}})
     second = scored("b", 0.1).model_copy(update={"inputs": {"x": "two", "k": "DE"}})
-    chunks = [layout.score_table([layout.Located(r, 0, i)]) for i, r in enumerate((first, second))]
+    chunks = [
+        layout.score_table([layout.Located(record=r, partition=0, offset=i)])
+        for i, r in enumerate((first, second))
+    ]
     table = layout.concat(chunks)
     assert layout.json_columns(table.schema) == {"input_x"}
     assert layout.input_rows(table, ["x", "k"]) == [{"x": 2.0, "k": "US"}, {"x": "two", "k": "DE"}]
