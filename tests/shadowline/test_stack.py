@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -165,6 +166,22 @@ def lingering(port: int) -> set[str]:
     }
 
 
+def accepted(server: psutil.Process, client_port: int, timeout_s: float = 10.0) -> None:
+    """Until ``server`` (or one of its threads' processes) holds the connection from
+    ``client_port``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        processes = [server, *server.children(recursive=True)]
+        if any(
+            conn.raddr and conn.raddr.port == client_port
+            for proc in processes
+            for conn in proc.net_connections(kind="tcp4")
+        ):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"pid {server.pid} did not accept the connection from {client_port}")
+
+
 def test_up_restarts_components_killed_with_their_connections_open_at_once(
     tmp_path: Path,
 ) -> None:
@@ -174,6 +191,10 @@ def test_up_restarts_components_killed_with_their_connections_open_at_once(
     before = {c.name: c for c in stack.up(topics=["shadowline.scores"])}
     clients = [socket.create_connection((HOST, c.port)) for c in before.values()]
     try:
+        for comp, client in zip(before.values(), clients, strict=True):
+            # A connection still in the listen backlog is reset by the kill, not left in
+            # TIME-WAIT: wait until the server has accepted it (a busy machine can lag).
+            accepted(psutil.Process(comp.pid), client.getsockname()[1])
         for comp in before.values():
             proc = psutil.Process(comp.pid)
             proc.kill()
@@ -181,7 +202,10 @@ def test_up_restarts_components_killed_with_their_connections_open_at_once(
         for client in clients:
             client.close()  # the servers closed first: their sockets wait in TIME-WAIT
         for comp in before.values():
-            assert psutil.CONN_TIME_WAIT in lingering(comp.port)
+            deadline = time.monotonic() + 2.0
+            while psutil.CONN_TIME_WAIT not in lingering(comp.port):
+                assert time.monotonic() < deadline, lingering(comp.port)
+                time.sleep(0.02)
         after = {c.name: c for c in stack.up(topics=["shadowline.scores"])}
         assert {n: c.port for n, c in after.items()} == {n: c.port for n, c in before.items()}
         assert all(after[n].pid != before[n].pid for n in after)
