@@ -132,6 +132,12 @@ def start_hello(log_dir: Path) -> Server:
     return start("hello", uvicorn_cmd("benchmarks.hello_asgi:app", free_port()), log_dir, "/")
 
 
+def start_floor(log_dir: Path, model_path: Path) -> Server:
+    """The scoring floor (benchmarks/floor_app.py) on the benchmark model."""
+    cmd = uvicorn_cmd("benchmarks.floor_app:create_app", free_port(), factory=True)
+    return start("floor", cmd, log_dir, "/", {"FLOOR_MODEL_PATH": str(model_path)})
+
+
 def start_naive(log_dir: Path, model_path: Path) -> Server:
     cmd = uvicorn_cmd("benchmarks.naive_app:create_app", free_port(), factory=True)
     return start("naive", cmd, log_dir, "/openapi.json", {"NAIVE_MODEL_PATH": str(model_path)})
