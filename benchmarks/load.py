@@ -17,8 +17,8 @@ CONNECTIONS = 16  # closed loop, as in the targets
 
 def payloads(server: str) -> tuple[Payload, ...]:
     """The same 256 rows in each server's request shape."""
-    if server in ("scorer", "floor"):
-        path = "/v1/score" if server == "scorer" else "/"
+    if server.startswith("scorer") or server == "floor":
+        path = "/" if server == "floor" else "/v1/score"
         return tuple(
             Payload("valid", path, json.dumps(
                 {"transaction_id": f"bench-{i}", "features": row}, separators=(",", ":")

@@ -46,8 +46,10 @@ def summarize_raw(text: str, top: int = 15) -> dict[str, Any]:
         count = int(count_s)
         samples += count
         frames = stack.split(";")
-        if frames[0].startswith("process "):
-            procs[_process_label(frames[0])] += count
+        # A child's stacks sit under its parent's process frame: the innermost one is its own.
+        own_process = [f for f in frames if f.startswith("process ")]
+        if own_process:
+            procs[_process_label(own_process[-1])] += count
         self_counts[frames[-1]] += count
         for frame in {f for f in frames if any(mark in f for mark in OWN_CODE)}:
             own[frame] += count

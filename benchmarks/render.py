@@ -116,6 +116,15 @@ def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
         "| naive | `benchmarks/naive_app.py`: FastAPI, pydantic request model with 30 float "
         "fields, a plain `def` endpoint, onnxruntime (default session options) per request, "
         "pydantic response model |",
+        *(
+            [
+                "| scorer-confluent | the same scorer with "
+                "`SHADOWLINE_KAFKA_CLIENT=confluent` (the librdkafka producer in its sidecar), on "
+                "the same stack |"
+            ]
+            if "scorer-confluent" in results.get("servers", {})
+            else []
+        ),
         "| floor | `benchmarks/floor_app.py`: the scoring floor: bare ASGI, the scorer's JSON "
         "body parsed with orjson, the model on onnxruntime with one thread, an orjson answer; "
         "nothing else (no validation, no metrics, no Kafka) |",

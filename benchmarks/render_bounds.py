@@ -10,7 +10,7 @@ from typing import Any
 from benchmarks.checks import ratio
 from benchmarks.report import LAG_SCENARIOS, _fmt, _values, med, per_second
 
-PINNED = ("floor", "scorer", "naive")
+PINNED = ("floor", "scorer", "scorer-confluent", "naive")
 
 
 def floor_ratios(results: dict[str, Any], prefix: str) -> list[str]:
@@ -228,7 +228,7 @@ def history_section(results: dict[str, Any]) -> list[str]:
     for h in history:
         ok = all(x <= 1.25 for x in h["per_rep"]) if h["per_rep"] else False
         out.append(
-            f"| {h['date_utc']} | {h['code'][:40]} | {_list(h['per_rep'])} | "
+            f"| {h['date_utc']} | {h['code'].split()[0]} | {_list(h['per_rep'])} | "
             f"{'yes' if ok else '**no**'} |"
         )
     return [*out, ""]

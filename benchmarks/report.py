@@ -16,7 +16,7 @@ from typing import Any
 from benchmarks.checks import every_rep, ratio, second_bound
 from loadtest import plot_timelines
 
-SERVERS = ("scorer", "floor", "naive", "hello")
+SERVERS = ("scorer", "scorer-confluent", "floor", "naive", "hello")
 NOT_RUN = "not run yet"
 
 

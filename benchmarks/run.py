@@ -49,7 +49,10 @@ from benchmarks.servers import (
 )
 
 WORK_DIR = Path(".shadowline/bench")
-PINNED_SERVERS = ("floor", "scorer", "naive")
+PINNED_SERVERS = ("floor", "scorer", "scorer-confluent", "naive")
+# A second scorer with the librdkafka producer, when this checkout has the setting for it
+# (SHADOWLINE_KAFKA_CLIENT): max throughput, fixed rate and pinned, beside the default one.
+CONFLUENT = "scorer-confluent"
 # The scorer measures its event loop's lag in the bench (docs/benchmarks.md reports it).
 SCORER_BENCH_ENV = {"SHADOWLINE_LAG_PROBE": "true"}
 
@@ -66,6 +69,13 @@ def scorer_available() -> str | None:
     return None
 
 
+def kafka_clients() -> bool:
+    """True when the scorer can choose its Kafka client (SHADOWLINE_KAFKA_CLIENT)."""
+    from service.settings import ServiceSettings
+
+    return "kafka_client" in ServiceSettings.model_fields
+
+
 def setup_scorer(ctx: Context, work: Path, onnx_bytes: bytes) -> str:
     """Start the LocalStack, register the models, start ``shadowline serve``; "run", or why
     the scorer could not be set up (the baselines still run)."""
@@ -79,10 +89,17 @@ def setup_scorer(ctx: Context, work: Path, onnx_bytes: bytes) -> str:
         env = {**ctx.stack.env, **SCORER_BENCH_ENV}
         ctx.servers["scorer"] = start_scorer(work, env, args.scorer_workers)
         ctx.servers["scorer"].wait_ready()
+        if kafka_clients() and args.confluent:
+            confluent_env = {**env, "SHADOWLINE_KAFKA_CLIENT": "confluent"}
+            ctx.servers[CONFLUENT] = start_scorer(
+                work, confluent_env, args.scorer_workers, CONFLUENT
+            )
+            ctx.servers[CONFLUENT].wait_ready()
     except Exception as exc:  # any failure of the scorer's side is reported, not fatal
         print(f"scorer not usable: {exc}", file=sys.stderr, flush=True)
-        if "scorer" in ctx.servers:
-            ctx.servers.pop("scorer").stop()
+        for name in ("scorer", CONFLUENT):
+            if name in ctx.servers:
+                ctx.servers.pop(name).stop()
         if ctx.stack is not None:
             ctx.stack.down()
             ctx.stack = None
@@ -241,6 +258,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scorer", choices=("auto", "off"), default="auto")
     parser.add_argument("--scorer-workers", type=int, default=None)
     parser.add_argument("--no-profile", dest="profile", action="store_false")
+    parser.add_argument(
+        "--no-confluent",
+        dest="confluent",
+        action="store_false",
+        help="no second scorer with SHADOWLINE_KAFKA_CLIENT=confluent",
+    )
     parser.add_argument(
         "--no-pin", dest="pin", action="store_false", help="skip the pinned-mode runs"
     )

@@ -143,13 +143,15 @@ def start_naive(log_dir: Path, model_path: Path) -> Server:
     return start("naive", cmd, log_dir, "/openapi.json", {"NAIVE_MODEL_PATH": str(model_path)})
 
 
-def start_scorer(log_dir: Path, env: dict[str, str], workers: int | None = None) -> Server:
+def start_scorer(
+    log_dir: Path, env: dict[str, str], workers: int | None = None, name: str = "scorer"
+) -> Server:
     """``shadowline serve`` configured by SHADOWLINE_* variables (its only configuration)."""
     port = free_port()
     cmd = [str(Path(sys.executable).with_name("shadowline")), "serve", "--port", str(port)]
     if workers:
         cmd += ["--workers", str(workers)]
-    return start("scorer", cmd, log_dir, "/readyz", env)
+    return start(name, cmd, log_dir, "/readyz", env)
 
 
 def wait_for_scorer(scorer: Server, *, shadows: int | None = None, production: str | None = None,

@@ -135,11 +135,14 @@ def test_profile_summary_counts_processes_innermost_frames_and_our_code() -> Non
     raw = (
         'process 1:"python serve";main (service/app.py:1);run (onnxruntime/x.py:3) 60\n'
         'process 1:"python serve";main (service/app.py:1);parse (json.py:4) 30\n'
-        'process 2:"python producer";send (kafka/y.py:9) 10\n'
+        'process 1:"python serve";process 2:"python -c spawn_main";send (kafka/y.py:9) 10\n'
     )
     got = summarize_raw(raw)
     assert got["samples"] == 100
-    assert got["processes"] == [("pid 1: python serve", 90.0), ("pid 2: python producer", 10.0)]
+    assert got["processes"] == [
+        ("pid 1: python serve", 90.0),
+        ("pid 2: python -c spawn_main", 10.0),
+    ]
     assert got["top_self"][0] == ("run (onnxruntime/x.py:3)", 60.0)
     assert got["top_own"] == [("main (service/app.py:1)", 90.0)]
     assert summarize_raw("") == {"samples": 0, "processes": [], "top_self": [], "top_own": []}
