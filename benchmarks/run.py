@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import json
 import os
 import shutil
 import sys
@@ -76,6 +77,35 @@ def kafka_clients() -> bool:
     return "kafka_client" in ServiceSettings.model_fields
 
 
+def start_confluent(ctx: Context, work: Path, env: dict[str, str]) -> None:
+    """The second scorer (librdkafka producer); if it cannot start, the bench goes on
+    without it and the log says why."""
+    server = start_scorer(
+        work, {**env, "SHADOWLINE_KAFKA_CLIENT": "confluent"}, ctx.args.scorer_workers, CONFLUENT
+    )
+    try:
+        server.wait_ready()
+    except BenchError as exc:
+        print(f"{CONFLUENT} not usable, measured without it: {exc}", file=sys.stderr, flush=True)
+        server.stop()
+        return
+    ctx.servers[CONFLUENT] = server
+
+
+def confluent(ctx: Context, *, paused: bool) -> None:
+    """Pause the second scorer while the scorer's own scenarios run (it follows the same
+    registry, so it would load every shadow and promoted model beside the one measured);
+    continue it, caught up with the registry, for the next repetition's baseline runs."""
+    server = ctx.servers.get(CONFLUENT)
+    if server is None:
+        return
+    server.pause(paused)
+    if not paused:
+        _, raw = ctx.servers["scorer"].get("/readyz")
+        production = (json.loads(raw).get("production") or {}).get("version") if raw else None
+        wait_for_scorer(server, shadows=0, production=production, timeout_s=60.0)
+
+
 def setup_scorer(ctx: Context, work: Path, onnx_bytes: bytes) -> str:
     """Start the LocalStack, register the models, start ``shadowline serve``; "run", or why
     the scorer could not be set up (the baselines still run)."""
@@ -90,11 +120,7 @@ def setup_scorer(ctx: Context, work: Path, onnx_bytes: bytes) -> str:
         ctx.servers["scorer"] = start_scorer(work, env, args.scorer_workers)
         ctx.servers["scorer"].wait_ready()
         if kafka_clients() and args.confluent:
-            confluent_env = {**env, "SHADOWLINE_KAFKA_CLIENT": "confluent"}
-            ctx.servers[CONFLUENT] = start_scorer(
-                work, confluent_env, args.scorer_workers, CONFLUENT
-            )
-            ctx.servers[CONFLUENT].wait_ready()
+            start_confluent(ctx, work, env)
     except Exception as exc:  # any failure of the scorer's side is reported, not fatal
         print(f"scorer not usable: {exc}", file=sys.stderr, flush=True)
         for name in ("scorer", CONFLUENT):
@@ -209,7 +235,9 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         )
         results["rates"] = {"fixed": fixed_rate, "scorer_half": half_rate}
         for r in range(args.reps):
+            confluent(ctx, paused=False)
             rep = baseline_rep(ctx, r, names, fixed_rate)
+            confluent(ctx, paused=True)
             if half_rate is not None:
                 try:
                     scorer_rep(ctx, r, half_rate, rep)

@@ -95,8 +95,16 @@ class Server:
     def tail(self, chars: int = 1500) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
+    def pause(self, paused: bool = True) -> None:
+        """SIGSTOP (or SIGCONT) the server's process group: a paused server takes no CPU
+        while others are measured, and catches up with the registry when it continues."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGSTOP if paused else signal.SIGCONT)
+
     def stop(self) -> None:
         """SIGTERM the server's process group, SIGKILL after 10 s."""
+        self.pause(False)  # a stopped process would not act on SIGTERM
         if self.proc.poll() is None:
             for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
                 with contextlib.suppress(ProcessLookupError):
