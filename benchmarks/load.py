@@ -17,9 +17,10 @@ CONNECTIONS = 16  # closed loop, as in the targets
 
 def payloads(server: str) -> tuple[Payload, ...]:
     """The same 256 rows in each server's request shape."""
-    if server == "scorer":
+    if server.startswith("scorer") or server == "floor":
+        path = "/" if server == "floor" else "/v1/score"
         return tuple(
-            Payload("valid", "/v1/score", json.dumps(
+            Payload("valid", path, json.dumps(
                 {"transaction_id": f"bench-{i}", "features": row}, separators=(",", ":")
             ).encode())
             for i, row in enumerate(ROWS)
@@ -63,25 +64,68 @@ def load(
     began = time.perf_counter()
     # A process of its own: the bench's threads (promotions, broker restarts) and its own
     # Python work must not delay the generator through the GIL.
-    rec, _ = run(cfg, isolate=isolate)
-    return build_result(cfg, rec, time.perf_counter() - began)
+    rec, started = run(cfg, isolate=isolate)
+    result = build_result(cfg, rec, time.perf_counter() - began)
+    result["started_wall"] = started  # the timeline's second 0, as time.time()
+    return result
 
 
-def scrape(url: str) -> dict[str, float]:
-    """Prometheus text from ``url/metrics``, summed over labels by metric name."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:  # noqa: S310 - loopback
-        text = resp.read().decode()
-    totals: dict[str, float] = {}
+Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]  # (name, labels) -> value
+
+
+def parse_exposition(text: str) -> Series:
+    """Prometheus text exposition -> value by (metric name, sorted label pairs)."""
+    series: Series = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
         name_part, _, value = line.rpartition(" ")
-        name = name_part.split("{", 1)[0]
+        name, _, labels_part = name_part.partition("{")
+        labels = tuple(
+            sorted(
+                (key.strip(), val.strip('"'))
+                for key, _, val in (pair.partition("=") for pair in _label_pairs(labels_part))
+            )
+        )
         try:
-            totals[name] = totals.get(name, 0.0) + float(value)
+            series[(name, labels)] = float(value)
         except ValueError:
             continue
-    return totals
+    return series
+
+
+def _label_pairs(part: str) -> list[str]:
+    """``a="x",b="y"}`` -> ``['a="x"', 'b="y"']`` (label values here hold no commas)."""
+    part = part.rstrip("}")
+    return [pair for pair in part.split(",") if pair] if part else []
+
+
+def scrape_series(url: str) -> Series:
+    """``url/metrics`` parsed by :func:`parse_exposition`."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:  # noqa: S310 - loopback
+        return parse_exposition(resp.read().decode())
+
+
+def totals(series: Series) -> dict[str, float]:
+    """Summed over labels, by metric name."""
+    out: dict[str, float] = {}
+    for (name, _), value in series.items():
+        out[name] = out.get(name, 0.0) + value
+    return out
+
+
+def select(series: Series, name: str, **labels: str) -> float:
+    """The sum of ``name``'s series whose labels include ``labels``."""
+    return sum(
+        value
+        for (n, pairs), value in series.items()
+        if n == name and all(dict(pairs).get(k) == v for k, v in labels.items())
+    )
+
+
+def scrape(url: str) -> dict[str, float]:
+    """Prometheus text from ``url/metrics``, summed over labels by metric name."""
+    return totals(scrape_series(url))
 
 
 SCORER_COUNTERS = {
@@ -96,11 +140,41 @@ SCORER_COUNTERS = {
 }
 
 
+SHADOW_ERROR_KINDS = ("timeout", "busy", "shed", "error", "input", "load")
+LAG = "shadowline_event_loop_lag_seconds"
+LAG_LIMIT = "0.002"  # the bucket bound of issue 12's 2 ms
+
+
 def counter_deltas(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     return {
         key: after.get(metric, 0.0) - before.get(metric, 0.0)
         for key, metric in SCORER_COUNTERS.items()
     }
+
+
+def scorer_deltas(before: Series, after: Series) -> dict[str, Any]:
+    """What the scorer counted between two scrapes: its counters, the shadow entries by
+    outcome (``scored`` = shadow decisions; the error kinds; ``shed_transactions`` = whole
+    transactions dropped before the sidecar) and the event-loop lag probe's wakes, wakes
+    later than 2 ms and its peak (the gauge is reset by the ``before`` scrape)."""
+    out: dict[str, Any] = counter_deltas(totals(before), totals(after))
+
+    def grew(name: str, **labels: str) -> float:
+        return select(after, name, **labels) - select(before, name, **labels)
+
+    outcomes = {"scored": grew("shadowline_decisions_total", role="shadow")}
+    for kind in SHADOW_ERROR_KINDS:
+        outcomes[kind] = grew("shadowline_shadow_errors_total", kind=kind)
+    outcomes["shed_transactions"] = grew("shadowline_shadow_shed_total")
+    out["shadow_outcomes"] = outcomes
+    wakes = grew(f"{LAG}_count")
+    if wakes > 0 or any(name == f"{LAG}_count" for name, _ in after):
+        out["loop_lag"] = {
+            "wakes": wakes,
+            "over_2ms": wakes - grew(f"{LAG}_bucket", le=LAG_LIMIT),
+            "max_ms": round(1000 * select(after, "shadowline_event_loop_lag_max_seconds"), 2),
+        }
+    return out
 
 
 def median(values: list[float]) -> float:

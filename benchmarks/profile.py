@@ -1,7 +1,8 @@
-"""py-spy profiles of the scorer under the load where a target was missed."""
+"""py-spy profiles of the scorer and its sidecar, taken in every run (docs/bench/profile-*.txt)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import sys
@@ -45,8 +46,10 @@ def summarize_raw(text: str, top: int = 15) -> dict[str, Any]:
         count = int(count_s)
         samples += count
         frames = stack.split(";")
-        if frames[0].startswith("process "):
-            procs[_process_label(frames[0])] += count
+        # A child's stacks sit under its parent's process frame: the innermost one is its own.
+        own_process = [f for f in frames if f.startswith("process ")]
+        if own_process:
+            procs[_process_label(own_process[-1])] += count
         self_counts[frames[-1]] += count
         for frame in {f for f in frames if any(mark in f for mark in OWN_CODE)}:
             own[frame] += count
@@ -76,33 +79,27 @@ def trim_raw(text: str, keep: int = 100) -> str:
 
 
 def profile_scorer(ctx: Any, rate: float, assets: Path) -> list[dict[str, Any]]:
-    """Record the scorer (and its children) with py-spy during a closed-loop run (throughput)
-    and during an open-loop run with 3 shadows at ``rate``."""
+    """Record the scorer and its children (the sidecar) with py-spy during a closed-loop run
+    (max throughput, shadows off; pinned when pinned mode is on: py-spy then runs on the
+    generator's core) and during an open-loop run with 3 shadows at ``rate``."""
     scorer = ctx.servers["scorer"]
     assets.mkdir(parents=True, exist_ok=True)
     seconds = ctx.durations.profile
     out = []
-    plans = [("max throughput, 16 connections, shadows off", None, 0, "profile-max.txt"),
-             (f"{rate:.0f} req/s with 3 shadows", rate, 3, "profile-shadows.txt")]  # fmt: skip
-    for title, run_rate, shadows, name in plans:
+    where = "pinned, " if ctx.cores is not None else ""
+    plans = [(f"max throughput, 16 connections, shadows off ({where}scorer + sidecar)", None,
+              0, "profile-max.txt", True),
+             (f"{rate:.0f} req/s with 3 shadows (scorer + sidecar)", rate, 3,
+              "profile-shadows.txt", False)]  # fmt: skip
+    for title, run_rate, shadows, name, pin in plans:
         ctx.stack.set_shadows(shadows)
         wait_for_scorer(scorer, shadows=shadows)
         path = assets / name
         cmd = [_pyspy(), "record", "--pid", str(scorer.proc.pid), "--subprocesses",
                "--duration", str(int(seconds)), "--rate", "250", "--format", "raw",
                "--nonblocking", "--output", str(path)]  # fmt: skip
-        spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        loader = threading.Thread(
-            target=load, args=(scorer.url, "scorer"),
-            kwargs={"rate": run_rate, "duration_s": seconds + 1.0}, daemon=True,
-        )  # fmt: skip
-        loader.start()
-        try:
-            _, err = spy.communicate(timeout=seconds + 30)
-        except subprocess.TimeoutExpired:
-            spy.kill()
-            _, err = spy.communicate()
-        loader.join(seconds + 20)
+        with ctx.pinned("scorer") if pin else contextlib.nullcontext():
+            err = _record(cmd, scorer.url, run_rate, seconds)
         shown = "py-spy " + " ".join(cmd[1:]).replace(str(scorer.proc.pid), "<scorer pid>")
         entry: dict[str, Any] = {"title": title, "command": shown, "file": name, "error": None}
         if path.exists():
@@ -115,3 +112,20 @@ def profile_scorer(ctx: Any, rate: float, assets: Path) -> list[dict[str, Any]]:
         out.append(entry)
     ctx.stack.set_shadows(0)
     return out
+
+
+def _record(cmd: list[str], url: str, rate: float | None, seconds: float) -> bytes:
+    """Run py-spy ``cmd`` while the generator loads ``url``; returns py-spy's stderr."""
+    spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    loader = threading.Thread(
+        target=load, args=(url, "scorer"),
+        kwargs={"rate": rate, "duration_s": seconds + 1.0}, daemon=True,
+    )  # fmt: skip
+    loader.start()
+    try:
+        _, err = spy.communicate(timeout=seconds + 30)
+    except subprocess.TimeoutExpired:
+        spy.kill()
+        _, err = spy.communicate()
+    loader.join(seconds + 20)
+    return err

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.render_bounds import (
+    change_sections,
+    floor_ratios,
+    history_section,
+    pinned_section,
+    ramp_section,
+)
 from benchmarks.report import NOT_RUN, SERVERS, _fmt, _latency_row, _values, med, total
 
 LAT_HEAD = (
@@ -109,6 +116,18 @@ def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
         "| naive | `benchmarks/naive_app.py`: FastAPI, pydantic request model with 30 float "
         "fields, a plain `def` endpoint, onnxruntime (default session options) per request, "
         "pydantic response model |",
+        *(
+            [
+                "| scorer-confluent | the same scorer with "
+                "`SHADOWLINE_KAFKA_CLIENT=confluent` (the librdkafka producer in its sidecar), on "
+                "the same stack |"
+            ]
+            if "scorer-confluent" in results.get("servers", {})
+            else []
+        ),
+        "| floor | `benchmarks/floor_app.py`: the scoring floor: bare ASGI, the scorer's JSON "
+        "body parsed with orjson, the model on onnxruntime with one thread, an orjson answer; "
+        "nothing else (no validation, no metrics, no Kafka) |",
         "| hello | `benchmarks/hello_asgi.py`: bare ASGI hello-world, the HTTP floor |",
         "",
         f"Model: LightGBM, {results['model']['trees']} trees, 30 numeric inputs, trained on "
@@ -121,13 +140,17 @@ def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
         "",
         "## Targets",
         "",
-        "A target is met when both the ratio of the medians and the median of the "
-        "per-repetition ratios meet the bound.",
+        "A ratio target is met when both the ratio of the medians and the median of the "
+        "per-repetition ratios meet the bound (the 3-shadow bound: in every repetition too). "
+        "A count target must be 0.",
         "",
         "| target | ratio of medians | median of per-rep ratios (each rep) | required | met |",
         "|---|---|---|---|---|",
     ]
     for t in results.get("targets", []):
+        if t.get("kind") == "count":
+            out.append(_count_row(t))
+            continue
         if t["met"] is None:
             out.append(f"| {t['target']} | {NOT_RUN} | {NOT_RUN} | {t['bound']} | {NOT_RUN} |")
             continue
@@ -146,8 +169,10 @@ def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
         *[_latency_row(results, n, f"max/{n}") for n in names],
         *([f"| scorer | {NOT_RUN} ||||||||"] if not ran else []),
         "",
+        *floor_ratios(results, "max"),
         f"![max throughput](bench/{made['throughput']})",
         "",
+        *pinned_section(results),
         f"## Latency at a fixed rate ({results['rates']['fixed']:.0f} req/s, open loop)",
         "",
         "Half the naive baseline's calibrated maximum, the same rate for every server. Server "
@@ -157,6 +182,7 @@ def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
         LAT_HEAD,
         *[_latency_row(results, n, f"fixed/{n}") for n in names],
         "",
+        *floor_ratios(results, "fixed"),
         f"![fixed rate](bench/{made['fixed']})",
         "",
     ]
@@ -182,6 +208,9 @@ def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
             "",
             f"![promotions](bench/{made['promotions']})",
             "",
+            *change_sections(results),
+            *ramp_section(results),
+            *history_section(results),
         ]
         if "mixed" in results:
             mx = results["mixed"]
@@ -315,6 +344,16 @@ def _adapter(a: dict[str, Any] | None) -> list[str]:
         "graph costs the last row.",
         "",
     ]
+
+
+def _count_row(t: dict[str, Any]) -> str:
+    if t["met"] is None:
+        return f"| {t['target']} | {t['note']} | {t['note']} | {t['bound']} | {t['note']} |"
+    per = ", ".join(f"{x:,.0f}" for x in t["per_rep"])
+    verdict = "yes" if t["met"] else f"**no**: {t['value']:,.0f}"
+    return (
+        f"| {t['target']} | {t['value']:,.0f}; {t['note']} | ({per}) | {t['bound']} | {verdict} |"
+    )
 
 
 def _generator_row(label: str, run: dict[str, Any]) -> str:

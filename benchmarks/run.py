@@ -1,16 +1,20 @@
 """`make bench`: every server and scenario in ONE run, repetitions interleaved.
 
-    python -m benchmarks.run [--reps 3] [--out docs] [--scorer auto|off] [--quick]
+    python -m benchmarks.run [--reps 3] [--out docs] [--scorer auto|off] [--quick] [--no-pin]
 
-Order: train the model; time onnxruntime in-process (the inference floor, and the input
-adapter registration composes for other layouts: benchmarks/adapter.py); start the servers
-(hello-world, naive FastAPI, the Shadowline scorer with its LocalStack); warm up; calibrate
-(one short max-throughput run each, which fixes the open-loop rates); then ``reps`` rounds, the
-server order rotating each round, of: max throughput (closed loop, 16 connections) for every
-server; latency at a fixed rate (half the naive maximum) for every server; the scorer with 0, 1
-and 3 shadows at half its own maximum; promotions every 5 s under that load.  Finally one broker
-outage under load and, where a target is missed, py-spy profiles.  Writes
-``<out>/benchmarks.md``, ``<out>/bench/*.png`` and ``<out>/bench/results.json``.
+Order: train the model; time onnxruntime in-process (and the input adapter registration
+composes for other layouts: benchmarks/adapter.py); start the servers (hello-world, the
+scoring floor of benchmarks/floor_app.py, naive FastAPI, the Shadowline scorer with its
+LocalStack and its event-loop lag probe on); warm up; calibrate (one short max-throughput run
+each, which fixes the open-loop rates); then ``reps`` rounds, the server order rotating each
+round, of: max throughput (closed loop, 16 connections) for every server; latency at a fixed
+rate (half the naive maximum) for every server; pinned mode (floor, scorer, naive: the server
+and its children on one core, this process and the generator on the other) when the machine
+has two cores; the scorer with 0, 1 and 3 shadows at half its own maximum; the shadow set
+changed under that load; promotions every 5 s under it.  Then the payload mix, one broker
+outage under load, the shedding ramp and py-spy profiles (pinned max throughput, 3 shadows).
+Writes ``<out>/benchmarks.md``, ``<out>/bench/*.png``, ``<out>/bench/results.json`` and, for
+full runs, ``<out>/bench/history.json``.
 """
 
 from __future__ import annotations
@@ -18,23 +22,27 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import json
 import os
 import shutil
 import sys
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchmarks import report
 from benchmarks.adapter import adapter_cost
+from benchmarks.affinity import pinned_plan
+from benchmarks.checks import update_history
+from benchmarks.context import QUICK, SMOKE, Context, Durations
 from benchmarks.floor import inference_floor
-from benchmarks.load import MIX, counter_deltas, load, mixed_payloads, scrape
+from benchmarks.load import MIX, mixed_payloads
 from benchmarks.model import train
+from benchmarks.scenarios import outage, rotate, scorer_rep, shed_ramp
 from benchmarks.servers import (
     BenchError,
     Server,
+    start_floor,
     start_hello,
     start_naive,
     start_scorer,
@@ -42,25 +50,12 @@ from benchmarks.servers import (
 )
 
 WORK_DIR = Path(".shadowline/bench")
-
-
-@dataclass(frozen=True)
-class Durations:
-    warm: float = 2.0
-    calibrate: float = 3.0
-    max: float = 6.0
-    fixed: float = 6.0
-    shadows: float = 8.0
-    promotions: float = 16.0
-    promotion_every: float = 5.0
-    outage: float = 21.0
-    outage_at: float = 5.0
-    outage_for: float = 7.0
-    profile: float = 8.0
-
-
-QUICK = Durations(0.5, 0.5, 1.0, 1.0, 1.0, 3.0, 1.0, 4.0, 1.0, 1.5, 2.0)
-SMOKE = Durations(0.2, 0.3, 0.3, 0.3, 0.3, 1.0, 0.5, 1.5, 0.3, 0.5, 1.0)  # the test suite's
+PINNED_SERVERS = ("floor", "scorer", "scorer-confluent", "naive")
+# A second scorer with the librdkafka producer, when this checkout has the setting for it
+# (SHADOWLINE_KAFKA_CLIENT): max throughput, fixed rate and pinned, beside the default one.
+CONFLUENT = "scorer-confluent"
+# The scorer measures its event loop's lag in the bench (docs/benchmarks.md reports it).
+SCORER_BENCH_ENV = {"SHADOWLINE_LAG_PROBE": "true"}
 
 
 def scorer_available() -> str | None:
@@ -75,76 +70,40 @@ def scorer_available() -> str | None:
     return None
 
 
-def scorer_run(ctx: Context, rate: float, duration_s: float, during: Any = None) -> dict[str, Any]:
-    """An open-loop run against the scorer with its counter deltas; ``during(t0)`` runs in a
-    thread alongside (promotions, broker outage) and returns its events."""
-    scorer = ctx.servers["scorer"]
-    before = scrape(scorer.url)
-    events: list[dict[str, Any]] = []
-    thread = None
-    if during is not None:
-        t0 = time.monotonic()
-        thread = threading.Thread(target=lambda: events.extend(during(t0)), daemon=True)
-        thread.start()
-    result = ctx.load(scorer.url, "scorer", rate=rate, duration_s=duration_s)
-    if thread is not None:
-        thread.join(30)
-    time.sleep(1.0)  # let the last records reach the sink before reading its counters
-    result["scorer"] = counter_deltas(before, scrape(scorer.url))
-    result["events"] = events
-    return result
+def kafka_clients() -> bool:
+    """True when the scorer can choose its Kafka client (SHADOWLINE_KAFKA_CLIENT)."""
+    from service.settings import ServiceSettings
+
+    return "kafka_client" in ServiceSettings.model_fields
 
 
-@dataclass
-class Context:
-    args: argparse.Namespace
-    durations: Durations
-    servers: dict[str, Server]
-    stack: Any = None
-    isolate: bool = True  # each load in a process of its own (off for --smoke: seconds count)
-
-    def load(self, url: str, server: str, **kw: Any) -> dict[str, Any]:
-        """One load run, with the server's CPU time per completed request."""
-        before = self.servers[server].cpu_seconds()
-        result = load(url, server, isolate=self.isolate, **kw)
-        used = self.servers[server].cpu_seconds() - before
-        done = result["completed"]
-        result["server_cpu_us_per_request"] = round(1e6 * used / done, 1) if done else None
-        return result
+def start_confluent(ctx: Context, work: Path, env: dict[str, str]) -> None:
+    """The second scorer (librdkafka producer); if it cannot start, the bench goes on
+    without it and the log says why."""
+    server = start_scorer(
+        work, {**env, "SHADOWLINE_KAFKA_CLIENT": "confluent"}, ctx.args.scorer_workers, CONFLUENT
+    )
+    try:
+        server.wait_ready()
+    except BenchError as exc:
+        print(f"{CONFLUENT} not usable, measured without it: {exc}", file=sys.stderr, flush=True)
+        server.stop()
+        return
+    ctx.servers[CONFLUENT] = server
 
 
-def promotions(ctx: Context, rate: float) -> dict[str, Any]:
-    d = ctx.durations
-
-    def promote_every(t0: float) -> list[dict[str, Any]]:
-        events = []
-        at = d.promotion_every / 2
-        while at < d.promotions - 1:
-            time.sleep(max(0.0, t0 + at - time.monotonic()))
-            version = ctx.stack.promote_next()
-            events.append({"second": round(time.monotonic() - t0, 2), "promoted": version})
-            at += d.promotion_every
-        return events
-
-    result = scorer_run(ctx, rate, d.promotions, promote_every)
-    last = result["events"][-1]["promoted"] if result["events"] else None
-    wait_for_scorer(ctx.servers["scorer"], production=last)
-    return result
-
-
-def outage(ctx: Context, rate: float) -> dict[str, Any]:
-    d = ctx.durations
-
-    def kill_and_restart(t0: float) -> list[dict[str, Any]]:
-        time.sleep(max(0.0, t0 + d.outage_at - time.monotonic()))
-        ctx.stack.kill_broker()
-        events = [{"second": round(time.monotonic() - t0, 2), "broker": "killed"}]
-        time.sleep(max(0.0, t0 + d.outage_at + d.outage_for - time.monotonic()))
-        ctx.stack.restart_broker()
-        events.append({"second": round(time.monotonic() - t0, 2), "broker": "back"})
-        return events
-
-    return scorer_run(ctx, rate, d.outage, kill_and_restart)
+def confluent(ctx: Context, *, paused: bool) -> None:
+    """Pause the second scorer while the scorer's own scenarios run (it follows the same
+    registry, so it would load every shadow and promoted model beside the one measured);
+    continue it, caught up with the registry, for the next repetition's baseline runs."""
+    server = ctx.servers.get(CONFLUENT)
+    if server is None:
+        return
+    server.pause(paused)
+    if not paused:
+        _, raw = ctx.servers["scorer"].get("/readyz")
+        production = (json.loads(raw).get("production") or {}).get("version") if raw else None
+        wait_for_scorer(server, shadows=0, production=production, timeout_s=60.0)
 
 
 def setup_scorer(ctx: Context, work: Path, onnx_bytes: bytes) -> str:
@@ -157,31 +116,21 @@ def setup_scorer(ctx: Context, work: Path, onnx_bytes: bytes) -> str:
         stack_module = importlib.import_module("benchmarks.stack")
         spares = int(args.reps * (d.promotions // d.promotion_every + 1)) + 2
         ctx.stack = stack_module.ScorerStack.up(work / "stack", onnx_bytes, spares)
-        ctx.servers["scorer"] = start_scorer(work, ctx.stack.env, args.scorer_workers)
+        env = {**ctx.stack.env, **SCORER_BENCH_ENV}
+        ctx.servers["scorer"] = start_scorer(work, env, args.scorer_workers)
         ctx.servers["scorer"].wait_ready()
+        if kafka_clients() and args.confluent:
+            start_confluent(ctx, work, env)
     except Exception as exc:  # any failure of the scorer's side is reported, not fatal
         print(f"scorer not usable: {exc}", file=sys.stderr, flush=True)
-        if "scorer" in ctx.servers:
-            ctx.servers.pop("scorer").stop()
+        for name in ("scorer", CONFLUENT):
+            if name in ctx.servers:
+                ctx.servers.pop(name).stop()
         if ctx.stack is not None:
             ctx.stack.down()
             ctx.stack = None
         return f"failed to start: {type(exc).__name__}: {str(exc)[:300]}"
     return "run"
-
-
-def scorer_rep(ctx: Context, r: int, rate: float, rep: dict[str, Any]) -> None:
-    """One repetition of the scorer's scenarios: 0, 1, 3 shadows (order rotating), then
-    promotions every few seconds with no shadows."""
-    for n in rotate([0, 1, 3], r):
-        print(f"rep {r + 1}: scorer with {n} shadows at {rate}/s", flush=True)
-        ctx.stack.set_shadows(n)
-        wait_for_scorer(ctx.servers["scorer"], shadows=n)
-        rep[f"shadows{n}"] = scorer_run(ctx, rate, ctx.durations.shadows)
-    ctx.stack.set_shadows(0)
-    wait_for_scorer(ctx.servers["scorer"], shadows=0)
-    print(f"rep {r + 1}: promotions every {ctx.durations.promotion_every} s", flush=True)
-    rep["promotions"] = promotions(ctx, rate)
 
 
 def server_command(server: Server) -> str:
@@ -191,9 +140,48 @@ def server_command(server: Server) -> str:
     return " ".join(args).replace(str(server.port), "<port>")
 
 
-def rotate(items: list[Any], r: int) -> list[Any]:
-    r %= len(items)
-    return items[r:] + items[:r]
+def baseline_rep(ctx: Context, r: int, names: list[str], fixed_rate: float) -> dict[str, Any]:
+    """One repetition of every server's max throughput, fixed rate and (pinned mode) pinned
+    max throughput, the server order rotating with ``r``."""
+    d = ctx.durations
+    rep: dict[str, Any] = {}
+    order = rotate(names, r)
+    for name in order:
+        print(f"rep {r + 1}: max {name}", flush=True)
+        rep[f"max/{name}"] = ctx.load(ctx.servers[name].url, name, rate=None, duration_s=d.max)
+    for name in order:
+        print(f"rep {r + 1}: fixed rate {fixed_rate} {name}", flush=True)
+        rep[f"fixed/{name}"] = ctx.load(
+            ctx.servers[name].url, name, rate=fixed_rate, duration_s=d.fixed
+        )
+    if ctx.cores is not None:
+        for name in rotate([n for n in PINNED_SERVERS if n in ctx.servers], r):
+            print(f"rep {r + 1}: pinned max {name}", flush=True)
+            rep[f"pinned/{name}"] = ctx.pinned_load(name, rate=None, duration_s=d.pinned)
+    return rep
+
+
+def scorer_extras(ctx: Context, results: dict[str, Any], fixed: float, half: float) -> None:
+    """After the repetitions: the payload mix, the shedding ramp, the broker outage."""
+    d = ctx.durations
+    print(f"scorer: mixed payloads at {fixed}/s", flush=True)
+    results["mixed"] = ctx.load(
+        ctx.servers["scorer"].url, "scorer", rate=fixed, duration_s=d.fixed,
+        payload_set=mixed_payloads(), mix=MIX,
+    )  # fmt: skip
+    try:  # before the outage: a broker restart leaves the producer busy for a while
+        results["ramp"] = shed_ramp(ctx, half)
+    except BenchError as exc:
+        results["ramp_error"] = str(exc)
+    print("broker outage under load", flush=True)
+    try:
+        ctx.stack.set_shadows(1)
+        wait_for_scorer(ctx.servers["scorer"], shadows=1)
+        results["outage"] = outage(ctx, half)
+        ctx.stack.set_shadows(0)
+        wait_for_scorer(ctx.servers["scorer"], shadows=0)
+    except BenchError as exc:
+        results["outage_error"] = str(exc)
 
 
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -204,6 +192,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     work.mkdir(parents=True)
     results: dict[str, Any] = {"machine": report.machine_info(), "reps": [], "durations": vars(d)}
     results["commands"] = [" ".join(["python", "-m", "benchmarks.run", *sys.argv[1:]])]
+    results["mode"] = "smoke" if args.smoke else "quick" if args.quick else "full"
     print("training the benchmark model ...", flush=True)
     model = train(rows=2_000, trees=20) if args.smoke else train()
     model_path = work / "model.onnx"
@@ -215,9 +204,16 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     results["adapter"] = adapter_cost(model.onnx_bytes, seconds=6.0 if d == Durations() else 0.2)
     why_not = scorer_available() if args.scorer == "auto" else "disabled with --scorer off"
     results["scorer_status"] = why_not or "run"
-    ctx = Context(args, d, {}, isolate=not args.smoke)
+    cores = pinned_plan() if args.pin else None
+    results["pinned"] = (
+        {"server_cpus": sorted(cores[0]), "generator_cpus": sorted(cores[1])}
+        if cores
+        else {"skipped": "--no-pin" if not args.pin else "fewer than 2 CPUs"}
+    )
+    ctx = Context(args, d, {}, isolate=not args.smoke, cores=cores)
     try:
         ctx.servers["hello"] = start_hello(work)
+        ctx.servers["floor"] = start_floor(work, model_path)
         ctx.servers["naive"] = start_naive(work, model_path)
         for server in ctx.servers.values():
             server.wait_ready()
@@ -239,17 +235,9 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         )
         results["rates"] = {"fixed": fixed_rate, "scorer_half": half_rate}
         for r in range(args.reps):
-            rep: dict[str, Any] = {}
-            order = rotate(names, r)
-            for name in order:
-                print(f"rep {r + 1}: max {name}", flush=True)
-                url = ctx.servers[name].url
-                rep[f"max/{name}"] = ctx.load(url, name, rate=None, duration_s=d.max)
-            for name in order:
-                print(f"rep {r + 1}: fixed rate {fixed_rate} {name}", flush=True)
-                rep[f"fixed/{name}"] = ctx.load(
-                    ctx.servers[name].url, name, rate=fixed_rate, duration_s=d.fixed
-                )
+            confluent(ctx, paused=False)
+            rep = baseline_rep(ctx, r, names, fixed_rate)
+            confluent(ctx, paused=True)
             if half_rate is not None:
                 try:
                     scorer_rep(ctx, r, half_rate, rep)
@@ -259,28 +247,12 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             results["reps"].append(rep)
             results.setdefault("load_per_rep", []).append(round(os.getloadavg()[0], 2))
         if half_rate is not None:
-            print(f"scorer: mixed payloads at {fixed_rate}/s", flush=True)
-            results["mixed"] = ctx.load(
-                ctx.servers["scorer"].url, "scorer", rate=fixed_rate, duration_s=d.fixed,
-                payload_set=mixed_payloads(), mix=MIX,
-            )  # fmt: skip
-            print("broker outage under load", flush=True)
-            try:
-                ctx.stack.set_shadows(1)
-                wait_for_scorer(ctx.servers["scorer"], shadows=1)
-                results["outage"] = outage(ctx, half_rate)
-                ctx.stack.set_shadows(0)
-            except BenchError as exc:
-                results["outage_error"] = str(exc)
-        results["targets"] = report.targets(results)
-        if (
-            half_rate is not None
-            and args.profile
-            and not all(t["met"] for t in results["targets"] if t["met"] is not None)
-        ):
-            from benchmarks.profile import profile_scorer
+            scorer_extras(ctx, results, fixed_rate, half_rate)
+            if args.profile:
+                from benchmarks.profile import profile_scorer
 
-            results["profiles"] = profile_scorer(ctx, half_rate, args.out / "bench")
+                results["profiles"] = profile_scorer(ctx, half_rate, args.out / "bench")
+        results["targets"] = report.targets(results)
     finally:
         for server in ctx.servers.values():
             server.stop()
@@ -290,6 +262,23 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def keep_history(results: dict[str, Any], out: Path) -> None:
+    """A full run adds its 3-shadow bound's per-repetition values to ``bench/history.json``
+    (the last three runs are kept; quick and smoke runs are not history)."""
+    row = next((t for t in results.get("targets", []) if t.get("key") == "shadows3"), None)
+    if results["mode"] != "full" or row is None or row["met"] is None:
+        return
+    entry = {
+        "date_utc": results["machine"]["date_utc"],
+        "code": results["machine"]["code"],
+        "per_rep": row["per_rep"],
+        "bound": row["bound"],
+        "met": row["met"],
+        "load_average_at_start": results["machine"]["load_average_at_start"],
+    }
+    results["history"] = update_history(out / "bench" / "history.json", entry)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=3)
@@ -297,7 +286,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scorer", choices=("auto", "off"), default="auto")
     parser.add_argument("--scorer-workers", type=int, default=None)
     parser.add_argument("--no-profile", dest="profile", action="store_false")
-    parser.add_argument("--quick", action="store_true", help="a one-minute trial run")
+    parser.add_argument(
+        "--no-confluent",
+        dest="confluent",
+        action="store_false",
+        help="no second scorer with SHADOWLINE_KAFKA_CLIENT=confluent",
+    )
+    parser.add_argument(
+        "--no-pin", dest="pin", action="store_false", help="skip the pinned-mode runs"
+    )
+    parser.add_argument("--quick", action="store_true", help="a two-minute trial run")
     parser.add_argument(
         "--smoke", action="store_true", help="seconds: tiny model, tiny runs (the test suite's)"
     )
@@ -308,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    keep_history(results, args.out)
     report.write(results, args.out)
     print(f"wrote {args.out / 'benchmarks.md'} in {results['elapsed_s']} s", flush=True)
     return 0

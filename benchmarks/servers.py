@@ -95,8 +95,16 @@ class Server:
     def tail(self, chars: int = 1500) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
+    def pause(self, paused: bool = True) -> None:
+        """SIGSTOP (or SIGCONT) the server's process group: a paused server takes no CPU
+        while others are measured, and catches up with the registry when it continues."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGSTOP if paused else signal.SIGCONT)
+
     def stop(self) -> None:
         """SIGTERM the server's process group, SIGKILL after 10 s."""
+        self.pause(False)  # a stopped process would not act on SIGTERM
         if self.proc.poll() is None:
             for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
                 with contextlib.suppress(ProcessLookupError):
@@ -132,18 +140,26 @@ def start_hello(log_dir: Path) -> Server:
     return start("hello", uvicorn_cmd("benchmarks.hello_asgi:app", free_port()), log_dir, "/")
 
 
+def start_floor(log_dir: Path, model_path: Path) -> Server:
+    """The scoring floor (benchmarks/floor_app.py) on the benchmark model."""
+    cmd = uvicorn_cmd("benchmarks.floor_app:create_app", free_port(), factory=True)
+    return start("floor", cmd, log_dir, "/", {"FLOOR_MODEL_PATH": str(model_path)})
+
+
 def start_naive(log_dir: Path, model_path: Path) -> Server:
     cmd = uvicorn_cmd("benchmarks.naive_app:create_app", free_port(), factory=True)
     return start("naive", cmd, log_dir, "/openapi.json", {"NAIVE_MODEL_PATH": str(model_path)})
 
 
-def start_scorer(log_dir: Path, env: dict[str, str], workers: int | None = None) -> Server:
+def start_scorer(
+    log_dir: Path, env: dict[str, str], workers: int | None = None, name: str = "scorer"
+) -> Server:
     """``shadowline serve`` configured by SHADOWLINE_* variables (its only configuration)."""
     port = free_port()
     cmd = [str(Path(sys.executable).with_name("shadowline")), "serve", "--port", str(port)]
     if workers:
         cmd += ["--workers", str(workers)]
-    return start("scorer", cmd, log_dir, "/readyz", env)
+    return start(name, cmd, log_dir, "/readyz", env)
 
 
 def wait_for_scorer(scorer: Server, *, shadows: int | None = None, production: str | None = None,

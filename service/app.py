@@ -65,6 +65,7 @@ from service.http import (
     read_body,
 )
 from service.labels import LabelIntake, label_intake, labels_router
+from service.lagprobe import lag_probe
 from service.live import LiveModels
 from service.loader import ModelLoader, ModelSource
 from service.metrics import ServiceMetrics
@@ -219,7 +220,8 @@ def create_app(
         follow = asyncio.create_task(parts.follower.run(), name="registry-follower")
         watching = asyncio.create_task(parts.watch.run(), name="watch")
         try:
-            yield
+            async with lag_probe(settings, parts.metrics.registry):
+                yield
         finally:
             for task in (follow, watching):
                 task.cancel()

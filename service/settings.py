@@ -89,6 +89,10 @@ class ServiceSettings(SharedSettings):
     # Answer the scoring routes below FastAPI's middleware stack (service.fastpath); false
     # routes them through FastAPI, with the same responses.
     fast_path: bool = True
+    # The event-loop lag probe (service/lagprobe.py): a task that sleeps this often and
+    # records how late it wakes (shadowline_event_loop_lag_seconds); the bench turns it on.
+    lag_probe: bool = False
+    lag_probe_interval_ms: float = Field(default=1.0, ge=0.1, le=1000)
     access_log: bool = False
     log_level: str = Field(default="info", pattern=r"^(critical|error|warning|info|debug)$")
     # The rollback guard (service/guard.py): a promoted model is on probation for

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.affinity import pinned_plan
 from benchmarks.run import main
 
 
@@ -32,11 +33,17 @@ def test_the_bench_harness_runs_end_to_end_and_writes_its_report(tmp_path: Path)
     assert "Scorer rows: **not run yet** (disabled with --scorer off)." in text
     results = json.loads((out / "bench" / "results.json").read_text())
     assert results["model"]["trees"] == 20
-    for key in ("max/naive", "max/hello", "fixed/naive", "fixed/hello"):
+    keys = ["max/naive", "max/hello", "max/floor", "fixed/naive", "fixed/hello", "fixed/floor"]
+    if pinned_plan() is not None:  # pinned mode runs wherever there are two cores
+        keys += ["pinned/floor", "pinned/naive"]
+        assert "## Pinned mode (closed loop, 16 connections)" in text
+    for key in keys:
         run = results["reps"][0][key]
         assert run["completed"] > 0, key
         assert run["failed"] == 0, key
         assert run["server_cpu_us_per_request"] > 0, key
+    assert "| floor | `benchmarks/floor_app.py`: the scoring floor" in text
+    assert not (out / "bench" / "history.json").exists()  # a smoke run is not history
     assert {p.name for p in (out / "bench").glob("*.png")} == {"throughput.png", "fixed.png"}
     # The adapter's layouts that a graph's own concatenation allows to fold add no node at all.
     added = {k: v["nodes_more_than_native"] for k, v in results["adapter"]["variants"].items()}

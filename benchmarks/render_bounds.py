@@ -1,0 +1,234 @@
+"""The sections of ``docs/benchmarks.md`` for issue 12's bounds: the scoring floor and
+pinned mode, the shadow-set change, the per-second p99 bound, event-loop lag, shadow
+outcomes, the shedding ramp and the 3-shadow bound over the last runs."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from benchmarks.checks import ratio
+from benchmarks.report import LAG_SCENARIOS, _fmt, _values, med, per_second
+
+PINNED = ("floor", "scorer", "scorer-confluent", "naive")
+
+
+def floor_ratios(results: dict[str, Any], prefix: str) -> list[str]:
+    """One line: the scorer against the floor in the ``prefix`` runs (max, fixed, pinned)."""
+    a, b = f"{prefix}/scorer", f"{prefix}/floor"
+    if not any(a in rep and b in rep for rep in results["reps"]):
+        return []
+    thr = ratio(med(results, a, "rate_achieved"), med(results, b, "rate_achieved"))
+    p99 = ratio(med(results, a, "latency_ms", "p99"), med(results, b, "latency_ms", "p99"))
+    cpu = ratio(
+        med(results, a, "server_cpu_us_per_request"), med(results, b, "server_cpu_us_per_request")
+    )
+    return [
+        f"Scorer vs the floor in these runs: throughput {_fmt(thr)}x, p99 {_fmt(p99)}x, server "
+        f"CPU per request {_fmt(cpu)}x (ratios of the medians).",
+        "",
+    ]
+
+
+def pinned_section(results: dict[str, Any]) -> list[str]:
+    info = results.get("pinned") or {"skipped": "not part of this run"}
+    if "skipped" in info:
+        return ["## Pinned mode", "", f"Not run: {info['skipped']}.", ""]
+    names = [n for n in PINNED if any(f"pinned/{n}" in rep for rep in results["reps"])]
+    out = [
+        "## Pinned mode (closed loop, 16 connections)",
+        "",
+        f"Each server and every process it starts (the scorer's sidecar included) on CPU "
+        f"{info['server_cpus']}, every thread of them, re-applied every 0.25 s so a child "
+        f"started later is moved too; the load generator, this bench, py-spy and the scorer's "
+        f"Redis and broker on CPU {info['generator_cpus']}. Medians of the repetitions (each "
+        "repetition's value in brackets); the ratios pair the runs of one repetition.",
+        "",
+        "| server | req/s | p99 ms | server CPU µs/request | req/s vs floor | p99 vs floor |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        key = f"pinned/{name}"
+        rates = _values(results, key, ("rate_achieved",))
+        p99s = _values(results, key, ("latency_ms", "p99"))
+        thr = [ratio(a, b) for a, b in _pairs(results, key, "pinned/floor", ("rate_achieved",))]
+        lat = [ratio(a, b) for a, b in _pairs(results, key, "pinned/floor", ("latency_ms", "p99"))]
+        out.append(
+            f"| {name} | {_fmt(med(results, key, 'rate_achieved'), 0)} ({_list(rates, 0)}) | "
+            f"{_fmt(med(results, key, 'latency_ms', 'p99'))} ({_list(p99s)}) | "
+            f"{_fmt(med(results, key, 'server_cpu_us_per_request'), 0)} | "
+            f"{_list(thr)} | {_list(lat)} |"
+        )
+    repins = [x for n in names for x in _values(results, f"pinned/{n}", ("repinned_threads",))]
+    out += [
+        "",
+        f"Threads moved back onto their core during pinned runs: {_fmt(sum(repins), 0)}.",
+        "",
+    ]
+    return out
+
+
+def _pairs(
+    results: dict[str, Any], a: str, b: str, path: tuple[str, ...]
+) -> list[tuple[float, float]]:
+    out = []
+    for rep in results["reps"]:
+        if a in rep and b in rep:
+            x, y = rep[a], rep[b]
+            for part in path:
+                x, y = x[part], y[part]
+            out.append((float(x), float(y)))
+    return out
+
+
+def _list(values: list[float], digits: int = 2) -> str:
+    return ", ".join(_fmt(v, digits) for v in values)
+
+
+def change_sections(results: dict[str, Any]) -> list[str]:
+    """The shadow-set change, the per-second bound, loop lag and shadow outcomes."""
+    steady = med(results, "shadows0", "latency_ms", "p99")
+    judged = per_second(results, steady)
+    out = [
+        "## Shadow set changed under load",
+        "",
+        "From no shadows, 3 shadows (at 100%) added a third of the way into the run and removed "
+        "at two thirds. Each change's second (on the generator's timeline) and the one after:",
+        "",
+        "| rep | change at s | p99 ms of that second, the next | max ms |",
+        "|---|---|---|---|",
+    ]
+    for i, rep in enumerate(results["reps"]):
+        for key in ("change", "promotions"):
+            for e in rep.get(key, {}).get("events", []):
+                what = f"{e['shadows']} shadows" if "shadows" in e else f"promote {e['promoted']}"
+                p99 = ", ".join(f"{s['p99_ms']:.2f}" for s in e["after"])
+                mx = ", ".join(f"{s['max_ms']:.1f}" for s in e["after"])
+                out.append(f"| {i + 1} | {what} at {e['second']:.1f} | {p99} | {mx} |")
+    out += [
+        "",
+        "## Every second's p99 (shadows, shadow-set change, promotions)",
+        "",
+        f"Bound: no full second's p99 above {judged['factor']:g}x the shadows-off median p99 "
+        f"({_fmt(steady)} ms), so {_fmt(judged['bound_ms'])} ms; seconds at the edges of a "
+        "run with under a quarter of the median second's requests are not judged.",
+        "",
+        "| run | worst second | its p99 ms | vs shadows-off p99 |",
+        "|---|---|---|---|",
+        *[
+            f"| {w['run']} | {w['second']} | {w['p99_ms']:.2f} | {_fmt(w['ratio'])}x"
+            f"{' **over**' if w['over'] else ''} |"
+            for w in judged["per_run"]
+        ],
+        "",
+        "## Event-loop lag (the scorer's lag probe, 1 ms sleeps)",
+        "",
+        "How late the scorer's event loop woke the probe (service/lagprobe.py): the largest lag "
+        "in each run and how many wakes came more than 2 ms late (uvloop timers have 1 ms "
+        "resolution: readings are up to 1 ms high). Each repetition's value.",
+        "",
+        "| scenario | largest lag ms | wakes > 2 ms late | wakes |",
+        "|---|---|---|---|",
+    ]
+    for key in LAG_SCENARIOS:
+        lags = [rep[key]["scorer"].get("loop_lag") for rep in results["reps"] if key in rep]
+        lags = [x for x in lags if x]
+        if lags:
+            out.append(
+                f"| {key} | {_list([x['max_ms'] for x in lags], 1)} | "
+                f"{_list([x['over_2ms'] for x in lags], 0)} | "
+                f"{_list([x['wakes'] for x in lags], 0)} |"
+            )
+    out += [
+        "",
+        f"## Shadow outcomes ({_fmt(results['rates']['scorer_half'], 0)} req/s, half the maximum)",
+        "",
+        "Shadow entries by outcome, from the scorer's counters around each run "
+        '(`shadowline_decisions_total{role="shadow"}` for scored, '
+        "`shadowline_shadow_errors_total` by kind, `shadowline_shadow_shed_total` for whole "
+        "transactions shed before the sidecar). Target with 3 shadows: 0 timeout, 0 busy, "
+        "0 shed.",
+        "",
+        "| scenario | rep | requests | scored | timeout | busy | shed | transactions shed "
+        "| error | input | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key in ("shadows1", "shadows3"):
+        for i, rep in enumerate(results["reps"]):
+            o = rep.get(key, {}).get("scorer", {}).get("shadow_outcomes")
+            if o:
+                cells = " | ".join(
+                    f"{o[k]:,.0f}"
+                    for k in (
+                        "scored",
+                        "timeout",
+                        "busy",
+                        "shed",
+                        "shed_transactions",
+                        "error",
+                        "input",
+                        "load",
+                    )
+                )
+                out.append(f"| {key} | {i + 1} | {rep[key]['completed']:,} | {cells} |")
+    return [*out, ""]
+
+
+def ramp_section(results: dict[str, Any]) -> list[str]:
+    ramp = results.get("ramp")
+    if not ramp:
+        err = results.get("ramp_error")
+        return ["## Shedding ramp", "", f"Failed: {err}", ""] if err else []
+    start = ramp["shed_starts_at"]
+    said = (
+        f"**Shedding starts at about {start:,.0f} req/s per shadow** on this machine"
+        if start is not None
+        else "With 1 shadow the sidecar never shed, up to the scorer's own maximum (the "
+        "closed-loop step): production saturates before its one shadow does"
+    )
+    out = [
+        "## Shedding ramp (1 shadow at 100%)",
+        "",
+        "The rate raised step by step from half the scorer's maximum until the sidecar sheds, "
+        "then one step more; if it never does, a last step overloads it on purpose (pinned: "
+        "scorer and its niced sidecar on one core, 3 shadows, closed loop). "
+        f"{said}. Where it shed, shadow work lost as timeout or busy instead: "
+        f"{ramp['lost_not_shed']:,.0f}.",
+        "",
+        "| step | req/s | p99 ms | failed | scored | timeout | busy | shed | "
+        "transactions shed | loop lag max ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in ramp["steps"]:
+        o = s["outcomes"]
+        lag = s.get("loop_lag") or {}
+        out.append(
+            f"| {s.get('label', s['rate_target'])} | "
+            f"{s['rate_achieved']:,.0f} | {s['p99_ms']:.2f} | {s['failed']} | "
+            + " | ".join(
+                f"{o[k]:,.0f}" for k in ("scored", "timeout", "busy", "shed", "shed_transactions")
+            )
+            + f" | {_fmt(lag.get('max_ms', math.nan), 1)} |"
+        )
+    return [*out, ""]
+
+
+def history_section(results: dict[str, Any]) -> list[str]:
+    history = results.get("history") or []
+    out = [
+        "## 3 shadows vs shadows off: the last full runs",
+        "",
+        "The bound (p99 with 3 shadows at most 1.25x shadows off) must hold in every repetition "
+        "of three consecutive full runs (`bench/history.json` keeps the last three).",
+        "",
+    ]
+    if not history:
+        return [*out, "No full run recorded yet (quick and smoke runs are not kept).", ""]
+    out += ["| run | code | per-repetition ratios | every rep within |", "|---|---|---|---|"]
+    for h in history:
+        ok = all(x <= 1.25 for x in h["per_rep"]) if h["per_rep"] else False
+        out.append(
+            f"| {h['date_utc']} | {h['code'].split()[0]} | {_list(h['per_rep'])} | "
+            f"{'yes' if ok else '**no**'} |"
+        )
+    return [*out, ""]

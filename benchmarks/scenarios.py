@@ -1,0 +1,192 @@
+"""The scorer's scenarios: shadows, a shadow-set change, promotions, a broker outage and the
+shedding ramp, each an open-loop run with the scorer's own counters read around it.
+
+Events (a shadow set changed, a version promoted, the broker killed) are stamped with the
+wall clock and placed on the run's timeline afterwards, so "the second after the change" is
+the generator's second, whatever the process start-up took.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from benchmarks.checks import around
+from benchmarks.context import Context
+from benchmarks.load import scorer_deltas, scrape_series
+from benchmarks.servers import wait_for_scorer
+
+During = Callable[[float], list[dict[str, Any]]]
+
+
+def rotate(items: list[Any], r: int) -> list[Any]:
+    r %= len(items)
+    return items[r:] + items[:r]
+
+
+def event(**what: Any) -> dict[str, Any]:
+    return {"wall": time.time(), **what}
+
+
+def scorer_run(
+    ctx: Context, rate: float | None, duration_s: float, during: During | None = None
+) -> dict[str, Any]:
+    """A run against the scorer (open loop at ``rate``, closed loop when None) with its
+    counter deltas; ``during(t0)`` runs in a thread alongside and returns its events, each
+    placed on the timeline (``second``) with the second it fell in and the one after
+    (``after``)."""
+    scorer = ctx.servers["scorer"]
+    before = scrape_series(scorer.url)
+    events: list[dict[str, Any]] = []
+    thread = None
+    if during is not None:
+        t0 = time.monotonic()
+        thread = threading.Thread(target=lambda: events.extend(during(t0)), daemon=True)
+        thread.start()
+    result = ctx.load(scorer.url, "scorer", rate=rate, duration_s=duration_s)
+    if thread is not None:
+        thread.join(30)
+    time.sleep(1.0)  # let the last records reach the sink before reading its counters
+    result["scorer"] = scorer_deltas(before, scrape_series(scorer.url))
+    for e in events:
+        e["second"] = round(e.pop("wall") - result["started_wall"], 2)
+        e["after"] = [
+            {"second": s["second"], "p99_ms": s["p99_ms"], "max_ms": s["max_ms"]}
+            for s in around(result["timeline"], e["second"])
+        ]
+    result["events"] = events
+    return result
+
+
+def at(t0: float, offset_s: float) -> None:
+    time.sleep(max(0.0, t0 + offset_s - time.monotonic()))
+
+
+def shadows(ctx: Context, n: int, rate: float) -> dict[str, Any]:
+    ctx.stack.set_shadows(n)
+    wait_for_scorer(ctx.servers["scorer"], shadows=n)
+    return scorer_run(ctx, rate, ctx.durations.shadows)
+
+
+def shadow_change(ctx: Context, rate: float) -> dict[str, Any]:
+    """From no shadows, 3 shadows added a third of the way in and removed at two thirds:
+    the seconds after each change (models loaded, warmed, handed to the sidecar) are
+    measured like every other second."""
+    d = ctx.durations
+    ctx.stack.set_shadows(0)
+    wait_for_scorer(ctx.servers["scorer"], shadows=0)
+
+    def change(t0: float) -> list[dict[str, Any]]:
+        events = []
+        for offset, n in ((d.change / 3, 3), (2 * d.change / 3, 0)):
+            at(t0, offset)
+            events.append(event(shadows=n))
+            ctx.stack.set_shadows(n)
+        return events
+
+    result = scorer_run(ctx, rate, d.change, change)
+    wait_for_scorer(ctx.servers["scorer"], shadows=0)
+    return result
+
+
+def promotions(ctx: Context, rate: float) -> dict[str, Any]:
+    d = ctx.durations
+
+    def promote_every(t0: float) -> list[dict[str, Any]]:
+        events = []
+        offset = d.promotion_every / 2
+        while offset < d.promotions - 1:
+            at(t0, offset)
+            version = ctx.stack.promote_next()
+            events.append(event(promoted=version))
+            offset += d.promotion_every
+        return events
+
+    result = scorer_run(ctx, rate, d.promotions, promote_every)
+    last = result["events"][-1]["promoted"] if result["events"] else None
+    wait_for_scorer(ctx.servers["scorer"], production=last)
+    return result
+
+
+def outage(ctx: Context, rate: float) -> dict[str, Any]:
+    d = ctx.durations
+
+    def kill_and_restart(t0: float) -> list[dict[str, Any]]:
+        at(t0, d.outage_at)
+        ctx.stack.kill_broker()
+        events = [event(broker="killed")]
+        at(t0, d.outage_at + d.outage_for)
+        ctx.stack.restart_broker()
+        events.append(event(broker="back"))
+        return events
+
+    return scorer_run(ctx, rate, d.outage, kill_and_restart)
+
+
+def scorer_rep(ctx: Context, r: int, rate: float, rep: dict[str, Any]) -> None:
+    """One repetition of the scorer's scenarios: 0, 1, 3 shadows (order rotating), the
+    shadow-set change, then promotions every few seconds with no shadows."""
+    for n in rotate([0, 1, 3], r):
+        print(f"rep {r + 1}: scorer with {n} shadows at {rate}/s", flush=True)
+        rep[f"shadows{n}"] = shadows(ctx, n, rate)
+    print(f"rep {r + 1}: shadow set changed under load", flush=True)
+    rep["change"] = shadow_change(ctx, rate)
+    print(f"rep {r + 1}: promotions every {ctx.durations.promotion_every} s", flush=True)
+    rep["promotions"] = promotions(ctx, rate)
+
+
+RAMP_FACTORS = (1.0, 1.3, 1.6, 2.0, 2.5)
+
+
+def _step(ctx: Context, rate: float | None, label: str) -> dict[str, Any]:
+    print(f"shedding ramp: {label}", flush=True)
+    run = scorer_run(ctx, rate, ctx.durations.ramp_step)
+    out = run["scorer"]["shadow_outcomes"]
+    time.sleep(1.0)  # the sidecar catches up before the next step
+    return {
+        "label": label,
+        "rate_target": rate,
+        "rate_achieved": run["rate_achieved"],
+        "p99_ms": run["latency_ms"]["p99"],
+        "failed": run["failed"],
+        "outcomes": out,
+        "shed": out["shed"] + out["shed_transactions"],
+        "loop_lag": run["scorer"].get("loop_lag"),
+    }
+
+
+def shed_ramp(ctx: Context, half_rate: float) -> dict[str, Any]:
+    """1 shadow at 100%, the rate raised step by step from half the scorer's maximum until
+    the sidecar sheds, then one step more; a closed-loop step last if it never shed.  With
+    one shadow sampling every request, the per-shadow rate is the request rate.  If the
+    sidecar still kept up (production saturates first), one more step drives it over its
+    capacity on purpose: pinned mode (scorer and sidecar share one core, the sidecar niced)
+    with 3 shadows at the maximum, to see that what it cannot do is counted as shed."""
+    ctx.stack.set_shadows(1)
+    wait_for_scorer(ctx.servers["scorer"], shadows=1)
+    steps: list[dict[str, Any]] = []
+    shed_from: float | None = None
+    for rate in [*(round(half_rate * f, -1) for f in RAMP_FACTORS), None]:
+        if rate is None and shed_from is not None:
+            break
+        steps.append(_step(ctx, rate, f"{rate or 'max'} req/s, 1 shadow"))
+        if steps[-1]["shed"] > 0 and shed_from is None:
+            shed_from = steps[-1]["rate_achieved"]
+        elif shed_from is not None:
+            break
+    if shed_from is None and ctx.cores is not None:
+        ctx.stack.set_shadows(3)
+        wait_for_scorer(ctx.servers["scorer"], shadows=3)
+        with ctx.pinned("scorer"):
+            steps.append(_step(ctx, None, "pinned, max req/s, 3 shadows (over capacity)"))
+    ctx.stack.set_shadows(0)
+    wait_for_scorer(ctx.servers["scorer"], shadows=0)
+    shedding = [s for s in steps if s["shed"] > 0]
+    return {
+        "steps": steps,
+        "shed_starts_at": shed_from,
+        "shed_seen": bool(shedding),
+        "lost_not_shed": sum(s["outcomes"]["timeout"] + s["outcomes"]["busy"] for s in shedding),
+    }
