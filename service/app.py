@@ -176,6 +176,7 @@ def sidecar_config(settings: ServiceSettings) -> SidecarConfig:
         restart_after_s=settings.kafka_restart_after_s,
         acks="all" if settings.kafka_acks == "all" else int(settings.kafka_acks),
         client_options=kafka_options(settings),
+        client=settings.kafka_client,
     )
     spool = None
     if settings.spool_max_bytes:

@@ -1,28 +1,29 @@
-"""The sidecar's Kafka producer against the real broker: closing with records pending."""
+"""The sidecar's Kafka producer against the real broker, with each client library: closing with
+records pending, the byte budget."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
 
-from service.producer import KafkaOut, ProducerConfig
+from service.producer import ProducerConfig, open_producer
 from service.tally import Tally
 from tests.service.helpers import wait_until
 from tests.service.kafka_helpers import Deliveries
 
 
 def test_closing_with_records_pending_fails_them_and_stops_the_client(
-    kafka_bootstrap: str, make_topic: Callable[..., str]
+    kafka_bootstrap: str, make_topic: Callable[..., str], kafka_client: str
 ) -> None:
     # kafka-python's close(timeout=0) raises before it stops its sender when records are
     # pending: each producer restart left a sender thread (and its buffers) behind.
     config = ProducerConfig(servers=(kafka_bootstrap,), topic=make_topic("scores"),
                             max_in_flight=100, linger_ms=60_000,
-                            delivery_timeout_ms=120_000)  # fmt: skip
+                            delivery_timeout_ms=120_000, client=kafka_client)  # fmt: skip
     threads = threading.active_count()
     for _ in range(3):  # three restarts' worth
         tally, deliveries = Tally(), Deliveries()
-        out = KafkaOut(config, tally, deliveries)
+        out = open_producer(config, tally, deliveries)
         assert out.ensure()
         for n in range(10):
             out.send(f"k{n}".encode(), b"v", n)
@@ -38,15 +39,15 @@ def test_closing_with_records_pending_fails_them_and_stops_the_client(
 
 
 def test_the_producer_is_full_at_its_byte_budget(
-    kafka_bootstrap: str, make_topic: Callable[..., str]
+    kafka_bootstrap: str, make_topic: Callable[..., str], kafka_client: str
 ) -> None:
     # The sidecar stops reading batches while the producer is full: unacknowledged bytes,
     # not only records, are bounded (records can be up to ~1 MiB each).
     config = ProducerConfig(servers=(kafka_bootstrap,), topic=make_topic("scores"),
                             max_in_flight=1000, max_in_flight_bytes=100, linger_ms=60_000,
-                            delivery_timeout_ms=120_000)  # fmt: skip
+                            delivery_timeout_ms=120_000, client=kafka_client)  # fmt: skip
     tally, deliveries = Tally(), Deliveries()
-    out = KafkaOut(config, tally, deliveries)
+    out = open_producer(config, tally, deliveries)
     assert out.ensure()
     for n in range(4):
         out.send(f"k{n}".encode(), b"v" * 23, n)  # 25 bytes each
