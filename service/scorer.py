@@ -39,7 +39,7 @@ import orjson
 from registry.contract import FLOAT32_MAX
 from service.errors import InvalidRequest, NoProductionModel, PayloadTooLarge
 from service.live import LiveModels
-from service.metrics import ServiceMetrics
+from service.metrics import ServiceMetrics, observer
 from service.models import LoadedModel
 from service.shadow import Scored
 
@@ -64,8 +64,8 @@ class _Bound:
     __slots__ = ("decisions", "explored", "inference", "score")
 
     def __init__(self, metrics: ServiceMetrics, version: str) -> None:
-        self.inference = metrics.inference_seconds.labels("production", version).observe
-        self.score = metrics.scores.labels("production", version).observe
+        self.inference = observer(metrics.inference_seconds.labels("production", version))
+        self.score = observer(metrics.scores.labels("production", version))
         self.decisions = {
             d: metrics.decisions.labels("production", version, d).inc
             for d in ("allow", "review", "block")
@@ -261,7 +261,7 @@ class Scorer:
             tid, features, row = fast
             started = time.perf_counter()
             feeds = model.codec.encode_numeric((row,))
-        score = float(model.run(feeds)[0])
+        score = model.run_one(feeds)
         seconds = time.perf_counter() - started
         decision = model.decide(score).value
         bound = self._metrics_for(model)
