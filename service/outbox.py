@@ -176,8 +176,22 @@ class Outbox:
     def put(self, records: list[Record]) -> None:
         """Send ``records`` (one batch's) or spool them, in order (module docstring)."""
         kafka = self._kafka
+        if self._own is None:
+            for n, (key, value) in enumerate(records):
+                if not kafka.ready:
+                    self._keep(records[n:])
+                    return
+                kafka.send(key, value, _Live(key, value))
+            return
+        # What _waiting() looks at cannot change during this loop, except the failed records
+        # the producer's callbacks add: checked once, and those at each record.
+        chunk = self._chunk
+        behind = (chunk is not None and _UNSENT in chunk.state) or any(
+            spool.unread for spool in self._spools()
+        )
+        failed = self._failed
         for n, (key, value) in enumerate(records):
-            if not kafka.ready or (self._own is not None and (self._waiting() or kafka.full())):
+            if behind or failed or not kafka.ready or kafka.full():
                 self._keep(records[n:])
                 return
             kafka.send(key, value, _Live(key, value))
