@@ -1,9 +1,13 @@
 """The scoring data plane: request bytes in, response bytes out.  No HTTP, no I/O.
 
 Routes hand the raw body to :class:`Scorer` and return what it gives back, so the hot path
-parses JSON once (orjson), checks the row once (``RowCodec.check``), encodes it once, runs one
-onnxruntime call, and encodes the response once.  The production model is read from
-``live.current`` once per request: a swap during the request does not change the model it uses.
+parses JSON once (orjson), checks the row once, encodes it once, runs one onnxruntime call, and
+encodes the response once.  The check: a complete, valid row of a numeric-only model is checked
+and laid out in contract order in one pass (:func:`fast_transaction`,
+``RowCodec.numeric_row``); any other goes through :func:`check_transaction`
+(``RowCodec.check`` and the input limits), which names every problem.  The production model is
+read from ``live.current`` once per request: a swap during the request does not change the
+model it uses.
 
 Request (single): ``{"transaction_id": "t-1", "features": {"amount": 12.5, ...}}``.
 Request (batch):  ``{"transactions": [{"transaction_id": ..., "features": {...}}, ...]}``.
