@@ -142,7 +142,12 @@ class RdKafkaOut(KafkaOut):
                     "enable.idempotence": False,  # an idempotent producer never recovers a restart
                     "retries": 0,  # a failed record is spooled and sent again by a new client
                     "allow.auto.create.topics": False,
+                    # The Java client's (and kafka-python's) partitioner: a transaction's score
+                    # lands in the partition its label does (co-partitioned topics).
+                    "partitioner": "murmur2_random",
                     "linger.ms": config.linger_ms,
+                    # The largest record kafka-python takes (its max_request_size default).
+                    "message.max.bytes": 1_048_576,
                     "message.timeout.ms": config.delivery_timeout_ms,
                     "request.timeout.ms": min(10_000, config.delivery_timeout_ms // 2),
                     # Our limits (KafkaOut.full) come first; the client's queue only backs them.
