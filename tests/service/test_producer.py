@@ -1,12 +1,15 @@
 """The sidecar's Kafka producer against the real broker, with each client library: closing with
-records pending, the byte budget."""
+records pending, the byte budget; choosing the client, and its security options."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
 
+import pytest
+
 from service.producer import ProducerConfig, open_producer
+from service.producer_rdkafka import librdkafka_options
 from service.tally import Tally
 from tests.service.helpers import wait_until
 from tests.service.kafka_helpers import Deliveries
@@ -56,3 +59,32 @@ def test_the_producer_is_full_at_its_byte_budget(
     out.close(timeout_s=0.0)
     assert not out.full()
     assert len(deliveries.failed) == 4
+
+
+def test_an_unknown_client_is_refused_by_name() -> None:
+    config = ProducerConfig(servers=("127.0.0.1:1",), topic="t", max_in_flight=1, client="nope")
+    with pytest.raises(ValueError, match="unknown Kafka client") as info:
+        open_producer(config, Tally(), Deliveries())
+    assert str(info.value) == "unknown Kafka client 'nope'; one of confluent-kafka, kafka-python"
+
+
+def test_the_security_options_reach_librdkafka_under_its_names() -> None:
+    options = {
+        "security_protocol": "SASL_SSL",
+        "ssl_check_hostname": True,
+        "ssl_cafile": "/ca.pem",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "scorer",
+        "sasl_plain_password": "secret",
+    }
+    assert librdkafka_options(options) == {
+        "security.protocol": "SASL_SSL",
+        "ssl.endpoint.identification.algorithm": "https",
+        "ssl.ca.location": "/ca.pem",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "scorer",
+        "sasl.password": "secret",
+    }
+    with pytest.raises(ValueError, match="no librdkafka counterpart") as info:
+        librdkafka_options({"ssl_password": "x"})
+    assert str(info.value) == "Kafka client option 'ssl_password' has no librdkafka counterpart"
