@@ -328,12 +328,15 @@ class Scorer:
             problems += [
                 f"{_shown(k)}: is not a field of a batch" for k in data if k != "transactions"
             ]
-        fast = [fast_transaction(item, model) if type(item) is dict else None for item in items]
-        rows = [checked[2] for checked in fast if checked is not None]
-        if len(rows) == len(items) and not problems:
-            checked = [(tid, features) for tid, features, _ in fast]  # type: ignore[misc]
+        fast = [
+            found
+            for item in items
+            if type(item) is dict and (found := fast_transaction(item, model)) is not None
+        ]
+        if len(fast) == len(items) and not problems:
+            checked = [(tid, features) for tid, features, _ in fast]
             started = time.perf_counter()
-            feeds = model.codec.encode_numeric(rows)
+            feeds = model.codec.encode_numeric([row for _, _, row in fast])
         else:
             checked = [
                 check_transaction(item, model, f"transactions[{i}]: ", problems, self._limits)
