@@ -70,6 +70,21 @@ def _categorical_problem(spec: InputField, value: object) -> str | None:
     return None
 
 
+_NumericRule = tuple[str, tuple[type, ...], float, float]
+
+
+def _numeric_rule(spec: InputField) -> _NumericRule:
+    """``spec`` as (name, accepted types, lowest, highest): the checks of
+    :func:`_numeric_problem` for a value that passes them, as one type test and one range."""
+    if spec.type is FieldType.BOOL:
+        return spec.name, (bool,), 0.0, 1.0
+    widest = MAX_EXACT_INT if spec.type is FieldType.INT else FLOAT32_MAX
+    low = -widest if spec.minimum is None else max(spec.minimum, -widest)
+    high = widest if spec.maximum is None else min(spec.maximum, widest)
+    # An INT field takes a whole float too, but only the full check looks at it.
+    return spec.name, (int,) if spec.type is FieldType.INT else (float, int), low, high
+
+
 class RowCodec:
     """Validates rows against one :class:`InputSchema` and encodes them as graph inputs."""
 
@@ -78,6 +93,13 @@ class RowCodec:
         self._numeric = schema.numeric
         self._categorical = schema.categorical
         self._allowed = {f.name: frozenset(f.allowed) for f in schema.fields if f.allowed}
+        # numeric_row's rules: only for a schema of numeric fields (the common layout).
+        self._rules = (
+            tuple(_numeric_rule(f) for f in self._numeric)
+            if self._numeric and not self._categorical
+            else None
+        )
+        self.field_count = len(schema.fields)
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -111,6 +133,31 @@ class RowCodec:
             ):
                 problems.append(FieldProblem(spec.name, str(_categorical_problem(spec, value))))
         return problems
+
+    def numeric_row(self, row: Mapping[str, object]) -> list[object] | None:
+        """The request path's shortcut: ``row``'s values in the schema's order when the schema
+        has numeric fields only and every field is present and valid; None otherwise (then
+        :meth:`check` says what is wrong, if anything, and :meth:`encode` encodes it).
+
+        One type test and one range comparison per field, against ~1 us a field for
+        :meth:`check`; a row it accepts is one :meth:`check` finds nothing wrong with, and
+        :meth:`encode_numeric` gives the graph inputs :meth:`encode` would."""
+        rules = self._rules
+        if rules is None:
+            return None
+        values: list[object] = []
+        append = values.append
+        for name, types, low, high in rules:
+            value = row.get(name)
+            # NaN fails both comparisons, infinities the float32 range: neither passes here.
+            if type(value) not in types or not low <= value <= high:  # type: ignore[operator]
+                return None
+            append(value)
+        return values
+
+    def encode_numeric(self, rows: Sequence[list[object]]) -> dict[str, npt.NDArray[np.generic]]:
+        """The graph inputs for rows from :meth:`numeric_row`."""
+        return {NUMERIC_INPUT: np.array(rows, dtype=np.float32)}
 
     def encode(self, rows: Sequence[Mapping[str, object]]) -> dict[str, npt.NDArray[np.generic]]:
         """The graph inputs for already-checked rows (missing optional values: NaN and "")."""

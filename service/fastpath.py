@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from service.errors import ServiceError
 from service.http import error_payload, receive_body
-from service.metrics import ServiceMetrics
+from service.metrics import ServiceMetrics, observer
 
 Handler = Callable[[bytes], bytes]
 _JSON = (b"content-type", b"application/json")
@@ -67,7 +67,7 @@ class FastLane:
     def _observe(self, route: str, status: int, seconds: float) -> None:
         observe = self._observers.get((route, status))
         if observe is None:
-            observe = self._histogram.labels(route, str(status)).observe
+            observe = observer(self._histogram.labels(route, str(status)))
             self._observers[(route, status)] = observe
         observe(seconds)
 

@@ -27,7 +27,7 @@ from registry.errors import (
 )
 from registry.errors import InvalidRequest as RegistryInvalidRequest
 from service.errors import InvalidRequest, PayloadTooLarge, ServiceError
-from service.metrics import ServiceMetrics
+from service.metrics import ServiceMetrics, observer
 
 JSON = "application/json"
 
@@ -176,7 +176,7 @@ class RequestMetrics:
             path = getattr(route, "path", "unmatched")
             observe = self._children.get((path, status))
             if observe is None:
-                observe = self._histogram.labels(path, str(status)).observe
+                observe = observer(self._histogram.labels(path, str(status)))
                 self._children[(path, status)] = observe
             observe(time.perf_counter() - started)
 

@@ -8,6 +8,7 @@ reused, because ``.labels(...)`` costs about a microsecond per call.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -238,3 +239,20 @@ def add_to_histogram(histogram: Histogram, counts: list[int], total: float) -> N
         if n:
             bucket.inc(n)
     histogram._sum.inc(total)
+
+
+def observer(child: Histogram) -> Callable[[float], None]:
+    """``child.observe`` for the request path (``child``: a labelled histogram's child).
+
+    It finds the bucket by bisection where ``observe`` walks the bounds in Python (0.4 against
+    0.8 us a call); the counts are the same (``tests/service/test_metrics.py``).  Like
+    :func:`add_to_histogram`, it increments the per-bucket values ``observe`` increments.
+    """
+    bounds, buckets, total = child._upper_bounds, child._buckets, child._sum
+
+    def observe(value: float) -> None:
+        if value == value:  # observe() puts a NaN in no bucket
+            buckets[bisect_left(bounds, value)].inc(1)
+        total.inc(value)
+
+    return observe

@@ -31,8 +31,8 @@ class LoadedModel:
     (an onnxruntime session's ``run`` is thread-safe)."""
 
     __slots__ = (
-        "_output", "_session", "artifact", "codec", "created_at", "decide", "field_names",
-        "loaded_at", "manifest", "name", "ref", "schema_key", "sha256", "version",
+        "_column", "_output", "_session", "artifact", "codec", "created_at", "decide",
+        "field_names", "loaded_at", "manifest", "name", "ref", "schema_key", "sha256", "version",
     )  # fmt: skip
 
     def __init__(
@@ -58,6 +58,7 @@ class LoadedModel:
         self.loaded_at = loaded_at
         self._session = session
         self._output = [manifest.output.name]
+        self._column = manifest.output.column
 
     def check(self, row: Mapping[str, object]) -> list[FieldProblem]:
         """Every problem of ``row`` against this model's input schema (empty when valid)."""
@@ -71,6 +72,18 @@ class LoadedModel:
         """Fraud probabilities for encoded rows (onnxruntime releases the GIL meanwhile)."""
         output = self._session.run(self._output, feeds)[0]
         return _scores_from_output(self.manifest.output, np.asarray(output))
+
+    def run_one(self, feeds: Feeds) -> float:
+        """:meth:`run` for one encoded row, its probability as a float: the request path's
+        call, without the array handling a batch needs (~2 us of the scorer's request)."""
+        output = self._session.run(self._output, feeds)[0]
+        shape, column = output.shape, self._column
+        if column is None:
+            if shape == (1,) or shape == (1, 1):
+                return float(output.item(0))
+        elif len(shape) == 2 and shape[0] == 1 and shape[1] > column:
+            return float(output.item(column))
+        return float(_scores_from_output(self.manifest.output, np.asarray(output))[0])  # raises
 
     def score(self, rows: Sequence[Mapping[str, object]]) -> npt.NDArray[np.float64]:
         """Fraud probabilities for already-checked ``rows``, in order."""
@@ -150,7 +163,7 @@ def _warm_up(model: LoadedModel, tolerance: float) -> None:
             raise ModelLoadError(model.ref, f"golden example is invalid: {problems[0]}")
     try:
         batch = model.score(rows)
-        single = np.array([model.score([row])[0] for row in rows])
+        single = np.array([model.run_one(model.encode([row])) for row in rows])
     except (ValueError, RuntimeError) as exc:  # bad output shape, onnxruntime failure
         raise ModelLoadError(model.ref, f"warm-up failed: {exc}") from exc
     for got in (batch, single):

@@ -1,7 +1,7 @@
 """Where the sidecar's score records go: the Kafka producer, or the spool until it can take them.
 
 :class:`Outbox` sits between the sidecar loop (:mod:`service.sidecar_loop`) and the producer
-(:class:`service.producer.KafkaOut`).  With a spool (``SpoolConfig``; see
+(:func:`service.producer.open_producer`).  With a spool (``SpoolConfig``; see
 ``docs/reliability.md``):
 
 * A record goes straight to the producer when the producer has a broker, room, and every
@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from service.producer import KafkaOut, ProducerConfig, record_refused
+from service.producer import ProducerConfig, open_producer, record_refused
 from service.spool import HEADER, Entry, Spool, SpoolError
 from service.tally import Tally
 
@@ -104,7 +104,7 @@ class Outbox:
 
     def __init__(self, producer: ProducerConfig, spool: SpoolConfig | None, tally: Tally) -> None:
         self._tally = tally
-        self._kafka = KafkaOut(producer, tally, self)
+        self._kafka = open_producer(producer, tally, self)
         self._dir = Path(spool.directory) / producer.topic if spool else None
         self._max_bytes = spool.max_bytes if spool else 0
         self._fsync_s = spool.fsync_interval_s if spool else 0.0
@@ -176,8 +176,22 @@ class Outbox:
     def put(self, records: list[Record]) -> None:
         """Send ``records`` (one batch's) or spool them, in order (module docstring)."""
         kafka = self._kafka
+        if self._own is None:
+            for n, (key, value) in enumerate(records):
+                if not kafka.ready:
+                    self._keep(records[n:])
+                    return
+                kafka.send(key, value, _Live(key, value))
+            return
+        # What _waiting() looks at cannot change during this loop, except the failed records
+        # the producer's callbacks add: checked once, and those at each record.
+        chunk = self._chunk
+        behind = (chunk is not None and _UNSENT in chunk.state) or any(
+            spool.unread for spool in self._spools()
+        )
+        failed = self._failed
         for n, (key, value) in enumerate(records):
-            if not kafka.ready or (self._own is not None and (self._waiting() or kafka.full())):
+            if behind or failed or not kafka.ready or kafka.full():
                 self._keep(records[n:])
                 return
             kafka.send(key, value, _Live(key, value))

@@ -1,5 +1,9 @@
 """The Kafka producer of score records, as the sidecar process uses it.
 
+:func:`open_producer` gives the client ``SHADOWLINE_KAFKA_CLIENT`` names: :class:`KafkaOut` on
+kafka-python (here) or ``RdKafkaOut`` on confluent-kafka (:mod:`service.producer_rdkafka`, the
+default), the same public methods and the same rules below.
+
 kafka-python spends 29 us of Python per record (measured on the 2-core machine with the
 ``crc32c`` C package; 60-120 us without it), which is why it runs in the sidecar process
 (:mod:`service.sidecar_loop`), never in the scorer's.  :class:`KafkaOut` owns the client: it
@@ -48,6 +52,8 @@ class ProducerConfig:
     # Security options from registry.connections.kafka_options, passed to the client as they
     # are; out of the repr, because they may hold the SASL password.
     client_options: dict[str, Any] = field(default_factory=dict, repr=False)
+    # Which client library sends the records (SHADOWLINE_KAFKA_CLIENT; open_producer).
+    client: str = "confluent-kafka"
 
 
 # While records wait unacknowledged this long, check that the broker still accepts
@@ -74,7 +80,16 @@ _REFUSED = frozenset(
 
 def record_refused(error: BaseException) -> bool:
     """The record itself was refused (too large, invalid), not the broker unavailable."""
-    return type(error).__name__ in _REFUSED
+    return isinstance(error, RecordRefused) or type(error).__name__ in _REFUSED
+
+
+class CannotConnect(Exception):
+    """No client could be created (the reason is the message)."""
+
+
+class RecordRefused(Exception):
+    """The client or the broker refused a record for what it is (too large, invalid): sending
+    it again cannot succeed."""
 
 
 class DeliveryListener(Protocol):
@@ -222,7 +237,6 @@ class KafkaOut:
         if not broker_accepts(self._config.servers):
             self._next_create = time.monotonic() + _RETRY_CONNECT_S
             return False
-        from kafka import KafkaProducer
         from kafka.errors import KafkaError
 
         config = self._config
@@ -232,7 +246,25 @@ class KafkaOut:
             if not topic_exists(config.servers, config.topic, client_options=config.client_options):
                 log.warning("kafka producer: the broker has no topic %s (yet)", config.topic)
                 return False
-            self._producer = KafkaProducer(
+            self._producer = self._connect()
+        except (CannotConnect, KafkaError, OSError) as exc:  # KafkaError, OSError: the topic check
+            log.warning("kafka producer: cannot connect to %s: %s", config.servers, exc)
+            return False
+        self._last_ok = time.monotonic()
+        self._failing = self._broken = False
+        self._create_wait = _RETRY_CREATE_S
+        self._tally.connected = True
+        self._tally.restarts += 1
+        return True
+
+    def _connect(self) -> Any:
+        """A new kafka-python client; :class:`CannotConnect` when there is none to be had."""
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError
+
+        config = self._config
+        try:
+            return KafkaProducer(
                 bootstrap_servers=list(config.servers),
                 acks=config.acks,
                 enable_idempotence=False,  # an idempotent producer never recovers a restart
@@ -252,14 +284,7 @@ class KafkaOut:
                 **config.client_options,
             )
         except (KafkaError, OSError) as exc:
-            log.warning("kafka producer: cannot connect to %s: %s", config.servers, exc)
-            return False
-        self._last_ok = time.monotonic()
-        self._failing = self._broken = False
-        self._create_wait = _RETRY_CREATE_S
-        self._tally.connected = True
-        self._tally.restarts += 1
-        return True
+            raise CannotConnect(str(exc)) from exc
 
     def check(self) -> None:
         """Drop the client (its records fail) when it holds records and either nothing was
@@ -286,15 +311,23 @@ class KafkaOut:
         self._tally.connected = False
         if producer is None:
             return
-        try:
-            if timeout_s > 0:
-                producer.flush(timeout=timeout_s)
-        except Exception as exc:  # KafkaTimeoutError: what is left is aborted below
-            log.warning("kafka producer: flush incomplete: %s", exc)
+        self._flush(producer, timeout_s)
         with self._lock:
             self._generation += 1
             self._in_flight = 0
             self._tally.in_flight_bytes = 0
+        self._abort(producer)
+
+    def _flush(self, producer: Any, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` for what ``producer`` holds to be acknowledged."""
+        try:
+            if timeout_s > 0:
+                producer.flush(timeout=timeout_s)
+        except Exception as exc:  # KafkaTimeoutError: what is left is aborted next
+            log.warning("kafka producer: flush incomplete: %s", exc)
+
+    def _abort(self, producer: Any) -> None:
+        """Stop ``producer`` now; each record it still holds is reported failed."""
         close_client(producer)
 
 
@@ -319,3 +352,20 @@ def close_client(producer: Any) -> None:
         producer.close(timeout=0)
     except Exception as exc:  # a producer that cannot even do this is left to the collector
         log.warning("kafka producer: close failed: %s", exc)
+
+
+KAFKA_CLIENTS = ("confluent-kafka", "kafka-python")
+
+
+def open_producer(config: ProducerConfig, tally: Tally, listener: DeliveryListener) -> KafkaOut:
+    """The producer of ``config.client``: :class:`KafkaOut` (kafka-python) or
+    :class:`service.producer_rdkafka.RdKafkaOut` (confluent-kafka, librdkafka), the same
+    public methods and the same reports to ``listener``.  Nothing connects yet
+    (:meth:`KafkaOut.ensure` does)."""
+    if config.client == "kafka-python":
+        return KafkaOut(config, tally, listener)
+    if config.client == "confluent-kafka":
+        from service.producer_rdkafka import RdKafkaOut
+
+        return RdKafkaOut(config, tally, listener)
+    raise ValueError(f"unknown Kafka client {config.client!r}; one of {', '.join(KAFKA_CLIENTS)}")

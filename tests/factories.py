@@ -53,6 +53,16 @@ DEFAULT_SCHEMA = InputSchema(
     )
 )
 
+# Numeric fields only: the layout the scorer's shortcut (RowCodec.numeric_row) serves.
+NUMERIC_SCHEMA = InputSchema(
+    fields=(
+        InputField(name="amount", type=FieldType.FLOAT, minimum=0, maximum=1_000_000),
+        InputField(name="card_age_days", type=FieldType.INT, minimum=0),
+        InputField(name="is_foreign", type=FieldType.BOOL),
+        InputField(name="device_age_days", type=FieldType.FLOAT, required=False),
+    )
+)
+
 
 def logistic_model(
     schema: InputSchema = DEFAULT_SCHEMA,

@@ -18,7 +18,13 @@ from registry.manifest import (
     OutputSpec,
     Thresholds,
 )
-from tests.factories import DEFAULT_SCHEMA, logistic_model, make_manifest, random_rows
+from tests.factories import (
+    DEFAULT_SCHEMA,
+    NUMERIC_SCHEMA,
+    logistic_model,
+    make_manifest,
+    random_rows,
+)
 
 codec = RowCodec(DEFAULT_SCHEMA)
 GOOD = {"amount": 12.5, "card_age_days": 30, "is_foreign": False, "country": "US"}
@@ -147,3 +153,58 @@ def test_a_required_categorical_without_allowed_values_must_not_be_empty() -> No
     assert [str(p) for p in codec.check({**GOOD, "country": ""})] == [
         "country: '' is not an allowed value (US, GB, DE, BR)"
     ]
+
+
+numeric = RowCodec(NUMERIC_SCHEMA)
+FULL: dict[str, object] = {
+    "amount": 12.5,
+    "card_age_days": 30,
+    "is_foreign": True,
+    "device_age_days": 3,
+}
+
+
+def test_the_numeric_shortcut_takes_complete_valid_rows_and_encodes_them_alike() -> None:
+    rows: list[dict[str, object]] = [
+        FULL,
+        {**FULL, "amount": 0, "is_foreign": False},
+        {**FULL, "amount": 1e6, "device_age_days": -2.5},
+        {**FULL, "card_age_days": 2**53},
+        {**FULL, "extra": "ignored by the model"},
+    ]
+    for row in rows:
+        values = numeric.numeric_row(row)
+        assert values is not None
+        assert numeric.check(row) == []
+        shortcut = numeric.encode_numeric([values])["numeric"]
+        assert shortcut.dtype == np.float32
+        assert shortcut.tolist() == numeric.encode([row])["numeric"].tolist()
+
+
+def test_the_numeric_shortcut_leaves_every_other_row_to_the_full_check() -> None:
+    refused: list[dict[str, object]] = [
+        {**FULL, "amount": -1},
+        {**FULL, "amount": 1e6 + 1},
+        {**FULL, "amount": math.nan},
+        {**FULL, "amount": math.inf},
+        {**FULL, "amount": "12"},
+        {**FULL, "amount": True},
+        {**FULL, "amount": None},
+        {**FULL, "card_age_days": 1.5},
+        {**FULL, "card_age_days": 2**53 + 1},
+        {**FULL, "is_foreign": 1},
+        {**FULL, "device_age_days": 1e39},
+        {k: v for k, v in FULL.items() if k != "amount"},
+    ]
+    for row in refused:
+        assert numeric.numeric_row(row) is None
+        assert numeric.check(row) != []
+    valid_the_long_way: list[dict[str, object]] = [
+        {**FULL, "card_age_days": 30.0},  # a whole float for an int
+        {k: v for k, v in FULL.items() if k != "device_age_days"},  # an optional field missing
+        {**FULL, "device_age_days": None},
+    ]
+    for row in valid_the_long_way:
+        assert numeric.numeric_row(row) is None
+        assert numeric.check(row) == []
+    assert codec.numeric_row(GOOD) is None  # categorical fields: always the full check

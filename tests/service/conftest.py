@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from registry import FileArtifactStore, ModelRegistry, load_settings
 from service.metrics import ServiceMetrics
+from service.producer import KAFKA_CLIENTS
 from service.settings import ServiceSettings
 from tests.service.helpers import ADMIN_TOKEN
 
@@ -20,6 +21,12 @@ from tests.service.helpers import ADMIN_TOKEN
 @pytest.fixture
 def metrics() -> ServiceMetrics:
     return ServiceMetrics(CollectorRegistry())
+
+
+@pytest.fixture(params=KAFKA_CLIENTS)
+def kafka_client(request: pytest.FixtureRequest) -> str:
+    """Each Kafka client the sidecar's producer can use (SHADOWLINE_KAFKA_CLIENT)."""
+    return str(request.param)
 
 
 @pytest.fixture

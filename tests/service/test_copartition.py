@@ -1,7 +1,8 @@
 """The scores and labels topics are co-partitioned: a real scorer writes its records, and
 ``shadowline labels send`` its labels, each keyed by transaction id, so on two topics with the
 same partition count a transaction's score and label share a partition number (the production
-topics have 12 each; deploy/kubernetes/platform/kafka-topics.yaml)."""
+topics have 12 each; deploy/kubernetes/platform/kafka-topics.yaml), whichever Kafka client the
+scorer uses."""
 
 from __future__ import annotations
 
@@ -45,11 +46,13 @@ def test_a_score_and_its_label_land_in_the_same_partition(
     make_settings: Callable[..., ServiceSettings],
     make_topic: Callable[..., str],
     kafka_bootstrap: str,
+    kafka_client: str,
 ) -> None:
     make_production(registry, "v1")
     scores, labels = make_topic("scores", PARTITIONS), make_topic("labels", PARTITIONS)
     rows = random_rows(n=len(IDS), seed=3)
-    with serving(create_app(make_settings(scores_topic=scores), registry)) as client:
+    settings = make_settings(scores_topic=scores, kafka_client=kafka_client)
+    with serving(create_app(settings, registry)) as client:
         for tid, row in zip(IDS, rows, strict=True):
             assert client.post(
                 "/v1/score", json={"transaction_id": tid, "features": row}

@@ -17,6 +17,9 @@ def test_loaded_model_scores_like_its_golden_examples() -> None:
     scores = model.score([example.inputs for example in golden])
     assert scores.tolist() == pytest.approx([e.expected_score for e in golden], abs=1e-6)
     assert model.ref == "fraud:v7"
+    one = [model.run_one(model.encode([example.inputs])) for example in golden]
+    assert one == pytest.approx(scores.tolist(), abs=1e-6)
+    assert all(type(score) is float for score in one)
     assert model.decide(0.95).value == "block"
     assert repr(model).startswith("LoadedModel(fraud:v7, sha256=")
 

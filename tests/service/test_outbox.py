@@ -1,5 +1,6 @@
-"""The outbox against the real broker: records wait in the spool while it cannot take them and
-arrive once, in order, when it can; a bound; orphaned spools; records the broker refuses."""
+"""The outbox against the real broker, with each Kafka client: records wait in the spool while
+it cannot take them and arrive once, in order, when it can; a bound; orphaned spools; records
+the broker refuses."""
 
 from __future__ import annotations
 
@@ -22,10 +23,16 @@ def records(n: int, prefix: str = "tx") -> list[tuple[bytes, bytes]]:
 
 
 def make_outbox(
-    servers: str, topic: str, spool_dir: Path, max_bytes: int = 1 << 20, **producer: object
+    servers: str,
+    topic: str,
+    spool_dir: Path,
+    client: str,
+    max_bytes: int = 1 << 20,
+    **producer: object,
 ) -> tuple[Outbox, Tally]:
     tally = Tally()
-    config = ProducerConfig(servers=(servers,), topic=topic, max_in_flight=10_000, **producer)  # type: ignore[arg-type]
+    options = {"max_in_flight": 10_000, "client": client, **producer}
+    config = ProducerConfig(servers=(servers,), topic=topic, **options)  # type: ignore[arg-type]
     outbox = Outbox(
         config,
         SpoolConfig(directory=str(spool_dir), max_bytes=max_bytes, fsync_interval_s=0.0),
@@ -47,11 +54,11 @@ def pump(outbox: Outbox, until: Callable[[], bool], timeout_s: float = 20.0) -> 
 
 
 def test_records_wait_for_the_broker_and_its_topic_then_arrive_once_in_order(
-    tmp_path: Path,
+    tmp_path: Path, kafka_client: str
 ) -> None:
     port = free_port()
     topic = "scores.spooled"
-    outbox, tally = make_outbox(f"127.0.0.1:{port}", topic, tmp_path / "spool")
+    outbox, tally = make_outbox(f"127.0.0.1:{port}", topic, tmp_path / "spool", kafka_client)
     sent = records(300)
     for n in range(0, 300, 50):
         outbox.tick()
@@ -78,7 +85,7 @@ def test_records_wait_for_the_broker_and_its_topic_then_arrive_once_in_order(
 
 
 def test_records_a_stalled_broker_never_acknowledged_are_sent_again_at_least_once(
-    tmp_path: Path,
+    tmp_path: Path, kafka_client: str
 ) -> None:
     # The broker stops answering (SIGSTOP) with records in flight: they time out, are spooled
     # and sent again once it answers.  It may still write the requests it had received, so
@@ -88,7 +95,7 @@ def test_records_a_stalled_broker_never_acknowledged_are_sent_again_at_least_onc
     with dedicated("kafka", port, tmp_path / "broker.log") as broker:
         ensure_topics(port, [topic], partitions=1)
         outbox, tally = make_outbox(
-            broker.address, topic, tmp_path / "spool", delivery_timeout_ms=2000
+            broker.address, topic, tmp_path / "spool", kafka_client, delivery_timeout_ms=2000
         )  # (a request times out after 1 s)
         assert pump(outbox, lambda: outbox.deliverable())
         outbox.put(records(100, prefix="acked"))
@@ -112,8 +119,12 @@ def test_records_a_stalled_broker_never_acknowledged_are_sent_again_at_least_onc
     assert (tally.sent, tally.replayed, tally.failed) == (100, 150, 0)
 
 
-def test_beyond_the_bound_records_fail_and_the_outbox_holds_back(tmp_path: Path) -> None:
-    outbox, tally = make_outbox(f"127.0.0.1:{free_port()}", "t", tmp_path, max_bytes=1000)
+def test_beyond_the_bound_records_fail_and_the_outbox_holds_back(
+    tmp_path: Path, kafka_client: str
+) -> None:
+    outbox, tally = make_outbox(
+        f"127.0.0.1:{free_port()}", "t", tmp_path, kafka_client, max_bytes=1000
+    )
     outbox.tick()
     outbox.put(records(40))  # 980 bytes on disk with their headers
     assert outbox.accepting()
@@ -124,15 +135,15 @@ def test_beyond_the_bound_records_fail_and_the_outbox_holds_back(tmp_path: Path)
 
 
 def test_an_orphaned_spool_is_adopted_and_sent(
-    kafka_bootstrap: str, make_topic: Callable[..., str], tmp_path: Path
+    kafka_bootstrap: str, make_topic: Callable[..., str], tmp_path: Path, kafka_client: str
 ) -> None:
     topic = make_topic("scores")
-    first, first_tally = make_outbox(f"127.0.0.1:{free_port()}", topic, tmp_path)
+    first, first_tally = make_outbox(f"127.0.0.1:{free_port()}", topic, tmp_path, kafka_client)
     first.put(records(50))
     first.tick()
     assert first_tally.spool_records == 50
     first.close(flush_timeout_s=0.0)  # stopped during an outage: its spool stays
-    second, tally = make_outbox(kafka_bootstrap, topic, tmp_path)
+    second, tally = make_outbox(kafka_bootstrap, topic, tmp_path, kafka_client)
     assert tally.spool_records == 50  # adopted when it opened
     assert pump(second, lambda: tally.spool_records == 0)
     second.close(flush_timeout_s=3.0)
@@ -141,10 +152,12 @@ def test_an_orphaned_spool_is_adopted_and_sent(
     assert list((tmp_path / topic).iterdir()) == []
 
 
-def test_a_spool_that_cannot_be_created_is_reported_and_records_fail(tmp_path: Path) -> None:
+def test_a_spool_that_cannot_be_created_is_reported_and_records_fail(
+    tmp_path: Path, kafka_client: str
+) -> None:
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
-    outbox, tally = make_outbox(f"127.0.0.1:{free_port()}", "t", blocker)
+    outbox, tally = make_outbox(f"127.0.0.1:{free_port()}", "t", blocker, kafka_client)
     assert tally.spool_error == (
         f"spool {blocker}/t: cannot create a spool here: [Errno 20] Not a directory: '{blocker}/t'"
     )
@@ -155,9 +168,9 @@ def test_a_spool_that_cannot_be_created_is_reported_and_records_fail(tmp_path: P
 
 
 def test_a_record_the_broker_refuses_is_failed_not_spooled(
-    kafka_bootstrap: str, make_topic: Callable[..., str], tmp_path: Path
+    kafka_bootstrap: str, make_topic: Callable[..., str], tmp_path: Path, kafka_client: str
 ) -> None:
-    outbox, tally = make_outbox(kafka_bootstrap, make_topic("scores"), tmp_path)
+    outbox, tally = make_outbox(kafka_bootstrap, make_topic("scores"), tmp_path, kafka_client)
     assert pump(outbox, lambda: outbox.deliverable())
     outbox.put([(b"huge", b"x" * (2 << 20))])  # beyond the producer's 1 MiB request size
     outbox.tick()

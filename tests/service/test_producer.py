@@ -1,28 +1,32 @@
-"""The sidecar's Kafka producer against the real broker: closing with records pending."""
+"""The sidecar's Kafka producer against the real broker, with each client library: closing with
+records pending, the byte budget; choosing the client, and its security options."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
 
-from service.producer import KafkaOut, ProducerConfig
+import pytest
+
+from service.producer import ProducerConfig, open_producer
+from service.producer_rdkafka import librdkafka_options
 from service.tally import Tally
 from tests.service.helpers import wait_until
 from tests.service.kafka_helpers import Deliveries
 
 
 def test_closing_with_records_pending_fails_them_and_stops_the_client(
-    kafka_bootstrap: str, make_topic: Callable[..., str]
+    kafka_bootstrap: str, make_topic: Callable[..., str], kafka_client: str
 ) -> None:
     # kafka-python's close(timeout=0) raises before it stops its sender when records are
     # pending: each producer restart left a sender thread (and its buffers) behind.
     config = ProducerConfig(servers=(kafka_bootstrap,), topic=make_topic("scores"),
                             max_in_flight=100, linger_ms=60_000,
-                            delivery_timeout_ms=120_000)  # fmt: skip
+                            delivery_timeout_ms=120_000, client=kafka_client)  # fmt: skip
     threads = threading.active_count()
     for _ in range(3):  # three restarts' worth
         tally, deliveries = Tally(), Deliveries()
-        out = KafkaOut(config, tally, deliveries)
+        out = open_producer(config, tally, deliveries)
         assert out.ensure()
         for n in range(10):
             out.send(f"k{n}".encode(), b"v", n)
@@ -38,15 +42,15 @@ def test_closing_with_records_pending_fails_them_and_stops_the_client(
 
 
 def test_the_producer_is_full_at_its_byte_budget(
-    kafka_bootstrap: str, make_topic: Callable[..., str]
+    kafka_bootstrap: str, make_topic: Callable[..., str], kafka_client: str
 ) -> None:
     # The sidecar stops reading batches while the producer is full: unacknowledged bytes,
     # not only records, are bounded (records can be up to ~1 MiB each).
     config = ProducerConfig(servers=(kafka_bootstrap,), topic=make_topic("scores"),
                             max_in_flight=1000, max_in_flight_bytes=100, linger_ms=60_000,
-                            delivery_timeout_ms=120_000)  # fmt: skip
+                            delivery_timeout_ms=120_000, client=kafka_client)  # fmt: skip
     tally, deliveries = Tally(), Deliveries()
-    out = KafkaOut(config, tally, deliveries)
+    out = open_producer(config, tally, deliveries)
     assert out.ensure()
     for n in range(4):
         out.send(f"k{n}".encode(), b"v" * 23, n)  # 25 bytes each
@@ -55,3 +59,32 @@ def test_the_producer_is_full_at_its_byte_budget(
     out.close(timeout_s=0.0)
     assert not out.full()
     assert len(deliveries.failed) == 4
+
+
+def test_an_unknown_client_is_refused_by_name() -> None:
+    config = ProducerConfig(servers=("127.0.0.1:1",), topic="t", max_in_flight=1, client="nope")
+    with pytest.raises(ValueError, match="unknown Kafka client") as info:
+        open_producer(config, Tally(), Deliveries())
+    assert str(info.value) == "unknown Kafka client 'nope'; one of confluent-kafka, kafka-python"
+
+
+def test_the_security_options_reach_librdkafka_under_its_names() -> None:
+    options = {
+        "security_protocol": "SASL_SSL",
+        "ssl_check_hostname": True,
+        "ssl_cafile": "/ca.pem",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "scorer",
+        "sasl_plain_password": "secret",
+    }
+    assert librdkafka_options(options) == {
+        "security.protocol": "SASL_SSL",
+        "ssl.endpoint.identification.algorithm": "https",
+        "ssl.ca.location": "/ca.pem",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "scorer",
+        "sasl.password": "secret",
+    }
+    with pytest.raises(ValueError, match="no librdkafka counterpart") as info:
+        librdkafka_options({"ssl_password": "x"})
+    assert str(info.value) == "Kafka client option 'ssl_password' has no librdkafka counterpart"

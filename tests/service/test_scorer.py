@@ -8,9 +8,10 @@ import pytest
 from service.errors import InvalidRequest, NoProductionModel
 from service.live import LiveModels, ModelSet
 from service.metrics import ServiceMetrics
+from service.models import load_model
 from service.scorer import Scorer
 from service.shadow import Scored
-from tests.factories import random_rows
+from tests.factories import NUMERIC_SCHEMA, logistic_model, make_manifest, random_rows
 from tests.service.helpers import build, sample_value
 
 ROW = random_rows(n=1)[0]
@@ -153,3 +154,52 @@ def test_unknown_features_must_be_scalars(metrics: ServiceMetrics) -> None:
     assert submitted == []
     scorer.score_batch(orjson.dumps({"transactions": [good]}))
     assert [s.inputs["note"] for s in submitted] == ["scalar"]
+
+
+FULL_ROW = {"amount": 12.5, "card_age_days": 30, "is_foreign": True, "device_age_days": 3.0}
+
+
+def numeric_scorer(metrics: ServiceMetrics) -> tuple[Scorer, list[Scored]]:
+    """A scorer whose production model has numeric fields only (the shortcut's layout)."""
+    model = logistic_model(NUMERIC_SCHEMA)
+    production = load_model(make_manifest(model, schema=NUMERIC_SCHEMA), model)
+    submitted: list[Scored] = []
+    live = LiveModels(ModelSet(1, production))
+    return Scorer(live, submitted.append, metrics, model_name="fraud", max_batch=3), submitted
+
+
+def test_complete_numeric_rows_score_as_the_full_check_scores_them(
+    metrics: ServiceMetrics,
+) -> None:
+    # A complete row of a numeric-only model takes the shortcut (RowCodec.numeric_row); an
+    # extra key sends the same row through the full check.
+    scorer, submitted = numeric_scorer(metrics)
+    short = orjson.loads(scorer.score(orjson.dumps({"transaction_id": "a", "features": FULL_ROW})))
+    extra = {**FULL_ROW, "note": "x"}
+    long = orjson.loads(scorer.score(orjson.dumps({"transaction_id": "b", "features": extra})))
+    assert short["score"] == long["score"]
+    transactions = [
+        {"transaction_id": "c", "features": FULL_ROW},
+        {"transaction_id": "d", "features": {**FULL_ROW, "amount": 990.5}},
+    ]
+    batch = orjson.loads(scorer.score_batch(orjson.dumps({"transactions": transactions})))
+    assert batch["results"][0]["score"] == pytest.approx(short["score"])
+    assert [s.transaction_id for s in submitted] == ["a", "b", "c", "d"]
+    assert [s.inputs for s in submitted[:2]] == [FULL_ROW, extra]
+    calls = {"role": "production", "version": "v1"}
+    assert sample_value(metrics, "shadowline_inference_duration_seconds_count", calls) == 3
+
+
+def test_bad_numeric_rows_are_named_by_the_full_check(metrics: ServiceMetrics) -> None:
+    scorer, submitted = numeric_scorer(metrics)
+    body = {"transaction_id": "t", "features": {**FULL_ROW, "amount": -1}}
+    assert problems(scorer, body) == ["amount: must be >= 0 (got -1)"]
+    assert problems(scorer, {"transaction_id": "x" * 129, "features": FULL_ROW}) == [
+        "transaction_id: must be a non-empty string of at most 128 characters"
+    ]
+    bad = {"transaction_id": "bad", "features": {**FULL_ROW, "is_foreign": 1}}
+    good = {"transaction_id": "ok", "features": FULL_ROW}
+    assert problems(scorer, {"transactions": [good, bad]}, batch=True) == [
+        "transactions[1]: is_foreign: must be true or false"
+    ]
+    assert submitted == []
