@@ -10,12 +10,14 @@ import multiprocessing
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
 from registry.manifest import Manifest
+from service.loader import ModelLoader
 from service.metrics import LATENCY_BUCKETS, SCORE_BUCKETS, ServiceMetrics
 from service.models import Feeds, LoadedModel, load_model
 from service.pipe import Message, Report, Stop, receive, send
@@ -195,15 +197,18 @@ class MemoryProducer:
 
 
 class MemoryProducers:
-    """A producer factory for the sidecar loop that remembers what it built."""
+    """A producer factory for the sidecar loop that remembers what it built; each starts with
+    a broker (``ready``) or without."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, ready: bool = True) -> None:
         self.built: list[MemoryProducer] = []
+        self._ready = ready
 
     def __call__(
         self, config: ProducerConfig, tally: Tally, listener: DeliveryListener
     ) -> MemoryProducer:
         producer = MemoryProducer(config, tally, listener)
+        producer.ready_now = self._ready
         self.built.append(producer)
         return producer
 
@@ -251,3 +256,15 @@ class LoopRun:
         self._stats.close()
         assert last is not None
         return last
+
+
+class CountingLoader(ModelLoader):
+    """A real :class:`service.loader.ModelLoader` that counts its reconciles."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reconciles = 0
+
+    def reconcile(self, *, force: bool = False) -> bool:
+        self.reconciles += 1
+        return super().reconcile(force=force)

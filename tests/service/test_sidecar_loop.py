@@ -127,8 +127,7 @@ def test_records_whose_delivery_fails_are_spooled_and_sent_again(tmp_path: Path)
 
 
 def test_without_a_broker_or_spool_stopping_counts_what_it_held_as_failed() -> None:
-    run = LoopRun(config(), MemoryProducers())
-    run.producer.ready_now = False
+    run = LoopRun(config(), MemoryProducers(ready=False))
     run.send(Batch(batch(6)))
     run.stop.set()
     tally = run.finish()
