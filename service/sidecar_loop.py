@@ -26,11 +26,11 @@ that pipe fills, and the scorer drops (and counts) what it cannot hand over.
 
 Shedding.  The shadows get what CPU is left (their threads run at a lower priority still,
 ``shadow_niceness``); when that is not enough, batches arrive here later and later.  The loop
-decides before running anything: a batch older than half of ``max_lag_s`` has a share of its
-sampled shadow rows shed, growing with its age to all of them at ``max_lag_s``.  A shed row's
-record goes out with production's score and a ``shed`` entry per sampled shadow, counted
-(``shadowline_shadow_errors_total{kind="shed"}``), so above the sidecar's capacity the excess
-is shed and counted while the rest is still scored.
+decides before running anything: a batch older than three quarters of ``max_lag_s`` has a
+share of its sampled shadow rows shed, growing with its age to all of them at ``max_lag_s``.
+A shed row's record goes out with production's score and a ``shed`` entry per sampled
+shadow, counted (``shadowline_shadow_errors_total{kind="shed"}``), so above the sidecar's
+capacity the excess is shed and counted while the rest is still scored.
 
 Stopping also sets a flag shared with the parent (an event): a loop held back (broker
 unreachable, spool full) does not read the pipe, so it would never see the empty message; on
@@ -340,8 +340,9 @@ class SidecarLoop:
 
 def shed_share(lag_s: float, max_lag_s: float) -> float:
     """The share of a batch's sampled shadow rows to shed when the batch is ``lag_s`` old: none
-    up to half of ``max_lag_s``, then growing linearly to all of them at ``max_lag_s``."""
-    start = max_lag_s / 2
+    up to three quarters of ``max_lag_s``, then growing linearly to all of them at
+    ``max_lag_s`` (a shorter stall of the sidecar is caught up, not shed)."""
+    start = max_lag_s * 0.75
     if lag_s <= start:
         return 0.0
     return min(1.0, (lag_s - start) / (max_lag_s - start))

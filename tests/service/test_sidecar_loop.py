@@ -76,7 +76,7 @@ def test_late_batches_are_shed_up_front_and_counted() -> None:
     run = LoopRun(config(max_lag_s=1.0), MemoryProducers())
     run.send(ShadowSet((spec("v2"),)))
     run.send(Batch(batch(6, "late", lag_s=5.0)))  # past max_lag_s: all shed
-    run.send(Batch(batch(120, "behind", lag_s=0.75)))  # half way: about half shed
+    run.send(Batch(batch(120, "behind", lag_s=0.875)))  # half way: about half shed
     run.send(Batch(batch(6, "fresh")))
     tally = run.finish()
     got = records(run)
@@ -94,8 +94,8 @@ def test_late_batches_are_shed_up_front_and_counted() -> None:
     assert sum(tally.scores["v2"].counts) == 132 - 6 - len(shed)
 
 
-def test_shed_share_grows_from_half_the_lag_bound_to_all() -> None:
-    assert [shed_share(lag, 1.0) for lag in (0.0, 0.5, 0.75, 1.0, 3.0)] == [0, 0, 0.5, 1, 1]
+def test_shed_share_grows_from_three_quarters_of_the_lag_bound_to_all() -> None:
+    assert [shed_share(lag, 1.0) for lag in (0.0, 0.75, 0.875, 1.0, 3.0)] == [0, 0, 0.5, 1, 1]
 
 
 def test_records_wait_in_the_spool_while_the_producer_is_full(tmp_path: Path) -> None:
