@@ -74,7 +74,14 @@ class RecordProducer(Protocol):
     ``send`` hands over one record; the producer's :class:`DeliveryListener` hears of its
     ``tag`` exactly once, acknowledged or failed (from any thread).  ``ensure`` creates the
     client when a broker accepts (True when one exists), ``check`` drops one that stopped
-    answering, ``close`` flushes (up to ``timeout_s``) and fails what is left.
+    answering, ``close`` flushes (up to ``timeout_s``) and fails what is left.  ``ready``: a
+    client exists; ``full()``: it holds its limit of unacknowledged records or bytes;
+    ``failing``: the last record that came back failed; ``broken``: a record of the current
+    client failed (the outbox then closes it, so what it holds fails in order).
+
+    It keeps the tally's producer gauges, which the scorer reads: ``connected``,
+    ``kafka_full`` (the answer of the last ``full()``), ``in_flight_bytes`` and
+    ``restarts`` (clients created).
     """
 
     @property
