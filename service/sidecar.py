@@ -5,12 +5,12 @@ The request path calls :meth:`Sidecar.submit` with each scored transaction (a
 (``queue_size``) and in request bytes (``buffer_bytes`` / 2).  A writer thread wakes every
 ``batch_wait_s``, pickles what has accumulated (up to ``batch_max`` per message, about 4 us a
 transaction) and writes it to the sidecar process (:mod:`service.sidecar_loop`) over a pipe;
-before the first batch after the live shadow set changed, it sends the new set (manifests, and
-the ONNX bytes of versions this sidecar has not had yet, written to the pipe as they are,
-never copied into a pickle).  Both directions speak the messages of :mod:`service.pipe`.  The
-sidecar runs the shadows, builds the records and produces them to Kafka on the other core, so
-the scorer's event loop shares its GIL with nothing but this thread and a reader thread that
-wakes twice a second.
+when the live shadow set changed, it sends the new set at once while idle, or else before the
+next batch (manifests, and the ONNX bytes of versions this sidecar has not had yet, written
+to the pipe as they are, never copied into a pickle).  Both directions speak the messages of
+:mod:`service.pipe`.  The sidecar runs the shadows, builds the records and produces them to
+Kafka on the other core, so the scorer's event loop shares its GIL with nothing but this
+thread and a reader thread that wakes twice a second.
 
 The sidecar's counts come back on a second pipe, read by that reader thread, and are added to
 this process's metrics (:func:`service.tally.apply_tally`).  Two one-way pipes, each with a
@@ -346,6 +346,8 @@ class Sidecar:
             if not queue:
                 if self._stop.is_set():
                     return
+                if gen is not None:
+                    self._hand_shadows(gen)
                 self._stop.wait(_IDLE_WAIT_S)
                 continue
             if len(queue) < self._batch_max and not self._stop.is_set():
@@ -385,17 +387,32 @@ class Sidecar:
 
     def _hand(self, gen: _Generation, batch: list[Scored]) -> bool:
         """Send the shadow set if this sidecar does not have it, then the batch."""
-        slots = self._live.current.shadows
-        key = tuple((slot.model.version, slot.rate) for slot in slots)
-        if key != gen.shadows:
-            specs = _specs(slots, gen.artifacts)
-            if not _send(gen, ShadowSet(specs)):
-                return False
-            gen.shadows = key
-            gen.artifacts = {spec.version for spec in specs}  # it drops the others
+        if not self._sync_shadows(gen):
+            return False
         if not _send(gen, Batch(batch)):
             return False
         gen.handed += len(batch)
+        return True
+
+    def _hand_shadows(self, gen: _Generation) -> None:
+        """While idle: send a changed shadow set at once, so the sidecar loads the new shadows
+        before their first batch instead of holding that batch while it loads them."""
+        try:
+            self._sync_shadows(gen)
+        except Exception:  # keep the writer alive; the next batch sends the set again
+            log.exception("sidecar: handing over the shadow set failed")
+
+    def _sync_shadows(self, gen: _Generation) -> bool:
+        """Send the live shadow set unless this sidecar has it; False when sending failed."""
+        slots = self._live.current.shadows
+        key = tuple((slot.model.version, slot.rate) for slot in slots)
+        if key == gen.shadows:
+            return True
+        specs = _specs(slots, gen.artifacts)
+        if not _send(gen, ShadowSet(specs)):
+            return False
+        gen.shadows = key
+        gen.artifacts = {spec.version for spec in specs}  # it drops the others
         return True
 
 
