@@ -171,10 +171,10 @@ class ShadowRunner:
         for slot, sampled in zip(slots, sample(slots, len(batch), rng), strict=True):
             version = slot.model.version
             indices = sampled
-            if dropped:
+            shed_here = [i for i in sampled if i in dropped]
+            if shed_here:
                 indices = [i for i in sampled if i not in dropped]
-                self._fail(version, "shed", f"shed: {shed}",
-                           [i for i in sampled if i in dropped], entries)  # fmt: skip
+                self._fail(version, "shed", f"shed: {shed}", shed_here, entries)
             if not indices:
                 continue
             feeds, valid = self._feeds(slot.model, batch, indices, entries, shared)

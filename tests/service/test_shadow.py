@@ -137,7 +137,8 @@ def test_a_share_of_the_rows_is_shed_the_same_for_every_shadow() -> None:
     tally = Tally()
     runner = ShadowRunner(tally, budget_s=5.0)
     batch = scored(prod) * 20  # 120 rows
-    slots = (ShadowSlot(v2, 1.0), ShadowSlot(v3, 1.0))
+    rare = build("v4")  # sampled on no row here: no entry, and no count of 0 either
+    slots = (ShadowSlot(v2, 1.0), ShadowSlot(v3, 1.0), ShadowSlot(rare, 1e-9))
     entries = runner.run(slots, batch, random.Random(4), shed="700 ms behind", shed_share=0.5)
     runner.close()
     shed = [i for i, e in enumerate(entries) if e[0]["error"] == "shed: 700 ms behind"]
