@@ -27,13 +27,10 @@ swap to the registry's production clears degraded.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from registry.errors import ArtifactStoreUnavailable, RegistryError
@@ -45,28 +42,6 @@ from service.model_cache import ModelCache
 from service.models import LoadedModel, load_model
 
 log = logging.getLogger(__name__)
-# The interpreter's switch interval while a reconcile runs (the default is 5 ms): a thread
-# that runs Python code keeps the GIL that long before a waiting thread may force a switch,
-# and a reconcile (Redis replies, manifests, codecs, golden examples) runs Python code for
-# milliseconds at a time.  Measured on 2 busy cores with a thread standing in for the event
-# loop: its longest wait for the GIL during 20 ms of Python work fell from 5.2 to 2.2 ms
-# (medians), during a model load its p90 from about 5 to about 3.5 ms.
-LOAD_SWITCH_INTERVAL_S = 0.001
-_switching = threading.Lock()
-
-
-@contextlib.contextmanager
-def short_gil_slices(interval_s: float = LOAD_SWITCH_INTERVAL_S) -> Iterator[None]:
-    """Lower the interpreter's switch interval to ``interval_s`` (if it is longer) for the
-    duration; restore it afterwards."""
-    with _switching:
-        before = sys.getswitchinterval()
-        sys.setswitchinterval(min(before, interval_s))
-    try:
-        yield
-    finally:
-        with _switching:
-            sys.setswitchinterval(before)
 
 
 class DeploymentView(Protocol):
@@ -142,16 +117,11 @@ class ModelLoader:
         return self._retry_due()
 
     def reconcile(self, *, force: bool = False) -> bool:
-        """Follow the registry; True when a new model set was swapped in.  Runs with short GIL
-        slices (:func:`short_gil_slices`), so the event loop never waits long for the GIL.
+        """Follow the registry; True when a new model set was swapped in.
 
         Raises whatever the registry raises when it cannot be read (Redis down): the caller
         reports it, and the live set stays as it is.
         """
-        with short_gil_slices():
-            return self._reconcile(force=force)
-
-    def _reconcile(self, *, force: bool) -> bool:
         deployment = self._source.deployment(self._name)
         revision = deployment.revision
         retry = self._retry_due()
@@ -213,10 +183,6 @@ class ModelLoader:
     def fall_back(self, reason: str) -> bool:
         """Serve the local copy when the registry cannot be read and nothing is loaded yet
         (called by the follower at start); True when a model set was swapped in."""
-        with short_gil_slices():
-            return self._fall_back(reason)
-
-    def _fall_back(self, reason: str) -> bool:
         current = self._live.current
         if current.production is not None:
             return False

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import gc
 import os
-import sys
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
 import redis
-from prometheus_client import CollectorRegistry
 
 from registry import ModelRegistry
 from service.live import LiveModels, ModelSet
-from service.loader import LOAD_SWITCH_INTERVAL_S, ModelLoader, short_gil_slices
+from service.loader import ModelLoader
 from service.metrics import ServiceMetrics
 from tests.service.helpers import make_production, register, sample_value
 
@@ -137,22 +134,3 @@ def test_memory_does_not_grow_across_200_swaps(
             gc.collect()
             rss[swaps] = process.memory_info().rss
     assert rss[200] <= rss[10] * 1.10, f"RSS grew from {rss[10]:,} to {rss[200]:,} bytes"
-
-
-def test_a_reconcile_runs_with_short_gil_slices_and_restores_the_interval() -> None:
-    before = sys.getswitchinterval()
-    seen: list[float] = []
-
-    class Source:
-        def deployment(self, name: str) -> Any:
-            seen.append(sys.getswitchinterval())
-            raise RuntimeError("stop here")
-
-    loader = ModelLoader(Source(), LiveModels(), ServiceMetrics(CollectorRegistry()), name="fraud")  # type: ignore[arg-type]
-    with pytest.raises(RuntimeError, match="stop here"):
-        loader.reconcile()
-    assert seen == [pytest.approx(LOAD_SWITCH_INTERVAL_S)]
-    assert sys.getswitchinterval() == pytest.approx(before)
-    with short_gil_slices(0.0001), short_gil_slices():  # never lengthens a shorter one
-        assert sys.getswitchinterval() == pytest.approx(0.0001, rel=0.05)  # microsecond steps
-    assert sys.getswitchinterval() == pytest.approx(before)
