@@ -193,6 +193,7 @@ def sidecar_config(settings: ServiceSettings) -> SidecarConfig:
         budget_s=settings.shadow_time_budget_ms / 1000,
         max_lag_s=settings.shadow_max_lag_ms / 1000,
         niceness=settings.sidecar_niceness,
+        shadow_niceness=settings.shadow_niceness,
         spool=spool,
     )
 

@@ -1,9 +1,15 @@
 """Follows the registry: change events from Redis pub/sub, plus a periodic reconcile.
 
-Events make a promotion reach the scorer in milliseconds; the periodic reconcile (every
+Events make a promotion reach the scorer in milliseconds; the periodic check (every
 ``interval_s``, at most 2 s) catches anything an event could not deliver (a dropped
 connection, a restart of Redis).  The loading itself happens in a worker thread.  When Redis is
 unreachable the scorer keeps scoring with the models it has and ``reachable`` turns False.
+
+The periodic check reads only the deployment's revision, on the event loop with the async
+client (one non-blocking HGET), and reconciles in a worker thread only when the revision moved
+or a retry is due.  Handing work to a thread every second cost the loop a GIL hand-over each
+time (measured with py-spy on a busy 2-core machine: about 1.6 ms of the loop's time per
+submit), for a reconcile that almost always found nothing to do.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import redis
 import redis.asyncio as aioredis
 
 from registry import RegistryError, decode_event
+from registry.constants import deploy_key
 from service.loader import ModelLoader
 from service.metrics import ServiceMetrics
 
@@ -59,9 +66,22 @@ class RegistryFollower:
             except Exception:  # keep the loaded models; the next event or tick retries
                 log.exception("reconcile failed; keeping the loaded models")
             else:
-                self.reachable = True
-                self.last_error = None
-                self._metrics.registry_up.set(1)
+                self._reachable()
+
+    async def check(self, client: aioredis.Redis) -> None:
+        """The periodic check: reconcile (in a worker thread) only when the registry's revision
+        is not the one the live set reflects, or the loader has a retry due.  Raises what the
+        client raises when Redis cannot be read (the caller reconnects)."""
+        raw = await client.hget(deploy_key(self._name), "revision")
+        if int(raw or 0) != self._loader.revision or self._loader.retry_due:
+            await self.reconcile()
+        else:
+            self._reachable()
+
+    def _reachable(self) -> None:
+        self.reachable = True
+        self.last_error = None
+        self._metrics.registry_up.set(1)
 
     def _unreachable(self, exc: BaseException) -> None:
         if self.reachable or self.last_error is None:
@@ -95,9 +115,12 @@ class RegistryFollower:
             while True:
                 wait = max(0.0, self._interval_s - (time.monotonic() - last))
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
-                if message is not None and not self._concerns_us(message.get("data")):
+                if message is None:
+                    await self.check(client)
+                elif self._concerns_us(message.get("data")):
+                    await self.reconcile()
+                else:
                     continue
-                await self.reconcile()
                 last = time.monotonic()
 
     def _concerns_us(self, data: object) -> bool:

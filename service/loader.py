@@ -111,6 +111,11 @@ class ModelLoader:
         """The registry revision the live set reflects (-1 before the first reconcile)."""
         return self._revision
 
+    @property
+    def retry_due(self) -> bool:
+        """Degraded, and the failed production is due to be tried again."""
+        return self._retry_due()
+
     def reconcile(self, *, force: bool = False) -> bool:
         """Follow the registry; True when a new model set was swapped in.
 

@@ -1,8 +1,8 @@
 """Where the sidecar's score records go: the Kafka producer, or the spool until it can take them.
 
 :class:`Outbox` sits between the sidecar loop (:mod:`service.sidecar_loop`) and the producer
-(:func:`service.producer.open_producer`).  With a spool (``SpoolConfig``; see
-``docs/reliability.md``):
+(:func:`service.producer.open_producer`, or what the loop's ``ProducerFactory`` builds).  With
+a spool (``SpoolConfig``; see ``docs/reliability.md``):
 
 * A record goes straight to the producer when the producer has a broker, room, and every
   older record has been handed to it; otherwise it is appended to this process's spool
@@ -40,11 +40,14 @@ from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from service.producer import ProducerConfig, open_producer, record_refused
 from service.spool import HEADER, Entry, Spool, SpoolError
 from service.tally import Tally
+
+if TYPE_CHECKING:  # the loop imports this module: the protocol only as a type
+    from service.sidecar_loop import ProducerFactory
 
 log = logging.getLogger(__name__)
 REPLAY_RECORDS = 1024
@@ -102,9 +105,16 @@ class Outbox:
     ``accepting`` and ``close`` are called from the sidecar loop's thread; ``on_acked`` and
     ``on_failed`` from any thread."""
 
-    def __init__(self, producer: ProducerConfig, spool: SpoolConfig | None, tally: Tally) -> None:
+    def __init__(
+        self,
+        producer: ProducerConfig,
+        spool: SpoolConfig | None,
+        tally: Tally,
+        *,
+        factory: ProducerFactory = open_producer,
+    ) -> None:
         self._tally = tally
-        self._kafka = open_producer(producer, tally, self)
+        self._kafka = factory(producer, tally, self)
         self._dir = Path(spool.directory) / producer.topic if spool else None
         self._max_bytes = spool.max_bytes if spool else 0
         self._fsync_s = spool.fsync_interval_s if spool else 0.0

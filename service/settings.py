@@ -68,9 +68,13 @@ class ServiceSettings(SharedSettings):
     # Shadows, records and the Kafka producer run in a sidecar process (their Python work
     # would hold this process's GIL); False runs the sidecar in a thread (tests, debugging).
     sidecar_process: bool = True
-    # Added to the sidecar process's nice value (0 to 19): under CPU contention production's
-    # requests run first and the shadows fall behind, then are shed.
-    sidecar_niceness: int = Field(default=10, ge=0, le=19)
+    # Added to the sidecar process's nice value (0 to 19).  0 by default: the sidecar's own
+    # thread sends production's records, one per request, and at +10 on a core shared with
+    # the scorer it got a tenth of that core and records were dropped (make bench, pinned).
+    sidecar_niceness: int = Field(default=0, ge=0, le=19)
+    # Added again for the threads that run the shadow models: under CPU contention
+    # production's requests and records run first, the shadows fall behind, then are shed.
+    shadow_niceness: int = Field(default=10, ge=0, le=19)
     # The share of would-be blocks answered review instead, so their outcome is observed.
     exploration_share: float = Field(default=0.0, ge=0.0, le=MAX_EXPLORATION_SHARE)
     # POST /v1/labels (docs/evidence.md "Labels over HTTP"): its own bearer token (unset: the

@@ -5,10 +5,12 @@ The request path calls :meth:`Sidecar.submit` with each scored transaction (a
 (``queue_size``) and in request bytes (``buffer_bytes`` / 2).  A writer thread wakes every
 ``batch_wait_s``, pickles what has accumulated (up to ``batch_max`` per message, about 4 us a
 transaction) and writes it to the sidecar process (:mod:`service.sidecar_loop`) over a pipe;
-before the first batch after the live shadow set changed, it sends the new set (manifests, and
-the ONNX bytes of versions this sidecar has not had yet).  The sidecar runs the shadows, builds
-the records and produces them to Kafka on the other core, so the scorer's event loop shares its
-GIL with nothing but this thread and a reader thread that wakes twice a second.
+when the live shadow set changed, it sends the new set at once while idle, or else before the
+next batch (manifests, and the ONNX bytes of versions this sidecar has not had yet, written
+to the pipe as they are, never copied into a pickle).  Both directions speak the messages of
+:mod:`service.pipe`.  The sidecar runs the shadows, builds the records and produces them to
+Kafka on the other core, so the scorer's event loop shares its GIL with nothing but this
+thread and a reader thread that wakes twice a second.
 
 The sidecar's counts come back on a second pipe, read by that reader thread, and are added to
 this process's metrics (:func:`service.tally.apply_tally`).  Two one-way pipes, each with a
@@ -31,7 +33,6 @@ import collections
 import contextlib
 import logging
 import multiprocessing
-import pickle
 import signal
 import threading
 import time
@@ -42,9 +43,13 @@ from typing import Protocol
 
 from service.live import LiveModels, ShadowSlot
 from service.metrics import ServiceMetrics
+from service.pipe import Batch, Message, PipeError, Report, ShadowSet, ShadowSpec, Stop
+from service.pipe import receive as receive_message
+from service.pipe import send as send_message
+from service.producer import open_producer
 from service.shadow import Scored
 from service.sidecar_loop import (
-    ShadowSpec,
+    ProducerFactory,
     SidecarConfig,
     run_sidecar_loop,
     sidecar_process_main,
@@ -106,7 +111,8 @@ class Sidecar:
     ``config.producer.max_in_flight_bytes`` (the other half) plus the batch it is reading; the
     pipe between them holds a few hundred KiB more, bounded by the kernel.
     ``in_process=True`` runs the sidecar loop in a thread instead of a child process (tests;
-    same code, same pipes).
+    same code, same pipes).  ``producer`` builds each sidecar's producer (in a child process:
+    a picklable module-level callable).
     """
 
     def __init__(
@@ -120,8 +126,10 @@ class Sidecar:
         batch_max: int = 128,
         batch_wait_s: float = 0.005,
         in_process: bool = False,
+        producer: ProducerFactory = open_producer,
     ) -> None:
         self.config = config
+        self._producer = producer
         self._live = live
         self._metrics = metrics
         self._max_queued = max(1, queue_size)
@@ -232,7 +240,7 @@ class Sidecar:
             return
         if not (writer is not None and writer.is_alive()):
             with contextlib.suppress(OSError, ValueError):
-                gen.data.send_bytes(b"")  # the stop message
+                send_message(gen.data, Stop())
         gen.child.join(timeout_s)
         if gen.alive():
             self._kill(gen, timeout_s)
@@ -256,14 +264,18 @@ class Sidecar:
         args = (data_recv, stats_send, self.config)
         if self._in_process:
             stop = threading.Event()
-            child = threading.Thread(target=run_sidecar_loop, args=(*args, stop), daemon=True)
+            child = threading.Thread(
+                target=run_sidecar_loop, args=(*args, stop, self._producer), daemon=True
+            )
             child.start()
         else:
             # spawn, not fork: this process has threads (onnxruntime, the writer).
             context = multiprocessing.get_context("spawn")
             stop = context.Event()
             child = context.Process(
-                target=sidecar_process_main, args=(*args, stop), name="shadowline-sidecar"
+                target=sidecar_process_main,
+                args=(*args, stop, self._producer),
+                name="shadowline-sidecar",
             )
             # Ctrl-C reaches the whole process group; until the child has set its handlers a
             # SIGINT would end it with a KeyboardInterrupt traceback.  It inherits this mask
@@ -287,10 +299,16 @@ class Sidecar:
         """The reader thread: apply each snapshot until the sidecar closes its end."""
         while True:
             try:
-                blob = gen.stats.recv_bytes()
+                message = receive_message(gen.stats)
             except (EOFError, OSError):
                 return
-            snapshot = pickle.loads(blob)  # noqa: S301 - our own child's bytes
+            except PipeError as exc:
+                log.error("%s; ignored", exc)
+                continue
+            if not isinstance(message, Report):
+                log.error("sidecar: a %s from the sidecar; ignored", type(message).__name__)
+                continue
+            snapshot = message.tally
             old, gen.tally = gen.tally, snapshot
             gen.reported.set()
             apply_tally(self._metrics, old, snapshot)
@@ -328,6 +346,8 @@ class Sidecar:
             if not queue:
                 if self._stop.is_set():
                     return
+                if gen is not None:
+                    self._hand_shadows(gen)
                 self._stop.wait(_IDLE_WAIT_S)
                 continue
             if len(queue) < self._batch_max and not self._stop.is_set():
@@ -367,23 +387,38 @@ class Sidecar:
 
     def _hand(self, gen: _Generation, batch: list[Scored]) -> bool:
         """Send the shadow set if this sidecar does not have it, then the batch."""
-        slots = self._live.current.shadows
-        key = tuple((slot.model.version, slot.rate) for slot in slots)
-        if key != gen.shadows:
-            specs = _specs(slots, gen.artifacts)
-            if not _send(gen, pickle.dumps(("shadows", specs), 5)):
-                return False
-            gen.shadows = key
-            gen.artifacts = {spec.version for spec in specs}  # it drops the others
-        if not _send(gen, pickle.dumps(("batch", batch), 5)):
+        if not self._sync_shadows(gen):
+            return False
+        if not _send(gen, Batch(batch)):
             return False
         gen.handed += len(batch)
         return True
 
+    def _hand_shadows(self, gen: _Generation) -> None:
+        """While idle: send a changed shadow set at once, so the sidecar loads the new shadows
+        before their first batch instead of holding that batch while it loads them."""
+        try:
+            self._sync_shadows(gen)
+        except Exception:  # keep the writer alive; the next batch sends the set again
+            log.exception("sidecar: handing over the shadow set failed")
 
-def _send(gen: _Generation, blob: bytes) -> bool:
+    def _sync_shadows(self, gen: _Generation) -> bool:
+        """Send the live shadow set unless this sidecar has it; False when sending failed."""
+        slots = self._live.current.shadows
+        key = tuple((slot.model.version, slot.rate) for slot in slots)
+        if key == gen.shadows:
+            return True
+        specs = _specs(slots, gen.artifacts)
+        if not _send(gen, ShadowSet(specs)):
+            return False
+        gen.shadows = key
+        gen.artifacts = {spec.version for spec in specs}  # it drops the others
+        return True
+
+
+def _send(gen: _Generation, message: Message) -> bool:
     try:
-        gen.data.send_bytes(blob)  # blocks while the sidecar holds back (broker down)
+        send_message(gen.data, message)  # blocks while the sidecar holds back (broker down)
     except (OSError, ValueError):
         return False
     return True

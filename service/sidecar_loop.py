@@ -5,7 +5,8 @@ transaction (a :class:`service.shadow.Scored` tuple) to :class:`service.sidecar.
 which pickles batches of them to this loop over a pipe.  Here, in a process of its own (a
 thread in tests), each batch is scored by the shadows (:class:`service.shadow.ShadowRunner`,
 each on its own executor within a time budget), turned into one record per transaction and
-produced to the scores topic (:class:`service.producer.KafkaOut`).
+produced to the scores topic (:func:`service.producer.open_producer`: confluent-kafka or
+kafka-python).
 
 Why a process: in the scorer's process this work held the GIL the event loop needed, and
 production's p99 at half the maximum rate grew 3.6x with 3 shadows (docs/benchmarks.md, before
@@ -13,23 +14,24 @@ this design); here it runs on the other core.  The price is a second copy of eac
 (the scorer loads and checks it first, for readiness and the registry's notes) and a pickle of
 about 4 us per transaction in the scorer.
 
-Two one-way pipes.  Scorer to sidecar, each message one ``send_bytes``:
+Two one-way pipes, carrying the messages of :mod:`service.pipe`: from the scorer, batches of
+scored transactions, the shadow set whenever it changes (a version's ONNX bytes only the first
+time; a version that fails to load here is an error entry, ``load``, on the records it should
+have scored) and stop; from here, a :class:`service.tally.Tally` snapshot every
+``stats_interval_s`` and once more at exit, read by a thread of the scorer's that does nothing
+else.  Records go out through :class:`service.outbox.Outbox`: to the producer (any
+:class:`RecordProducer`; :func:`service.producer.open_producer` unless the caller passes
+another factory), or, while it has no broker, no room, or records wait before them, to the local
+spool.  When neither can take more (the spool full or off), the loop stops reading batches:
+that pipe fills, and the scorer drops (and counts) what it cannot hand over.
 
-* ``pickle(("shadows", (ShadowSpec, ...)))``: the shadow set from now on (sent when it
-  changes, before the next batch; a version's ONNX bytes only the first time); a version that
-  fails to load here is an error entry (``load``) on the records it should have scored;
-* ``pickle(("batch", [Scored, ...]))``: transactions to shadow, record and produce;
-* ``b""``: stop (flush, report, exit).
-
-Sidecar to scorer: a :class:`service.tally.Tally` snapshot (pickled) every
-``stats_interval_s`` and once more when it exits, read by a thread of the scorer's that does
-nothing else.  Records go out through :class:`service.outbox.Outbox`: to the producer, or,
-while it has no broker, no room, or records wait before them, to the local spool.  When
-neither can take more (the spool full or off), the loop stops reading batches: that pipe
-fills, and the scorer drops (and counts) what it cannot hand over.  When batches arrive older
-than
-``max_lag_s`` (the shadows cannot keep up), their shadows are shed: the records go out with
-production's score and a ``shed`` entry per sampled shadow.
+Shedding.  The shadows get what CPU is left (their threads run at a lower priority still,
+``shadow_niceness``); when that is not enough, batches arrive here later and later.  The loop
+decides before running anything: a batch older than three quarters of ``max_lag_s`` has a
+share of its sampled shadow rows shed, growing with its age to all of them at ``max_lag_s``.
+A shed row's record goes out with production's score and a ``shed`` entry per sampled
+shadow, counted (``shadowline_shadow_errors_total{kind="shed"}``), so above the sidecar's
+capacity the excess is shed and counted while the rest is still scored.
 
 Stopping also sets a flag shared with the parent (an event): a loop held back (broker
 unreachable, spool full) does not read the pipe, so it would never see the empty message; on
@@ -44,11 +46,10 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import random
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Protocol
@@ -60,25 +61,54 @@ from service.errors import ModelLoadError
 from service.live import ShadowSlot
 from service.models import LoadedModel, load_model
 from service.outbox import Outbox, SpoolConfig
-from service.producer import ProducerConfig
+from service.pipe import Batch, PipeError, Report, ShadowSet, ShadowSpec, Stop, receive, send
+from service.producer import DeliveryListener, ProducerConfig, open_producer
 from service.shadow import Scored, ShadowEntry, ShadowRunner, build_record, error_entry
 from service.tally import Tally
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ShadowSpec:
-    """A shadow as the scorer hands it over: its manifest, its ONNX bytes (already verified
-    and loaded once by the scorer) and its sampling rate."""
+class RecordProducer(Protocol):
+    """What the outbox needs of a Kafka producer (:class:`service.producer.KafkaOut` and
+    :class:`service.producer_rdkafka.RdKafkaOut` are).
 
-    manifest: Manifest
-    artifact: bytes
-    rate: float
+        ``send`` hands over one record; the producer's :class:`DeliveryListener` hears of its
+        ``tag`` exactly once, acknowledged or failed (from any thread).  ``ensure`` creates the
+        client when a broker accepts (True when one exists), ``check`` drops one that stopped
+        answering, ``close`` flushes (up to ``timeout_s``) and fails what is left.  ``ready``: a
+        client exists; ``full()``: it holds its limit of unacknowledged records or bytes;
+        ``failing``: the last record that came back failed; ``broken``: a record of the current
+        client failed (the outbox then closes it, so what it holds fails in order).
+
+        It keeps the tally's producer gauges, which the scorer reads: ``connected``,
+        ``kafka_full`` (the answer of the last ``full()``), ``in_flight_bytes`` and
+        ``restarts`` (clients created).
+    """
 
     @property
-    def version(self) -> str:
-        return self.manifest.version
+    def ready(self) -> bool: ...
+
+    @property
+    def failing(self) -> bool: ...
+
+    @property
+    def broken(self) -> bool: ...
+
+    def full(self) -> bool: ...
+
+    def send(self, key: bytes, value: bytes, tag: Hashable) -> None: ...
+
+    def ensure(self) -> bool: ...
+
+    def check(self) -> None: ...
+
+    def close(self, timeout_s: float) -> None: ...
+
+
+# Builds the producer of one sidecar: its configuration, the tally it keeps its gauges in
+# (connected, in-flight bytes, restarts) and who hears of each record's fate.
+ProducerFactory = Callable[[ProducerConfig, Tally, DeliveryListener], RecordProducer]
 
 
 @dataclass(frozen=True)
@@ -93,9 +123,12 @@ class SidecarConfig:
     # than the scorer's close timeout, so the last counts reach it).
     flush_timeout_s: float = 3.0
     seed: int | None = None
-    # Added to the sidecar process's nice value: when the cores are contended, the scorer's
-    # event loop runs first and the shadows fall behind (and are shed), not production.
-    niceness: int = 10
+    # Added to the sidecar process's nice value (SHADOWLINE_SIDECAR_NICENESS).
+    niceness: int = 0
+    # Added again for the threads that run the shadow models (SHADOWLINE_SHADOW_NICENESS):
+    # when the cores are contended, the scorer's event loop and the records (production's
+    # answers) go first, and the shadows fall behind (and are shed), not production.
+    shadow_niceness: int = 10
     # Where records wait while the broker cannot take them (None: nowhere, they fail).
     spool: SpoolConfig | None = None
 
@@ -118,6 +151,7 @@ class SidecarLoop:
         stop: StopFlag,
         *,
         load: Callable[[Manifest, bytes], LoadedModel] = load_model,
+        producer: ProducerFactory = open_producer,
     ) -> None:
         self._data = data  # batches and shadow sets from the scorer
         self._stats = stats  # tally snapshots to the scorer
@@ -125,8 +159,12 @@ class SidecarLoop:
         self._stop = stop
         self._load = load
         self.tally = Tally()
-        self._out = Outbox(config.producer, config.spool, self.tally)
-        self._runner = ShadowRunner(self.tally, config.budget_s)
+        self._out = Outbox(config.producer, config.spool, self.tally, factory=producer)
+        # A shadow that hangs holds the loop at most max_lag_s: by then the batches behind it
+        # are shed anyway.
+        self._runner = ShadowRunner(
+            self.tally, config.budget_s, wait_s=config.max_lag_s, niceness=config.shadow_niceness
+        )
         self._rng = random.Random(config.seed)  # noqa: S311 - sampling, not security
         self._loaded: dict[str, LoadedModel] = {}
         self._load_errors: dict[str, str] = {}
@@ -165,16 +203,20 @@ class SidecarLoop:
         try:
             if not self._data.poll(0.1):
                 return True
-            blob = self._data.recv_bytes()
+            message = receive(self._data)
         except (EOFError, OSError):
             return False  # the parent is gone
-        if not blob:
+        except PipeError as exc:  # a bug on the scorer's side: say so, keep going
+            log.error("%s; ignored", exc)
+            return True
+        if isinstance(message, Batch):
+            self.process(message.items)
+        elif isinstance(message, ShadowSet):
+            self.set_shadows(message.specs)
+        elif isinstance(message, Stop):
             return False
-        kind, payload = pickle.loads(blob)  # noqa: S301 - our own parent's bytes
-        if kind == "shadows":
-            self.set_shadows(payload)
         else:
-            self.process(payload)
+            log.error("sidecar: a %s from the scorer; ignored", type(message).__name__)
         return True
 
     def set_shadows(self, specs: tuple[ShadowSpec, ...]) -> None:
@@ -233,11 +275,14 @@ class SidecarLoop:
             for spec in self._specs
             if spec.version in self._loaded
         )
-        lag = time.time() - batch[0].scored_at
-        if shed is None and lag > self._config.max_lag_s:
-            shed = f"the shadows were {lag * 1000:.0f} ms behind"
+        share = 1.0
+        if shed is None:
+            lag = time.time() - batch[0].scored_at
+            share = shed_share(lag, self._config.max_lag_s)
+            if share > 0.0:
+                shed = f"the shadows were {lag * 1000:.0f} ms behind"
         try:
-            per_item = self._runner.run(slots, batch, self._rng, shed=shed)
+            per_item = self._runner.run(slots, batch, self._rng, shed=shed, shed_share=share)
         except Exception as exc:  # the shadows' failure must not cost production's records
             log.exception("sidecar: shadows failed on a batch of %d", len(batch))
             message = f"error: sidecar: {type(exc).__name__}: {exc}"
@@ -276,14 +321,17 @@ class SidecarLoop:
             while time.monotonic() < deadline and os.getppid() == self._parent_pid:
                 if not self._data.poll(0.1):
                     continue
-                blob = self._data.recv_bytes()
-                if not blob:
+                try:
+                    message = receive(self._data)
+                except PipeError as exc:
+                    log.error("%s; ignored", exc)
+                    continue
+                if isinstance(message, Stop):
                     return
-                kind, payload = pickle.loads(blob)  # noqa: S301 - our own parent's bytes
-                if kind == "batch" and self._out.spooling:
-                    self.process(payload, shed="the sidecar is stopping without a broker")
-                elif kind == "batch":
-                    self._out.write_off(len(payload))
+                if isinstance(message, Batch) and self._out.spooling:
+                    self.process(message.items, shed="the sidecar is stopping without a broker")
+                elif isinstance(message, Batch):
+                    self._out.write_off(len(message.items))
                 self._report()
         except (EOFError, OSError):
             return
@@ -294,20 +342,38 @@ class SidecarLoop:
             return
         self._last_stats = now
         try:  # parent gone: nobody to report to
-            self._stats.send_bytes(pickle.dumps(self.tally.snapshot()))
+            send(self._stats, Report(self.tally.snapshot()))
         except (OSError, ValueError):
             return
 
 
+def shed_share(lag_s: float, max_lag_s: float) -> float:
+    """The share of a batch's sampled shadow rows to shed when the batch is ``lag_s`` old: none
+    up to three quarters of ``max_lag_s``, then growing linearly to all of them at
+    ``max_lag_s`` (a shorter stall of the sidecar is caught up, not shed)."""
+    start = max_lag_s * 0.75
+    if lag_s <= start:
+        return 0.0
+    return min(1.0, (lag_s - start) / (max_lag_s - start))
+
+
 def run_sidecar_loop(
-    data: Connection, stats: Connection, config: SidecarConfig, stop: StopFlag
+    data: Connection,
+    stats: Connection,
+    config: SidecarConfig,
+    stop: StopFlag,
+    producer: ProducerFactory = open_producer,
 ) -> None:
     """Run :class:`SidecarLoop` until told to stop (a thread's target, in tests)."""
-    SidecarLoop(data, stats, config, stop).run()
+    SidecarLoop(data, stats, config, stop, producer=producer).run()
 
 
 def sidecar_process_main(
-    data: Connection, stats: Connection, config: SidecarConfig, stop: StopFlag
+    data: Connection,
+    stats: Connection,
+    config: SidecarConfig,
+    stop: StopFlag,
+    producer: ProducerFactory = open_producer,
 ) -> None:
     """Entry point of the sidecar process.
 
@@ -323,11 +389,12 @@ def sidecar_process_main(
         os.nice(config.niceness)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO lines are per connection
-    run_sidecar_loop(data, stats, config, stop)
+    run_sidecar_loop(data, stats, config, stop, producer)
 
 
-# SpoolConfig is re-exported: the app builds the sidecar's whole configuration from here.
+# SpoolConfig and ShadowSpec are re-exported: the app builds the sidecar's whole configuration
+# from here, and the scorer's side names the shadows it hands over.
 __all__ = [
-    "ShadowSpec", "SidecarConfig", "SidecarLoop", "SpoolConfig", "StopFlag",
-    "run_sidecar_loop", "sidecar_process_main",
+    "ProducerFactory", "RecordProducer", "ShadowSpec", "SidecarConfig", "SidecarLoop",
+    "SpoolConfig", "StopFlag", "run_sidecar_loop", "shed_share", "sidecar_process_main",
 ]  # fmt: skip

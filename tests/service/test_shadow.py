@@ -14,7 +14,15 @@ from service.models import load_model
 from service.shadow import ShadowRunner, build_record, sample
 from service.tally import Tally
 from tests.factories import DEFAULT_SCHEMA, logistic_model, make_manifest
-from tests.service.helpers import FailingModel, HangingModel, build, scored, variant
+from tests.service.helpers import (
+    FailingModel,
+    HangingModel,
+    SlowModel,
+    SpinningModel,
+    build,
+    scored,
+    variant,
+)
 
 
 def test_sampling_follows_each_rate() -> None:
@@ -74,7 +82,7 @@ def test_a_hanging_shadow_times_out_then_is_busy_and_others_go_on() -> None:
     model = logistic_model()
     hanging = variant(HangingModel, make_manifest(model, version="v9"), model)
     HangingModel.release.clear()
-    runner = ShadowRunner(Tally(), budget_s=0.05)
+    runner = ShadowRunner(Tally(), budget_s=0.05, wait_s=0.2)
     slots = (ShadowSlot(hanging, 1.0), ShadowSlot(good, 1.0))
     try:
         first = runner.run(slots, scored(prod, 2), random.Random(0))
@@ -82,9 +90,69 @@ def test_a_hanging_shadow_times_out_then_is_busy_and_others_go_on() -> None:
     finally:
         HangingModel.release.set()
         runner.close()
-    assert [e[0]["error"] for e in first] == ["timeout: no result within 50 ms"] * 2
+    assert [e[0]["error"] for e in first] == ["timeout: no result within 200 ms"] * 2
     assert [e[0]["error"] for e in second] == ["busy: its previous batch is still running"] * 2
     assert all(e[1]["error"] is None and e[1]["score"] is not None for e in first + second)
+
+
+def test_a_shadow_burning_cpu_beyond_its_budget_times_out() -> None:
+    prod, good = build("v1"), build("v2")
+    model = logistic_model()
+    spinning = variant(SpinningModel, make_manifest(model, version="v8"), model)
+    SpinningModel.release.clear()
+    tally = Tally()
+    runner = ShadowRunner(tally, budget_s=0.05, wait_s=8.0)
+    try:
+        entries = runner.run(
+            (ShadowSlot(spinning, 1.0), ShadowSlot(good, 1.0)), scored(prod, 2), random.Random(0)
+        )
+    finally:
+        SpinningModel.release.set()
+        runner.close()
+    for shadows in entries:
+        assert shadows[0]["error"].startswith("timeout: it used ")
+        assert shadows[0]["error"].endswith(" ms of CPU, over its 50 ms")
+        assert shadows[1]["error"] is None
+    assert tally.shadow_errors == {("v8", "timeout"): 2}
+
+
+def test_waiting_for_the_cpu_is_not_a_timeout() -> None:
+    # A call that takes longer than its CPU budget on the clock but uses little CPU (its
+    # thread waited: a busy machine) is scored, not given up.
+    prod = build("v1")
+    model = logistic_model()
+    slow = variant(SlowModel, make_manifest(model, version="v7"), model)
+    tally = Tally()
+    runner = ShadowRunner(tally, budget_s=0.02, wait_s=8.0)
+    entries = runner.run((ShadowSlot(slow, 1.0),), scored(prod, 3), random.Random(0))
+    runner.close()
+    assert [e[0]["error"] for e in entries] == [None] * 3
+    assert [e[0]["score"] is not None for e in entries] == [True] * 3
+    assert tally.shadow_errors == {}
+    assert sum(tally.scores["v7"].counts) == 3
+
+
+def test_a_share_of_the_rows_is_shed_the_same_for_every_shadow() -> None:
+    prod, v2, v3 = build("v1"), build("v2"), build("v3", bias=-1.0)
+    tally = Tally()
+    runner = ShadowRunner(tally, budget_s=5.0)
+    batch = scored(prod) * 20  # 120 rows
+    rare = build("v4")  # sampled on no row here: no entry, and no count of 0 either
+    slots = (ShadowSlot(v2, 1.0), ShadowSlot(v3, 1.0), ShadowSlot(rare, 1e-9))
+    entries = runner.run(slots, batch, random.Random(4), shed="700 ms behind", shed_share=0.5)
+    runner.close()
+    shed = [i for i, e in enumerate(entries) if e[0]["error"] == "shed: 700 ms behind"]
+    assert 30 < len(shed) < 90
+    for i, (first, second) in enumerate(entries):
+        assert [first["version"], second["version"]] == ["v2", "v3"]
+        if i in shed:
+            assert second["error"] == "shed: 700 ms behind"
+        else:
+            assert first["error"] is None
+            assert second["error"] is None
+    assert tally.shadow_errors == {("v2", "shed"): len(shed), ("v3", "shed"): len(shed)}
+    assert sum(tally.scores["v2"].counts) == 120 - len(shed)
+    assert sum(sum(h.counts) for h in tally.inference.values()) == 2  # one call per shadow
 
 
 def test_a_shadow_with_another_schema_checks_rows_itself() -> None:
