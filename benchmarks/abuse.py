@@ -148,9 +148,10 @@ def main() -> None:
             for _ in range(args.reps):
                 for abusers in (0, args.abusers):
                     runs.append(
-                        one_run(scorer.url, args.rate, args.seconds, abusers, args.only,
-                                args.abuse_rate)
-                    )  # fmt: skip
+                        one_run(
+                            scorer.url, args.rate, args.seconds, abusers, args.only, args.abuse_rate
+                        )
+                    )
                     print(json.dumps(runs[-1]), flush=True)
         finally:
             scorer.stop()
@@ -158,12 +159,18 @@ def main() -> None:
     alone = statistics.median(r["normal_p99_ms"] for r in runs if r["abusers"] == 0)
     abused = statistics.median(r["normal_p99_ms"] for r in runs if r["abusers"] > 0)
     summary = {
-        "rate": args.rate, "seconds": args.seconds, "reps": args.reps,
-        "abusers": args.abusers, "abuse_rate": args.abuse_rate or "as fast as they go",
-        "p99_alone_ms": alone, "p99_with_abuse_ms": abused,
-        "ratio": round(abused / alone, 2), "within_2x": abused <= 2 * alone,
-        "cpus": os.cpu_count(), "runs": runs,
-    }  # fmt: skip
+        "rate": args.rate,
+        "seconds": args.seconds,
+        "reps": args.reps,
+        "abusers": args.abusers,
+        "abuse_rate": args.abuse_rate or "as fast as they go",
+        "p99_alone_ms": alone,
+        "p99_with_abuse_ms": abused,
+        "ratio": round(abused / alone, 2),
+        "within_2x": abused <= 2 * alone,
+        "cpus": os.cpu_count(),
+        "runs": runs,
+    }
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
     if args.out is not None:
         args.out.write_text(json.dumps(summary, indent=2) + "\n")

@@ -310,8 +310,10 @@ def main() -> None:
         return
     work = Path(tempfile.mkdtemp(prefix="shadowline-bench-evidence-"))
     try:
-        results: dict[str, Any] = {"machine": f"{os.cpu_count()} cores",
-                                   "load_before": os.getloadavg()[0]}  # fmt: skip
+        results: dict[str, Any] = {
+            "machine": f"{os.cpu_count()} cores",
+            "load_before": os.getloadavg()[0],
+        }
         results["archive"] = archive_throughput(args.kafka_records, work)
         print("archive:", results["archive"], flush=True)
         root = work / "big-archive"

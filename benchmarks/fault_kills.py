@@ -69,9 +69,11 @@ def _check_records(row: Row, env: Env, answered: int, mark: int, killed_at: int 
         row.data["records"]["resent_after_the_kill"] = resent
     else:
         twice = delivery.duplicates
-    row.check(f"{delivery.answered} answered, {delivery.seen} records, {delivery.lost} lost, "
-              f"{twice} sent twice" + (f", {resent} resent (at-least-once)" if resent else ""),
-              drained and delivery.lost == 0 and twice == 0)  # fmt: skip
+    row.check(
+        f"{delivery.answered} answered, {delivery.seen} records, {delivery.lost} lost, "
+        f"{twice} sent twice" + (f", {resent} resent (at-least-once)" if resent else ""),
+        drained and delivery.lost == 0 and twice == 0,
+    )
 
 
 def redis_kill(env: Env) -> Row:
@@ -99,21 +101,30 @@ def redis_kill(env: Env) -> Row:
         _kill(old.pid)
         began = time.monotonic()
         new = {c.name: c for c in stack.up()}["redis"]
-        return [{"killed_port": old.port, "restarted_port": new.port,
-                 "restart_s": round(time.monotonic() - began, 2)}]  # fmt: skip
+        return [
+            {
+                "killed_port": old.port,
+                "restarted_port": new.port,
+                "restart_s": round(time.monotonic() - began, 2),
+            }
+        ]
 
     result = env.load(d.load, fault)
     [event] = result["events"]
     row.data.update(load=result, restart=event)
     row.check(f"{result['failed']} of {result['requests']} requests failed", result["failed"] == 0)
-    row.check(f"Redis back on port {event['restarted_port']} (was {event['killed_port']}) "
-              f"after {event['restart_s']} s", event["restarted_port"] == event["killed_port"]
-              and event["restart_s"] < 5)  # fmt: skip
+    row.check(
+        f"Redis back on port {event['restarted_port']} (was {event['killed_port']}) "
+        f"after {event['restart_s']} s",
+        event["restarted_port"] == event["killed_port"] and event["restart_s"] < 5,
+    )
     audit = registry.verify_audit(MODEL_NAME)
     kept = registry.deployment(MODEL_NAME).production
-    row.check(f"production {kept} (was {production}); audit chain of {audit.entries} entries "
-              f"{'intact' if audit.ok else 'broken: ' + '; '.join(audit.problems)}",
-              kept == production and audit.ok)  # fmt: skip
+    row.check(
+        f"production {kept} (was {production}); audit chain of {audit.entries} entries "
+        f"{'intact' if audit.ok else 'broken: ' + '; '.join(audit.problems)}",
+        kept == production and audit.ok,
+    )
     version = env.stack.promote_next()
     from benchmarks.servers import wait_for_scorer
 
@@ -123,8 +134,10 @@ def redis_kill(env: Env) -> Row:
     except Exception:
         served = False
     reachable = _readyz(env)["registry"]["reachable"]
-    row.check(f"registry reachable: {reachable}; promotion of {version} served: {served}",
-              reachable and served)  # fmt: skip
+    row.check(
+        f"registry reachable: {reachable}; promotion of {version} served: {served}",
+        reachable and served,
+    )
     _check_records(row, env, _answered(result), mark, None)
     return row
 
@@ -155,17 +168,18 @@ def broker_kill(env: Env) -> Row:
             killed.append(env.watcher.count())
             env.stack.kill_broker()
             restart_s, port = env.restart_broker()
-        return [{"killed_port": old_port, "restarted_port": port,
-                 "restart_s": round(restart_s, 2)}]  # fmt: skip
+        return [{"killed_port": old_port, "restarted_port": port, "restart_s": round(restart_s, 2)}]
 
     before = env.counters()
     result = env.load(d.load, fault)
     [event] = result["events"]
     row.data.update(load=result, restart=event)
     row.check(f"{result['failed']} of {result['requests']} requests failed", result["failed"] == 0)
-    row.check(f"broker back on port {event['restarted_port']} (was {event['killed_port']}) "
-              f"after {event['restart_s']} s", event["restarted_port"] == event["killed_port"]
-              and event["restart_s"] < 5)  # fmt: skip
+    row.check(
+        f"broker back on port {event['restarted_port']} (was {event['killed_port']}) "
+        f"after {event['restart_s']} s",
+        event["restarted_port"] == event["killed_port"] and event["restart_s"] < 5,
+    )
     _check_records(row, env, _answered(result), mark, killed[0])
     spooled = _counter_delta(before, env.counters(), "shadowline_spool_written_total")
     row.data["spooled"] = spooled
@@ -204,13 +218,17 @@ def sidecar_kill(env: Env) -> Row:
     restarts = _counter_delta(before, after, "shadowline_sidecar_restarts_total")
     gone = _counter_delta(before, after, "shadowline_records_failed_total")
     new = env.sidecar()
-    row.check(f"sidecar restarts: {restarts:.0f}; a new sidecar runs: {new is not None}",
-              restarts == 1 and new is not None)  # fmt: skip
+    row.check(
+        f"sidecar restarts: {restarts:.0f}; a new sidecar runs: {new is not None}",
+        restarts == 1 and new is not None,
+    )
     delivery = Delivery.of(_answered(result), env.watcher.since(mark))
     row.data.update(records=delivery.as_dict(), counted_gone=gone)
-    row.check(f"{delivery.answered} answered, {delivery.lost} lost, {gone:.0f} counted as "
-              f"sidecar_gone, {delivery.duplicates} sent twice",
-              drained and delivery.lost <= gone and delivery.duplicates == 0)  # fmt: skip
+    row.check(
+        f"{delivery.answered} answered, {delivery.lost} lost, {gone:.0f} counted as "
+        f"sidecar_gone, {delivery.duplicates} sent twice",
+        drained and delivery.lost <= gone and delivery.duplicates == 0,
+    )
     return row
 
 
@@ -239,16 +257,19 @@ def scorer_kill(env: Env) -> Row:
     [event] = result["events"]
     row.data.update(load=result, restart=event)
     server_errors = sum(n for status, n in result["by_status"].items() if status.startswith("5"))
-    row.check(f"{result['failed']} of {result['requests']} requests failed "
-              f"({sum(result['errors'].values())} without an answer, {server_errors} 5xx)",
-              server_errors == 0)  # fmt: skip
+    row.check(
+        f"{result['failed']} of {result['requests']} requests failed "
+        f"({sum(result['errors'].values())} without an answer, {server_errors} 5xx)",
+        server_errors == 0,
+    )
     row.check(f"ready again after {event['ready_after_s']} s", event["ready_after_s"] < 15)
     drained = env.drain()
     delivery = Delivery.of(_answered(result), env.watcher.since(mark))
     row.data["records"] = delivery.as_dict()
-    row.check(f"{delivery.answered} answered, {delivery.lost} lost, "
-              f"{delivery.duplicates} sent twice",
-              drained and delivery.lost <= held and delivery.duplicates == 0)  # fmt: skip
+    row.check(
+        f"{delivery.answered} answered, {delivery.lost} lost, {delivery.duplicates} sent twice",
+        drained and delivery.lost <= held and delivery.duplicates == 0,
+    )
     return row
 
 
@@ -293,29 +314,47 @@ def broker_outage(env: Env) -> Row:
         back = time.monotonic()
         while _readyz(env)["broker"]["spooled_records"] and time.monotonic() < back + 600:
             time.sleep(0.5)
-        return [{"outage_s": round(back - down, 1), "restart_s": round(restart_s, 2),
-                 "killed_port": old_port, "restarted_port": port,
-                 "spool_drained_after_s": round(time.monotonic() - back, 1)}]  # fmt: skip
+        return [
+            {
+                "outage_s": round(back - down, 1),
+                "restart_s": round(restart_s, 2),
+                "killed_port": old_port,
+                "restarted_port": port,
+                "spool_drained_after_s": round(time.monotonic() - back, 1),
+            }
+        ]
 
     before = env.counters()
     result = env.load(duration, fault)
     [event] = result["events"]
-    row.data.update(load=result, outage=event, readyz=dict(seen), spool_peak_records=peak[0],
-                    spool_peak_bytes=peak[1])  # fmt: skip
+    row.data.update(
+        load=result,
+        outage=event,
+        readyz=dict(seen),
+        spool_peak_records=peak[0],
+        spool_peak_bytes=peak[1],
+    )
     row.check(f"{result['failed']} of {result['requests']} requests failed", result["failed"] == 0)
     row.check(
         f"broker back on port {event['restarted_port']} (was {event['killed_port']}) "
         f"after {event['restart_s']} s",
         event["restarted_port"] == event["killed_port"],
     )
-    row.check(f"/readyz during the outage: {dict(seen)}; spool peak {peak[0]:.0f} records, "
-              f"{peak[1] / 2**20:.1f} MiB; drained {event['spool_drained_after_s']} s after "
-              "the broker was back", seen["unreachable"] > 0 and peak[0] > 0)  # fmt: skip
+    row.check(
+        f"/readyz during the outage: {dict(seen)}; spool peak {peak[0]:.0f} records, "
+        f"{peak[1] / 2**20:.1f} MiB; drained {event['spool_drained_after_s']} s after "
+        "the broker was back",
+        seen["unreachable"] > 0 and peak[0] > 0,
+    )
     _check_records(row, env, _answered(result), mark, killed[0])
     after = env.counters()
-    lost = {name: _counter_delta(before, after, f"shadowline_{name}_total")
-            for name in ("kafka_dropped", "kafka_failed", "shadow_shed")}  # fmt: skip
-    row.check(f"dropped {lost['kafka_dropped']:.0f}, failed {lost['kafka_failed']:.0f}, "
-              f"shed {lost['shadow_shed']:.0f}; spool peak within the bound",
-              not any(lost.values()) and peak[1] <= bound)  # fmt: skip
+    lost = {
+        name: _counter_delta(before, after, f"shadowline_{name}_total")
+        for name in ("kafka_dropped", "kafka_failed", "shadow_shed")
+    }
+    row.check(
+        f"dropped {lost['kafka_dropped']:.0f}, failed {lost['kafka_failed']:.0f}, "
+        f"shed {lost['shadow_shed']:.0f}; spool peak within the bound",
+        not any(lost.values()) and peak[1] <= bound,
+    )
     return row

@@ -129,21 +129,25 @@ def abusive_bodies(env: Env) -> Row:
         return []
 
     result = env.load(d.abusive, abuse)
-    row.data.update(baseline=baseline, load=result, answers=answers,
-                    rss_mb={"before": rss[0], "peak": max(rss)})  # fmt: skip
-    row.check(f"{result['failed']} of {result['requests']} normal requests failed",
-              result["failed"] == 0)  # fmt: skip
+    row.data.update(
+        baseline=baseline, load=result, answers=answers, rss_mb={"before": rss[0], "peak": max(rss)}
+    )
+    row.check(
+        f"{result['failed']} of {result['requests']} normal requests failed", result["failed"] == 0
+    )
     score = sorted(set(answers["score"]))
-    row.check(f"{len(answers['score'])} unknown-field bodies answered {score}",
-              bool(score) and {a.split()[0] for a in score} <= {"413", "422"})  # fmt: skip
+    row.check(
+        f"{len(answers['score'])} unknown-field bodies answered {score}",
+        bool(score) and {a.split()[0] for a in score} <= {"413", "422"},
+    )
     admin = sorted(set(answers["admin"]))
     row.check(f"100 MB admin bodies answered {admin}", set(admin) == {"401 early"})
     p99, base = result["latency_ms"]["p99"], baseline["latency_ms"]["p99"]
-    row.check(f"normal p99 {p99:.1f} ms against {base:.1f} ms without abuse",
-              p99 <= 2 * base)  # fmt: skip
+    row.check(f"normal p99 {p99:.1f} ms against {base:.1f} ms without abuse", p99 <= 2 * base)
     growth = max(rss) - rss[0]
-    row.check(f"scorer memory {rss[0]:.0f} MiB, peak {max(rss):.0f} MiB (+{growth:.0f})",
-              growth < 100)  # fmt: skip
+    row.check(
+        f"scorer memory {rss[0]:.0f} MiB, peak {max(rss):.0f} MiB (+{growth:.0f})", growth < 100
+    )
     return row
 
 
@@ -189,8 +193,10 @@ def soak(env: Env) -> Row:
     row.data.update(load=result, promotions=promotions, rss_mb=samples)
     row.check(f"{result['failed']} of {result['requests']} requests failed", result["failed"] == 0)
     late = [p for p in promotions if p["served_after_s"] is None]
-    row.check(f"{len(promotions)} promotions, {len(late)} not served within 2 s",
-              bool(promotions) and not late)  # fmt: skip
+    row.check(
+        f"{len(promotions)} promotions, {len(late)} not served within 2 s",
+        bool(promotions) and not late,
+    )
     sixth = d.soak / 6
     early = [mb for t, mb in samples if sixth <= t < 2 * sixth]
     last = [mb for t, mb in samples if t >= 5 * sixth]
@@ -206,7 +212,9 @@ def soak(env: Env) -> Row:
     drained = env.drain()
     delivery = Delivery.of(_answered(result), env.watcher.since(mark))
     row.data["records"] = delivery.as_dict()
-    row.check(f"{delivery.answered} answered, {delivery.seen} records, {delivery.lost} lost, "
-              f"{delivery.duplicates} sent twice",
-              drained and delivery.lost == 0 and delivery.duplicates == 0)  # fmt: skip
+    row.check(
+        f"{delivery.answered} answered, {delivery.seen} records, {delivery.lost} lost, "
+        f"{delivery.duplicates} sent twice",
+        drained and delivery.lost == 0 and delivery.duplicates == 0,
+    )
     return row

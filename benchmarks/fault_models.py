@@ -50,15 +50,20 @@ def _productions(env: Env) -> list[str]:
 
 def _admin(env: Env, version: str, action: str) -> tuple[int, str]:
     body = APPROVE if action == "approve" else PROMOTE
-    answer = httpx.post(f"{env.url}/admin/models/{version}/{action}", json=body, headers=ADMIN,
-                        timeout=30.0)  # fmt: skip
+    answer = httpx.post(
+        f"{env.url}/admin/models/{version}/{action}", json=body, headers=ADMIN, timeout=30.0
+    )
     return answer.status_code, answer.text[:200]
 
 
 def _score_once(env: Env) -> int:
     payload = payloads("scorer")[0]
-    answer = httpx.post(f"{env.url}{payload.path}", content=payload.body, timeout=10.0,
-                        headers={"Content-Type": "application/json"})  # fmt: skip
+    answer = httpx.post(
+        f"{env.url}{payload.path}",
+        content=payload.body,
+        timeout=10.0,
+        headers={"Content-Type": "application/json"},
+    )
     return answer.status_code
 
 
@@ -80,8 +85,11 @@ def _restart_and_probe(env: Env, timeout_s: float = 20.0) -> dict[str, Any]:
     import json
 
     readyz = json.loads(body) if body else {}
-    return {"readyz_status": status, "degraded": readyz.get("degraded"),
-            "score_status": _score_once(env) if status else 0}  # fmt: skip
+    return {
+        "readyz_status": status,
+        "degraded": readyz.get("degraded"),
+        "score_status": _score_once(env) if status else 0,
+    }
 
 
 def _artifact_row(env: Env, name: str, what: str, damage: Callable[[Path], None]) -> Row:
@@ -116,8 +124,9 @@ def _artifact_row(env: Env, name: str, what: str, damage: Callable[[Path], None]
     try:
         result = env.load(d.load, attempt)
         row.data.update(load=result, answers=answers)
-        row.check(f"{result['failed']} of {result['requests']} requests failed",
-                  result["failed"] == 0)  # fmt: skip
+        row.check(
+            f"{result['failed']} of {result['requests']} requests failed", result["failed"] == 0
+        )
         now = registry.deployment(MODEL_NAME).production
         refused = [a for a, (status, _) in answers.items() if 400 <= status < 500]
         row.check(
@@ -129,10 +138,13 @@ def _artifact_row(env: Env, name: str, what: str, damage: Callable[[Path], None]
         probe = _restart_and_probe(env)
         row.data["restart"] = probe
         degraded = probe["degraded"] or {}
-        row.check(f"after a restart: /readyz {probe['readyz_status']}, /v1/score "
-                  f"{probe['score_status']}, degraded: {degraded or 'not reported'}",
-                  probe["readyz_status"] == 200 and probe["score_status"] == 200
-                  and degraded.get("registry_version") == production)  # fmt: skip
+        row.check(
+            f"after a restart: /readyz {probe['readyz_status']}, /v1/score "
+            f"{probe['score_status']}, degraded: {degraded or 'not reported'}",
+            probe["readyz_status"] == 200
+            and probe["score_status"] == 200
+            and degraded.get("registry_version") == production,
+        )
     finally:
         for version, data in saved.items():  # the next rows need a healthy store
             path = _artifact(env, version)
@@ -164,8 +176,10 @@ def _one_production(env: Env, row: Row, label: str) -> str | None:
         with contextlib.suppress(Exception):
             wait_for_scorer(env.scorer, production=productions[0], timeout_s=2.0)
             served = True
-    row.check(f"{label}: production {productions} (deployment: {named}), served: {served}",
-              productions == [named] and served)  # fmt: skip
+    row.check(
+        f"{label}: production {productions} (deployment: {named}), served: {served}",
+        productions == [named] and served,
+    )
     return None if named is None else str(named)
 
 
@@ -191,13 +205,15 @@ def concurrent_promotions(env: Env) -> Row:
             _sleep_until(t0 + d.fault_at + r * 3.0)
             versions = [env.stack.spare.pop(0) for _ in range(admins)]
             for version in versions:
-                env.stack.registry.approve(MODEL_NAME, version, actor="reliability",
-                                           reason="fault matrix", force=True)  # fmt: skip
+                env.stack.registry.approve(
+                    MODEL_NAME, version, actor="reliability", reason="fault matrix", force=True
+                )
             gate = threading.Barrier(admins)
             codes: list[int] = []
 
-            def promote(version: str, gate: threading.Barrier = gate,
-                        codes: list[int] = codes) -> None:  # fmt: skip
+            def promote(
+                version: str, gate: threading.Barrier = gate, codes: list[int] = codes
+            ) -> None:
                 gate.wait()
                 codes.append(_admin(env, version, "promote")[0])
 
@@ -212,11 +228,13 @@ def concurrent_promotions(env: Env) -> Row:
 
     result = env.load(max(d.load, d.fault_at + rounds * 3.0 + 2), race)
     row.data.update(load=result, statuses=statuses)
-    row.checks.insert(0, (f"{result['failed']} of {result['requests']} requests failed",
-                          result["failed"] == 0))  # fmt: skip
+    row.checks.insert(
+        0, (f"{result['failed']} of {result['requests']} requests failed", result["failed"] == 0)
+    )
     audit = env.stack.registry.verify_audit(MODEL_NAME)
-    row.check(f"audit chain of {audit.entries} entries {'intact' if audit.ok else 'broken'}",
-              audit.ok)  # fmt: skip
+    row.check(
+        f"audit chain of {audit.entries} entries {'intact' if audit.ok else 'broken'}", audit.ok
+    )
     return row
 
 
@@ -240,9 +258,13 @@ class _Promoter:
 
     def __init__(self, env_vars: dict[str, str], version: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _PROMOTER, MODEL_NAME, version], env=env_vars,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )  # fmt: skip
+            [sys.executable, "-c", _PROMOTER, MODEL_NAME, version],
+            env=env_vars,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         if self.proc.stdin is None or self.proc.stdout is None:
             raise RuntimeError("the promoter process has no pipes")
         self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
@@ -285,8 +307,9 @@ def interrupted_promotions(env: Env) -> Row:
 
     def approved() -> str:
         version = env.stack.spare.pop(0)
-        env.stack.registry.approve(MODEL_NAME, version, actor="reliability",
-                                   reason="fault matrix", force=True)  # fmt: skip
+        env.stack.registry.approve(
+            MODEL_NAME, version, actor="reliability", reason="fault matrix", force=True
+        )
         return str(version)
 
     def interrupt(t0: float) -> list[dict[str, Any]]:
@@ -300,15 +323,19 @@ def interrupted_promotions(env: Env) -> Row:
             at = rng.uniform(0.0, 1.5 * took)  # before, during or just after the write
             promoter.go()
             promoter.kill_after(at)
-            now = _one_production(env, row, f"kill {n + 1} after {1000 * at:.1f} ms "
-                                  f"(a promotion takes {1000 * took:.1f} ms)")  # fmt: skip
+            now = _one_production(
+                env,
+                row,
+                f"kill {n + 1} after {1000 * at:.1f} ms (a promotion takes {1000 * took:.1f} ms)",
+            )
             kills.append({"version": version, "after_s": round(at, 4), "production": now})
         return [{"promotion_s": took}]
 
     result = env.load(max(d.load, d.fault_at + times * 2.5 + 5), interrupt)
     row.data.update(load=result, kills=kills)
-    row.checks.insert(0, (f"{result['failed']} of {result['requests']} requests failed",
-                          result["failed"] == 0))  # fmt: skip
+    row.checks.insert(
+        0, (f"{result['failed']} of {result['requests']} requests failed", result["failed"] == 0)
+    )
     landed = sum(1 for k in kills if k["production"] == k["version"])
     row.data["promotions_that_landed"] = landed
     audit = env.stack.registry.verify_audit(MODEL_NAME)

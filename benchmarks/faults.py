@@ -66,11 +66,17 @@ class Row:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "name": self.name, "fault": self.fault, "load": self.load,
-            "must_hold": self.must_hold, "measured": [m for m, _ in self.checks],
-            "checks": [ok for _, ok in self.checks], "passed": self.passed,
-            "depends_on": self.depends_on, "seconds": self.seconds, "data": self.data,
-        }  # fmt: skip
+            "name": self.name,
+            "fault": self.fault,
+            "load": self.load,
+            "must_hold": self.must_hold,
+            "measured": [m for m, _ in self.checks],
+            "checks": [ok for _, ok in self.checks],
+            "passed": self.passed,
+            "depends_on": self.depends_on,
+            "seconds": self.seconds,
+            "data": self.data,
+        }
 
 
 @dataclass
@@ -94,9 +100,11 @@ class Env:
         return scrape(self.url)
 
     def load(
-        self, duration_s: float, during: Callable[[float], list[dict[str, Any]]] | None = None,
+        self,
+        duration_s: float,
+        during: Callable[[float], list[dict[str, Any]]] | None = None,
         **kw: Any,
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> dict[str, Any]:
         """Open-loop load at ``rate`` for ``duration_s`` (a process of its own); ``during(t0)``
         runs in a thread alongside and returns its events, kept in ``result["events"]``."""
         events: list[dict[str, Any]] = []
@@ -113,8 +121,9 @@ class Env:
 
             thread = threading.Thread(target=fault, daemon=True)
             thread.start()
-        result = load(self.url, "scorer", rate=kw.pop("rate", self.rate), duration_s=duration_s,
-                      **kw)  # fmt: skip
+        result = load(
+            self.url, "scorer", rate=kw.pop("rate", self.rate), duration_s=duration_s, **kw
+        )
         if thread is not None:
             thread.join(max(60.0, self.durations.outage))
         if errors:
@@ -211,4 +220,13 @@ def setup(work: Path, durations: Durations, rate: float) -> Env:
         raise
     watcher = TopicWatcher(stack.env["SHADOWLINE_KAFKA_BOOTSTRAP"], _stack_module().SCORES_TOPIC)
     watcher.start()
-    return Env(work, durations, rate, stack, scorer, watcher, model.onnx_bytes, env)
+    return Env(
+        work=work,
+        durations=durations,
+        rate=rate,
+        stack=stack,
+        scorer=scorer,
+        watcher=watcher,
+        onnx=model.onnx_bytes,
+        env=env,
+    )

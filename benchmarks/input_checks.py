@@ -74,9 +74,12 @@ def run(seconds: float) -> dict[str, Any]:
     model = load_model(manifest, onnx_bytes)
     live = LiveModels(ModelSet(1, model))
     scorer = Scorer(
-        live, lambda _: None, ServiceMetrics(CollectorRegistry()), model_name="fraud",
+        live,
+        lambda _: None,
+        ServiceMetrics(CollectorRegistry()),
+        model_name="fraud",
         max_batch=500,
-    )  # fmt: skip
+    )
     rows = sample_rows(64, seed=5)
     normal = [
         orjson.dumps(

@@ -20,11 +20,15 @@ def payloads(server: str) -> tuple[Payload, ...]:
     if server.startswith("scorer") or server == "floor":
         path = "/" if server == "floor" else "/v1/score"
         return tuple(
-            Payload("valid", path, json.dumps(
-                {"transaction_id": f"bench-{i}", "features": row}, separators=(",", ":")
-            ).encode())
+            Payload(
+                "valid",
+                path,
+                json.dumps(
+                    {"transaction_id": f"bench-{i}", "features": row}, separators=(",", ":")
+                ).encode(),
+            )
             for i, row in enumerate(ROWS)
-        )  # fmt: skip
+        )
     path = "/predict" if server == "naive" else "/"
     return tuple(
         Payload("valid", path, json.dumps(row, separators=(",", ":")).encode()) for row in ROWS
@@ -54,9 +58,13 @@ def load(
     """One run: closed loop with 16 connections when ``rate`` is None, else open loop at
     ``rate``.  Returns loadtest's JSON result."""
     common = {
-        "target": parse_target(url), "payloads": payload_set or payloads(server),
-        "duration_s": duration_s, "procs": procs, "timeout_s": 5.0, "mix": mix,
-    }  # fmt: skip
+        "target": parse_target(url),
+        "payloads": payload_set or payloads(server),
+        "duration_s": duration_s,
+        "procs": procs,
+        "timeout_s": 5.0,
+        "mix": mix,
+    }
     if rate is None:
         cfg = RunConfig(mode="closed", connections=CONNECTIONS, **common)  # type: ignore[arg-type]
     else:

@@ -53,8 +53,9 @@ print(json.dumps(result))
 
 
 def _probe(mode: str, env: dict[str, str]) -> dict[str, float]:
-    out = subprocess.run([sys.executable, "-c", _PROBE, mode], env=env, capture_output=True,
-                         text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, mode], env=env, capture_output=True, text=True, check=True
+    )
     return dict(json.loads(out.stdout))
 
 

@@ -49,14 +49,20 @@ def train(seed: int = 7, rows: int = 20_000, trees: int = N_TREES) -> BenchModel
 
     x, y = synthetic_data(rows, seed)
     clf = lgb.LGBMClassifier(
-        n_estimators=trees, num_leaves=31, learning_rate=0.05, random_state=seed,
-        n_jobs=1, verbose=-1,
-    )  # fmt: skip
+        n_estimators=trees,
+        num_leaves=31,
+        learning_rate=0.05,
+        random_state=seed,
+        n_jobs=1,
+        verbose=-1,
+    )
     clf.fit(x, y)
     model = convert_lightgbm(
-        clf, initial_types=[("numeric", FloatTensorType([None, N_FEATURES]))], zipmap=False,
+        clf,
+        initial_types=[("numeric", FloatTensorType([None, N_FEATURES]))],
+        zipmap=False,
         target_opset=15,
-    )  # fmt: skip
+    )
     graph = model.graph
     probs = next(o.name for o in graph.output if o.name != "label")
     graph.initializer.extend(
@@ -110,7 +116,7 @@ def manifest_for(onnx_bytes: bytes, version: str, name: str = "fraud") -> Manife
         Lineage,
         Manifest,
         Thresholds,
-    )  # fmt: skip
+    )
 
     schema = InputSchema(
         fields=tuple(

@@ -87,17 +87,42 @@ def profile_scorer(ctx: Any, rate: float, assets: Path) -> list[dict[str, Any]]:
     seconds = ctx.durations.profile
     out = []
     where = "pinned, " if ctx.cores is not None else ""
-    plans = [(f"max throughput, 16 connections, shadows off ({where}scorer + sidecar)", None,
-              0, "profile-max.txt", True),
-             (f"{rate:.0f} req/s with 3 shadows (scorer + sidecar)", rate, 3,
-              "profile-shadows.txt", False)]  # fmt: skip
+    plans = [
+        (
+            f"max throughput, 16 connections, shadows off ({where}scorer + sidecar)",
+            None,
+            0,
+            "profile-max.txt",
+            True,
+        ),
+        (
+            f"{rate:.0f} req/s with 3 shadows (scorer + sidecar)",
+            rate,
+            3,
+            "profile-shadows.txt",
+            False,
+        ),
+    ]
     for title, run_rate, shadows, name, pin in plans:
         ctx.stack.set_shadows(shadows)
         wait_for_scorer(scorer, shadows=shadows)
         path = assets / name
-        cmd = [_pyspy(), "record", "--pid", str(scorer.proc.pid), "--subprocesses",
-               "--duration", str(int(seconds)), "--rate", "250", "--format", "raw",
-               "--nonblocking", "--output", str(path)]  # fmt: skip
+        cmd = [
+            _pyspy(),
+            "record",
+            "--pid",
+            str(scorer.proc.pid),
+            "--subprocesses",
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--nonblocking",
+            "--output",
+            str(path),
+        ]
         with ctx.pinned("scorer") if pin else contextlib.nullcontext():
             err = _record(cmd, scorer.url, run_rate, seconds)
         shown = "py-spy " + " ".join(cmd[1:]).replace(str(scorer.proc.pid), "<scorer pid>")
@@ -118,9 +143,11 @@ def _record(cmd: list[str], url: str, rate: float | None, seconds: float) -> byt
     """Run py-spy ``cmd`` while the generator loads ``url``; returns py-spy's stderr."""
     spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     loader = threading.Thread(
-        target=load, args=(url, "scorer"),
-        kwargs={"rate": rate, "duration_s": seconds + 1.0}, daemon=True,
-    )  # fmt: skip
+        target=load,
+        args=(url, "scorer"),
+        kwargs={"rate": rate, "duration_s": seconds + 1.0},
+        daemon=True,
+    )
     loader.start()
     try:
         _, err = spy.communicate(timeout=seconds + 30)

@@ -61,11 +61,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if unknown:
         raise BenchError(f"no such row: {', '.join(unknown)} (rows: {', '.join(wanted)})")
     results: dict[str, Any] = {
-        "machine": machine_info(), "mode": "quick" if args.quick else "full", "rate": rate,
-        "durations": vars(durations), "rows": [], "started": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": machine_info(),
+        "mode": "quick" if args.quick else "full",
+        "rate": rate,
+        "durations": vars(durations),
+        "rows": [],
+        "started": time.strftime("%Y-%m-%d %H:%M"),
         "load_average_start": [round(x, 2) for x in os.getloadavg()],
         "command": " ".join(["python -m benchmarks.reliability", *sys.argv[1:]]),
-    }  # fmt: skip
+    }
     began = time.monotonic()
     env = setup(work, durations, rate)
     try:
@@ -74,8 +78,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 continue
             print(f"row {name} ...", flush=True)
             row = _run_row(name, fn, env)
-            print(f"row {name}: {'PASS' if row.passed else 'FAIL'} in {row.seconds:.0f} s; "
-                  + "; ".join(m for m, _ in row.checks), flush=True)  # fmt: skip
+            print(
+                f"row {name}: {'PASS' if row.passed else 'FAIL'} in {row.seconds:.0f} s; "
+                + "; ".join(m for m, _ in row.checks),
+                flush=True,
+            )
             results["rows"].append(row.as_json())
     finally:
         env.watcher.close()
@@ -140,8 +147,11 @@ def main(argv: list[str] | None = None) -> int:
         results = merged(results, args.out / "reliability" / "results.json")
     write(results, args.out)
     failed = [row["name"] for row in results["rows"] if not row["passed"]]
-    print(f"{len(results['rows']) - len(failed)} of {len(results['rows'])} rows pass"
-          + (f"; failing: {', '.join(failed)}" if failed else ""), flush=True)  # fmt: skip
+    print(
+        f"{len(results['rows']) - len(failed)} of {len(results['rows'])} rows pass"
+        + (f"; failing: {', '.join(failed)}" if failed else ""),
+        flush=True,
+    )
     return 1 if failed else 0
 
 

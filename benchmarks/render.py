@@ -28,8 +28,10 @@ def _scorer_rows(results: dict[str, Any], keys: list[tuple[str, str]]) -> list[s
     ]
     for label, key in keys:
         lat = [med(results, key, "latency_ms", q) for q in ("p50", "p90", "p99", "p99.9", "max")]
-        counts = [total(results, key, "scorer", c) for c in
-                  ("shed", "shadow_errors", "records", "kafka_sent", "kafka_dropped")]  # fmt: skip
+        counts = [
+            total(results, key, "scorer", c)
+            for c in ("shed", "shadow_errors", "records", "kafka_sent", "kafka_dropped")
+        ]
         lines.append(
             f"| {label} | {_fmt(med(results, key, 'rate_achieved'), 0)} | "
             + " | ".join(_fmt(x) for x in lat)
@@ -157,8 +159,10 @@ def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
         per = ", ".join(f"{x:.2f}" for x in t["per_rep"])
         note = f"; {t['note']}" if t["note"] else ""
         verdict = "yes" if t["met"] else f"**no**: {_miss(t)}"
-        out.append(f"| {t['target']} | {t['ratio']:.2f}{note} | {t['paired']:.2f} ({per}) | "
-                   f"{t['bound']} | {verdict} |")  # fmt: skip
+        out.append(
+            f"| {t['target']} | {t['ratio']:.2f}{note} | {t['paired']:.2f} ({per}) | "
+            f"{t['bound']} | {verdict} |"
+        )
     if not ran:
         out += ["", f"Scorer rows: **{NOT_RUN}** ({results['scorer_status']})."]
     out += [
@@ -285,8 +289,10 @@ def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
     ]
     lag = [x for n in names for x in _values(results, f"fixed/{n}", ("generator", "lag_ms", "p99"))]
     if lag:
-        out += [f"Generator lag p99 over the fixed-rate runs: {min(lag):.2f} to {max(lag):.2f} "
-                "ms.", ""]  # fmt: skip
+        out += [
+            f"Generator lag p99 over the fixed-rate runs: {min(lag):.2f} to {max(lag):.2f} ms.",
+            "",
+        ]
     if results.get("profiles"):
         out += ["## Profiles (py-spy)", ""]
         for prof in results["profiles"]:
@@ -359,8 +365,10 @@ def _count_row(t: dict[str, Any]) -> str:
 def _generator_row(label: str, run: dict[str, Any]) -> str:
     cpu = run["generator"].get("cpu_us_per_request")
     per_core = f"{1e6 / cpu:,.0f}" if cpu else "-"
-    return (f"| {label} | {run['rate_achieved']:,.0f} | {run['latency_ms']['p99']:.2f} | "
-            f"{cpu if cpu else '-'} | {per_core} |")  # fmt: skip
+    return (
+        f"| {label} | {run['rate_achieved']:,.0f} | {run['latency_ms']['p99']:.2f} | "
+        f"{cpu if cpu else '-'} | {per_core} |"
+    )
 
 
 def _counts(counts: dict[str, int]) -> str:

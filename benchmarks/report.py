@@ -38,8 +38,18 @@ def machine_info() -> dict[str, Any]:
             if line.startswith("PRETTY_NAME="):
                 os_name = line.split("=", 1)[1].strip('"') + f" (kernel {platform.release()})"
     versions = {}
-    for pkg in ("uvicorn", "uvloop", "httptools", "fastapi", "pydantic", "onnxruntime",
-                "lightgbm", "onnxmltools", "hdrhistogram", "kafka-python"):  # fmt: skip
+    for pkg in (
+        "uvicorn",
+        "uvloop",
+        "httptools",
+        "fastapi",
+        "pydantic",
+        "onnxruntime",
+        "lightgbm",
+        "onnxmltools",
+        "hdrhistogram",
+        "kafka-python",
+    ):
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -47,10 +57,14 @@ def machine_info() -> dict[str, Any]:
     try:
         code = subprocess.run(
             ["git", "log", "-1", "--format=%h (%cd) on branch %D", "--date=format:%Y-%m-%d %H:%M"],
-            capture_output=True, text=True, check=True, timeout=10,
-        ).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True,
-                               check=True, timeout=10).stdout.strip()  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
         code += ", with uncommitted changes" if dirty else ""
     except (OSError, subprocess.SubprocessError):
         code = "unknown (not a git checkout)"
@@ -368,8 +382,11 @@ def _latency_row(results: dict[str, Any], label: str, key: str) -> str:
     reps = ", ".join(f"{x:,.0f}" for x in _values(results, key, ("rate_achieved",)))
     failed = total(results, key, "failed")
     cpu = med(results, key, "server_cpu_us_per_request")
-    return (f"| {label} | {_fmt(rate, 0)} ({reps}) | " + " | ".join(_fmt(x) for x in lat)
-            + f" | {failed:.0f} | {_fmt(cpu, 0)} |")  # fmt: skip
+    return (
+        f"| {label} | {_fmt(rate, 0)} ({reps}) | "
+        + " | ".join(_fmt(x) for x in lat)
+        + f" | {failed:.0f} | {_fmt(cpu, 0)} |"
+    )
 
 
 def _last(results: dict[str, Any], key: str) -> dict[str, Any] | None:
@@ -391,8 +408,13 @@ def plots(results: dict[str, Any], assets: Path) -> dict[str, str]:
         values = _values(results, f"max/{name}", ("rate_achieved",))
         ax.bar(i, statistics.median(values), color="#8fb3d9")
         ax.scatter([i] * len(values), values, color="black", s=10, zorder=3)
-        ax.annotate(f"{statistics.median(values):,.0f}", (i, statistics.median(values)),
-                    ha="center", va="bottom", fontsize=8)  # fmt: skip
+        ax.annotate(
+            f"{statistics.median(values):,.0f}",
+            (i, statistics.median(values)),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     ax.set_xticks(range(len(names)), names)
     ax.set_ylabel("requests/s (closed loop, 16 conns)")
     ax.set_title("max throughput: median bar, repetitions as dots")
@@ -408,22 +430,31 @@ def plots(results: dict[str, Any], assets: Path) -> dict[str, str]:
     )
     made["fixed"] = "fixed.png"
     if results["scorer_status"] == "run":
-        shadows = {f"{n} shadows": r["timeline"] for n in (0, 1, 3)
-                   if (r := _last(results, f"shadows{n}"))}  # fmt: skip
+        shadows = {
+            f"{n} shadows": r["timeline"] for n in (0, 1, 3) if (r := _last(results, f"shadows{n}"))
+        }
         title = f"scorer at {results['rates']['scorer_half']:.0f} req/s (last repetition)"
         plot_timelines(shadows, assets / "shadows.png", title)
         made["shadows"] = "shadows.png"
         promo = _last(results, "promotions")
         if promo:
             marks = [(e["second"], f"promote {e['promoted']}") for e in promo["events"]]
-            plot_timelines({"promotions": promo["timeline"]}, assets / "promotions.png",
-                           "promotions every 5 s (last repetition)", marks)  # fmt: skip
+            plot_timelines(
+                {"promotions": promo["timeline"]},
+                assets / "promotions.png",
+                "promotions every 5 s (last repetition)",
+                marks,
+            )
             made["promotions"] = "promotions.png"
         if "outage" in results:
             out = results["outage"]
             marks = [(e["second"], f"broker {e['broker']}") for e in out["events"]]
-            plot_timelines({"outage": out["timeline"]}, assets / "outage.png",
-                           "broker killed and restarted under load", marks)  # fmt: skip
+            plot_timelines(
+                {"outage": out["timeline"]},
+                assets / "outage.png",
+                "broker killed and restarted under load",
+                marks,
+            )
             made["outage"] = "outage.png"
     return made
 

@@ -166,9 +166,13 @@ def scorer_extras(ctx: Context, results: dict[str, Any], fixed: float, half: flo
     d = ctx.durations
     print(f"scorer: mixed payloads at {fixed}/s", flush=True)
     results["mixed"] = ctx.load(
-        ctx.servers["scorer"].url, "scorer", rate=fixed, duration_s=d.fixed,
-        payload_set=mixed_payloads(), mix=MIX,
-    )  # fmt: skip
+        ctx.servers["scorer"].url,
+        "scorer",
+        rate=fixed,
+        duration_s=d.fixed,
+        payload_set=mixed_payloads(),
+        mix=MIX,
+    )
     try:  # before the outage: a broker restart leaves the producer busy for a while
         results["ramp"] = shed_ramp(ctx, half)
     except BenchError as exc:
@@ -197,8 +201,12 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     model = train(rows=2_000, trees=20) if args.smoke else train()
     model_path = work / "model.onnx"
     model_path.write_bytes(model.onnx_bytes)
-    results["model"] = {"trees": model.n_trees, "inputs": 30, "bytes": len(model.onnx_bytes),
-                        "train_rows": model.train_rows}  # fmt: skip
+    results["model"] = {
+        "trees": model.n_trees,
+        "inputs": 30,
+        "bytes": len(model.onnx_bytes),
+        "train_rows": model.train_rows,
+    }
     results["floor"] = inference_floor(model.onnx_bytes, seconds=2.0 if d == Durations() else 0.2)
     print("timing the input adapter ...", flush=True)
     results["adapter"] = adapter_cost(model.onnx_bytes, seconds=6.0 if d == Durations() else 0.2)

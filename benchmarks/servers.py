@@ -124,11 +124,23 @@ def start(
     log = log_dir / f"{name}.log"
     handle = log.open("ab")
     proc = subprocess.Popen(
-        cmd, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})}, start_new_session=True, cwd=REPO_ROOT,
-    )  # fmt: skip
+        cmd,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+        cwd=REPO_ROOT,
+    )
     handle.close()
-    return Server(name, int(cmd[port_arg]), proc, log, ready_path, cmd)
+    return Server(
+        name=name,
+        port=int(cmd[port_arg]),
+        proc=proc,
+        log=log,
+        ready_path=ready_path,
+        cmd=cmd,
+    )
 
 
 def uvicorn_cmd(app: str, port: int, *, factory: bool = False) -> list[str]:
@@ -162,8 +174,13 @@ def start_scorer(
     return start(name, cmd, log_dir, "/readyz", env)
 
 
-def wait_for_scorer(scorer: Server, *, shadows: int | None = None, production: str | None = None,
-                    timeout_s: float = 15.0) -> dict[str, Any]:  # fmt: skip
+def wait_for_scorer(
+    scorer: Server,
+    *,
+    shadows: int | None = None,
+    production: str | None = None,
+    timeout_s: float = 15.0,
+) -> dict[str, Any]:
     """Poll /readyz until the scorer serves ``production`` with ``shadows`` shadows."""
     deadline = time.monotonic() + timeout_s
     body: dict[str, Any] = {}

@@ -123,14 +123,23 @@ class ScorerStack:
 
         url = f"tcp://127.0.0.1:{self.kafka_port}"
         cmd = [
-            str(broker_binary()), "broker", "--listener-url", url,
-            "--advertised-listener-url", url, "--storage-engine", "memory://tansu/",
-        ]  # fmt: skip
+            str(broker_binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
         log = (self.state_dir / "broker-restarted.log").open("ab")
         self.broker_proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             env={"PATH": "/usr/local/bin:/usr/bin:/bin"},
-        )  # fmt: skip
+        )
         log.close()
         deadline = time.monotonic() + 20
         while True:

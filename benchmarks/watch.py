@@ -87,10 +87,13 @@ class TopicWatcher:
             try:
                 if consumer is None:
                     consumer = KafkaConsumer(
-                        self._topic, bootstrap_servers=self._bootstrap,
-                        auto_offset_reset="earliest", enable_auto_commit=False,
-                        fetch_max_wait_ms=100, request_timeout_ms=5000,
-                    )  # fmt: skip
+                        self._topic,
+                        bootstrap_servers=self._bootstrap,
+                        auto_offset_reset="earliest",
+                        enable_auto_commit=False,
+                        fetch_max_wait_ms=100,
+                        request_timeout_ms=5000,
+                    )
                 batches = consumer.poll(timeout_ms=200)
             except Exception as exc:  # a dead broker: try again shortly
                 log.info("watcher: %s", exc)
@@ -170,5 +173,9 @@ class Delivery:
         return cls(answered, len(ids), sum(n - 1 for n in ids.values()))
 
     def as_dict(self) -> dict[str, int]:
-        return {"answered": self.answered, "records": self.seen, "lost": self.lost,
-                "duplicates": self.duplicates}  # fmt: skip
+        return {
+            "answered": self.answered,
+            "records": self.seen,
+            "lost": self.lost,
+            "duplicates": self.duplicates,
+        }

@@ -169,10 +169,16 @@ def _evidence(evidence: ShadowEvidence) -> EvidenceView:
 
 def _audit(entry: AuditEntry) -> AuditView:
     return AuditView(
-        seq=entry.seq, at=entry.at, actor=entry.actor, action=entry.action,
-        from_state=entry.from_state, to_state=entry.to_state, reason=entry.reason,
-        evidence=entry.evidence, detail=entry.detail,
-    )  # fmt: skip
+        seq=entry.seq,
+        at=entry.at,
+        actor=entry.actor,
+        action=entry.action,
+        from_state=entry.from_state,
+        to_state=entry.to_state,
+        reason=entry.reason,
+        evidence=entry.evidence,
+        detail=entry.detail,
+    )
 
 
 def _changed(deployment: Deployment, message: str) -> ChangeView:

@@ -114,33 +114,46 @@ def build_components(
     live = LiveModels()
     if sink is None:
         sink = Sidecar(
-            sidecar_config(settings), live, metrics,
+            sidecar_config(settings),
+            live,
+            metrics,
             queue_size=settings.shadow_queue_size,
             buffer_bytes=settings.kafka_buffer_bytes,
             batch_max=settings.shadow_batch_max,
             batch_wait_s=settings.shadow_batch_wait_ms / 1000,
             in_process=not settings.sidecar_process,
-        )  # fmt: skip
+        )
     scorer = Scorer(
-        live, sink.submit, metrics,
-        model_name=settings.model_name, max_batch=settings.max_batch,
+        live,
+        sink.submit,
+        metrics,
+        model_name=settings.model_name,
+        max_batch=settings.max_batch,
         exploration_share=settings.exploration_share,
         limits=input_limits(settings),
-    )  # fmt: skip
+    )
     cache = ModelCache(Path(settings.model_cache_dir)) if settings.model_cache_dir else None
     loader = ModelLoader(
-        source, live, metrics, name=settings.model_name, cache=cache,
+        source,
+        live,
+        metrics,
+        name=settings.model_name,
+        cache=cache,
         retry_s=settings.degraded_retry_s,
-    )  # fmt: skip
+    )
     if connect is None:
 
         def connect() -> aioredis.Redis:
             return async_redis_client(settings)
 
     follower = RegistryFollower(
-        loader, connect, metrics, name=settings.model_name, channel=events_channel,
+        loader,
+        connect,
+        metrics,
+        name=settings.model_name,
+        channel=events_channel,
         interval_s=settings.reconcile_interval_s,
-    )  # fmt: skip
+    )
     labels = label_intake(settings, metrics)
     watch = build_watch(settings, live, metrics, guard_target, connect)
     return Components(
@@ -209,9 +222,13 @@ def create_app(
     """The scorer app.  Its lifespan starts the sidecar, a first model load and the registry
     follower, and stops them (sending what is queued) on shutdown."""
     parts = build_components(
-        settings, registry, collector_registry=collector_registry or CollectorRegistry(),
-        sink=sink, connect=connect, guard_target=registry,
-    )  # fmt: skip
+        settings,
+        registry,
+        collector_registry=collector_registry or CollectorRegistry(),
+        sink=sink,
+        connect=connect,
+        guard_target=registry,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -294,13 +311,21 @@ def _add_scoring_routes(app: ScorerApp, parts: Components) -> None:
     limits = input_limits(settings)
     bodies = request_bodies(None, limits, settings.max_batch)
     app.post(
-        SCORE, response_model=ScoreResponse, openapi_extra={"requestBody": bodies[SCORE]},
-        responses=ERROR_RESPONSES, tags=["scoring"], summary="Score one transaction",
-    )(score)  # fmt: skip
+        SCORE,
+        response_model=ScoreResponse,
+        openapi_extra={"requestBody": bodies[SCORE]},
+        responses=ERROR_RESPONSES,
+        tags=["scoring"],
+        summary="Score one transaction",
+    )(score)
     app.post(
-        BATCH, response_model=BatchResponse, openapi_extra={"requestBody": bodies[BATCH]},
-        responses=ERROR_RESPONSES, tags=["scoring"], summary="Score a batch of transactions",
-    )(score_batch)  # fmt: skip
+        BATCH,
+        response_model=BatchResponse,
+        openapi_extra={"requestBody": bodies[BATCH]},
+        responses=ERROR_RESPONSES,
+        tags=["scoring"],
+        summary="Score a batch of transactions",
+    )(score_batch)
     app.document = LiveDocument(parts.live, limits, settings.max_batch)
     if parts.settings.fast_path:
         routes: dict[str, tuple[Handler, int]] = {
@@ -321,9 +346,12 @@ def _add_health_routes(app: FastAPI, parts: Components) -> None:
         return Liveness(status="alive")
 
     @app.get(
-        "/readyz", tags=["health"], response_model=Readiness, summary="Readiness",
+        "/readyz",
+        tags=["health"],
+        response_model=Readiness,
+        summary="Readiness",
         responses={503: {"model": Readiness, "description": "No production model is loaded."}},
-    )  # fmt: skip
+    )
     async def readyz() -> Response:
         """200 once a production model is loaded and warmed.  Reports whether the registry
         (Redis) is reachable and whether this scorer is degraded (serving a last-known-good
@@ -353,10 +381,18 @@ def _add_health_routes(app: FastAPI, parts: Components) -> None:
         return json_response(body, 200 if parts.live.warmed else 503)
 
     @app.get(
-        "/metrics", tags=["health"], response_class=Response, summary="Prometheus metrics",
-        responses={200: {"content": {"text/plain": {"schema": {"type": "string"},
-                                                     "example": METRICS_EXAMPLE}}}},
-    )  # fmt: skip
+        "/metrics",
+        tags=["health"],
+        response_class=Response,
+        summary="Prometheus metrics",
+        responses={
+            200: {
+                "content": {
+                    "text/plain": {"schema": {"type": "string"}, "example": METRICS_EXAMPLE}
+                }
+            }
+        },
+    )
     async def metrics() -> Response:
         """Prometheus metrics of this process, in the text exposition format
         (docs/operations.md lists them)."""

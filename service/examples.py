@@ -123,58 +123,98 @@ def _instances() -> list[BaseModel]:
     shadow = ShadowRate(version="v8", rate=0.25)
     reachable = RegistryState(reachable=True, error=None)
     deployment = DeploymentView(
-        name="fraud", revision=42, production="v7", previous_production="v6",
+        name="fraud",
+        revision=42,
+        production="v7",
+        previous_production="v6",
         shadows={"v8": 0.25},
-    )  # fmt: skip
+    )
     served = LoadedView(revision=42, production="v7", shadows={"v8": 0.25})
     model = ModelView(
-        version="v8", state="shadow", sha256=SHA, created_at=AT, registered_at=AT,
+        version="v8",
+        state="shadow",
+        sha256=SHA,
+        created_at=AT,
+        registered_at=AT,
         shadow_rate=0.25,
-    )  # fmt: skip
+    )
     audit = AuditView(
-        seq=41, at=AT, actor="retrain-worker@worker-1", action="shadow", from_state="registered",
-        to_state="shadow", reason="", evidence="", detail="rate 0.25",
-    )  # fmt: skip
+        seq=41,
+        at=AT,
+        actor="retrain-worker@worker-1",
+        action="shadow",
+        from_state="registered",
+        to_state="shadow",
+        reason="",
+        evidence="",
+        detail="rate 0.25",
+    )
     evidence = EvidenceView(**_EVIDENCE.model_dump(exclude={"details"}))
     broker = BrokerState(reachable=True, spooled_records=0, spooled_bytes=0, spool_error=None)
     return [
-        _SCORED, _RESULT, _BATCH,
+        _SCORED,
+        _RESULT,
+        _BATCH,
         ErrorResponse(
             detail="invalid request",
             errors=["amount: must be >= 0 (got -1)", "card_age_days: is required"],
         ),
-        Liveness(status="alive"), loaded, shadow, reachable,
+        Liveness(status="alive"),
+        loaded,
+        shadow,
+        reachable,
         DegradedState(
-            registry_version="v8", served_version="v7", since=1795944600.0,
+            registry_version="v8",
+            served_version="v7",
+            since=1795944600.0,
             reason="scorer@host could not load fraud:v8 as production: artifact failed its "
             "checksum",
         ),
         Readiness(
-            ready=True, model_name="fraud", revision=42, production=loaded, shadows=[shadow],
-            registry=reachable, degraded=None, model_cache_error=None,
+            ready=True,
+            model_name="fraud",
+            revision=42,
+            production=loaded,
+            shadows=[shadow],
+            registry=reachable,
+            degraded=None,
+            model_cache_error=None,
             broker=broker,
         ),
         broker,
         Change(actor="ana", reason="beat v6 on 3 weeks of shadow traffic"),
         ShadowChange(actor="ana", rate=0.25, reason="November's challenger"),
         Approval(actor="ana", reason="catches more fraud in shadow, beyond the control"),
-        model, deployment, served,
+        model,
+        deployment,
+        served,
         ChangeView(
             **deployment.model_dump(),
             message="fraud:v8 is production; scorers swap to it within seconds",
         ),
         ModelsView(name="fraud", deployment=deployment, loaded=served, models=[model]),
-        audit, evidence,
+        audit,
+        evidence,
         ModelDetail(
-            **model.model_dump(), evidence=evidence, replay_evidence=None,
-            policy=ApprovalPolicy(), policy_violations=[], audit=[audit],
+            **model.model_dump(),
+            evidence=evidence,
+            replay_evidence=None,
+            policy=ApprovalPolicy(),
+            policy_violations=[],
+            audit=[audit],
         ),
-        ApprovalPolicy(), _DIFFERENCE, _PRIMARY, _LABEL_FREE, _FLIP, _LATENCY, _MATURITY,
+        ApprovalPolicy(),
+        _DIFFERENCE,
+        _PRIMARY,
+        _LABEL_FREE,
+        _FLIP,
+        _LATENCY,
+        _MATURITY,
         _CONTROL,
         LabelsAccepted(
             received=2, written=2, duplicates=0, message="2 label(s) written, 0 already taken"
         ),
-    ]  # fmt: skip
+    ]
 
 
 def component_examples() -> dict[str, Example]:

@@ -69,9 +69,14 @@ class RollbackTarget(Protocol):
     def deployment(self, name: str) -> Deployment: ...
     def stamps(self, name: str, version: str) -> Stamps: ...
     def rollback(
-        self, name: str, *, actor: str, reason: str = "", expected: str | None = None,
+        self,
+        name: str,
+        *,
+        actor: str,
+        reason: str = "",
+        expected: str | None = None,
         guard: bool = False,
-    ) -> str: ...  # fmt: skip
+    ) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -94,8 +99,9 @@ class Breach:
     numbers: str
 
 
-def judge(new: Counts, new_requests: Requests, old: Counts, old_requests: Requests,
-          bounds: Bounds) -> Breach | None:  # fmt: skip
+def judge(
+    new: Counts, new_requests: Requests, old: Counts, old_requests: Requests, bounds: Bounds
+) -> Breach | None:
     """The first rule ``new`` breaks against ``old`` (None: none, or too few transactions)."""
     n = bounds.min_requests
     if new_requests.total >= n:  # failed requests score nothing: judged on requests
@@ -204,12 +210,21 @@ class Guard:
         ends_at = promoted_at + self._probation_s
         if self._clock() >= ends_at:
             return None
-        log.info("guard: %s:%s is on probation until %s (against %s)", self._name, version,
-                 time.strftime("%H:%M:%S", time.gmtime(ends_at)), previous)  # fmt: skip
+        log.info(
+            "guard: %s:%s is on probation until %s (against %s)",
+            self._name,
+            version,
+            time.strftime("%H:%M:%S", time.gmtime(ends_at)),
+            previous,
+        )
         return Probation(
-            version=version, previous=previous, promoted_at=promoted_at, ends_at=ends_at,
-            reference=reading.of(previous), before=reading.requests,
-        )  # fmt: skip
+            version=version,
+            previous=previous,
+            promoted_at=promoted_at,
+            ends_at=ends_at,
+            reference=reading.of(previous),
+            before=reading.requests,
+        )
 
     def _end(self, outcome: str | None) -> None:
         if self.probation is not None and outcome is not None:
@@ -222,9 +237,12 @@ class Guard:
             self._end("passed probation")
             return
         breach = judge(
-            reading.of(probation.version), reading.requests - probation.before,
-            probation.reference, probation.before, self.bounds,
-        )  # fmt: skip
+            reading.of(probation.version),
+            reading.requests - probation.before,
+            probation.reference,
+            probation.before,
+            self.bounds,
+        )
         if breach is None:
             return
         client = self._connect()
@@ -232,8 +250,10 @@ class Guard:
             holder = await client.get(cooldown_key(self._name))
             if holder is not None:
                 after = holder.decode() if isinstance(holder, bytes) else str(holder)
-                self._end(f"broke rule {breach.rule} ({breach.numbers}), but the guard is "
-                          f"cooling down after rolling back {after}: no rollback")  # fmt: skip
+                self._end(
+                    f"broke rule {breach.rule} ({breach.numbers}), but the guard is "
+                    f"cooling down after rolling back {after}: no rollback"
+                )
                 return
             reason = (
                 f"rollback guard: rule {breach.rule} broken during probation of "
@@ -241,9 +261,13 @@ class Guard:
             )
             try:
                 await asyncio.to_thread(
-                    self._registry.rollback, self._name, actor=self._actor, reason=reason,
-                    expected=probation.version, guard=True,
-                )  # fmt: skip
+                    self._registry.rollback,
+                    self._name,
+                    actor=self._actor,
+                    reason=reason,
+                    expected=probation.version,
+                    guard=True,
+                )
             except IllegalTransition as exc:  # another replica (or a person) was first
                 self._end(f"broke rule {breach.rule}; not rolled back here: {exc}")
                 return
@@ -252,8 +276,9 @@ class Guard:
             self._end(None)
             if self._cooldown_s > 0:
                 await client.set(
-                    cooldown_key(self._name), f"{probation.version} ({breach.rule})",
+                    cooldown_key(self._name),
+                    f"{probation.version} ({breach.rule})",
                     px=max(1, round(self._cooldown_s * 1000)),
-                )  # fmt: skip
+                )
         finally:
             await client.aclose()

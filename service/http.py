@@ -136,8 +136,10 @@ def error_response(exc: Exception) -> Response:
     if isinstance(exc, StarletteHTTPException):  # the framework's own: 400, 404, 405
         return Response(
             orjson.dumps({"detail": str(exc.detail), "errors": []}),
-            status_code=exc.status_code, headers=exc.headers, media_type=JSON,
-        )  # fmt: skip
+            status_code=exc.status_code,
+            headers=exc.headers,
+            media_type=JSON,
+        )
     if isinstance(exc, redis.RedisError):
         detail = f"the model registry (Redis) is unreachable: {exc}"
         return json_response({"detail": detail, "errors": []}, 503)

@@ -62,12 +62,20 @@ def example(now: float) -> dict[str, Any]:
     hour = now - now % 3600
     return {
         "labels": [
-            {"transaction_id": "t-1001", "is_fraud": True, "label_time": hour - 3 * DAY,
-             "source": "chargeback"},
-            {"transaction_id": "t-1002", "is_fraud": False, "label_time": hour - 2 * DAY,
-             "source": "review"},
+            {
+                "transaction_id": "t-1001",
+                "is_fraud": True,
+                "label_time": hour - 3 * DAY,
+                "source": "chargeback",
+            },
+            {
+                "transaction_id": "t-1002",
+                "is_fraud": False,
+                "label_time": hour - 2 * DAY,
+                "source": "review",
+            },
         ]
-    }  # fmt: skip
+    }
 
 
 class WebhookLabel(LabelInput):
@@ -279,11 +287,13 @@ def _request_body(intake: LabelIntake) -> dict[str, Any]:
         "additionalProperties": False,
         "properties": {
             "labels": {
-                "type": "array", "minItems": 1, "maxItems": intake.max_batch,
+                "type": "array",
+                "minItems": 1,
+                "maxItems": intake.max_batch,
                 "items": item,
             }
         },
-    }  # fmt: skip
+    }
     media = {"schema": schema, "example": example(now)}
     return {"requestBody": {"required": True, "content": {"application/json": media}}}
 

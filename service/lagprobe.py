@@ -64,8 +64,9 @@ class LagProbe:
             "shadowline_event_loop_lag_seconds",
             "How much later than asked the event loop woke the lag probe (time it spent on "
             "other work).",
-            buckets=LAG_BUCKETS, registry=None,
-        )  # fmt: skip
+            buckets=LAG_BUCKETS,
+            registry=None,
+        )
         self._peak_collector = _PeakCollector(self)
         registry.register(self.histogram)
         registry.register(self._peak_collector)

@@ -132,8 +132,12 @@ class ModelLoader:
             # restarted without persistence).  Keep serving what we have rather than follow
             # an empty registry into a 503.
             if not self._regressed:
-                log.error("registry revision went back from %d to %d for %s; keeping the "
-                          "loaded models", self._revision, revision, self._name)  # fmt: skip
+                log.error(
+                    "registry revision went back from %d to %d for %s; keeping the loaded models",
+                    self._revision,
+                    revision,
+                    self._name,
+                )
             self._regressed = True
             return False
         self._regressed = False
@@ -170,7 +174,9 @@ class ModelLoader:
             if production is None:
                 why += f"; no last-known-good model to serve: {self._cache_miss}"
             degraded = self._degraded(current, wanted, production, why)
-        new = ModelSet(revision, production, tuple(slots), degraded)
+        new = ModelSet(
+            revision=revision, production=production, shadows=tuple(slots), degraded=degraded
+        )
         self._live.swap(new)
         self._loaded = keep  # anything not kept is released with the last request using it
         if not self._store_down:  # otherwise the next reconcile tries those loads again
@@ -193,7 +199,9 @@ class ModelLoader:
             current, None, production, f"the registry cannot be read: {reason}"
         )
         # The revision stays unknown (-1): the first registry read is followed in full.
-        new = ModelSet(current.revision, production, (), degraded)
+        new = ModelSet(
+            revision=current.revision, production=production, shadows=(), degraded=degraded
+        )
         self._live.swap(new)
         self._loaded = {production.version: production}
         self._report(current, new)
@@ -208,10 +216,16 @@ class ModelLoader:
         if before is not None and before.registry_version == wanted:
             since = before.since  # still the same trouble
         else:
-            log.error("degraded: the registry's production is %s, serving %s: %s",
-                      wanted, served_version, reason)  # fmt: skip
+            log.error(
+                "degraded: the registry's production is %s, serving %s: %s",
+                wanted,
+                served_version,
+                reason,
+            )
         self._retry_at = self._clock() + self._retry_s
-        return Degraded(wanted, served_version, reason, since)
+        return Degraded(
+            registry_version=wanted, served_version=served_version, reason=reason, since=since
+        )
 
     def _retry_due(self) -> bool:
         return self._live.current.degraded is not None and self._clock() >= self._retry_at
@@ -224,16 +238,23 @@ class ModelLoader:
         try:
             manifest, artifact = self._cache.load()
             if manifest.name != self._name:
-                raise ModelCacheError(self._cache.root, f"it holds {manifest.ref}, not a "
-                                      f"version of {self._name}")  # fmt: skip
+                raise ModelCacheError(
+                    self._cache.root, f"it holds {manifest.ref}, not a version of {self._name}"
+                )
             model = self._load(manifest, artifact)
         except (ModelCacheError, ModelLoadError) as exc:
             self._cache_miss = str(exc)
-            log.error("no last-known-good model to serve instead of %s:%s: %s",
-                      self._name, wanted, exc)  # fmt: skip
+            log.error(
+                "no last-known-good model to serve instead of %s:%s: %s", self._name, wanted, exc
+            )
             return None
-        log.warning("serving the local copy of %s (sha256 %s) instead of %s:%s",
-                    model.ref, model.sha256[:12], self._name, wanted)  # fmt: skip
+        log.warning(
+            "serving the local copy of %s (sha256 %s) instead of %s:%s",
+            model.ref,
+            model.sha256[:12],
+            self._name,
+            wanted,
+        )
         return model
 
     def _keep_copy(self, model: LoadedModel) -> None:

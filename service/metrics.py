@@ -32,35 +32,44 @@ class ServiceMetrics:
         self.request_seconds = Histogram(
             "shadowline_request_duration_seconds",
             "HTTP request latency in the server, by route template and status code.",
-            ["route", "status"], buckets=LATENCY_BUCKETS, registry=registry,
-        )  # fmt: skip
+            ["route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.inference_seconds = Histogram(
             "shadowline_inference_duration_seconds",
             "Model inference latency per call (a shadow call scores a whole batch).",
-            ["role", "version"], buckets=LATENCY_BUCKETS, registry=registry,
-        )  # fmt: skip
+            ["role", "version"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.scores = Histogram(
             "shadowline_score",
             "Distribution of fraud scores, by role and model version.",
-            ["role", "version"], buckets=SCORE_BUCKETS, registry=registry,
-        )  # fmt: skip
+            ["role", "version"],
+            buckets=SCORE_BUCKETS,
+            registry=registry,
+        )
         self.decisions = Counter(
             "shadowline_decisions_total",
             "Decisions taken (production) or that would have been taken (shadow).",
-            ["role", "version", "decision"], registry=registry,
-        )  # fmt: skip
+            ["role", "version", "decision"],
+            registry=registry,
+        )
         self.explored = Counter(
             "shadowline_explored_total",
             "Would-be blocks answered review instead (SHADOWLINE_EXPLORATION_SHARE), by "
             "production version; shadowline_decisions_total counts them as the model's block.",
-            ["version"], registry=registry,
-        )  # fmt: skip
+            ["version"],
+            registry=registry,
+        )
         self.labels = Counter(
             "shadowline_labels_total",
             "Labels taken by POST /v1/labels, by outcome: written (acknowledged by the broker) "
             "or duplicate (already taken within the dedupe window: a retry).",
-            ["outcome"], registry=registry,
-        )  # fmt: skip
+            ["outcome"],
+            registry=registry,
+        )
         self.shadow_queue_depth = Gauge(
             "shadowline_shadow_queue_depth",
             "Scored transactions waiting to be handed to the sidecar (shadows, records, Kafka).",
@@ -76,8 +85,9 @@ class ServiceMetrics:
             "shadowline_shadow_errors_total",
             "Shadow results recorded as errors, by version and kind (error, timeout, busy, input, "
             "shed, load).",
-            ["version", "kind"], registry=registry,
-        )  # fmt: skip
+            ["version", "kind"],
+            registry=registry,
+        )
         self.records = Counter(
             "shadowline_records_total",
             "Score records built by the sidecar and handed to its Kafka producer.",
@@ -88,15 +98,16 @@ class ServiceMetrics:
             "Score records that could not be built or sent as usual, by kind: "
             "unencodable_inputs (sent with inputs replaced by the reason), lost (not sent at "
             "all), sidecar_gone (held by a sidecar that ended, by crash or kill).",
-            ["kind"], registry=registry,
-        )  # fmt: skip
+            ["kind"],
+            registry=registry,
+        )
         for kind in RECORD_FAILURE_KINDS:
             self.records_failed.labels(kind)
         self.kafka_sent = Counter(
             "shadowline_kafka_sent_total",
             "Score records the broker acknowledged (sent straight or from the spool).",
             registry=registry,
-        )  # fmt: skip
+        )
         self.kafka_failed = Counter(
             "shadowline_kafka_failed_total",
             "Score records neither delivered nor spooled: the broker refused the record itself, "
@@ -156,22 +167,26 @@ class ServiceMetrics:
         self.model_info = Gauge(
             "shadowline_model_info",
             "Loaded model versions; the value is the unix time the version was loaded.",
-            ["role", "version", "sha256"], registry=registry,
-        )  # fmt: skip
+            ["role", "version", "sha256"],
+            registry=registry,
+        )
         self.model_age = Gauge(
             "shadowline_model_age_seconds",
             "Age of the production model (now minus its manifest's created_at).",
             registry=registry,
         )
         self.swaps = Counter(
-            "shadowline_model_swaps_total", "Model sets swapped in (production or shadows).",
-            ["role"], registry=registry,
-        )  # fmt: skip
+            "shadowline_model_swaps_total",
+            "Model sets swapped in (production or shadows).",
+            ["role"],
+            registry=registry,
+        )
         self.swap_failures = Counter(
             "shadowline_model_swap_failures_total",
             "Model versions that failed to load; the previous model kept serving.",
-            ["role"], registry=registry,
-        )  # fmt: skip
+            ["role"],
+            registry=registry,
+        )
         self.degraded = Gauge(
             "shadowline_degraded",
             "1 while this scorer serves another production version than the registry names "
@@ -189,13 +204,15 @@ class ServiceMetrics:
             "shadowline_production_block_rate",
             "Share of transactions production blocked, over its first hour in this process "
             "(period=reference) and over the recent window (period=recent).",
-            ["version", "period"], registry=registry,
-        )  # fmt: skip
+            ["version", "period"],
+            registry=registry,
+        )
         self.production_psi = Gauge(
             "shadowline_production_score_psi",
             "PSI of production's recent score histogram against its first hour's.",
-            ["version"], registry=registry,
-        )  # fmt: skip
+            ["version"],
+            registry=registry,
+        )
         self.guard_probation = Gauge(
             "shadowline_guard_probation",
             "1 while this process's rollback guard watches a promotion on probation.",
@@ -204,8 +221,9 @@ class ServiceMetrics:
         self.guard_rollbacks = Counter(
             "shadowline_guard_rollbacks_total",
             "Promotions this process's rollback guard rolled back, by the rule broken.",
-            ["rule"], registry=registry,
-        )  # fmt: skip
+            ["rule"],
+            registry=registry,
+        )
         for rule in GUARD_RULES:
             self.guard_rollbacks.labels(rule)
         self._production_created: float | None = None

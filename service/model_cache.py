@@ -48,8 +48,9 @@ class ModelCache:
         """
         sha = manifest.sha256
         if sha is None or hashlib.sha256(artifact).hexdigest() != sha:
-            raise ModelCacheError(self.root, f"refusing to cache {manifest.ref}: bytes do not "
-                                  "match its sha256")  # fmt: skip
+            raise ModelCacheError(
+                self.root, f"refusing to cache {manifest.ref}: bytes do not match its sha256"
+            )
         try:
             if self._manifest().sha256 == sha and (self.root / f"{sha}.onnx").is_file():
                 return False

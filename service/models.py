@@ -31,9 +31,22 @@ class LoadedModel:
     (an onnxruntime session's ``run`` is thread-safe)."""
 
     __slots__ = (
-        "_column", "_output", "_session", "artifact", "codec", "created_at", "decide",
-        "field_names", "loaded_at", "manifest", "name", "ref", "schema_key", "sha256", "version",
-    )  # fmt: skip
+        "_column",
+        "_output",
+        "_session",
+        "artifact",
+        "codec",
+        "created_at",
+        "decide",
+        "field_names",
+        "loaded_at",
+        "manifest",
+        "name",
+        "ref",
+        "schema_key",
+        "sha256",
+        "version",
+    )
 
     def __init__(
         self,

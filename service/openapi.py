@@ -121,12 +121,15 @@ def request_bodies(
         "type": "object",
         "properties": {
             "transactions": {
-                "type": "array", "minItems": 1, "maxItems": max_batch, "items": one,
+                "type": "array",
+                "minItems": 1,
+                "maxItems": max_batch,
+                "items": one,
             }
         },
         "required": ["transactions"],
         "additionalProperties": False,
-    }  # fmt: skip
+    }
     return {
         SCORE: _body(one, f"One transaction, at most {per} bytes (413 beyond)."),
         BATCH: _body(batch, f"Up to {max_batch} transactions, at most {per} bytes each (413)."),

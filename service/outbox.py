@@ -335,8 +335,10 @@ class Outbox:
                 log.error("%s; %d records counted as failed", exc, fit)
                 fit = 0
             if fit < len(records) and not self._full:
-                log.error("spool: full (%d bytes); records are counted as failed, then "
-                          "dropped", self._max_bytes)  # fmt: skip
+                log.error(
+                    "spool: full (%d bytes); records are counted as failed, then dropped",
+                    self._max_bytes,
+                )
                 self._full = True
         with self._lock:
             self._tally.spooled += fit

@@ -57,9 +57,11 @@ def review_router() -> APIRouter:
     router = APIRouter(tags=["review"])
 
     @router.get(
-        "/review", response_class=Response, summary="The review page",
+        "/review",
+        response_class=Response,
+        summary="The review page",
         responses={200: {"content": {"text/html": {"example": "<!doctype html>..."}}}},
-    )  # fmt: skip
+    )
     async def review() -> Response:
         """The review page (HTML; it loads its data from the admin API with the token the
         operator types)."""

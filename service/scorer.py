@@ -313,9 +313,11 @@ class Scorer:
             raise InvalidRequest(["transactions: must be a non-empty array"])
         if len(items) > self._max_batch:  # a documented maxItems: 422, as any bad field
             raise InvalidRequest(
-                [f"transactions: a batch of {len(items)} transactions exceeds the limit of "
-                 f"{self._max_batch}"]
-            )  # fmt: skip
+                [
+                    f"transactions: a batch of {len(items)} transactions exceeds the limit of "
+                    f"{self._max_batch}"
+                ]
+            )
         per_item = self._limits.max_transaction_bytes
         if len(body) > len(items) * per_item:  # the limit scales with the batch's length
             raise PayloadTooLarge(

@@ -94,8 +94,13 @@ def build_record(item: Scored, shadows: list[ShadowEntry]) -> dict[str, Any]:
 
 def error_entry(version: str, message: str) -> ShadowEntry:
     """A shadow's entry on a record when it produced no score."""
-    return {"version": version, "score": None, "decision": None, "latency_ms": None,
-            "error": message}  # fmt: skip
+    return {
+        "version": version,
+        "score": None,
+        "decision": None,
+        "latency_ms": None,
+        "error": message,
+    }
 
 
 class _Call:
@@ -182,15 +187,18 @@ class ShadowRunner:
                 continue
             previous = self._pending.get(version)
             if previous is not None and not previous.done():
-                self._fail(version, "busy", "busy: its previous batch is still running",
-                           valid, entries)  # fmt: skip
+                self._fail(
+                    version, "busy", "busy: its previous batch is still running", valid, entries
+                )
                 continue
             executor = self._executors.get(version)
             if executor is None:
                 executor = ThreadPoolExecutor(
-                    1, thread_name_prefix=f"shadow-{version}",
-                    initializer=_lower_priority, initargs=(self._niceness,),
-                )  # fmt: skip
+                    1,
+                    thread_name_prefix=f"shadow-{version}",
+                    initializer=_lower_priority,
+                    initargs=(self._niceness,),
+                )
                 self._executors[version] = executor
             call = _Call(slot.model)
             future = executor.submit(call, feeds)
@@ -288,8 +296,15 @@ class ShadowRunner:
         for i, score in zip(valid, values, strict=True):
             decision = decide(score).value
             counts[decision] = counts.get(decision, 0) + 1
-            entries[i].append({"version": version, "score": score, "decision": decision,
-                               "latency_ms": latency_ms, "error": None})  # fmt: skip
+            entries[i].append(
+                {
+                    "version": version,
+                    "score": score,
+                    "decision": decision,
+                    "latency_ms": latency_ms,
+                    "error": None,
+                }
+            )
         self._tally.shadow_scored(version, seconds, values, counts)
 
     def _fail(

@@ -299,8 +299,7 @@ class SidecarLoop:
         """The record with its inputs replaced by the reason they could not be encoded, or
         None (counted as lost) when even that fails."""
         reason = f"{type(exc).__name__}: {exc}"
-        log.warning("sidecar: record of %r: inputs not encodable (%s)",
-                    item.transaction_id, reason)  # fmt: skip
+        log.warning("sidecar: record of %r: inputs not encodable (%s)", item.transaction_id, reason)
         try:
             record = build_record(item, shadows)
             record["inputs"] = {"_unencodable": reason}
@@ -395,6 +394,14 @@ def sidecar_process_main(
 # SpoolConfig and ShadowSpec are re-exported: the app builds the sidecar's whole configuration
 # from here, and the scorer's side names the shadows it hands over.
 __all__ = [
-    "ProducerFactory", "RecordProducer", "ShadowSpec", "SidecarConfig", "SidecarLoop",
-    "SpoolConfig", "StopFlag", "run_sidecar_loop", "shed_share", "sidecar_process_main",
-]  # fmt: skip
+    "ProducerFactory",
+    "RecordProducer",
+    "ShadowSpec",
+    "SidecarConfig",
+    "SidecarLoop",
+    "SpoolConfig",
+    "StopFlag",
+    "run_sidecar_loop",
+    "shed_share",
+    "sidecar_process_main",
+]

@@ -171,8 +171,12 @@ class Spool:
         while offset < len(data):
             record = _decode(data, offset)
             if record is None:
-                log.error("spool: %s is torn or corrupt at byte %d of %d; cutting it there",
-                          path, offset, len(data))  # fmt: skip
+                log.error(
+                    "spool: %s is torn or corrupt at byte %d of %d; cutting it there",
+                    path,
+                    offset,
+                    len(data),
+                )
                 os.truncate(path, offset)
                 return offset, count
             offset = record[2]

@@ -96,11 +96,14 @@ class Tally:
 def apply_tally(metrics: ServiceMetrics, old: Tally, new: Tally) -> None:
     """Add to ``metrics`` what ``new`` counts beyond ``old`` (both of the same sidecar)."""
     for name, counter in (
-        ("sent", metrics.kafka_sent), ("replayed", metrics.kafka_sent),
-        ("failed", metrics.kafka_failed), ("restarts", metrics.kafka_restarts),
-        ("records", metrics.records), ("spooled", metrics.spool_written),
+        ("sent", metrics.kafka_sent),
+        ("replayed", metrics.kafka_sent),
+        ("failed", metrics.kafka_failed),
+        ("restarts", metrics.kafka_restarts),
+        ("records", metrics.records),
+        ("spooled", metrics.spool_written),
         ("replayed", metrics.spool_replayed),
-    ):  # fmt: skip
+    ):
         grown = getattr(new, name) - getattr(old, name)
         if grown > 0:
             counter.inc(grown)

@@ -85,14 +85,21 @@ def build_watch(
     """The watch from settings; the guard runs when SHADOWLINE_GUARD is on and there is a
     registry to roll back through."""
     drift = Drift(
-        metrics, reference_s=settings.drift_reference_s, window_s=settings.drift_window_s,
+        metrics,
+        reference_s=settings.drift_reference_s,
+        window_s=settings.drift_window_s,
         min_scored=settings.guard_min_requests,
-    )  # fmt: skip
+    )
     guard = None
     if settings.guard and target is not None:
         guard = Guard(
-            live, metrics, target, connect, name=settings.model_name,
-            bounds=guard_bounds(settings), probation_s=settings.guard_probation_s,
+            live,
+            metrics,
+            target,
+            connect,
+            name=settings.model_name,
+            bounds=guard_bounds(settings),
+            probation_s=settings.guard_probation_s,
             cooldown_s=settings.guard_cooldown_s,
-        )  # fmt: skip
+        )
     return Watch(live, metrics, drift, guard, interval_s=settings.guard_interval_s)

@@ -138,8 +138,21 @@ def scored(production: LoadedModel, n: int = 6, scored_at: float | None = None) 
     for i, row in enumerate(ROWS[:n]):
         score = float(production.score([row])[0])
         decision = production.decide(score).value
-        out.append(Scored(f"t{i}", f"r{i}", scored_at, row, production.name, production.version,
-                          production.schema_key, score, decision, 0.05, 400))  # fmt: skip
+        out.append(
+            Scored(
+                transaction_id=f"t{i}",
+                request_id=f"r{i}",
+                scored_at=scored_at,
+                inputs=row,
+                model_name=production.name,
+                version=production.version,
+                schema_key=production.schema_key,
+                score=score,
+                decision=decision,
+                latency_ms=0.05,
+                size=400,
+            )
+        )
     return out
 
 

@@ -15,8 +15,13 @@ from shadowline.stack import HOST, broker_binary, ping_broker, ping_redis, redis
 class Service:
     """A restartable server process on a fixed port."""
 
-    def __init__(self, command: Callable[[int], list[str]], ping: Callable[[int], object],
-                 port: int, log: Path) -> None:  # fmt: skip
+    def __init__(
+        self,
+        command: Callable[[int], list[str]],
+        ping: Callable[[int], object],
+        port: int,
+        log: Path,
+    ) -> None:
         self._command, self._ping, self.port, self._log = command, ping, port, log
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -27,9 +32,12 @@ class Service:
     def start(self, timeout_s: float = 20.0) -> None:
         with self._log.open("ab") as log:
             self._process = subprocess.Popen(
-                self._command(self.port), stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, env={"PATH": "/usr/bin:/bin"},
-            )  # fmt: skip
+                self._command(self.port),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={"PATH": "/usr/bin:/bin"},
+            )
         deadline = time.monotonic() + timeout_s
         while True:
             try:
@@ -59,13 +67,30 @@ class Service:
 
 def _broker_command(port: int) -> list[str]:
     url = f"tcp://{HOST}:{port}"
-    return [str(broker_binary()), "broker", "--listener-url", url,
-            "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]  # fmt: skip
+    return [
+        str(broker_binary()),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
 
 
 def _redis_command(port: int) -> list[str]:
-    return [str(redis_binary()), "--port", str(port), "--bind", HOST, "--save", "",
-            "--appendonly", "no"]  # fmt: skip
+    return [
+        str(redis_binary()),
+        "--port",
+        str(port),
+        "--bind",
+        HOST,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
 
 
 @contextlib.contextmanager

@@ -19,9 +19,15 @@ def serving(app: FastAPI, timeout_s: float = 20.0) -> Iterator[httpx.Client]:
     """Run ``app`` (lifespan included) until the block ends; yields a client bound to it."""
     port = free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, loop="asyncio", http="h11",
-        access_log=False, log_level="warning", lifespan="on",
-    )  # fmt: skip
+        app,
+        host="127.0.0.1",
+        port=port,
+        loop="asyncio",
+        http="h11",
+        access_log=False,
+        log_level="warning",
+        lifespan="on",
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()

@@ -47,8 +47,9 @@ def test_lifecycle_through_the_admin_api(admin: Client, registry: ModelRegistry)
     assert shadow.json()["message"] == "fraud:v2 is in shadow at rate 0.5"
     listing = admin.get("/admin/models").json()
     assert [(m["version"], m["state"]) for m in listing["models"]] == [
-        ("v1", "production"), ("v2", "shadow"),
-    ]  # fmt: skip
+        ("v1", "production"),
+        ("v2", "shadow"),
+    ]
     assert wait_until(lambda: admin.get("/admin/models").json()["loaded"]["shadows"] == {"v2": 0.5})
 
     refused = admin.post("/admin/models/v2/approve", json={"actor": "ana", "reason": "looks ok"})
@@ -164,8 +165,10 @@ def test_one_version_for_review(admin: Client, registry: ModelRegistry) -> None:
     assert detail["policy_violations"] == []
     # Newest first, this version's entries only.
     assert [(e["action"], e["actor"]) for e in detail["audit"]] == [
-        ("evidence", "shadow-analysis"), ("shadow", "retrain"), ("register", "test"),
-    ]  # fmt: skip
+        ("evidence", "shadow-analysis"),
+        ("shadow", "retrain"),
+        ("register", "test"),
+    ]
     assert detail["audit"][1]["reason"] == "weekly run"
     assert detail["audit"][1]["from_state"] == "registered"
     assert detail["audit"][1]["to_state"] == "shadow"

@@ -56,8 +56,10 @@ def test_scores_once_a_production_model_is_promoted(
     assert response.status_code == 200
     body = response.json()
     assert (body["transaction_id"], body["model_name"], body["model_version"]) == (
-        "t-1", "fraud", "v1",
-    )  # fmt: skip
+        "t-1",
+        "fraud",
+        "v1",
+    )
     assert body["decision"] in {"allow", "review", "block"}
     readiness = client.get("/readyz").json()
     assert readiness["production"]["version"] == "v1"
@@ -74,14 +76,22 @@ def test_scores_once_a_production_model_is_promoted(
     [
         (b"{", ["body: invalid JSON (unexpected end of data: line 1 column 2 (char 1))"]),
         (b"[]", ["body: must be a JSON object, not an array"]),
-        (b'{"features": {}}', [
-            "transaction_id: is required", "amount: is required", "card_age_days: is required",
-            "is_foreign: is required", "country: is required",
-        ]),
-        (orjson.dumps({"transaction_id": "t", "features": {**ROW, "amount": -5, "country": 3}}),
-         ["amount: must be >= 0 (got -5)", "country: must be a string"]),
+        (
+            b'{"features": {}}',
+            [
+                "transaction_id: is required",
+                "amount: is required",
+                "card_age_days: is required",
+                "is_foreign: is required",
+                "country: is required",
+            ],
+        ),
+        (
+            orjson.dumps({"transaction_id": "t", "features": {**ROW, "amount": -5, "country": 3}}),
+            ["amount: must be >= 0 (got -5)", "country: must be a string"],
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_input_is_422_naming_each_field(
     client: Client, registry: ModelRegistry, body: bytes, errors: list[str]
 ) -> None:
@@ -161,8 +171,10 @@ def test_the_scoring_body_follows_the_production_model(
     assert shown["required"] == ["amount", "card_age_days", "is_foreign", "country"]
     assert shown["properties"]["amount"] == {"type": "number", "minimum": 0, "maximum": 1e6}
     assert shown["properties"]["country"] == {
-        "type": "string", "maxLength": 1024, "enum": ["US", "GB", "DE", "BR"],
-    }  # fmt: skip
+        "type": "string",
+        "maxLength": 1024,
+        "enum": ["US", "GB", "DE", "BR"],
+    }
     assert shown["maxProperties"] == 6 + 256
 
 

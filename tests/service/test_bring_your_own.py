@@ -54,9 +54,10 @@ def _shadow_scores_match(
             assert client.post("/v1/score", json=body).status_code == 200
             expected[tid] = (manifest.version, example.expected_score)
     records = read_records(
-        kafka_bootstrap, settings.scores_topic,
+        kafka_bootstrap,
+        settings.scores_topic,
         until=lambda rs: set(expected) <= {r.transaction_id for r in rs},
-    )  # fmt: skip
+    )
     seen = 0
     for record in records:
         if record.transaction_id not in expected:

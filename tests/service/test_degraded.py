@@ -58,10 +58,15 @@ def scorer(
 ) -> tuple[ModelLoader, LiveModels, ServiceMetrics]:
     live, metrics = LiveModels(), ServiceMetrics(CollectorRegistry())
     loader = ModelLoader(
-        registry, live, metrics, name="fraud", actor="scorer-test",
+        registry,
+        live,
+        metrics,
+        name="fraud",
+        actor="scorer-test",
         cache=ModelCache(cache) if cache is not None else None,
-        retry_s=30.0, clock=clock or Clock(),
-    )  # fmt: skip
+        retry_s=30.0,
+        clock=clock or Clock(),
+    )
     return loader, live, metrics
 
 

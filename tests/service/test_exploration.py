@@ -33,9 +33,14 @@ def scorer_with(
     submitted: list[Scored] = []
     live = LiveModels(ModelSet(1, build("v1", bias=bias)))
     scorer = Scorer(
-        live, submitted.append, metrics, model_name="fraud", max_batch=len(ROWS),
-        exploration_share=share, rng=random.Random(seed),
-    )  # fmt: skip
+        live,
+        submitted.append,
+        metrics,
+        model_name="fraud",
+        max_batch=len(ROWS),
+        exploration_share=share,
+        rng=random.Random(seed),
+    )
     return scorer, submitted
 
 

@@ -55,8 +55,9 @@ def test_each_rule_with_its_numbers() -> None:
     # (0.00075, 0.001]: 0.00075 + 0.00025 x 990/1000.
     slow = judge(counts(good(200), latency_s=0.2), ok, old, ok, BOUNDS)
     assert slow == Breach("p99", "model-call p99 248.50 ms against 1.00 ms (bound x3, floor 25 ms)")
-    blocking = judge(counts([0.95] * 150 + good(50)), ok, counts([0.95] * 10 + good(990)), ok,
-                     BOUNDS)  # fmt: skip
+    blocking = judge(
+        counts([0.95] * 150 + good(50)), ok, counts([0.95] * 10 + good(990)), ok, BOUNDS
+    )
     assert blocking == Breach(
         "block_rate", "block rate 0.7500 of 200 transactions against 0.0100 of 1000 (bound +0.05)"
     )
@@ -89,18 +90,30 @@ def test_default_bounds_rarely_pull_a_good_model_and_always_pull_a_bad_one() -> 
         return [float(x) for x in RNG.exponential(0.0004, count)]
 
     false_alarms = sum(
-        judge(counts(good(n), latency(n)), requests(n, 0.005),
-              counts(good(ref), latency(ref)), requests(ref, 0.005), bounds) is not None
+        judge(
+            counts(good(n), latency(n)),
+            requests(n, 0.005),
+            counts(good(ref), latency(ref)),
+            requests(ref, 0.005),
+            bounds,
+        )
+        is not None
         for _ in range(500)
-    )  # fmt: skip
+    )
     assert false_alarms / 500 < 0.01
     for _ in range(100):
         blocking = [0.95 if RNG.random() < 0.3 else s for s in good(n)]
         old = counts(good(ref), latency(ref))
-        assert judge(counts(blocking, latency(n)), requests(n, 0.005), old,
-                     requests(ref, 0.005), bounds) is not None  # fmt: skip
-        assert judge(counts(good(n), latency(n)), requests(n, 0.1), old,
-                     requests(ref, 0.005), bounds) is not None  # fmt: skip
+        assert (
+            judge(
+                counts(blocking, latency(n)), requests(n, 0.005), old, requests(ref, 0.005), bounds
+            )
+            is not None
+        )
+        assert (
+            judge(counts(good(n), latency(n)), requests(n, 0.1), old, requests(ref, 0.005), bounds)
+            is not None
+        )
 
 
 @pytest.fixture
@@ -120,15 +133,26 @@ def promoted_at(registry: ModelRegistry, version: str) -> float:
 
 
 def replica(
-    target: RollbackTarget, redis_url: str, *, serving: str = "v2", clock: Clock,
+    target: RollbackTarget,
+    redis_url: str,
+    *,
+    serving: str = "v2",
+    clock: Clock,
     metrics: ServiceMetrics | None = None,
-) -> Guard:  # fmt: skip
+) -> Guard:
     """A guard as one scorer replica runs it, serving ``serving``."""
     return Guard(
-        LiveModels(ModelSet(1, loaded(serving))), metrics or ServiceMetrics(CollectorRegistry()),
-        target, lambda: aioredis.Redis.from_url(redis_url), name=NAME, bounds=BOUNDS,
-        probation_s=60, cooldown_s=30, actor="guard@test", clock=clock,
-    )  # fmt: skip
+        LiveModels(ModelSet(1, loaded(serving))),
+        metrics or ServiceMetrics(CollectorRegistry()),
+        target,
+        lambda: aioredis.Redis.from_url(redis_url),
+        name=NAME,
+        bounds=BOUNDS,
+        probation_s=60,
+        cooldown_s=30,
+        actor="guard@test",
+        clock=clock,
+    )
 
 
 class Flaky:
@@ -151,9 +175,14 @@ class Flaky:
         return self.registry.stamps(name, version)
 
     def rollback(
-        self, name: str, *, actor: str, reason: str = "", expected: str | None = None,
+        self,
+        name: str,
+        *,
+        actor: str,
+        reason: str = "",
+        expected: str | None = None,
         guard: bool = False,
-    ) -> str:  # fmt: skip
+    ) -> str:
         self._call()
         return self.registry.rollback(
             name, actor=actor, reason=reason, expected=expected, guard=guard
@@ -228,9 +257,11 @@ def test_replicas_judging_the_same_promotion_roll_it_back_once(
 
 
 def test_no_rollback_of_a_rollback_nor_within_the_cooldown(
-    registry: ModelRegistry, redis_client: redis.Redis, redis_url: str,
+    registry: ModelRegistry,
+    redis_client: redis.Redis,
+    redis_url: str,
     caplog: pytest.LogCaptureFixture,
-) -> None:  # fmt: skip
+) -> None:
     registry.rollback(NAME, actor="ana", reason="by hand")
     clock = Clock(promoted_at(registry, "v1") + 5)
     back = replica(registry, redis_url, serving="v1", clock=clock)  # production by a rollback
@@ -301,21 +332,36 @@ def test_an_unreachable_registry_is_logged_and_retried(
 @pytest.mark.parametrize(
     ("setting", "value", "message"),
     [
-        ("guard_max_error_ratio", 1.0,
-         "SHADOWLINE_GUARD_MAX_ERROR_RATIO=1.0: Input should be less than 1"),
-        ("guard_max_block_rate", 0.0,
-         "SHADOWLINE_GUARD_MAX_BLOCK_RATE=0.0: Input should be greater than 0"),
-        ("guard_max_p99_ratio", 0.9,
-         "SHADOWLINE_GUARD_MAX_P99_RATIO=0.9: Input should be greater than 1"),
+        (
+            "guard_max_error_ratio",
+            1.0,
+            "SHADOWLINE_GUARD_MAX_ERROR_RATIO=1.0: Input should be less than 1",
+        ),
+        (
+            "guard_max_block_rate",
+            0.0,
+            "SHADOWLINE_GUARD_MAX_BLOCK_RATE=0.0: Input should be greater than 0",
+        ),
+        (
+            "guard_max_p99_ratio",
+            0.9,
+            "SHADOWLINE_GUARD_MAX_P99_RATIO=0.9: Input should be greater than 1",
+        ),
         ("guard_max_psi", -1.0, "SHADOWLINE_GUARD_MAX_PSI=-1.0: Input should be greater than 0"),
-        ("guard_min_requests", 0,
-         "SHADOWLINE_GUARD_MIN_REQUESTS=0: Input should be greater than or equal to 1"),
-        ("guard_probation_s", 0.5,
-         "Value error, SHADOWLINE_GUARD_PROBATION_S (0.5) must be longer than "
-         "SHADOWLINE_GUARD_INTERVAL_S (1): the guard would never look at a promotion during "
-         "its probation"),
+        (
+            "guard_min_requests",
+            0,
+            "SHADOWLINE_GUARD_MIN_REQUESTS=0: Input should be greater than or equal to 1",
+        ),
+        (
+            "guard_probation_s",
+            0.5,
+            "Value error, SHADOWLINE_GUARD_PROBATION_S (0.5) must be longer than "
+            "SHADOWLINE_GUARD_INTERVAL_S (1): the guard would never look at a promotion during "
+            "its probation",
+        ),
     ],
-)  # fmt: skip
+)
 def test_impossible_guard_bounds_are_refused_naming_the_setting(
     setting: str, value: float, message: str
 ) -> None:

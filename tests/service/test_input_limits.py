@@ -31,9 +31,12 @@ def client(
     request: pytest.FixtureRequest,
 ) -> Iterator[Client]:
     settings = make_settings(
-        max_transaction_bytes=2048, max_extra_fields=3, max_string_chars=64, max_batch=8,
+        max_transaction_bytes=2048,
+        max_extra_fields=3,
+        max_string_chars=64,
+        max_batch=8,
         fast_path=request.param,
-    )  # fmt: skip
+    )
     make_production(registry, "v1")
     with serving(create_app(settings, registry)) as test_client:
         assert wait_until(lambda: test_client.get("/readyz").status_code == 200)

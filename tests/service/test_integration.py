@@ -38,9 +38,10 @@ def test_a_scored_request_reaches_the_topic_with_shadow_scores(
         answer = client.post("/v1/score", json={"transaction_id": "tx-42", "features": ROWS[0]})
         assert answer.status_code == 200
         records = read_records(
-            kafka_bootstrap, settings.scores_topic,
+            kafka_bootstrap,
+            settings.scores_topic,
             until=lambda rs: any(r.transaction_id == "tx-42" for r in rs),
-        )  # fmt: skip
+        )
     [record] = [r for r in records if r.transaction_id == "tx-42"]
     assert record.request_id == answer.json()["request_id"]
     assert record.production.version == "v1"
@@ -69,8 +70,10 @@ def test_a_promotion_reaches_the_scorer_within_2_seconds(
             return bool(client.post("/v1/score", json=body).json()["model_version"] == "v2")
 
         assert wait_until(serves_v2, timeout_s=2.0)
-        later = [client.post("/v1/score", json={"transaction_id": f"t{i}", "features": ROWS[i]})
-                 for i in range(5)]  # fmt: skip
+        later = [
+            client.post("/v1/score", json={"transaction_id": f"t{i}", "features": ROWS[i]})
+            for i in range(5)
+        ]
         assert {r.json()["model_version"] for r in later} == {"v2"}
 
 
@@ -106,10 +109,15 @@ def test_without_a_spool_a_broker_outage_drops_records_and_recovers(
         topic = "scores.outage"
         ensure_topics(port, [topic], partitions=1)
         settings = make_settings(
-            kafka_bootstrap=broker.address, scores_topic=topic, sidecar_process=True,
-            kafka_buffer_records=100, shadow_queue_size=100, kafka_restart_after_s=2.0,
-            kafka_delivery_timeout_ms=5000, spool_max_bytes=0,
-        )  # fmt: skip
+            kafka_bootstrap=broker.address,
+            scores_topic=topic,
+            sidecar_process=True,
+            kafka_buffer_records=100,
+            shadow_queue_size=100,
+            kafka_restart_after_s=2.0,
+            kafka_delivery_timeout_ms=5000,
+            spool_max_bytes=0,
+        )
         with (
             serving(create_app(settings, production)) as client,
             Traffic(str(client.base_url), threads=2) as traffic,
@@ -125,9 +133,11 @@ def test_without_a_spool_a_broker_outage_drops_records_and_recovers(
             assert wait_until(lambda: len(traffic.sent) > mark + 20)
             after = set(traffic.sent[mark : mark + 20])
             records = read_records(
-                broker.address, topic, timeout_s=30,
+                broker.address,
+                topic,
+                timeout_s=30,
                 until=lambda rs: after <= {r.transaction_id for r in rs},
-            )  # fmt: skip
+            )
             dropped = metric(client, "shadowline_kafka_dropped_total")
         assert traffic.failures == []
         assert dropped > 0

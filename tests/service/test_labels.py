@@ -47,9 +47,12 @@ def intake(
     registry: ModelRegistry, make_settings: Callable[..., ServiceSettings], labels_topic: str
 ) -> Iterator[Client]:
     settings = make_settings(
-        labels_token=LABELS_TOKEN, labels_topic=labels_topic, labels_max_batch=5,
-        max_body_bytes=4096, labels_ack_timeout_s=2.0,
-    )  # fmt: skip
+        labels_token=LABELS_TOKEN,
+        labels_topic=labels_topic,
+        labels_max_batch=5,
+        max_body_bytes=4096,
+        labels_ack_timeout_s=2.0,
+    )
     with serving(create_app(settings, registry)) as client:
         client.headers.update(LABELS)
         yield client
@@ -59,9 +62,11 @@ def on_topic(bootstrap: str, topic: str, sentinel: str) -> list[tuple[str, Label
     """Everything on the labels topic up to the label of ``sentinel`` (posted last: the topic
     has one partition, so whatever a request before it wrote is read first)."""
     read = read_topic(
-        bootstrap, topic, lambda m: (m.key.decode(), decode_label(m.value)),
+        bootstrap,
+        topic,
+        lambda m: (m.key.decode(), decode_label(m.value)),
         until=lambda got: any(key == sentinel for key, _ in got),
-    )  # fmt: skip
+    )
     assert read
     assert read[-1][0] == sentinel
     return read[:-1]
@@ -92,9 +97,11 @@ def test_labels_are_written_once_keyed_by_transaction(
     first = intake.post("/v1/labels", json={"labels": batch})
     assert first.status_code == 200
     assert first.json() == {
-        "received": 3, "written": 3, "duplicates": 0,
+        "received": 3,
+        "written": 3,
+        "duplicates": 0,
         "message": "3 label(s) written, 0 already taken",
-    }  # fmt: skip
+    }
     retry = intake.post("/v1/labels", json={"labels": batch})
     assert retry.status_code == 200
     assert (retry.json()["written"], retry.json()["duplicates"]) == (0, 3)
@@ -202,8 +209,10 @@ def test_a_clash_with_a_label_taken_or_being_written_is_409(
     assert intake.post("/v1/labels", json={"labels": corrected}).json()["written"] == 2
     intake.post("/v1/labels", json={"labels": [label("end")]})
     assert [key for key, _ in on_topic(kafka_bootstrap, labels_topic, "end")] == [
-        "t-1", "new", "t-1",
-    ]  # fmt: skip
+        "t-1",
+        "new",
+        "t-1",
+    ]
 
 
 def test_concurrent_deliveries_of_one_batch_write_it_once(

@@ -64,8 +64,15 @@ def test_the_package_exports_its_public_names_lazily() -> None:
 
     assert service.load_model is load_model
     assert set(service.__all__) == {
-        "Components", "LoadedModel", "ModelLoader", "ModelSource", "Scorer", "ServiceError",
-        "ServiceSettings", "create_app", "load_model",
-    }  # fmt: skip
+        "Components",
+        "LoadedModel",
+        "ModelLoader",
+        "ModelSource",
+        "Scorer",
+        "ServiceError",
+        "ServiceSettings",
+        "create_app",
+        "load_model",
+    }
     with pytest.raises(AttributeError, match="module 'service' has no attribute 'nope'"):
         _ = service.nope

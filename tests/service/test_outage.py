@@ -39,9 +39,13 @@ def outage_settings(
     falling behind for seconds on a crowded machine (it runs at nice 0 here for the same
     reason): a transaction dropped for that would fail these tests for the wrong reason."""
     values: dict[str, Any] = {
-        "kafka_bootstrap": broker.address, "scores_topic": TOPIC, "sidecar_process": True,
-        "kafka_buffer_records": 100, "shadow_queue_size": 2000, "sidecar_niceness": 0,
-    }  # fmt: skip
+        "kafka_bootstrap": broker.address,
+        "scores_topic": TOPIC,
+        "sidecar_process": True,
+        "kafka_buffer_records": 100,
+        "shadow_queue_size": 2000,
+        "sidecar_niceness": 0,
+    }
     return make_settings(**(values | overrides))
 
 
@@ -101,13 +105,20 @@ def test_an_outage_past_the_in_memory_buffer_loses_nothing_and_sends_nothing_twi
             traffic.pause()
             answered = len(traffic.sent)
             assert wait_until(lambda: metric(client, "shadowline_kafka_sent_total") == answered)
-            counts = {name: metric(client, f"shadowline_{name}_total")
-                      for name in ("kafka_dropped", "kafka_failed", "shadow_shed",
-                                   "spool_written", "spool_replayed")}  # fmt: skip
+            counts = {
+                name: metric(client, f"shadowline_{name}_total")
+                for name in (
+                    "kafka_dropped",
+                    "kafka_failed",
+                    "shadow_shed",
+                    "spool_written",
+                    "spool_replayed",
+                )
+            }
         after = set(traffic.sent) - before
         records = read_records(
             broker.address, TOPIC, timeout_s=30, until=lambda rs: after <= set(once(rs))
-        )  # fmt: skip
+        )
     assert traffic.failures == []
     assert once(first) == collections.Counter(before)  # each exactly once
     assert once(records) == collections.Counter(after)  # each exactly once, nothing else
@@ -139,7 +150,7 @@ def test_a_scorer_restarted_during_an_outage_sends_the_spool_on_start(
             assert wait_until(lambda: metric(client, "shadowline_kafka_sent_total") == total)
         records = read_records(
             broker.address, TOPIC, timeout_s=30, until=lambda rs: len(rs) >= total
-        )  # fmt: skip
+        )
     assert first.failures == second.failures == []
     assert once(records) == collections.Counter(first.sent + second.sent)
     assert not list((tmp_path / "spool" / TOPIC).iterdir())  # replayed spools are removed
@@ -157,15 +168,22 @@ def test_records_in_flight_when_the_broker_dies_are_sent_once_when_it_is_back(
             ProducerConfig(servers=(broker.address,), topic=TOPIC, max_in_flight=1000),
             stats_interval_s=0.05,
             spool=SpoolConfig(directory=str(tmp_path / "spool"), max_bytes=1 << 20),
-        )  # fmt: skip
-        sidecar = Sidecar(config, LiveModels(ModelSet(1, build("v1"))), metrics,
-                          queue_size=1000, batch_wait_s=0.001)  # fmt: skip
+        )
+        sidecar = Sidecar(
+            config,
+            LiveModels(ModelSet(1, build("v1"))),
+            metrics,
+            queue_size=1000,
+            batch_wait_s=0.001,
+        )
         sidecar.start()
         try:
             assert wait_until(lambda: sidecar.connected)
             broker.pause()
-            items = [item._replace(transaction_id=f"t{n}") for n, item in
-                     enumerate(scored(build("v1"), 1) * 200)]  # fmt: skip
+            items = [
+                item._replace(transaction_id=f"t{n}")
+                for n, item in enumerate(scored(build("v1"), 1) * 200)
+            ]
             for item in items:
                 sidecar.submit(item)
             assert wait_until(lambda: sample_value(metrics, "shadowline_records_total") == 200)

@@ -111,8 +111,10 @@ def test_records_a_stalled_broker_never_acknowledged_are_sent_again_at_least_onc
         outbox.close(flush_timeout_s=3.0)
         got = read_raw(broker.address, topic, until=lambda r: len(r) >= 250)
     keys = [key.decode() for key, _ in got]
-    expected = [key.decode() for key, _ in records(100, "acked") + records(100, "in-flight")
-                + records(50, "later")]  # fmt: skip
+    expected = [
+        key.decode()
+        for key, _ in records(100, "acked") + records(100, "in-flight") + records(50, "later")
+    ]
     assert sorted(set(keys)) == sorted(expected)  # every record, at least once
     twice = {key for key in keys if keys.count(key) > 1}
     assert all(key.startswith("in-flight-") for key in twice)

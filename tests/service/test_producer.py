@@ -20,9 +20,14 @@ def test_closing_with_records_pending_fails_them_and_stops_the_client(
 ) -> None:
     # kafka-python's close(timeout=0) raises before it stops its sender when records are
     # pending: each producer restart left a sender thread (and its buffers) behind.
-    config = ProducerConfig(servers=(kafka_bootstrap,), topic=make_topic("scores"),
-                            max_in_flight=100, linger_ms=60_000,
-                            delivery_timeout_ms=120_000, client=kafka_client)  # fmt: skip
+    config = ProducerConfig(
+        servers=(kafka_bootstrap,),
+        topic=make_topic("scores"),
+        max_in_flight=100,
+        linger_ms=60_000,
+        delivery_timeout_ms=120_000,
+        client=kafka_client,
+    )
     threads = threading.active_count()
     for _ in range(3):  # three restarts' worth
         tally, deliveries = Tally(), Deliveries()
@@ -46,9 +51,15 @@ def test_the_producer_is_full_at_its_byte_budget(
 ) -> None:
     # The sidecar stops reading batches while the producer is full: unacknowledged bytes,
     # not only records, are bounded (records can be up to ~1 MiB each).
-    config = ProducerConfig(servers=(kafka_bootstrap,), topic=make_topic("scores"),
-                            max_in_flight=1000, max_in_flight_bytes=100, linger_ms=60_000,
-                            delivery_timeout_ms=120_000, client=kafka_client)  # fmt: skip
+    config = ProducerConfig(
+        servers=(kafka_bootstrap,),
+        topic=make_topic("scores"),
+        max_in_flight=1000,
+        max_in_flight_bytes=100,
+        linger_ms=60_000,
+        delivery_timeout_ms=120_000,
+        client=kafka_client,
+    )
     tally, deliveries = Tally(), Deliveries()
     out = open_producer(config, tally, deliveries)
     assert out.ensure()

@@ -133,8 +133,14 @@ def drive(page: Page, client: Client, registry: ModelRegistry) -> None:
     expect(page.locator("#shadows")).to_contain_text("v2 at rate 0.5")
     v2, v3 = page.locator('[data-version="v2"]'), page.locator('[data-version="v3"]')
     expect(v2.locator(".state")).to_have_text("shadow")
-    for shown in ("0.812", "0.790", "+0.022 [+0.012, +0.032]", "5,000 compared", "300 labeled",
-                  "2026-11-01T00:00:00Z"):  # fmt: skip
+    for shown in (
+        "0.812",
+        "0.790",
+        "+0.022 [+0.012, +0.032]",
+        "5,000 compared",
+        "300 labeled",
+        "2026-11-01T00:00:00Z",
+    ):
         expect(v2.locator(".evidence")).to_contain_text(shown)
     expect(v2.locator(".policy")).to_have_text("Approval policy is satisfied.")
     note = page.locator('[data-version="v3"] .audit li').first
@@ -172,8 +178,11 @@ def drive(page: Page, client: Client, registry: ModelRegistry) -> None:
     assert registry.state("fraud", "v2") is State.APPROVED
     entry = registry.audit("fraud")[-1]
     assert (entry.action, entry.version, entry.actor, entry.reason) == (
-        "approve", "v2", "ana", reason,
-    )  # fmt: skip
+        "approve",
+        "v2",
+        "ana",
+        reason,
+    )
     # The reason is shown as text, its markup inert.
     expect(v2.locator(".audit li").first).to_contain_text(reason)
     expect(v2.locator(".audit b")).to_have_count(0)
@@ -220,9 +229,15 @@ def test_the_numbers_behind_the_verdict_then_approval_without_force(
     with serving(create_app(make_settings(), registry)) as client:
         report = f"{client.base_url}/reports/v2.html"  # a link only: never fetched
         live = make_evidence(
-            challenger=0.83, production_value=0.80, low=0.012, high=0.048,
-            with_metrics=True, with_signals=True, control=0.004, report=report,
-        )  # fmt: skip
+            challenger=0.83,
+            production_value=0.80,
+            low=0.012,
+            high=0.048,
+            with_metrics=True,
+            with_signals=True,
+            control=0.004,
+            report=report,
+        )
         registry.record_evidence("fraud", "v2", live)
         page = browser.new_page()
         errors: list[str] = []
@@ -238,10 +253,16 @@ def test_the_numbers_behind_the_verdict_then_approval_without_force(
             metrics = shown.locator("table.metrics")
             primary = metrics.locator("tr.primary")
             expect(primary).to_contain_text("fraud caught at production's block rate (judged)")
-            expect(primary.locator("td")).to_have_text([
-                "fraud caught at production's block rate (judged)", "0.800 [0.770, 0.830]",
-                "0.830 [0.800, 0.860]", "+0.030 [+0.012, +0.048]", "120", "2,500",
-            ])  # fmt: skip
+            expect(primary.locator("td")).to_have_text(
+                [
+                    "fraud caught at production's block rate (judged)",
+                    "0.800 [0.770, 0.830]",
+                    "0.830 [0.800, 0.860]",
+                    "+0.030 [+0.012, +0.048]",
+                    "120",
+                    "2,500",
+                ]
+            )
             expect(metrics).to_contain_text("+0.013 [+0.004, +0.022]")  # AUC
             expect(metrics).to_contain_text("+3,190 [-1,250, +7,630]")  # money saved
             expect(shown.locator(".bound")).to_have_text(

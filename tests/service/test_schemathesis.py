@@ -40,11 +40,19 @@ def test_the_server_keeps_its_openapi_promises(
     with serving(create_app(settings, registry)) as client:
         assert wait_until(lambda: client.get("/readyz").status_code == 200)
         command = [
-            str(Path(sys.executable).parent / "schemathesis"), "run",
-            f"{client.base_url}/openapi.json", "--checks", "all",
-            "--max-examples", str(EXAMPLES), "--seed", "1", "--request-timeout", "10",
+            str(Path(sys.executable).parent / "schemathesis"),
+            "run",
+            f"{client.base_url}/openapi.json",
+            "--checks",
+            "all",
+            "--max-examples",
+            str(EXAMPLES),
+            "--seed",
+            "1",
+            "--request-timeout",
+            "10",
             "--no-color",
-        ]  # fmt: skip
+        ]
         if token == "admin":
             command += ["--header", f"Authorization: Bearer {ADMIN_TOKEN}"]
         elif token == "labels":  # labels really written to a topic of this test's own
@@ -57,9 +65,13 @@ def test_the_server_keeps_its_openapi_promises(
         else:  # the other routes answer the same either way: the run above covers them
             command += ["--include-path-regex", "^/admin"]
         result = subprocess.run(
-            command, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+            command,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
             stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
     assert result.returncode == 0, result.stdout[:8000] + result.stderr[-3000:]
     production = [s for s in registry.list("fraud") if s.state is State.PRODUCTION]
     assert len(production) == 1, production

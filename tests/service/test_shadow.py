@@ -157,8 +157,12 @@ def test_a_share_of_the_rows_is_shed_the_same_for_every_shadow() -> None:
 
 def test_a_shadow_with_another_schema_checks_rows_itself() -> None:
     prod = build("v1")
-    wider = InputSchema(fields=(*DEFAULT_SCHEMA.fields, DEFAULT_SCHEMA.fields[0].model_copy(
-        update={"name": "velocity_1h"})))  # fmt: skip
+    wider = InputSchema(
+        fields=(
+            *DEFAULT_SCHEMA.fields,
+            DEFAULT_SCHEMA.fields[0].model_copy(update={"name": "velocity_1h"}),
+        )
+    )
     model = logistic_model(wider, weights=[0.001] * 5)
     shadow = load_model(make_manifest(model, version="v5", schema=wider), model)
     tally = Tally()
@@ -196,9 +200,14 @@ def test_a_shed_batch_runs_no_shadow_and_says_why() -> None:
     entries = runner.run(slots, scored(prod), random.Random(3), shed="1500 ms behind")
     runner.close()
     assert [e[0] for e in entries] == [
-        {"version": "v2", "score": None, "decision": None, "latency_ms": None,
-         "error": "shed: 1500 ms behind"},
-    ] * 6  # fmt: skip
+        {
+            "version": "v2",
+            "score": None,
+            "decision": None,
+            "latency_ms": None,
+            "error": "shed: 1500 ms behind",
+        },
+    ] * 6
     sampled = sum(len(e) - 1 for e in entries)  # v1 at 50%: only sampled rows get an entry
     assert tally.shadow_errors == {("v2", "shed"): 6, ("v1", "shed"): sampled}
     assert tally.inference == {}

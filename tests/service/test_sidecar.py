@@ -40,8 +40,11 @@ def make_sidecar(
     return Sidecar(
         SidecarConfig(producer, stats_interval_s=0.05, seed=1, **config),
         live or LiveModels(ModelSet(1, build("v1"))),
-        metrics, queue_size=queue_size, batch_wait_s=0.001, in_process=in_process,
-    )  # fmt: skip
+        metrics,
+        queue_size=queue_size,
+        batch_wait_s=0.001,
+        in_process=in_process,
+    )
 
 
 def no_broker() -> tuple[str, ...]:
@@ -271,10 +274,17 @@ def test_the_queue_is_bounded_in_bytes(metrics: ServiceMetrics) -> None:
     # Counting transactions alone let 0.5 MB requests grow the producer by 330 MB with the
     # broker down: the byte budget drops (and counts) what does not fit.
     budget = 400_000
-    producer = ProducerConfig(servers=no_broker(), topic="scores", max_in_flight=1000,
-                              max_in_flight_bytes=budget // 2)  # fmt: skip
-    sidecar = Sidecar(SidecarConfig(producer), LiveModels(ModelSet(1, build("v1"))), metrics,
-                      queue_size=10_000, buffer_bytes=budget, in_process=True)  # fmt: skip
+    producer = ProducerConfig(
+        servers=no_broker(), topic="scores", max_in_flight=1000, max_in_flight_bytes=budget // 2
+    )
+    sidecar = Sidecar(
+        SidecarConfig(producer),
+        LiveModels(ModelSet(1, build("v1"))),
+        metrics,
+        queue_size=10_000,
+        buffer_bytes=budget,
+        in_process=True,
+    )
     item = scored(build("v1"), 1)[0]._replace(size=20_000)
     submit_all(sidecar, [item] * 30)  # not started yet: the queue takes half the budget
     assert sidecar.queued_bytes == 10 * 20_000
@@ -331,11 +341,17 @@ def test_records_flow_again_when_the_broker_comes_back_late(
     # snapshots (here every 5 ms, hundreds of them) must not fill a pipe nobody reads, or
     # both sides wait on each other for good.
     port = free_port()
-    producer = ProducerConfig(servers=(f"127.0.0.1:{port}",), topic="scores.late",
-                              max_in_flight=1000)  # fmt: skip
-    sidecar = Sidecar(SidecarConfig(producer, stats_interval_s=0.005),
-                      LiveModels(ModelSet(1, build("v1"))), metrics, queue_size=50,
-                      batch_wait_s=0.001, in_process=True)  # fmt: skip
+    producer = ProducerConfig(
+        servers=(f"127.0.0.1:{port}",), topic="scores.late", max_in_flight=1000
+    )
+    sidecar = Sidecar(
+        SidecarConfig(producer, stats_interval_s=0.005),
+        LiveModels(ModelSet(1, build("v1"))),
+        metrics,
+        queue_size=50,
+        batch_wait_s=0.001,
+        in_process=True,
+    )
     sidecar.start()
     item = scored(build("v1"), 1)[0]
     submit_all(sidecar, [item] * 3000)
@@ -346,9 +362,11 @@ def test_records_flow_again_when_the_broker_comes_back_late(
         assert wait_until(lambda: sidecar.connected, 30)
         submit_all(sidecar, [item] * 20, prefix="after")
         records = read_records(
-            broker.address, "scores.late", timeout_s=30,
+            broker.address,
+            "scores.late",
+            timeout_s=30,
             until=lambda r: any(x.transaction_id == "after19" for x in r),
-        )  # fmt: skip
+        )
         sidecar.close()
     assert "after19" in {r.transaction_id for r in records}
     assert accounted(metrics) == 3020
@@ -369,9 +387,11 @@ def test_a_killed_sidecar_is_replaced_and_what_it_held_is_counted(
     assert wait_until(lambda: sidecar.running and sidecar.connected, 30)  # the new one
     submit_all(sidecar, items, prefix="after")
     records = read_records(
-        kafka_bootstrap, topic, timeout_s=30,
+        kafka_bootstrap,
+        topic,
+        timeout_s=30,
         until=lambda r: any(x.transaction_id == "after5" for x in r),
-    )  # fmt: skip
+    )
     sidecar.close()
     assert {f"after{n}" for n in range(6)} <= {r.transaction_id for r in records}
     assert accounted(metrics) == 306  # each one sent, failed, dropped, shed or counted as gone

@@ -40,9 +40,7 @@ def batch(n: int, prefix: str = "t", lag_s: float = 0.0) -> list[Scored]:
 
 
 def records(run: LoopRun) -> dict[str, Any]:
-    return {
-        key.decode(): decode_score(value) for key, value in run.producer.sent
-    }  # fmt: skip
+    return {key.decode(): decode_score(value) for key, value in run.producer.sent}
 
 
 def test_batches_become_records_with_each_shadow_and_are_counted() -> None:

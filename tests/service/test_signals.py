@@ -25,9 +25,12 @@ def test_read_takes_production_series_per_version_and_scoring_requests(
     metrics.decisions.labels("shadow", "v9", "block").inc()
     metrics.decisions.labels("production", "v2", "allow").inc(3)
     for route, status, n in (
-        ("/v1/score", "200", 5), ("/v1/score", "500", 1), ("/v1/score/batch", "503", 2),
-        ("/v1/score", "422", 4), ("/admin/models", "500", 7),
-    ):  # fmt: skip
+        ("/v1/score", "200", 5),
+        ("/v1/score", "500", 1),
+        ("/v1/score/batch", "503", 2),
+        ("/v1/score", "422", 4),
+        ("/admin/models", "500", 7),
+    ):
         for _ in range(n):
             metrics.request_seconds.labels(route, status).observe(0.001)
     reading = read(metrics)
