@@ -2,7 +2,10 @@
 
 Events make a promotion reach the scorer in milliseconds; the periodic check (every
 ``interval_s``, at most 2 s) catches anything an event could not deliver (a dropped
-connection, a restart of Redis).  The loading itself happens in a worker thread.  When Redis is
+connection, a restart of Redis).  The loading itself happens in a worker thread of its own
+that runs ``LOAD_NICENESS`` below the scorer (``service.priority``): building and warming up a
+model's session releases the GIL, but on a busy machine its CPU would still be taken from the
+event loop, and production's latency spiked in the second a shadow set changed.  When Redis is
 unreachable the scorer keeps scoring with the models it has and ``reachable`` turns False.
 
 The periodic check reads only the deployment's revision, on the event loop with the async
@@ -27,8 +30,12 @@ from registry import RegistryError, decode_event
 from registry.constants import deploy_key
 from service.loader import ModelLoader
 from service.metrics import ServiceMetrics
+from service.priority import low_priority_executor
 
 log = logging.getLogger(__name__)
+# How far below the scorer the loading thread runs: a model swap may take a little longer on a
+# busy machine; requests do not wait for it.
+LOAD_NICENESS = 10
 
 
 class RegistryFollower:
@@ -51,6 +58,7 @@ class RegistryFollower:
         self._channel = channel
         self._interval_s = interval_s
         self._lock = asyncio.Lock()
+        self._executor = low_priority_executor(LOAD_NICENESS, "model-loader")
         self.reachable = False
         self.last_error: str | None = None
 
@@ -58,15 +66,18 @@ class RegistryFollower:
         """One reconcile in a worker thread; registry failures are reported, never raised."""
         async with self._lock:  # never two loads at once
             try:
-                await asyncio.to_thread(self._loader.reconcile)
+                await self._in_loader(self._loader.reconcile)
             except (redis.RedisError, OSError, RegistryError) as exc:
                 self._unreachable(exc)
                 # Nothing loaded yet (a start with Redis down): the last-known-good copy.
-                await asyncio.to_thread(self._loader.fall_back, self.last_error or "")
+                await self._in_loader(self._loader.fall_back, self.last_error or "")
             except Exception:  # keep the loaded models; the next event or tick retries
                 log.exception("reconcile failed; keeping the loaded models")
             else:
                 self._reachable()
+
+    async def _in_loader(self, fn: Callable[..., object], *args: object) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def check(self, client: aioredis.Redis) -> None:
         """The periodic check: reconcile (in a worker thread) only when the registry's revision

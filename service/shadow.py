@@ -17,7 +17,6 @@ scorer adds to its Prometheus metrics.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import threading
 import time
@@ -31,6 +30,7 @@ import numpy.typing as npt
 from registry.records import SCORE_SCHEMA_VERSION
 from service.live import ShadowSlot
 from service.models import Feeds, LoadedModel
+from service.priority import low_priority_executor
 from service.tally import Tally
 
 log = logging.getLogger(__name__)
@@ -127,18 +127,6 @@ class _Call:
         return time.clock_gettime(self.clock) - self.cpu_started
 
 
-def _lower_priority(niceness: int) -> None:
-    """Executor initializer: add ``niceness`` to this thread's nice value (Linux: per thread)."""
-    if niceness <= 0:
-        return
-    tid = threading.get_native_id()
-    try:
-        current = os.getpriority(os.PRIO_PROCESS, tid)
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + niceness))
-    except OSError as exc:  # not allowed here: the shadows run at the sidecar's priority
-        log.warning("shadow thread: cannot lower its priority: %s", exc)
-
-
 class ShadowRunner:
     """Runs shadow models over batches, each on its own single-thread executor whose thread
     runs ``niceness`` lower than the caller's.
@@ -193,12 +181,7 @@ class ShadowRunner:
                 continue
             executor = self._executors.get(version)
             if executor is None:
-                executor = ThreadPoolExecutor(
-                    1,
-                    thread_name_prefix=f"shadow-{version}",
-                    initializer=_lower_priority,
-                    initargs=(self._niceness,),
-                )
+                executor = low_priority_executor(self._niceness, f"shadow-{version}")
                 self._executors[version] = executor
             call = _Call(slot.model)
             future = executor.submit(call, feeds)

@@ -62,6 +62,7 @@ from service.live import ShadowSlot
 from service.models import LoadedModel, load_model
 from service.outbox import Outbox, SpoolConfig
 from service.pipe import Batch, PipeError, Report, ShadowSet, ShadowSpec, Stop, receive, send
+from service.priority import low_priority_executor
 from service.producer import DeliveryListener, ProducerConfig, open_producer
 from service.shadow import Scored, ShadowEntry, ShadowRunner, build_record, error_entry
 from service.tally import Tally
@@ -165,6 +166,10 @@ class SidecarLoop:
         self._runner = ShadowRunner(
             self.tally, config.budget_s, wait_s=config.max_lag_s, niceness=config.shadow_niceness
         )
+        # New shadows are loaded (session built, golden examples replayed) at the shadows'
+        # priority too: on a busy machine a shadow-set change must not take CPU from the
+        # scorer or from this loop's records for long.
+        self._loader = low_priority_executor(config.shadow_niceness, "shadow-loader")
         self._rng = random.Random(config.seed)  # noqa: S311 - sampling, not security
         self._loaded: dict[str, LoadedModel] = {}
         self._load_errors: dict[str, str] = {}
@@ -184,6 +189,7 @@ class SidecarLoop:
                 pass
         finally:
             self._runner.close()
+            self._loader.shutdown(wait=False)
             self._out.close(flush_timeout_s=self._config.flush_timeout_s)
             self._report(force=True)
             self._data.close()
@@ -228,7 +234,8 @@ class SidecarLoop:
             try:
                 if not spec.artifact:  # the scorer sends the bytes with a version's first set
                     raise ModelLoadError(spec.manifest.ref, "no ONNX bytes were sent")
-                self._loaded[spec.version] = self._load(spec.manifest, spec.artifact)
+                loading = self._loader.submit(self._load, spec.manifest, spec.artifact)
+                self._loaded[spec.version] = loading.result()
             except ModelLoadError as exc:
                 log.error("sidecar: cannot load shadow %s: %s", spec.version, exc)
                 self._load_errors[spec.version] = f"error: the sidecar cannot load it ({exc})"
