@@ -120,11 +120,11 @@ def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
         "pydantic response model |",
         *(
             [
-                "| scorer-confluent | the same scorer with "
-                "`SHADOWLINE_KAFKA_CLIENT=confluent` (the librdkafka producer in its sidecar), on "
-                "the same stack |"
+                "| scorer-kafka-python | the same scorer with "
+                "`SHADOWLINE_KAFKA_CLIENT=kafka-python` (the pure-Python producer in its sidecar), "
+                "on the same stack |"
             ]
-            if "scorer-confluent" in results.get("servers", {})
+            if "scorer-kafka-python" in results.get("servers", {})
             else []
         ),
         "| floor | `benchmarks/floor_app.py`: the scoring floor: bare ASGI, the scorer's JSON "

@@ -50,10 +50,11 @@ from benchmarks.servers import (
 )
 
 WORK_DIR = Path(".shadowline/bench")
-PINNED_SERVERS = ("floor", "scorer", "scorer-confluent", "naive")
-# A second scorer with the librdkafka producer, when this checkout has the setting for it
-# (SHADOWLINE_KAFKA_CLIENT): max throughput, fixed rate and pinned, beside the default one.
-CONFLUENT = "scorer-confluent"
+PINNED_SERVERS = ("floor", "scorer", "scorer-kafka-python", "naive")
+# A second scorer with the other Kafka client (kafka-python; the default is confluent-kafka),
+# when this checkout has the setting for it (SHADOWLINE_KAFKA_CLIENT): max throughput, fixed
+# rate and pinned, beside the default one.
+SECOND_CLIENT = "scorer-kafka-python"
 # The scorer measures its event loop's lag in the bench (docs/benchmarks.md reports it).
 SCORER_BENCH_ENV = {"SHADOWLINE_LAG_PROBE": "true"}
 
@@ -77,26 +78,31 @@ def kafka_clients() -> bool:
     return "kafka_client" in ServiceSettings.model_fields
 
 
-def start_confluent(ctx: Context, work: Path, env: dict[str, str]) -> None:
-    """The second scorer (librdkafka producer); if it cannot start, the bench goes on
+def start_second_client(ctx: Context, work: Path, env: dict[str, str]) -> None:
+    """The second scorer (kafka-python producer); if it cannot start, the bench goes on
     without it and the log says why."""
     server = start_scorer(
-        work, {**env, "SHADOWLINE_KAFKA_CLIENT": "confluent"}, ctx.args.scorer_workers, CONFLUENT
+        work,
+        {**env, "SHADOWLINE_KAFKA_CLIENT": "kafka-python"},
+        ctx.args.scorer_workers,
+        SECOND_CLIENT,
     )
     try:
         server.wait_ready()
     except BenchError as exc:
-        print(f"{CONFLUENT} not usable, measured without it: {exc}", file=sys.stderr, flush=True)
+        print(
+            f"{SECOND_CLIENT} not usable, measured without it: {exc}", file=sys.stderr, flush=True
+        )
         server.stop()
         return
-    ctx.servers[CONFLUENT] = server
+    ctx.servers[SECOND_CLIENT] = server
 
 
-def confluent(ctx: Context, *, paused: bool) -> None:
+def second_client(ctx: Context, *, paused: bool) -> None:
     """Pause the second scorer while the scorer's own scenarios run (it follows the same
     registry, so it would load every shadow and promoted model beside the one measured);
     continue it, caught up with the registry, for the next repetition's baseline runs."""
-    server = ctx.servers.get(CONFLUENT)
+    server = ctx.servers.get(SECOND_CLIENT)
     if server is None:
         return
     server.pause(paused)
@@ -119,11 +125,11 @@ def setup_scorer(ctx: Context, work: Path, onnx_bytes: bytes) -> str:
         env = {**ctx.stack.env, **SCORER_BENCH_ENV}
         ctx.servers["scorer"] = start_scorer(work, env, args.scorer_workers)
         ctx.servers["scorer"].wait_ready()
-        if kafka_clients() and args.confluent:
-            start_confluent(ctx, work, env)
+        if kafka_clients() and args.second_client:
+            start_second_client(ctx, work, env)
     except Exception as exc:  # any failure of the scorer's side is reported, not fatal
         print(f"scorer not usable: {exc}", file=sys.stderr, flush=True)
-        for name in ("scorer", CONFLUENT):
+        for name in ("scorer", SECOND_CLIENT):
             if name in ctx.servers:
                 ctx.servers.pop(name).stop()
         if ctx.stack is not None:
@@ -243,9 +249,9 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         )
         results["rates"] = {"fixed": fixed_rate, "scorer_half": half_rate}
         for r in range(args.reps):
-            confluent(ctx, paused=False)
+            second_client(ctx, paused=False)
             rep = baseline_rep(ctx, r, names, fixed_rate)
-            confluent(ctx, paused=True)
+            second_client(ctx, paused=True)
             if half_rate is not None:
                 try:
                     scorer_rep(ctx, r, half_rate, rep)
@@ -295,10 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scorer-workers", type=int, default=None)
     parser.add_argument("--no-profile", dest="profile", action="store_false")
     parser.add_argument(
-        "--no-confluent",
-        dest="confluent",
+        "--no-kafka-python",
+        dest="second_client",
         action="store_false",
-        help="no second scorer with SHADOWLINE_KAFKA_CLIENT=confluent",
+        help="no second scorer with SHADOWLINE_KAFKA_CLIENT=kafka-python",
     )
     parser.add_argument(
         "--no-pin", dest="pin", action="store_false", help="skip the pinned-mode runs"
