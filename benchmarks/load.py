@@ -150,6 +150,7 @@ SCORER_COUNTERS = {
 
 SHADOW_ERROR_KINDS = ("timeout", "busy", "shed", "error", "input", "load")
 LAG = "shadowline_event_loop_lag_seconds"
+HOLD = "shadowline_event_loop_hold_seconds"
 LAG_LIMIT = "0.002"  # the bucket bound of issue 12's 2 ms
 
 
@@ -182,6 +183,12 @@ def scorer_deltas(before: Series, after: Series) -> dict[str, Any]:
             "over_2ms": wakes - grew(f"{LAG}_bucket", le=LAG_LIMIT),
             "max_ms": round(1000 * select(after, "shadowline_event_loop_lag_max_seconds"), 2),
         }
+        holds = grew(f"{HOLD}_count")
+        if holds > 0:  # Linux: the lag without the loop thread's run-queue wait
+            out["loop_lag"]["holds_over_2ms"] = holds - grew(f"{HOLD}_bucket", le=LAG_LIMIT)
+            out["loop_lag"]["hold_max_ms"] = round(
+                1000 * select(after, "shadowline_event_loop_hold_max_seconds"), 2
+            )
     return out
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from benchmarks.checks import every_rep, ratio, second_bound
 from loadtest import plot_timelines
 
-SERVERS = ("scorer", "scorer-confluent", "floor", "naive", "hello")
+SERVERS = ("scorer", "scorer-kafka-python", "floor", "naive", "hello")
 NOT_RUN = "not run yet"
 
 
@@ -127,6 +127,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     seconds = per_second(results, steady) if ran else None
     shed = total(results, "shadows3", "scorer", "shed") if ran else 0
     sh_per_rep = _paired(results, "shadows3", "shadows0", "latency_ms", "p99")
+    over = [f"rep {i + 1} {x:.2f}x" for i, x in enumerate(sh_per_rep) if not x <= 1.25]
     failed = total(results, "promotions", "failed") if ran else 0
     worst = seconds["worst"] if seconds else None
     rows = [
@@ -182,7 +183,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "<=",
             1.25,
             shed == 0 and every_rep(sh_per_rep, "<=", 1.25),
-            f"shed: {shed:.0f}",
+            f"shed: {shed:.0f}" + (f"; over 1.25x in {', '.join(over)}" if over else ""),
             sh_per_rep,
         ),
         _row(
@@ -249,23 +250,27 @@ def count_targets(results: dict[str, Any], ran: bool) -> list[dict[str, Any]]:
         for rep in reps
         if "shadows3" in rep
     ]
+
+    # Judged on the holds (the lag without the loop thread's run-queue wait: work in the
+    # scorer's process) where the probe could read them, else on the lag itself.
+    def _lag(key: str, fallback: str) -> list[float]:
+        return [
+            lag.get(key, lag.get(fallback, 0.0))
+            for rep in reps
+            for k in ("change", "promotions")
+            if k in rep and (lag := rep[k]["scorer"].get("loop_lag"))
+        ]
+
     holds = [
         sum(
-            rep[k]["scorer"].get("loop_lag", {}).get("over_2ms", 0.0)
+            lag.get("holds_over_2ms", lag.get("over_2ms", 0.0))
             for k in ("change", "promotions")
-            if k in rep
+            if k in rep and (lag := rep[k]["scorer"].get("loop_lag"))
         )
         for rep in reps
     ]
-    lag_max = max(
-        (
-            rep[k]["scorer"]["loop_lag"]["max_ms"]
-            for rep in reps
-            for k in ("change", "promotions")
-            if k in rep and "loop_lag" in rep[k]["scorer"]
-        ),
-        default=math.nan,
-    )
+    lag_max = max(_lag("max_ms", "max_ms"), default=math.nan)
+    hold_max = max(_lag("hold_max_ms", "max_ms"), default=math.nan)
     has_lag = any("loop_lag" in rep.get("change", {}).get("scorer", {}) for rep in reps)
     ramp = results.get("ramp") or {}
     start = ramp.get("shed_starts_at")
@@ -287,9 +292,11 @@ def count_targets(results: dict[str, Any], ran: bool) -> list[dict[str, Any]]:
         _count(
             "looplag",
             ran and has_lag,
-            "shadow-set change and promotions: event-loop wakes later than 2 ms",
+            "shadow-set change and promotions: event-loop holds over 2 ms (lag without run-queue"
+            " wait)",
             holds,
-            f"largest lag {lag_max:.1f} ms",
+            f"largest hold {hold_max:.1f} ms; largest lag, waits for a core included,"
+            f" {lag_max:.1f} ms",
         ),
         _count(
             "ramp",

@@ -11,6 +11,13 @@ high, never too low).
 Exposed as ``shadowline_event_loop_lag_seconds`` (a histogram; its 0.002 bucket counts the
 wakes within 2 ms) and ``shadowline_event_loop_lag_max_seconds`` (the largest lag since the
 previous scrape of this process's metrics; reset by each scrape, so one scraper per process).
+
+A late wake has two causes: work on the loop (or another thread of this process holding the
+GIL), and the operating system running something else on the core (the loop's thread waiting
+in the run queue).  Only the first is the scorer's doing.  On Linux the probe also reads the
+loop thread's run-queue wait (``/proc/thread-self/schedstat``) and records the lag without it
+as the **hold**: ``shadowline_event_loop_hold_seconds`` and its ``_max`` gauge.  On a shared
+machine the lag counts preemption; the hold does not.
 Off by default (``SHADOWLINE_LAG_PROBE``): a thousand wake-ups a second cost about 2% of a
 core (measured with uvloop on the bench machine).
 """
@@ -21,6 +28,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -29,6 +37,15 @@ from prometheus_client.registry import Collector
 from service.settings import ServiceSettings
 
 LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+SCHEDSTAT = Path("/proc/thread-self/schedstat")
+
+
+def run_queue_wait_s() -> float | None:
+    """Seconds the calling thread has waited in the run queue so far (Linux), else None."""
+    try:
+        return int(SCHEDSTAT.read_bytes().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 class _PeakCollector(Collector):
@@ -38,10 +55,17 @@ class _PeakCollector(Collector):
         self._probe = probe
 
     def collect(self) -> Iterator[Metric]:
+        lag, hold = self._probe.take_peaks()
         yield GaugeMetricFamily(
             "shadowline_event_loop_lag_max_seconds",
             "Largest event-loop lag seen since the previous scrape (reset by each scrape).",
-            value=self._probe.take_peak(),
+            value=lag,
+        )
+        yield GaugeMetricFamily(
+            "shadowline_event_loop_hold_max_seconds",
+            "Largest event-loop lag without the loop thread's run-queue wait since the previous "
+            "scrape (reset by each scrape).",
+            value=hold,
         )
 
 
@@ -53,12 +77,15 @@ class LagProbe:
         registry: CollectorRegistry,
         interval_s: float = 0.001,
         clock: Callable[[], float] = time.perf_counter,
+        waited: Callable[[], float | None] = run_queue_wait_s,
     ) -> None:
         if interval_s <= 0:
             raise ValueError(f"the lag probe's interval must be positive, not {interval_s}")
         self.interval_s = interval_s
         self._clock = clock
+        self._waited = waited
         self._peak = 0.0
+        self._hold_peak = 0.0
         self._registry = registry
         self.histogram = Histogram(
             "shadowline_event_loop_lag_seconds",
@@ -67,20 +94,38 @@ class LagProbe:
             buckets=LAG_BUCKETS,
             registry=None,
         )
+        self.holds = Histogram(
+            "shadowline_event_loop_hold_seconds",
+            "The lag without the time the loop's thread waited for a core (Linux): how long "
+            "work in this process held the loop.",
+            buckets=LAG_BUCKETS,
+            registry=None,
+        )
         self._peak_collector = _PeakCollector(self)
         registry.register(self.histogram)
+        registry.register(self.holds)
         registry.register(self._peak_collector)
 
-    def observe(self, lag_s: float) -> None:
-        """Record one wake-up that came ``lag_s`` late (negative readings count as 0)."""
+    def observe(self, lag_s: float, queued_s: float | None = None) -> None:
+        """Record one wake-up that came ``lag_s`` late, ``queued_s`` of it waiting for a core
+        (None: unknown, no hold recorded); negative readings count as 0."""
         lag_s = max(0.0, lag_s)
         self.histogram.observe(lag_s)
         self._peak = max(self._peak, lag_s)
+        if queued_s is not None:
+            hold_s = max(0.0, lag_s - queued_s)
+            self.holds.observe(hold_s)
+            self._hold_peak = max(self._hold_peak, hold_s)
 
     def take_peak(self) -> float:
         """The largest lag since the previous call, and start a new period."""
-        peak, self._peak = self._peak, 0.0
-        return peak
+        return self.take_peaks()[0]
+
+    def take_peaks(self) -> tuple[float, float]:
+        """The largest lag and the largest hold since the previous call; a new period."""
+        peaks = (self._peak, self._hold_peak)
+        self._peak = self._hold_peak = 0.0
+        return peaks
 
     async def run(self) -> None:
         """Measure until cancelled.  The wake-ups are plain timer callbacks, not a coroutine
@@ -89,16 +134,18 @@ class LagProbe:
         stopped: asyncio.Future[None] = loop.create_future()
         handle: asyncio.TimerHandle | None = None
 
-        def wake(asked_at: float) -> None:
+        def wake(asked_at: float, waited_before: float | None) -> None:
             nonlocal handle
             try:
-                self.observe(self._clock() - asked_at - self.interval_s)
-                handle = loop.call_later(self.interval_s, wake, self._clock())
+                waited = self._waited()
+                queued = None if waited is None or waited_before is None else waited - waited_before
+                self.observe(self._clock() - asked_at - self.interval_s, queued)
+                handle = loop.call_later(self.interval_s, wake, self._clock(), self._waited())
             except Exception as exc:  # a broken clock ends the probe, not the loop
                 if not stopped.done():
                     stopped.set_exception(exc)
 
-        handle = loop.call_later(self.interval_s, wake, self._clock())
+        handle = loop.call_later(self.interval_s, wake, self._clock(), self._waited())
         try:
             await stopped
         finally:
@@ -106,7 +153,7 @@ class LagProbe:
 
     def close(self) -> None:
         """Take the metrics off the registry (a new probe may register them again)."""
-        for collector in (self.histogram, self._peak_collector):
+        for collector in (self.histogram, self.holds, self._peak_collector):
             with contextlib.suppress(KeyError):
                 self._registry.unregister(collector)
 

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from registry import ModelRegistry
 from service.app import create_app
-from service.lagprobe import LagProbe, lag_probe
+from service.lagprobe import LagProbe, lag_probe, run_queue_wait_s
 from service.settings import ServiceSettings
 from tests.service.server import serving
 
@@ -88,3 +88,33 @@ def test_the_scorer_serves_the_lag_metrics_when_the_probe_is_on(
         metrics = client.get("/metrics").text
     assert ("shadowline_event_loop_lag_seconds_bucket" in metrics) is enabled
     assert ("shadowline_event_loop_lag_max_seconds" in metrics) is enabled
+
+
+def test_the_hold_leaves_out_the_time_the_loop_waited_for_a_core() -> None:
+    registry = CollectorRegistry()
+    # 6 ms late, 5 ms of it in the run queue: the loop was held 1 ms; then 3 ms late, not
+    # queued at all: held 3 ms.
+    waits = iter([0.0, 0.005, 0.005, 0.005])
+    probe = LagProbe(
+        registry, 0.001, clock=_clock([0.0, 0.007, 0.007, 0.011]), waited=lambda: next(waits)
+    )
+    with pytest.raises(_Exhausted):
+        asyncio.run(probe.run())
+    assert registry.get_sample_value("shadowline_event_loop_hold_seconds_count") == 2.0
+    held_within_2ms = registry.get_sample_value(
+        "shadowline_event_loop_hold_seconds_bucket", {"le": "0.002"}
+    )
+    assert held_within_2ms == 1.0
+    lag, hold = probe.take_peaks()
+    assert lag == pytest.approx(0.006)
+    assert hold == pytest.approx(0.003)
+
+
+def test_the_run_queue_wait_of_this_thread_is_read_on_linux() -> None:
+    first = run_queue_wait_s()
+    if first is None:
+        pytest.skip("no /proc/thread-self/schedstat here")
+    sum(range(200_000))  # some work; the wait can only grow
+    second = run_queue_wait_s()
+    assert second is not None
+    assert second >= first
