@@ -78,7 +78,7 @@ class ServiceSettings(SharedSettings):
     # The share of would-be blocks answered review instead, so their outcome is observed.
     exploration_share: float = Field(default=0.0, ge=0.0, le=MAX_EXPLORATION_SHARE)
     # POST /v1/labels (docs/evidence.md "Labels over HTTP"): its own bearer token (unset: the
-    # route answers 503), at most labels_max_batch labels a request (the body at most
+    # route answers 404), at most labels_max_batch labels a request (the body at most
     # max_body_bytes), label times at most labels_clock_skew_s ahead of this clock, a repeat
     # of a (transaction id, label time) within labels_dedupe_window_s not written again, and
     # the broker's acknowledgement awaited at most labels_ack_timeout_s.
