@@ -119,22 +119,11 @@ class ScorerStack:
     def restart_broker(self) -> None:
         """Start the broker again on the same port and re-create the topics (the in-memory
         broker forgets them, and drops data produced to a missing topic)."""
-        from shadowline.stack import broker_binary, ensure_topics, ping_broker
+        from shadowline.stack import broker_command, ensure_topics, ping_broker
 
-        url = f"tcp://127.0.0.1:{self.kafka_port}"
-        cmd = [
-            str(broker_binary()),
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-        ]
         log = (self.state_dir / "broker-restarted.log").open("ab")
         self.broker_proc = subprocess.Popen(
-            cmd,
+            broker_command(self.kafka_port),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

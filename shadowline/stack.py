@@ -204,6 +204,21 @@ def _wait_until_free(port: int, timeout_s: float) -> None:
         time.sleep(0.02)
 
 
+def broker_command(port: int) -> list[str]:
+    """The stand-in broker on ``HOST:port``, topics in memory."""
+    url = f"tcp://{HOST}:{port}"
+    return [
+        str(broker_binary()),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+
+
 class LocalStack:
     """Start, inspect and stop Redis and the broker whose state lives in ``state_dir``."""
 
@@ -344,18 +359,7 @@ class LocalStack:
         if not _port_is_free(port):
             raise StackError(f"broker port {port} on {HOST} is already in use")
         log = self.state_dir / "broker.log"
-        url = f"tcp://{HOST}:{port}"
-        cmd = [
-            str(broker_binary()),
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-        ]
-        started.append(_spawn("kafka", cmd, port, log))
+        started.append(_spawn("kafka", broker_command(port), port, log))
         _wait_until(lambda: ping_broker(port), f"broker on {HOST}:{port}", timeout_s, log)
 
     def _write_state(self, components: list[Component]) -> None:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from shadowline.stack import HOST, broker_binary, ping_broker, ping_redis, redis_binary
+from shadowline.stack import HOST, broker_command, ping_broker, ping_redis, redis_binary
 
 
 class Service:
@@ -65,20 +65,6 @@ class Service:
             self._process = None
 
 
-def _broker_command(port: int) -> list[str]:
-    url = f"tcp://{HOST}:{port}"
-    return [
-        str(broker_binary()),
-        "broker",
-        "--listener-url",
-        url,
-        "--advertised-listener-url",
-        url,
-        "--storage-engine",
-        "memory://tansu/",
-    ]
-
-
 def _redis_command(port: int) -> list[str]:
     return [
         str(redis_binary()),
@@ -97,7 +83,7 @@ def _redis_command(port: int) -> list[str]:
 def dedicated(kind: str, port: int, log: Path) -> Iterator[Service]:
     """A broker (``kind="kafka"``) or redis-server started for one test, killed after it."""
     command, ping = (
-        (_broker_command, ping_broker) if kind == "kafka" else (_redis_command, ping_redis)
+        (broker_command, ping_broker) if kind == "kafka" else (_redis_command, ping_redis)
     )
     service = Service(command, ping, port, log)
     service.start()
