@@ -46,8 +46,9 @@ def test_the_probe_records_each_oversleep_and_its_peak_until_scraped() -> None:
 
 def test_the_probe_measures_the_time_beyond_its_sleep() -> None:
     registry = CollectorRegistry()
-    # Each sleep reads the clock before and after: 1 ms asked, 1 ms taken, then 6 ms taken.
-    probe = LagProbe(registry, 0.001, clock=_clock([0.0, 0.001, 1.0, 1.006]))
+    # Each wake reads the clock once, the start of the next sleep: 1 ms asked, 1 ms taken,
+    # then 6 ms taken.
+    probe = LagProbe(registry, 0.001, clock=_clock([0.0, 0.001, 0.007]))
     with pytest.raises(_Exhausted):  # the third sleep finds no reading left
         asyncio.run(probe.run())
     assert registry.get_sample_value("shadowline_event_loop_lag_seconds_count") == 2.0
@@ -94,9 +95,8 @@ def test_the_hold_leaves_out_the_time_the_loop_waited_for_a_core() -> None:
     registry = CollectorRegistry()
     # 6 ms late, 5 ms of it in the run queue: the loop was held 1 ms; then 3 ms late, not
     # queued at all: held 3 ms.
-    waits = iter([0.0, 0.005, 0.005, 0.005])
     probe = LagProbe(
-        registry, 0.001, clock=_clock([0.0, 0.007, 0.007, 0.011]), waited=lambda: next(waits)
+        registry, 0.001, clock=_clock([0.0, 0.007, 0.011]), waited=_clock([0.0, 0.005, 0.005])
     )
     with pytest.raises(_Exhausted):
         asyncio.run(probe.run())
