@@ -248,6 +248,7 @@ def create_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await asyncio.to_thread(parts.follower.close)
             await asyncio.to_thread(parts.sink.close)
             await asyncio.to_thread(parts.labels.close)
 

@@ -59,12 +59,15 @@ class RegistryFollower:
         self._interval_s = interval_s
         self._lock = asyncio.Lock()
         self._executor = low_priority_executor(LOAD_NICENESS, "model-loader")
+        self._closed = False
         self.reachable = False
         self.last_error: str | None = None
 
     async def reconcile(self) -> None:
         """One reconcile in a worker thread; registry failures are reported, never raised."""
         async with self._lock:  # never two loads at once
+            if self._closed:
+                return
             try:
                 await self._in_loader(self._loader.reconcile)
             except (redis.RedisError, OSError, RegistryError) as exc:
@@ -75,6 +78,15 @@ class RegistryFollower:
                 log.exception("reconcile failed; keeping the loaded models")
             else:
                 self._reachable()
+
+    def close(self) -> None:
+        """Stop the loading thread, waiting for a load under way and dropping queued ones.
+
+        Cancelling the follower's task does not stop a reconcile already handed to the thread:
+        without this, a scorer that was shutting down could still read the registry, load a
+        model and write a note to the audit log after its lifespan ended."""
+        self._closed = True
+        self._executor.shutdown(wait=True, cancel_futures=True)
 
     async def _in_loader(self, fn: Callable[..., object], *args: object) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)

@@ -108,7 +108,8 @@ def test_a_failed_swap_keeps_serving_says_degraded_and_retries(
     assert again.since == degraded.since
     labels = {"role": "production"}
     assert sample_value(metrics, "shadowline_model_swap_failures_total", labels) == 1
-    assert len([e for e in registry.audit("fraud") if e.action == "note"]) == 1
+    notes = [e for e in registry.audit("fraud") if e.action == "note"]
+    assert len([e for e in notes if e.actor == "scorer-test"]) == 1, notes
     FileArtifactStore(tmp_path / "artifacts").put(logistic_model(bias=-1.0))  # repaired
     clock.now += 30
     assert loader.reconcile()

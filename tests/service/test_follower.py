@@ -4,6 +4,8 @@ event loop and reconciles (loads, in a worker thread) only when it moved."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 
 import redis.asyncio as aioredis
 
@@ -52,3 +54,53 @@ def test_the_periodic_check_reconciles_only_when_the_revision_moved(
     assert live.current.revision == registry.deployment(NAME).revision
     assert follower.reachable
     assert sample_value(metrics, "shadowline_registry_reachable") == 1
+
+
+class _SlowLoader(CountingLoader):
+    """Each reconcile waits until the test lets it go (a model that takes long to load)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.finished = 0
+
+    def reconcile(self, *, force: bool = False) -> bool:
+        self.started.set()
+        self.release.wait(10)
+        try:
+            return super().reconcile(force=force)
+        finally:
+            self.finished += 1
+
+
+def test_close_waits_for_a_load_under_way_and_runs_no_more(
+    registry: ModelRegistry, redis_url: str, metrics: ServiceMetrics
+) -> None:
+    """Cancelling the follower does not stop a reconcile handed to its thread; ``close`` waits
+    for it, so a scorer that shut down never touches the registry afterwards."""
+    make_production(registry, "v1")
+    loader = _SlowLoader(registry, LiveModels(), metrics, name=NAME)
+    follower = RegistryFollower(
+        loader,
+        lambda: aioredis.Redis.from_url(redis_url),
+        metrics,
+        name=NAME,
+        channel="unused",
+        interval_s=1.0,
+    )
+
+    async def scenario() -> None:
+        task = asyncio.create_task(follower.reconcile())
+        await asyncio.to_thread(loader.started.wait, 10)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert loader.finished == 0  # still loading in its thread
+        threading.Timer(0.2, loader.release.set).start()
+        await asyncio.to_thread(follower.close)
+        assert loader.finished == 1  # close returned only after the load ended
+
+    asyncio.run(scenario())
+    asyncio.run(follower.reconcile())  # a closed follower starts no further load
+    assert loader.reconciles == 1
