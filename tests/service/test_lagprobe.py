@@ -4,6 +4,7 @@ when SHADOWLINE_LAG_PROBE is on (and not when it is off)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -11,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from registry import ModelRegistry
 from service.app import create_app
-from service.lagprobe import LagProbe, lag_probe, run_queue_wait_s
+from service.lagprobe import SCHEDSTAT, LagProbe, RunQueueWait, lag_probe, run_queue_wait_s
 from service.settings import ServiceSettings
 from tests.service.server import serving
 
@@ -118,3 +119,28 @@ def test_the_run_queue_wait_of_this_thread_is_read_on_linux() -> None:
     second = run_queue_wait_s()
     assert second is not None
     assert second >= first
+
+
+def test_the_kept_open_reader_reports_its_creators_line_from_any_thread() -> None:
+    """The probe opens the file on the loop's thread and reads it on every wake: the reading
+    must stay the loop thread's, not become the reader's."""
+    if run_queue_wait_s() is None:
+        pytest.skip("no /proc/thread-self/schedstat here")
+    reader = RunQueueWait()
+    try:
+        assert reader() is not None
+        seen: list[bytes | None] = []
+        other = threading.Thread(
+            target=lambda: seen.extend([reader.line(), SCHEDSTAT.read_bytes()])
+        )
+        other.start()
+        other.join()
+        creators, others_own = seen
+        assert creators is not None
+        assert others_own is not None
+        # Run time (the first field, ns): this thread has run the whole test session so far,
+        # the new thread next to nothing.
+        assert int(creators.split()[0]) > int(others_own.split()[0])
+    finally:
+        reader.close()
+    assert reader() is None
