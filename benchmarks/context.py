@@ -13,6 +13,7 @@ from typing import Any
 from benchmarks.affinity import Pinner, pinned
 from benchmarks.load import load
 from benchmarks.servers import Server
+from benchmarks.tcpstat import Sampler
 
 
 @dataclass(frozen=True)
@@ -78,10 +79,14 @@ class Context:
     cores: tuple[frozenset[int], frozenset[int]] | None = None
 
     def load(self, url: str, server: str, **kw: Any) -> dict[str, Any]:
-        """One load run, with the server's CPU time per completed request."""
+        """One load run, with the server's CPU time per completed request and the kernel's TCP
+        retransmission counters over it (:mod:`benchmarks.tcpstat`)."""
         before = self.servers[server].cpu_seconds()
-        result = load(url, server, isolate=self.isolate, **kw)
+        with Sampler() as tcp:
+            result = load(url, server, isolate=self.isolate, **kw)
         used = self.servers[server].cpu_seconds() - before
+        seconds = 1 + max((s["second"] for s in result.get("timeline", [])), default=-1)
+        result["tcp"] = tcp.summary(result.get("started_wall"), seconds)
         done = result["completed"]
         result["server_cpu_us_per_request"] = round(1e6 * used / done, 1) if done else None
         return result

@@ -222,6 +222,14 @@ def per_second(results: dict[str, Any], steady_p99_ms: float) -> dict[str, Any]:
         if key in rep
     }
     judged = second_bound(runs, steady_p99_ms)
+    tcp = {
+        f"{key} rep {i + 1}": rep[key].get("tcp")
+        for i, rep in enumerate(results["reps"])
+        for key in CHANGE_SCENARIOS
+        if key in rep
+    }
+    for worst in judged["per_run"]:
+        worst["tcp"] = tcp_in_second(tcp.get(worst["run"]), worst["second"])
     per_rep = []
     for i in range(len(results["reps"])):
         mine = [w["ratio"] for w in judged["per_run"] if w["run"].endswith(f" rep {i + 1}")]
@@ -229,6 +237,14 @@ def per_second(results: dict[str, Any], steady_p99_ms: float) -> dict[str, Any]:
             per_rep.append(max(mine))
     judged["per_rep"] = per_rep
     return judged
+
+
+def tcp_in_second(tcp: dict[str, Any] | None, second: int) -> dict[str, int] | None:
+    """What the TCP counters (:mod:`benchmarks.tcpstat`) added in ``second`` of a run."""
+    if not tcp or "per_second" not in tcp:
+        return None
+    counts = tcp["per_second"]
+    return {k: v[second] for k, v in counts.items() if 0 <= second < len(v)}
 
 
 def _worst_note(worst: dict[str, Any] | None) -> str:
