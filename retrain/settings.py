@@ -151,6 +151,10 @@ class ArchiveSettings(SharedSettings):
     archive_flush_records: int = Field(default=100_000, ge=1, le=2_000_000)
     archive_flush_interval_s: float = Field(default=900.0, gt=0)
     archive_metrics_port: int = Field(default=9102, ge=0, le=65535)
+    # /healthz on the metrics port fails (503) when the loop has not polled the broker for this
+    # long: Kubernetes then restarts a stuck archiver.  Longer than a flush can take, and than
+    # archive_max_poll_interval_ms, after which the group has already moved its partitions.
+    archive_stall_s: float = Field(default=180.0, gt=0)
     archive_progress_s: float = Field(default=10.0, gt=0)
     archive_session_timeout_ms: int = Field(default=6000, ge=1000)
     archive_heartbeat_interval_ms: int = Field(default=1000, ge=100)

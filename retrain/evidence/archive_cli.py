@@ -63,8 +63,9 @@ def archive_command(
     import threading
     from pathlib import Path
 
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
 
+    from retrain.evidence.archive_health import serve
     from retrain.evidence.archive_metrics import ArchiveMetrics
     from retrain.evidence.archiver import Archiver, group_consumer
     from retrain.settings import ArchiveSettings
@@ -90,12 +91,10 @@ def archive_command(
             if not once:
                 signal.signal(signal.SIGTERM, lambda *_: stop.set())
                 signal.signal(signal.SIGINT, lambda *_: stop.set())
-                server, _ = start_http_server(
-                    settings.archive_metrics_port, registry=metrics.registry
-                )
+                server = serve(settings.archive_metrics_port, metrics, settings.archive_stall_s)
                 typer.echo(
-                    f"archive: {', '.join(topics)} -> {settings.archive_dir}, metrics on "
-                    f":{settings.archive_metrics_port}",
+                    f"archive: {', '.join(topics)} -> {settings.archive_dir}, metrics and "
+                    f"/healthz on :{settings.archive_metrics_port}",
                     err=True,
                 )
             progress = archiver.run(once=once, stop=stop.is_set)

@@ -6,6 +6,8 @@ own process, so its series carry its own ``job`` in Prometheus).
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 OUTCOMES = ("archived", "refused")
@@ -34,10 +36,22 @@ class ArchiveMetrics:
             "Unix time the archiver last committed offsets after writing a batch.",
             registry=registry,
         )
+        self.last_poll = Gauge(
+            "shadowline_archive_last_poll_timestamp_seconds",
+            "Unix time the archiver's loop last polled the broker (its heartbeat: /healthz "
+            "fails when it is older than the stall limit).",
+            registry=registry,
+        )
+        self.polled_at: float | None = None  # time.monotonic() of the last poll
         for topic in topics:  # every series exists from the start (at 0)
             for outcome in OUTCOMES:
                 self.records.labels(topic=topic, outcome=outcome)
             self.lag.labels(topic=topic)
+
+    def polled(self) -> None:
+        """The loop has polled once more (called every iteration)."""
+        self.polled_at = time.monotonic()
+        self.last_poll.set(time.time())
 
     def value(self, topic: str, outcome: str) -> float:
         """The current count of ``outcome`` records of ``topic`` (for tests and reports)."""

@@ -315,6 +315,7 @@ class Archiver:
         try:
             while not stop():
                 arrived = self.poll()
+                self.metrics.polled()
                 if once and not self.consumer.assignment():
                     if time.monotonic() - started > join_timeout_s:
                         raise ArchiveError(

@@ -41,6 +41,7 @@ def test_every_record_is_archived_once_and_bad_ones_go_to_the_dead_letter_file(
     assert progress.refused == {"scores": 2}
     assert metrics.value(topics[0], "archived") == len(scores)
     assert metrics.value(topics[0], "refused") == 2
+    assert metrics.polled_at is not None  # the loop's heartbeat, which /healthz reads
     dead = [
         json.loads(line)
         for path in (tmp_path / "scores" / layout.DEAD_LETTER).glob("*.jsonl")
