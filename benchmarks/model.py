@@ -17,6 +17,11 @@ import numpy as np
 
 N_FEATURES = 30
 N_TREES = 200
+# The shedding ramp's heavy shadow: ten times the trees, about ten times the inference cost
+# (79 us a row in batches of 64 against 8 for the 200 trees, one thread, the bench machine),
+# so that the sidecar's capacity falls below the scorer's maximum and shedding can be seen.
+HEAVY_TREES = 2000
+HEAVY = ("h1", "h2", "h3")  # its versions in the bench's registry (variants: distinct artifacts)
 FIELD_NAMES = tuple(f"f{i:02d}" for i in range(N_FEATURES))
 
 if TYPE_CHECKING:
@@ -103,7 +108,9 @@ def sample_rows(n: int, seed: int) -> list[dict[str, float]]:
     return [{name: round(rng.gauss(0, 1), 4) for name in FIELD_NAMES} for _ in range(n)]
 
 
-def manifest_for(onnx_bytes: bytes, version: str, name: str = "fraud") -> Manifest:
+def manifest_for(
+    onnx_bytes: bytes, version: str, name: str = "fraud", trees: int = N_TREES
+) -> Manifest:
     """A Shadowline manifest (registry.manifest.Manifest) with 12 golden examples scored by
     onnxruntime."""
     import onnxruntime as ort
@@ -131,13 +138,13 @@ def manifest_for(onnx_bytes: bytes, version: str, name: str = "fraud") -> Manife
     return Manifest(
         name=name,
         version=version,
-        description="make bench: LightGBM, 200 trees, 30 numeric inputs",
+        description=f"make bench: LightGBM, {trees} trees, 30 numeric inputs",
         input_schema=schema,
         thresholds=Thresholds(review=0.2, block=0.6),
         golden_examples=tuple(
             GoldenExample(inputs=dict(r), expected_score=float(s))
             for r, s in zip(rows, scores, strict=True)
         ),
-        metrics={"trees": float(N_TREES)},
+        metrics={"trees": float(trees)},
         lineage=Lineage(trainer="benchmarks/model.py"),
     )

@@ -192,19 +192,28 @@ def ramp_section(results: dict[str, Any]) -> list[str]:
     if not ramp:
         err = results.get("ramp_error")
         return ["## Shedding ramp", "", f"Failed: {err}", ""] if err else []
-    start = ramp["shed_starts_at"]
+    start, heavy = ramp["shed_starts_at"], ramp.get("heavy_shed_starts_at")
+    trees = results.get("model", {}).get("heavy_shadow_trees", "more")
     said = (
         f"**Shedding starts at about {start:,.0f} req/s per shadow** on this machine"
         if start is not None
         else "With 1 shadow the sidecar never shed, up to the scorer's own maximum (the "
         "closed-loop step): production saturates before its one shadow does"
     )
+    if start is None:
+        said += (
+            f". **With 3 heavy shadows ({trees} trees each) shedding starts at about "
+            f"{heavy:,.0f} req/s per shadow**"
+            if heavy is not None
+            else f". 3 heavy shadows ({trees} trees each) did not shed either"
+        )
     out = [
         "## Shedding ramp (1 shadow at 100%)",
         "",
         "The rate raised step by step from half the scorer's maximum until the sidecar sheds, "
-        "then one step more; if it never does, a last step overloads it on purpose (pinned: "
-        "scorer and its niced sidecar on one core, 3 shadows, closed loop). "
+        "then one step more, and a closed-loop step if it never did: first with a variant of "
+        "the benchmark model in shadow, then, when that one kept up, with 3 heavy shadows (the "
+        "same data, ten times the trees: about ten times the inference cost each). "
         f"{said}. Where it shed, shadow work lost as timeout or busy instead: "
         f"{ramp['lost_not_shed']:,.0f}.",
         "",

@@ -289,12 +289,13 @@ def count_targets(results: dict[str, Any], ran: bool) -> list[dict[str, Any]]:
     hold_max = max(_lag("hold_max_ms", "max_ms"), default=math.nan)
     has_lag = any("loop_lag" in rep.get("change", {}).get("scorer", {}) for rep in reps)
     ramp = results.get("ramp") or {}
-    start = ramp.get("shed_starts_at")
+    start, heavy = ramp.get("shed_starts_at"), ramp.get("heavy_shed_starts_at")
     ramp_note = (
         f"shedding starts at {start:,.0f} req/s per shadow"
         if start is not None
-        else "no shedding with 1 shadow up to the scorer's maximum; checked over capacity"
-        if ramp.get("shed_seen")
+        else "no shedding with 1 shadow up to the scorer's maximum; with 3 heavy shadows from "
+        f"{heavy:,.0f} req/s per shadow"
+        if heavy is not None
         else "no shedding reached"
     )
     return [

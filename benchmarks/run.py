@@ -37,7 +37,7 @@ from benchmarks.checks import update_history
 from benchmarks.context import QUICK, SMOKE, Context, Durations
 from benchmarks.floor import inference_floor
 from benchmarks.load import MIX, mixed_payloads
-from benchmarks.model import train
+from benchmarks.model import HEAVY_TREES, BenchModel, train
 from benchmarks.scenarios import outage, rotate, scorer_rep, shed_ramp
 from benchmarks.servers import (
     BenchError,
@@ -112,16 +112,17 @@ def second_client(ctx: Context, *, paused: bool) -> None:
         wait_for_scorer(server, shadows=0, production=production, timeout_s=60.0)
 
 
-def setup_scorer(ctx: Context, work: Path, onnx_bytes: bytes) -> str:
-    """Start the LocalStack, register the models, start ``shadowline serve``; "run", or why
-    the scorer could not be set up (the baselines still run)."""
+def setup_scorer(ctx: Context, work: Path, onnx_bytes: bytes, heavy: BenchModel) -> str:
+    """Start the LocalStack, register the models (``heavy``: the shedding ramp's shadow),
+    start ``shadowline serve``; "run", or why the scorer could not be set up (the baselines
+    still run)."""
     d, args = ctx.durations, ctx.args
     try:
         # Imported by name: it needs the registry API, which a checkout without the scorer
         # lacks (and the type checker must not follow it there).
         stack_module = importlib.import_module("benchmarks.stack")
         spares = int(args.reps * (d.promotions // d.promotion_every + 1)) + 2
-        ctx.stack = stack_module.ScorerStack.up(work / "stack", onnx_bytes, spares)
+        ctx.stack = stack_module.ScorerStack.up(work / "stack", onnx_bytes, spares, heavy)
         env = {**ctx.stack.env, **SCORER_BENCH_ENV}
         ctx.servers["scorer"] = start_scorer(work, env, args.scorer_workers)
         ctx.servers["scorer"].wait_ready()
@@ -232,7 +233,10 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         for server in ctx.servers.values():
             server.wait_ready()
         if why_not is None:
-            results["scorer_status"] = setup_scorer(ctx, work, model.onnx_bytes)
+            print("training the shedding ramp's heavy shadow ...", flush=True)
+            heavy = train(rows=2_000, trees=40) if args.smoke else train(trees=HEAVY_TREES)
+            results["model"]["heavy_shadow_trees"] = heavy.n_trees
+            results["scorer_status"] = setup_scorer(ctx, work, model.onnx_bytes, heavy)
         names = list(ctx.servers)
         results["servers"] = {n: server_command(s) for n, s in ctx.servers.items()}
         print(f"servers ready: {names}", flush=True)

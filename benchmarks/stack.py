@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.model import manifest_for, variant
+from benchmarks.model import HEAVY, BenchModel, manifest_for, variant
 from benchmarks.servers import BenchError
 
 MODEL_NAME = "fraud"
@@ -36,23 +36,32 @@ class ScorerStack:
     broker_proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def up(cls, state_dir: Path, onnx_bytes: bytes, spares: int) -> ScorerStack:
+    def up(
+        cls, state_dir: Path, onnx_bytes: bytes, spares: int, heavy: BenchModel | None = None
+    ) -> ScorerStack:
         """Start the stack, register v1 (-> production), 3 shadows and ``spares`` versions
-        for promotions, all variants of the same model."""
+        for promotions, all variants of the same model, and ``heavy`` (the shedding ramp's
+        heavy shadows) as h1..h3 when given."""
 
         from shadowline.stack import LocalStack
 
         stack = LocalStack(state_dir)
         comps = {c.name: c for c in stack.up(topics=[SCORES_TOPIC, LABELS_TOPIC])}
         try:
-            return cls._registered(state_dir, stack, comps, onnx_bytes, spares)
+            return cls._registered(state_dir, stack, comps, onnx_bytes, spares, heavy)
         except BaseException:
             stack.down()
             raise
 
     @classmethod
     def _registered(
-        cls, state_dir: Path, stack: Any, comps: dict[str, Any], onnx_bytes: bytes, spares: int
+        cls,
+        state_dir: Path,
+        stack: Any,
+        comps: dict[str, Any],
+        onnx_bytes: bytes,
+        spares: int,
+        heavy: BenchModel | None,
     ) -> ScorerStack:
         import redis
 
@@ -78,6 +87,11 @@ class ScorerStack:
         for version in versions:
             data = onnx_bytes if version == "v1" else variant(onnx_bytes, version)
             registry.register(data, manifest_for(data, version, MODEL_NAME), actor=ACTOR)
+        if heavy is not None:
+            for version in HEAVY:
+                data = variant(heavy.onnx_bytes, version)
+                manifest = manifest_for(data, version, MODEL_NAME, trees=heavy.n_trees)
+                registry.register(data, manifest, actor=ACTOR)
         self.promote("v1")
         self.spare = versions[4:]
         return self
@@ -97,13 +111,20 @@ class ScorerStack:
 
     def set_shadows(self, n: int) -> None:
         """Exactly the first ``n`` of s1..s3 in shadow at 100% sampling."""
-        from registry import State
+        self.set_shadow_versions(("s1", "s2", "s3")[:n])
 
-        for i, version in enumerate(("s1", "s2", "s3")):
-            state = self.registry.state(MODEL_NAME, version)
-            if i < n and state is not State.SHADOW:
+    def set_shadow_versions(self, wanted: tuple[str, ...]) -> None:
+        """Exactly ``wanted`` (of s1..s3 and h1..h3) in shadow at 100% sampling."""
+        from registry import ModelNotFound, State
+
+        for version in ("s1", "s2", "s3", *HEAVY):
+            try:
+                state = self.registry.state(MODEL_NAME, version)
+            except ModelNotFound:
+                continue  # the heavy shadows are registered only when the ramp needs them
+            if version in wanted and state is not State.SHADOW:
                 self.registry.shadow(MODEL_NAME, version, rate=1.0, actor=ACTOR, reason="bench")
-            elif i >= n and state is State.SHADOW:
+            elif version not in wanted and state is State.SHADOW:
                 self.registry.unshadow(MODEL_NAME, version, actor=ACTOR, reason="bench")
 
     # -- broker outage -------------------------------------------------------------------
