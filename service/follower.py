@@ -18,6 +18,7 @@ submit), for a reconcile that almost always found nothing to do.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import time
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 # How far below the scorer the loading thread runs: a model swap may take a little longer on a
 # busy machine; requests do not wait for it.
 LOAD_NICENESS = 10
+# How long a shutdown waits for a model load under way (a large model's build and warm-up).
+CLOSE_WAIT_S = 30.0
 
 
 class RegistryFollower:
@@ -60,6 +63,7 @@ class RegistryFollower:
         self._lock = asyncio.Lock()
         self._executor = low_priority_executor(LOAD_NICENESS, "model-loader")
         self._closed = False
+        self._running: concurrent.futures.Future[object] | None = None  # the latest load
         self.reachable = False
         self.last_error: str | None = None
 
@@ -79,17 +83,25 @@ class RegistryFollower:
             else:
                 self._reachable()
 
-    def close(self) -> None:
-        """Stop the loading thread, waiting for a load under way and dropping queued ones.
+    def close(self, timeout_s: float = CLOSE_WAIT_S) -> None:
+        """Stop the loading thread: drop queued loads and wait (up to ``timeout_s``) for the
+        one under way.
 
         Cancelling the follower's task does not stop a reconcile already handed to the thread:
         without this, a scorer that was shutting down could still read the registry, load a
-        model and write a note to the audit log after its lifespan ended."""
+        model and write a note to the audit log after its lifespan ended.  The wait is bounded
+        so that a load stuck on an artifact store that does not answer cannot hold the
+        shutdown; that is logged."""
         self._closed = True
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        running = self._running
+        if running is not None and concurrent.futures.wait([running], timeout_s).not_done:
+            log.warning("a model load still runs after %gs; shutting down without it", timeout_s)
 
     async def _in_loader(self, fn: Callable[..., object], *args: object) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        future = self._executor.submit(fn, *args)
+        self._running = future
+        await asyncio.wrap_future(future)
 
     async def check(self, client: aioredis.Redis) -> None:
         """The periodic check: reconcile (in a worker thread) only when the registry's revision

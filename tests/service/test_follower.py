@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import threading
 
+import pytest
 import redis.asyncio as aioredis
 
 from registry import ModelRegistry
@@ -104,3 +105,37 @@ def test_close_waits_for_a_load_under_way_and_runs_no_more(
     asyncio.run(scenario())
     asyncio.run(follower.reconcile())  # a closed follower starts no further load
     assert loader.reconciles == 1
+
+
+def test_close_does_not_wait_past_its_limit_for_a_stuck_load(
+    registry: ModelRegistry,
+    redis_url: str,
+    metrics: ServiceMetrics,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A load stuck on an artifact store that does not answer cannot hold a shutdown."""
+    make_production(registry, "v1")
+    loader = _SlowLoader(registry, LiveModels(), metrics, name=NAME)
+    follower = RegistryFollower(
+        loader,
+        lambda: aioredis.Redis.from_url(redis_url),
+        metrics,
+        name=NAME,
+        channel="unused",
+        interval_s=1.0,
+    )
+
+    async def scenario() -> None:
+        task = asyncio.create_task(follower.reconcile())
+        await asyncio.to_thread(loader.started.wait, 10)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await asyncio.to_thread(follower.close, 0.1)
+        assert loader.finished == 0  # still stuck: close returned anyway
+
+    try:
+        asyncio.run(scenario())
+        assert "a model load still runs after 0.1s" in caplog.text
+    finally:
+        loader.release.set()
