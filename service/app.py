@@ -53,6 +53,7 @@ from registry import EVENTS_CHANNEL, ModelRegistry, RegistryError
 from registry.connections import async_redis_client, kafka_options
 from service.admin import admin_router
 from service.auth import AdminGuard
+from service.docs_page import add_docs
 from service.errors import ServiceError
 from service.examples import METRICS_EXAMPLE
 from service.fastpath import FastLane, Handler, ScorerApp
@@ -261,6 +262,8 @@ def create_app(
         openapi_tags=TAGS,
         lifespan=lifespan,
         default_response_class=_OrjsonResponse,
+        docs_url=None,  # served by add_docs, without a CDN
+        redoc_url=None,
     )
     app.state.components = parts
     _add_scoring_routes(app, parts)
@@ -269,6 +272,7 @@ def create_app(
         admin_router(registry, settings.model_name, settings.admin_token, parts.live)
     )
     app.include_router(review_router())
+    add_docs(app)
     app.include_router(labels_router(parts.labels, settings.labels_token, settings.max_body_bytes))
 
     async def on_error(_: Request, exc: Exception) -> Response:

@@ -281,3 +281,17 @@ class CountingLoader(ModelLoader):
     def reconcile(self, *, force: bool = False) -> bool:
         self.reconciles += 1
         return super().reconcile(force=force)
+
+
+# The system's Chromium (``make system-deps``) for the browser tests, through Playwright;
+# Playwright's own browser download is never used.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]

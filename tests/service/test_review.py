@@ -19,14 +19,15 @@ from service.app import create_app
 from service.review import CONTENT_SECURITY_POLICY
 from service.settings import ServiceSettings
 from tests.factories import make_evidence
-from tests.service.helpers import ADMIN_TOKEN, make_production, register, wait_until
+from tests.service.helpers import (
+    ADMIN_TOKEN,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    make_production,
+    register,
+    wait_until,
+)
 from tests.service.server import serving
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-]  # fmt: skip
 
 
 def evidence(challenger: float, production: float) -> ShadowEvidence:
