@@ -75,11 +75,9 @@ class _SlowLoader(CountingLoader):
             self.finished += 1
 
 
-def test_close_waits_for_a_load_under_way_and_runs_no_more(
+def _follower_with_slow_loads(
     registry: ModelRegistry, redis_url: str, metrics: ServiceMetrics
-) -> None:
-    """Cancelling the follower does not stop a reconcile handed to its thread; ``close`` waits
-    for it, so a scorer that shut down never touches the registry afterwards."""
+) -> tuple[_SlowLoader, RegistryFollower]:
     make_production(registry, "v1")
     loader = _SlowLoader(registry, LiveModels(), metrics, name=NAME)
     follower = RegistryFollower(
@@ -90,13 +88,28 @@ def test_close_waits_for_a_load_under_way_and_runs_no_more(
         channel="unused",
         interval_s=1.0,
     )
+    return loader, follower
+
+
+async def _cancel_during_a_load(loader: _SlowLoader, follower: RegistryFollower) -> None:
+    """Start a reconcile, and cancel it (as a shutdown cancels the follower) once its load
+    runs in the loader thread."""
+    task = asyncio.create_task(follower.reconcile())
+    await asyncio.to_thread(loader.started.wait, 10)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def test_close_waits_for_a_load_under_way_and_runs_no_more(
+    registry: ModelRegistry, redis_url: str, metrics: ServiceMetrics
+) -> None:
+    """Cancelling the follower does not stop a reconcile handed to its thread; ``close`` waits
+    for it, so a scorer that shut down never touches the registry afterwards."""
+    loader, follower = _follower_with_slow_loads(registry, redis_url, metrics)
 
     async def scenario() -> None:
-        task = asyncio.create_task(follower.reconcile())
-        await asyncio.to_thread(loader.started.wait, 10)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _cancel_during_a_load(loader, follower)
         assert loader.finished == 0  # still loading in its thread
         threading.Timer(0.2, loader.release.set).start()
         await asyncio.to_thread(follower.close)
@@ -114,23 +127,10 @@ def test_close_does_not_wait_past_its_limit_for_a_stuck_load(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A load stuck on an artifact store that does not answer cannot hold a shutdown."""
-    make_production(registry, "v1")
-    loader = _SlowLoader(registry, LiveModels(), metrics, name=NAME)
-    follower = RegistryFollower(
-        loader,
-        lambda: aioredis.Redis.from_url(redis_url),
-        metrics,
-        name=NAME,
-        channel="unused",
-        interval_s=1.0,
-    )
+    loader, follower = _follower_with_slow_loads(registry, redis_url, metrics)
 
     async def scenario() -> None:
-        task = asyncio.create_task(follower.reconcile())
-        await asyncio.to_thread(loader.started.wait, 10)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _cancel_during_a_load(loader, follower)
         await asyncio.to_thread(follower.close, 0.1)
         assert loader.finished == 0  # still stuck: close returned anyway
 
