@@ -103,6 +103,13 @@ bench: install
 bench-evidence: install
 	$(BIN)/python -m benchmarks.evidence --out docs $(BENCH_ARGS)
 
+# The evidence statistics against a known truth at more repetitions than the suite affords
+# (docs/evidence-study.md): coverage, approvals, false approvals over repeated looks.  About
+# an hour on 2 cores.
+.PHONY: evidence-study
+evidence-study: install
+	$(BIN)/python -m benchmarks.evidence_study --out docs
+
 # The deployment guardrails (docs/operations.md) held to their promised times: 2 s for a
 # promotion to reach each replica, the guard's rollback within seconds.  Runs tests/deploy
 # DEPLOY_CHECK_RUNS times with --strict-timing (make test allows a busy machine more time).
