@@ -249,9 +249,10 @@ def create_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await asyncio.to_thread(parts.follower.close)
+            # Records first: a model load still under way must not delay their flush.
             await asyncio.to_thread(parts.sink.close)
             await asyncio.to_thread(parts.labels.close)
+            await asyncio.to_thread(parts.follower.close)
 
     app = ScorerApp(
         # FastAPI's own OpenTelemetry hooks read the environment on every request (~8 us).
