@@ -45,14 +45,6 @@ LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 SCHEDSTAT = Path("/proc/thread-self/schedstat")
 
 
-def run_queue_wait_s() -> float | None:
-    """Seconds the calling thread has waited in the run queue so far (Linux), else None."""
-    try:
-        return _wait_s(SCHEDSTAT.read_bytes())
-    except OSError:
-        return None
-
-
 def _wait_s(schedstat: bytes) -> float | None:
     """The run-queue wait (the second field, in ns) of a schedstat line, in seconds."""
     try:
@@ -62,7 +54,8 @@ def _wait_s(schedstat: bytes) -> float | None:
 
 
 class RunQueueWait:
-    """:func:`run_queue_wait_s` of the thread that created it, from a file kept open.
+    """Seconds the thread that created it has waited in the run queue so far (Linux), read
+    from a file kept open.
 
     ``/proc/thread-self`` is resolved when the file is opened, so every read, from whatever
     thread, reports the creator's wait.  Calls return None where there is no such file (not

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from registry import ModelRegistry
 from service.app import create_app
-from service.lagprobe import SCHEDSTAT, LagProbe, RunQueueWait, lag_probe, run_queue_wait_s
+from service.lagprobe import SCHEDSTAT, LagProbe, RunQueueWait, lag_probe
 from service.settings import ServiceSettings
 from tests.service.server import serving
 
@@ -112,11 +112,13 @@ def test_the_hold_leaves_out_the_time_the_loop_waited_for_a_core() -> None:
 
 
 def test_the_run_queue_wait_of_this_thread_is_read_on_linux() -> None:
-    first = run_queue_wait_s()
+    reader = RunQueueWait()
+    first = reader()
     if first is None:
         pytest.skip("no /proc/thread-self/schedstat here")
     sum(range(200_000))  # some work; the wait can only grow
-    second = run_queue_wait_s()
+    second = reader()
+    reader.close()
     assert second is not None
     assert second >= first
 
@@ -124,7 +126,7 @@ def test_the_run_queue_wait_of_this_thread_is_read_on_linux() -> None:
 def test_the_kept_open_reader_reports_its_creators_line_from_any_thread() -> None:
     """The probe opens the file on the loop's thread and reads it on every wake: the reading
     must stay the loop thread's, not become the reader's."""
-    if run_queue_wait_s() is None:
+    if not SCHEDSTAT.exists():
         pytest.skip("no /proc/thread-self/schedstat here")
     reader = RunQueueWait()
     try:
