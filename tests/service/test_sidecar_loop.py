@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import pickle
 import struct
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -166,3 +168,21 @@ def test_a_frame_that_is_no_message_is_logged_and_the_loop_goes_on(
     assert "sidecar pipe: unknown message kind tuple; ignored" in caplog.messages
     assert tally.records == 2
     assert orjson.loads(run.producer.sent[0][1])["transaction_id"] == "t0"
+
+
+def test_the_sidecar_process_freezes_its_start_up_heap() -> None:
+    # In a process of its own: freezing is process-wide, and this one is pytest's.
+    code = (
+        "import gc, sys\n"
+        "from service.sidecar_loop import freeze_startup_heap\n"
+        "assert 'confluent_kafka' not in sys.modules\n"
+        "freeze_startup_heap('confluent-kafka')\n"
+        "print(gc.get_freeze_count(), 'confluent_kafka' in sys.modules, len(gc.get_objects()))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    frozen, imported, young = done.stdout.split()
+    assert int(frozen) > 10_000  # onnxruntime, numpy, the client: out of every full pass
+    assert imported == "True"  # the client's objects are among them
+    assert int(young) < int(frozen) // 10
