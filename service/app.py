@@ -18,7 +18,7 @@ Design (numbers measured on the 2-core test machine; docs/scoring.md and docs/sh
   measured first: the shadows' and kafka-python's Python work held the GIL the event loop
   needed, and production's p99 at half the maximum rate grew 3.6x with 3 shadows
   (docs/benchmarks.md of 2026-11-27 10:57); in the sidecar it runs on the other core, and
-  this process spends ~4 us a transaction on it.
+  this process spends ~1 us a transaction on it (a pickle of plain tuples).
   Nothing on the event loop waits for a shadow or for Kafka.
 * Hot swap.  :class:`service.follower.RegistryFollower` listens to registry events and
   reconciles by revision every ``reconcile_interval_s``; :class:`service.loader.ModelLoader`

@@ -3,7 +3,7 @@
 The request path calls :meth:`Sidecar.submit` with each scored transaction (a
 :class:`service.shadow.Scored` tuple); that appends to a deque bounded in transactions
 (``queue_size``) and in request bytes (``buffer_bytes`` / 2).  A writer thread wakes every
-``batch_wait_s``, pickles what has accumulated (up to ``batch_max`` per message, about 4 us a
+``batch_wait_s``, pickles what has accumulated (up to ``batch_max`` per message, about 1 us a
 transaction) and writes it to the sidecar process (:mod:`service.sidecar_loop`) over a pipe;
 when the live shadow set changed, it sends the new set at once while idle, or else before the
 next batch (manifests, and the ONNX bytes of versions this sidecar has not had yet, written

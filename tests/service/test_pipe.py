@@ -22,6 +22,7 @@ from service.pipe import (
     receive,
     send,
 )
+from service.shadow import Scored
 from service.tally import Tally
 from tests.service.helpers import build, scored
 
@@ -38,6 +39,18 @@ def test_each_message_kind_round_trips() -> None:
     messages: list[Message] = [Batch(scored(prod)), ShadowSet((spec,)), Stop(), Report(tally)]
     for message in messages:
         assert decode(frames_of(message)) == message
+
+
+def test_a_batch_travels_as_plain_tuples_and_arrives_as_scored_transactions() -> None:
+    prod = build("v1")
+    items = scored(prod)
+    head, *buffers = frames_of(Batch(items))
+    assert b"Scored" not in head  # no class reference per item: tuples, read and written in C
+    got = decode([head, *buffers])
+    assert isinstance(got, Batch)
+    assert got.items == items
+    assert all(type(item) is Scored for item in got.items)
+    assert got.items[0].transaction_id == items[0].transaction_id
 
 
 def test_onnx_bytes_are_frames_of_their_own() -> None:
