@@ -154,6 +154,8 @@ class KafkaOut:
         self._producer: Any = None
         self._generation = 0
         self._in_flight = 0
+        # The last acknowledgement, or when records began to wait after none did: check()
+        # measures the quiet from here, so an idle spell is never taken for a dead client.
         self._last_ok = time.monotonic()
         self._next_probe = 0.0
         self._next_create = 0.0
@@ -192,6 +194,8 @@ class KafkaOut:
         answers, or at once when the client refuses it."""
         generation, size = self._generation, len(key) + len(value)
         with self._lock:
+            if self._in_flight == 0:
+                self._last_ok = time.monotonic()  # the quiet clock starts now (check)
             self._in_flight += 1
             self._tally.in_flight_bytes += size
         try:
@@ -288,8 +292,8 @@ class KafkaOut:
 
     def check(self) -> None:
         """Drop the client (its records fail) when it holds records and either nothing was
-        acknowledged for ``restart_after_s`` or, after a second without an acknowledgement,
-        no broker accepts a connection."""
+        acknowledged for ``restart_after_s`` while they waited or, after a second without an
+        acknowledgement, no broker accepts a connection."""
         if self._producer is None or self._in_flight == 0:
             return
         now = time.monotonic()

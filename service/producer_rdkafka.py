@@ -100,6 +100,8 @@ class RdKafkaOut(KafkaOut):
     def send(self, key: bytes, value: bytes, tag: Hashable) -> None:
         generation, size = self._generation, len(key) + len(value)
         with self._lock:
+            if self._in_flight == 0:  # the quiet clock starts now (KafkaOut.check)
+                self._last_ok = time.monotonic()
             self._in_flight += 1
             self._tally.in_flight_bytes += size
         delivered, refused = self._delivered, self._refused

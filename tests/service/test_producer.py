@@ -4,6 +4,7 @@ records pending, the byte budget; choosing the client, and its security options.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -70,6 +71,36 @@ def test_the_producer_is_full_at_its_byte_budget(
     out.close(timeout_s=0.0)
     assert not out.full()
     assert len(deliveries.failed) == 4
+
+
+def test_a_record_after_an_idle_spell_keeps_the_client(
+    kafka_bootstrap: str, make_topic: Callable[..., str], kafka_client: str
+) -> None:
+    # The quiet that drops a client is counted while records wait, not since the last
+    # acknowledgement: a scorer idle for longer than restart_after_s (a quiet night, or the
+    # bench measuring other servers) dropped its client at its next record, which then
+    # failed, was spooled and sent again through a new client.
+    config = ProducerConfig(
+        servers=(kafka_bootstrap,),
+        topic=make_topic("scores"),
+        max_in_flight=100,
+        linger_ms=300,
+        restart_after_s=0.5,
+        client=kafka_client,
+    )
+    tally, deliveries = Tally(), Deliveries()
+    out = open_producer(config, tally, deliveries)
+    assert out.ensure()
+    out.send(b"k0", b"v", 0)
+    assert wait_until(lambda: deliveries.acked == [0])
+    time.sleep(0.8)  # idle for longer than restart_after_s
+    out.send(b"k1", b"v", 1)  # lingers: in flight while check() looks
+    out.check()
+    assert out.ready
+    assert tally.restarts == 1
+    assert wait_until(lambda: deliveries.acked == [0, 1])
+    assert deliveries.failed == []
+    out.close(timeout_s=5.0)
 
 
 def test_an_unknown_client_is_refused_by_name() -> None:
