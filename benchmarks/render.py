@@ -120,6 +120,16 @@ def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
         "pydantic response model |",
         *(
             [
+                "| scorer-probe-off | the same scorer as it ships: without the bench's "
+                "`SHADOWLINE_LAG_PROBE=true` (the probe costs it about 5% of its pinned "
+                "throughput); the throughput and latency bounds judge this one, the scenarios "
+                "run the probed one |"
+            ]
+            if "scorer-probe-off" in results.get("servers", {})
+            else []
+        ),
+        *(
+            [
                 "| scorer-kafka-python | the same scorer with "
                 "`SHADOWLINE_KAFKA_CLIENT=kafka-python` (the pure-Python producer in its sidecar), "
                 "on the same stack |"

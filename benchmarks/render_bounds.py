@@ -8,14 +8,15 @@ import math
 from typing import Any
 
 from benchmarks.checks import ratio
-from benchmarks.report import LAG_SCENARIOS, _fmt, _values, med, per_second
+from benchmarks.report import LAG_SCENARIOS, _fmt, _values, med, per_second, throughput_scorer
 
-PINNED = ("floor", "scorer", "scorer-kafka-python", "naive")
+PINNED = ("floor", "scorer", "scorer-probe-off", "scorer-kafka-python", "naive")
 
 
 def floor_ratios(results: dict[str, Any], prefix: str) -> list[str]:
     """One line: the scorer against the floor in the ``prefix`` runs (max, fixed, pinned)."""
-    a, b = f"{prefix}/scorer", f"{prefix}/floor"
+    judged = throughput_scorer(results)
+    a, b = f"{prefix}/{judged}", f"{prefix}/floor"
     if not any(a in rep and b in rep for rep in results["reps"]):
         return []
     thr = ratio(med(results, a, "rate_achieved"), med(results, b, "rate_achieved"))
@@ -23,8 +24,9 @@ def floor_ratios(results: dict[str, Any], prefix: str) -> list[str]:
     cpu = ratio(
         med(results, a, "server_cpu_us_per_request"), med(results, b, "server_cpu_us_per_request")
     )
+    who = "Scorer" if judged == "scorer" else judged
     return [
-        f"Scorer vs the floor in these runs: throughput {_fmt(thr)}x, p99 {_fmt(p99)}x, server "
+        f"{who} vs the floor in these runs: throughput {_fmt(thr)}x, p99 {_fmt(p99)}x, server "
         f"CPU per request {_fmt(cpu)}x (ratios of the medians).",
         "",
     ]

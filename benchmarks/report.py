@@ -16,8 +16,16 @@ from typing import Any
 from benchmarks.checks import every_rep, ratio, second_bound
 from loadtest import plot_timelines
 
-SERVERS = ("scorer", "scorer-kafka-python", "floor", "naive", "hello")
+SERVERS = ("scorer", "scorer-probe-off", "scorer-kafka-python", "floor", "naive", "hello")
 NOT_RUN = "not run yet"
+# The scorer the throughput and latency bounds judge: the one as it ships (lag probe off,
+# benchmarks.run.PROBE_OFF) when the run has it, else the probed one the scenarios use.
+PROBE_OFF = "scorer-probe-off"
+
+
+def throughput_scorer(results: dict[str, Any]) -> str:
+    """The server whose max and pinned runs the bounds against naive and the floor judge."""
+    return PROBE_OFF if results["reps"] and f"max/{PROBE_OFF}" in results["reps"][0] else "scorer"
 
 
 def machine_info() -> dict[str, Any]:
@@ -122,7 +130,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     every repetition.  Count targets (``kind`` "count") must be 0.  ``met`` is None when the
     scenario was not run."""
     ran = results["scorer_status"] == "run"
-    pinned = ran and any("pinned/scorer" in rep for rep in results["reps"])
+    judged = throughput_scorer(results)
+    pinned = ran and any(f"pinned/{judged}" in rep for rep in results["reps"])
     steady = med(results, "shadows0", "latency_ms", "p99") if ran else math.nan
     seconds = per_second(results, steady) if ran else None
     shed = total(results, "shadows3", "scorer", "shed") if ran else 0
@@ -134,46 +143,46 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         _row(
             "max/naive",
             ran,
-            "shadows off: throughput vs naive",
-            _ratio(results, "max/scorer", "max/naive", "rate_achieved"),
+            f"shadows off: throughput vs naive{_as(judged)}",
+            _ratio(results, f"max/{judged}", "max/naive", "rate_achieved"),
             ">=",
             3.0,
             True,
             "",
-            _paired(results, "max/scorer", "max/naive", "rate_achieved"),
+            _paired(results, f"max/{judged}", "max/naive", "rate_achieved"),
         ),
         _row(
             "max/naive/p99",
             ran,
-            "shadows off: p99 at 16 connections vs naive",
-            _ratio(results, "max/scorer", "max/naive", "latency_ms", "p99"),
+            f"shadows off: p99 at 16 connections vs naive{_as(judged)}",
+            _ratio(results, f"max/{judged}", "max/naive", "latency_ms", "p99"),
             "<=",
             0.2,
             True,
             "",
-            _paired(results, "max/scorer", "max/naive", "latency_ms", "p99"),
+            _paired(results, f"max/{judged}", "max/naive", "latency_ms", "p99"),
         ),
         _row(
             "pinned/floor",
             pinned,
-            "pinned: throughput vs the floor",
-            _ratio(results, "pinned/scorer", "pinned/floor", "rate_achieved"),
+            f"pinned: throughput vs the floor{_as(judged)}",
+            _ratio(results, f"pinned/{judged}", "pinned/floor", "rate_achieved"),
             ">=",
             0.6,
             True,
             "",
-            _paired(results, "pinned/scorer", "pinned/floor", "rate_achieved"),
+            _paired(results, f"pinned/{judged}", "pinned/floor", "rate_achieved"),
         ),
         _row(
             "pinned/floor/p99",
             pinned,
-            "pinned: p99 at 16 connections vs the floor",
-            _ratio(results, "pinned/scorer", "pinned/floor", "latency_ms", "p99"),
+            f"pinned: p99 at 16 connections vs the floor{_as(judged)}",
+            _ratio(results, f"pinned/{judged}", "pinned/floor", "latency_ms", "p99"),
             "<=",
             1.5,
             True,
             "",
-            _paired(results, "pinned/scorer", "pinned/floor", "latency_ms", "p99"),
+            _paired(results, f"pinned/{judged}", "pinned/floor", "latency_ms", "p99"),
         ),
         _row(
             "shadows3",
@@ -351,6 +360,10 @@ def _count(
         "note": note,
         "per_rep": per_rep,
     }
+
+
+def _as(judged: str) -> str:
+    return " (the scorer as it ships: lag probe off)" if judged == PROBE_OFF else ""
 
 
 def _ratio(results: dict[str, Any], a: str, b: str, *path: str) -> float:

@@ -50,13 +50,21 @@ from benchmarks.servers import (
 )
 
 WORK_DIR = Path(".shadowline/bench")
-PINNED_SERVERS = ("floor", "scorer", "scorer-kafka-python", "naive")
+PINNED_SERVERS = ("floor", "scorer", "scorer-probe-off", "scorer-kafka-python", "naive")
 # A second scorer with the other Kafka client (kafka-python; the default is confluent-kafka),
 # when this checkout has the setting for it (SHADOWLINE_KAFKA_CLIENT): max throughput, fixed
 # rate and pinned, beside the default one.
 SECOND_CLIENT = "scorer-kafka-python"
 # The scorer measures its event loop's lag in the bench (docs/benchmarks.md reports it).
 SCORER_BENCH_ENV = {"SHADOWLINE_LAG_PROBE": "true"}
+# The scorer as it ships (the lag probe off, its default): max throughput, fixed rate and
+# pinned, beside the probed one.  The probe is the bench's instrument for the hold bound, and
+# it costs the scorer about 5% of its pinned throughput (3 interleaved pairs on the 2-core
+# bench machine: 0.637x against 0.604x the floor), so the throughput and latency bounds judge
+# this one (benchmarks.report.THROUGHPUT_SCORER); the scenarios run the probed one.
+PROBE_OFF = "scorer-probe-off"
+# The scorers besides the measured one, paused while its scenarios run.
+EXTRA_SCORERS = (SECOND_CLIENT, PROBE_OFF)
 
 
 def scorer_available() -> str | None:
@@ -78,38 +86,32 @@ def kafka_clients() -> bool:
     return "kafka_client" in ServiceSettings.model_fields
 
 
-def start_second_client(ctx: Context, work: Path, env: dict[str, str]) -> None:
-    """The second scorer (kafka-python producer); if it cannot start, the bench goes on
-    without it and the log says why."""
-    server = start_scorer(
-        work,
-        {**env, "SHADOWLINE_KAFKA_CLIENT": "kafka-python"},
-        ctx.args.scorer_workers,
-        SECOND_CLIENT,
-    )
+def start_extra_scorer(ctx: Context, work: Path, env: dict[str, str], name: str) -> None:
+    """Another scorer on the same stack (``EXTRA_SCORERS``); if it cannot start, the bench
+    goes on without it and the log says why."""
+    server = start_scorer(work, env, ctx.args.scorer_workers, name)
     try:
         server.wait_ready()
     except BenchError as exc:
-        print(
-            f"{SECOND_CLIENT} not usable, measured without it: {exc}", file=sys.stderr, flush=True
-        )
+        print(f"{name} not usable, measured without it: {exc}", file=sys.stderr, flush=True)
         server.stop()
         return
-    ctx.servers[SECOND_CLIENT] = server
+    ctx.servers[name] = server
 
 
-def second_client(ctx: Context, *, paused: bool) -> None:
-    """Pause the second scorer while the scorer's own scenarios run (it follows the same
-    registry, so it would load every shadow and promoted model beside the one measured);
-    continue it, caught up with the registry, for the next repetition's baseline runs."""
-    server = ctx.servers.get(SECOND_CLIENT)
-    if server is None:
-        return
-    server.pause(paused)
-    if not paused:
-        _, raw = ctx.servers["scorer"].get("/readyz")
-        production = (json.loads(raw).get("production") or {}).get("version") if raw else None
-        wait_for_scorer(server, shadows=0, production=production, timeout_s=60.0)
+def extra_scorers(ctx: Context, *, paused: bool) -> None:
+    """Pause the other scorers while the scorer's own scenarios run (they follow the same
+    registry, so they would load every shadow and promoted model beside the one measured);
+    continue them, caught up with the registry, for the next repetition's baseline runs."""
+    for name in EXTRA_SCORERS:
+        server = ctx.servers.get(name)
+        if server is None:
+            continue
+        server.pause(paused)
+        if not paused:
+            _, raw = ctx.servers["scorer"].get("/readyz")
+            production = (json.loads(raw).get("production") or {}).get("version") if raw else None
+            wait_for_scorer(server, shadows=0, production=production, timeout_s=60.0)
 
 
 def setup_scorer(ctx: Context, work: Path, onnx_bytes: bytes, heavy: BenchModel) -> str:
@@ -127,10 +129,13 @@ def setup_scorer(ctx: Context, work: Path, onnx_bytes: bytes, heavy: BenchModel)
         ctx.servers["scorer"] = start_scorer(work, env, args.scorer_workers)
         ctx.servers["scorer"].wait_ready()
         if kafka_clients() and args.second_client:
-            start_second_client(ctx, work, env)
+            start_extra_scorer(
+                ctx, work, {**env, "SHADOWLINE_KAFKA_CLIENT": "kafka-python"}, SECOND_CLIENT
+            )
+        start_extra_scorer(ctx, work, dict(ctx.stack.env), PROBE_OFF)
     except Exception as exc:  # any failure of the scorer's side is reported, not fatal
         print(f"scorer not usable: {exc}", file=sys.stderr, flush=True)
-        for name in ("scorer", SECOND_CLIENT):
+        for name in ("scorer", *EXTRA_SCORERS):
             if name in ctx.servers:
                 ctx.servers.pop(name).stop()
         if ctx.stack is not None:
@@ -253,9 +258,9 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         )
         results["rates"] = {"fixed": fixed_rate, "scorer_half": half_rate}
         for r in range(args.reps):
-            second_client(ctx, paused=False)
+            extra_scorers(ctx, paused=False)
             rep = baseline_rep(ctx, r, names, fixed_rate)
-            second_client(ctx, paused=True)
+            extra_scorers(ctx, paused=True)
             if half_rate is not None:
                 try:
                     scorer_rep(ctx, r, half_rate, rep)

@@ -193,6 +193,36 @@ def test_pinned_targets_compare_the_scorer_with_the_floor_of_the_same_run() -> N
     assert without["pinned/floor"]["met"] is None  # pinned mode not run: not judged
 
 
+def test_throughput_bounds_judge_the_scorer_as_it_ships_when_the_run_has_it() -> None:
+    # The probed scorer (the scenarios' instrument) pays for its lag probe; the as-shipped one
+    # (probe off) is what the throughput and latency bounds are about.
+    results = _results(True)
+    for rep in results["reps"]:
+        rep["pinned/floor"] = _run(10000, 3.0)
+        rep["pinned/scorer"] = _run(5800, 6.0)
+        rep["pinned/scorer-probe-off"] = _run(6200, 5.0)
+        rep["max/scorer-probe-off"] = _run(9600, 4.0)
+        rep["max/floor"] = _run(12000, 3.0)
+    results["pinned"] = {"server_cpus": [0], "generator_cpus": [1]}
+    got = {t["key"]: t for t in targets(results)}
+    assert (got["pinned/floor"]["ratio"], got["pinned/floor"]["met"]) == (0.62, True)
+    assert "lag probe off" in got["pinned/floor"]["target"]
+    assert got["pinned/floor/p99"]["ratio"] == 1.667
+    assert got["max/naive"]["ratio"] == round(9600 / 2601, 3)
+    results["targets"] = list(got.values())
+    made = {k: f"{k}.png" for k in ("throughput", "fixed", "shadows", "promotions")}
+    page = markdown(results, made)
+    assert "scorer-probe-off vs the floor in these runs: throughput 0.80x" in page
+    assert "| scorer-probe-off | 6,200 " in page  # the pinned table shows both scorers
+    assert "| scorer | 5,800 " in page
+    # Without it, the probed scorer is judged, as before.
+    for rep in results["reps"]:
+        del rep["pinned/scorer-probe-off"], rep["max/scorer-probe-off"]
+    again = {t["key"]: t for t in targets(results)}
+    assert again["pinned/floor"]["ratio"] == 0.58
+    assert "lag probe" not in again["pinned/floor"]["target"]
+
+
 def test_count_targets_must_be_zero_and_say_why_when_not_judged() -> None:
     results = _results(True)
     outcomes = {
