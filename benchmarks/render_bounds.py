@@ -9,6 +9,7 @@ from typing import Any
 
 from benchmarks.checks import ratio
 from benchmarks.report import LAG_SCENARIOS, _fmt, _values, med, per_second, throughput_scorer
+from benchmarks.tcpstat import DROPS
 
 PINNED = ("floor", "scorer", "scorer-probe-off", "scorer-kafka-python", "naive")
 
@@ -117,12 +118,13 @@ def change_sections(results: dict[str, Any]) -> list[str]:
         "",
         "The last column is what the kernel's TCP counters (benchmarks/tcpstat.py, "
         "machine-wide) added in that second: retransmission timeouts (200 ms at the least), "
-        "of which the original segment was still queued in this host, and tail-loss probes. "
-        "A timeout in a second over the bound puts its stall in the kernel's delivery over "
-        "loopback, not in the scorer's work.",
+        "of which the original segment was still queued in this host, tail-loss probes, "
+        "segments dropped (socket backlog, receive queue, accept queue) and delayed "
+        "acknowledgements. A timeout or a drop in a second over the bound puts its stall in "
+        "the kernel's delivery over loopback, not in the scorer's work.",
         "",
         "| run | worst second | its p99 ms | vs shadows-off p99 | TCP timeouts (host-queued), "
-        "loss probes in that second |",
+        "loss probes, drops, delayed acks in that second |",
         "|---|---|---|---|---|",
         *[
             f"| {w['run']} | {w['second']} | {w['p99_ms']:.2f} | {_fmt(w['ratio'])}x"
@@ -261,7 +263,8 @@ def history_section(results: dict[str, Any]) -> list[str]:
 def _tcp(counts: dict[str, int] | None) -> str:
     if not counts:
         return "not read"
+    drops = sum(counts.get(name, 0) for name in DROPS)
     return (
         f"{counts.get('TCPTimeouts', 0)} ({counts.get('TCPSpuriousRtxHostQueues', 0)}), "
-        f"{counts.get('TCPLossProbes', 0)}"
+        f"{counts.get('TCPLossProbes', 0)}, {drops}, {counts.get('DelayedACKs', 0)}"
     )

@@ -10,6 +10,12 @@ those, ones whose original segment was still queued in this host) and ``TCPLossP
 (tail-loss probes, sent after about 10 ms without an acknowledgement).  They are
 machine-wide (/proc/net/netstat, this network namespace), so they count the bench's other
 connections too (Redis, the broker).
+
+A 214 ms request in a steady second with neither a timeout nor a loop stall (run 8, stop 21)
+asked for more: segments the kernel dropped (``TCPBacklogDrop``: the socket's backlog full
+while its owner held it; ``TCPRcvQDrop``: its receive queue full; ``ListenOverflows``: a
+listener's accept queue full), probes that recovered a loss (``TCPLossProbeRecovery``) and
+delayed acknowledgements (``DelayedACKs``, 40 to 200 ms each).
 """
 
 from __future__ import annotations
@@ -20,7 +26,18 @@ from pathlib import Path
 from typing import Any
 
 NETSTAT = Path("/proc/net/netstat")
-COUNTERS = ("TCPTimeouts", "TCPSpuriousRtxHostQueues", "TCPLossProbes")
+COUNTERS = (
+    "TCPTimeouts",
+    "TCPSpuriousRtxHostQueues",
+    "TCPLossProbes",
+    "TCPLossProbeRecovery",
+    "TCPBacklogDrop",
+    "TCPRcvQDrop",
+    "ListenOverflows",
+    "DelayedACKs",
+)
+# What the per-second table sums as "drops".
+DROPS = ("TCPBacklogDrop", "TCPRcvQDrop", "ListenOverflows")
 
 
 def read(path: Path = NETSTAT) -> dict[str, int] | None:

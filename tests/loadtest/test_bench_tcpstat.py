@@ -9,8 +9,9 @@ from benchmarks import tcpstat
 from benchmarks.report import tcp_in_second
 
 NETSTAT = (
-    "TcpExt: SyncookiesSent TCPLossProbes TCPTimeouts TCPSpuriousRtxHostQueues\n"
-    "TcpExt: 0 7 3 2\n"
+    "TcpExt: SyncookiesSent TCPLossProbes TCPTimeouts TCPSpuriousRtxHostQueues DelayedACKs "
+    "TCPBacklogDrop ListenOverflows\n"
+    "TcpExt: 0 7 3 2 40 1 5\n"
     "IpExt: InNoRoutes TCPTimeouts\n"
     "IpExt: 0 99\n"
 )
@@ -23,6 +24,11 @@ def test_the_counters_come_from_the_tcpext_rows(tmp_path: Path) -> None:
         "TCPTimeouts": 3,
         "TCPSpuriousRtxHostQueues": 2,
         "TCPLossProbes": 7,
+        "TCPLossProbeRecovery": 0,  # not in this kernel's table: 0
+        "TCPBacklogDrop": 1,
+        "TCPRcvQDrop": 0,
+        "ListenOverflows": 5,
+        "DelayedACKs": 40,
     }
     assert tcpstat.read(tmp_path / "missing") is None
 
@@ -39,14 +45,10 @@ def test_what_changed_is_put_in_the_second_of_the_reading_that_saw_it() -> None:
     ]
     summary = sampler.summary(started_wall=100.2, seconds=3)
     assert summary is not None
-    assert summary["total"] == {"TCPTimeouts": 2, "TCPSpuriousRtxHostQueues": 0, "TCPLossProbes": 5}
+    assert summary["total"] == {**zero, "TCPTimeouts": 2, "TCPLossProbes": 5}
     assert summary["per_second"]["TCPTimeouts"] == [0, 0, 2]
     assert summary["per_second"]["TCPLossProbes"] == [0, 0, 5]
-    assert tcp_in_second(summary, 2) == {
-        "TCPTimeouts": 2,
-        "TCPSpuriousRtxHostQueues": 0,
-        "TCPLossProbes": 5,
-    }
+    assert tcp_in_second(summary, 2) == {**zero, "TCPTimeouts": 2, "TCPLossProbes": 5}
     assert tcp_in_second(summary, 7) == {}
     assert tcp_in_second(None, 0) is None
 
@@ -66,3 +68,12 @@ def test_a_run_on_this_machine_reads_the_live_counters() -> None:
     summary = sampler.summary(started_wall=None, seconds=0)
     assert summary is not None
     assert all(v >= 0 for v in summary["total"].values())
+
+
+def test_the_worst_second_table_sums_the_drops() -> None:
+    from benchmarks.render_bounds import _tcp
+
+    second = {"TCPTimeouts": 1, "TCPLossProbes": 2, "DelayedACKs": 40}
+    second |= {"TCPBacklogDrop": 1, "TCPRcvQDrop": 2, "ListenOverflows": 3}
+    assert _tcp(second) == "1 (0), 2, 6, 40"
+    assert _tcp(None) == "not read"
