@@ -11,7 +11,7 @@ from benchmarks.render_bounds import (
     pinned_section,
     ramp_section,
 )
-from benchmarks.report import NOT_RUN, SERVERS, _fmt, _latency_row, _values, med, total
+from benchmarks.report import NOT_RUN, PROBE_OFF, SERVERS, _fmt, _latency_row, _values, med, total
 
 LAT_HEAD = (
     "| | req/s median (each rep) | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | failed "
@@ -125,7 +125,7 @@ def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
                 "throughput); the throughput and latency bounds judge this one, the scenarios "
                 "run the probed one |"
             ]
-            if "scorer-probe-off" in results.get("servers", {})
+            if PROBE_OFF in results.get("servers", {})
             else []
         ),
         *(

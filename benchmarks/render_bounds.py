@@ -8,10 +8,18 @@ import math
 from typing import Any
 
 from benchmarks.checks import ratio
-from benchmarks.report import LAG_SCENARIOS, _fmt, _values, med, per_second, throughput_scorer
+from benchmarks.report import (
+    LAG_SCENARIOS,
+    PROBE_OFF,
+    _fmt,
+    _values,
+    med,
+    per_second,
+    throughput_scorer,
+)
 from benchmarks.tcpstat import DROPS
 
-PINNED = ("floor", "scorer", "scorer-probe-off", "scorer-kafka-python", "naive")
+PINNED = ("floor", "scorer", PROBE_OFF, "scorer-kafka-python", "naive")
 
 
 def floor_ratios(results: dict[str, Any], prefix: str) -> list[str]:

@@ -16,11 +16,11 @@ from typing import Any
 from benchmarks.checks import every_rep, ratio, second_bound
 from loadtest import plot_timelines
 
-SERVERS = ("scorer", "scorer-probe-off", "scorer-kafka-python", "floor", "naive", "hello")
-NOT_RUN = "not run yet"
-# The scorer the throughput and latency bounds judge: the one as it ships (lag probe off,
-# benchmarks.run.PROBE_OFF) when the run has it, else the probed one the scenarios use.
+# The scorer the throughput and latency bounds judge: the one as it ships (lag probe off; see
+# benchmarks.run) when the run has it, else the probed one the scenarios use.
 PROBE_OFF = "scorer-probe-off"
+SERVERS = ("scorer", PROBE_OFF, "scorer-kafka-python", "floor", "naive", "hello")
+NOT_RUN = "not run yet"
 
 
 def throughput_scorer(results: dict[str, Any]) -> str:

@@ -38,6 +38,7 @@ from benchmarks.context import QUICK, SMOKE, Context, Durations
 from benchmarks.floor import inference_floor
 from benchmarks.load import MIX, mixed_payloads
 from benchmarks.model import HEAVY_TREES, BenchModel, train
+from benchmarks.report import PROBE_OFF
 from benchmarks.scenarios import outage, rotate, scorer_rep, shed_ramp
 from benchmarks.servers import (
     BenchError,
@@ -50,19 +51,18 @@ from benchmarks.servers import (
 )
 
 WORK_DIR = Path(".shadowline/bench")
-PINNED_SERVERS = ("floor", "scorer", "scorer-probe-off", "scorer-kafka-python", "naive")
+PINNED_SERVERS = ("floor", "scorer", PROBE_OFF, "scorer-kafka-python", "naive")
 # A second scorer with the other Kafka client (kafka-python; the default is confluent-kafka),
 # when this checkout has the setting for it (SHADOWLINE_KAFKA_CLIENT): max throughput, fixed
 # rate and pinned, beside the default one.
 SECOND_CLIENT = "scorer-kafka-python"
 # The scorer measures its event loop's lag in the bench (docs/benchmarks.md reports it).
 SCORER_BENCH_ENV = {"SHADOWLINE_LAG_PROBE": "true"}
-# The scorer as it ships (the lag probe off, its default): max throughput, fixed rate and
-# pinned, beside the probed one.  The probe is the bench's instrument for the hold bound, and
-# it costs the scorer about 5% of its pinned throughput (3 interleaved pairs on the 2-core
-# bench machine: 0.637x against 0.604x the floor), so the throughput and latency bounds judge
-# this one (benchmarks.report.THROUGHPUT_SCORER); the scenarios run the probed one.
-PROBE_OFF = "scorer-probe-off"
+# PROBE_OFF, the scorer as it ships (the lag probe off, its default): max throughput, fixed
+# rate and pinned, beside the probed one.  The probe is the bench's instrument for the hold
+# bound, and it costs the scorer about 5% of its pinned throughput (3 interleaved pairs on the
+# 2-core bench machine: 0.637x against 0.604x the floor), so the throughput and latency bounds
+# judge this one (benchmarks.report.throughput_scorer); the scenarios run the probed one.
 # The scorers besides the measured one, paused while its scenarios run.
 EXTRA_SCORERS = (SECOND_CLIENT, PROBE_OFF)
 

@@ -192,12 +192,7 @@ class KafkaOut:
     def send(self, key: bytes, value: bytes, tag: Hashable) -> None:
         """Hand one record to the client; the listener hears of ``tag`` when the broker
         answers, or at once when the client refuses it."""
-        generation, size = self._generation, len(key) + len(value)
-        with self._lock:
-            if self._in_flight == 0:
-                self._last_ok = time.monotonic()  # the quiet clock starts now (check)
-            self._in_flight += 1
-            self._tally.in_flight_bytes += size
+        generation, size = self._admit(key, value)
         try:
             future = self._producer.send(self._config.topic, key=key, value=value)
         except Exception as exc:  # KafkaError (too large, no metadata) or a closed producer
@@ -205,6 +200,17 @@ class KafkaOut:
             return
         future.add_callback(lambda _meta: self._delivered(generation, size, tag))
         future.add_errback(lambda exc: self._delivered(generation, size, tag, error=exc))
+
+    def _admit(self, key: bytes, value: bytes) -> tuple[int, int]:
+        """Count one record in flight (both clients' ``send``); its client generation and
+        size, which its report gives back to :meth:`_delivered`."""
+        size = len(key) + len(value)
+        with self._lock:
+            if self._in_flight == 0:
+                self._last_ok = time.monotonic()  # the quiet clock of check() starts now
+            self._in_flight += 1
+            self._tally.in_flight_bytes += size
+            return self._generation, size
 
     def _delivered(
         self, generation: int, size: int, tag: Hashable, *, error: BaseException | None = None

@@ -98,12 +98,7 @@ class RdKafkaOut(KafkaOut):
     _stop_polling: threading.Event | None = None
 
     def send(self, key: bytes, value: bytes, tag: Hashable) -> None:
-        generation, size = self._generation, len(key) + len(value)
-        with self._lock:
-            if self._in_flight == 0:  # the quiet clock starts now (KafkaOut.check)
-                self._last_ok = time.monotonic()
-            self._in_flight += 1
-            self._tally.in_flight_bytes += size
+        generation, size = self._admit(key, value)
         delivered, refused = self._delivered, self._refused
 
         def report(error: Any, _message: Any) -> None:

@@ -11,9 +11,18 @@ import pytest
 
 from service.producer import ProducerConfig, open_producer
 from service.producer_rdkafka import librdkafka_options
+from service.sidecar_loop import RecordProducer
 from service.tally import Tally
 from tests.service.helpers import wait_until
 from tests.service.kafka_helpers import Deliveries
+
+
+def connected(config: ProducerConfig) -> tuple[RecordProducer, Tally, Deliveries]:
+    """A producer of ``config`` with a client (the broker answers), its tally and listener."""
+    tally, deliveries = Tally(), Deliveries()
+    out = open_producer(config, tally, deliveries)
+    assert out.ensure()
+    return out, tally, deliveries
 
 
 def test_closing_with_records_pending_fails_them_and_stops_the_client(
@@ -31,9 +40,7 @@ def test_closing_with_records_pending_fails_them_and_stops_the_client(
     )
     threads = threading.active_count()
     for _ in range(3):  # three restarts' worth
-        tally, deliveries = Tally(), Deliveries()
-        out = open_producer(config, tally, deliveries)
-        assert out.ensure()
+        out, tally, deliveries = connected(config)
         for n in range(10):
             out.send(f"k{n}".encode(), b"v", n)
         assert tally.in_flight_bytes == 30
@@ -69,9 +76,7 @@ def test_the_producer_is_full_at_its_byte_budget(
         delivery_timeout_ms=120_000,
         client=kafka_client,
     )
-    tally, deliveries = Tally(), Deliveries()
-    out = open_producer(config, tally, deliveries)
-    assert out.ensure()
+    out, tally, deliveries = connected(config)
     for n in range(4):
         out.send(f"k{n}".encode(), b"v" * 23, n)  # 25 bytes each
         assert out.full() == (n == 3)
@@ -96,9 +101,7 @@ def test_a_record_after_an_idle_spell_keeps_the_client(
         restart_after_s=0.5,
         client=kafka_client,
     )
-    tally, deliveries = Tally(), Deliveries()
-    out = open_producer(config, tally, deliveries)
-    assert out.ensure()
+    out, tally, deliveries = connected(config)
     out.send(b"k0", b"v", 0)
     assert wait_until(lambda: deliveries.acked == [0])
     time.sleep(0.8)  # idle for longer than restart_after_s
