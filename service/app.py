@@ -113,6 +113,15 @@ def build_components(
     """Wire the scorer's parts from ``settings`` (nothing is started here)."""
     metrics = ServiceMetrics(collector_registry)
     live = LiveModels()
+    cache = ModelCache(Path(settings.model_cache_dir)) if settings.model_cache_dir else None
+    loader = ModelLoader(
+        source,
+        live,
+        metrics,
+        name=settings.model_name,
+        cache=cache,
+        retry_s=settings.degraded_retry_s,
+    )
     if sink is None:
         sink = Sidecar(
             sidecar_config(settings),
@@ -123,6 +132,7 @@ def build_components(
             batch_max=settings.shadow_batch_max,
             batch_wait_s=settings.shadow_batch_wait_ms / 1000,
             in_process=not settings.sidecar_process,
+            on_load_failure=loader.shadow_failed,  # it loads the shadows, the scorer does not
         )
     scorer = Scorer(
         live,
@@ -132,15 +142,6 @@ def build_components(
         max_batch=settings.max_batch,
         exploration_share=settings.exploration_share,
         limits=input_limits(settings),
-    )
-    cache = ModelCache(Path(settings.model_cache_dir)) if settings.model_cache_dir else None
-    loader = ModelLoader(
-        source,
-        live,
-        metrics,
-        name=settings.model_name,
-        cache=cache,
-        retry_s=settings.degraded_retry_s,
     )
     if connect is None:
 

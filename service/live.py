@@ -1,7 +1,8 @@
 """The live model set: what the request path and the sidecar's hand-over read.
 
 A :class:`ModelSet` is immutable.  Changing production or the shadows means building a new set
-(models loaded and warmed beforehand) and storing it with one reference assignment, which is
+(production loaded and warmed beforehand; a shadow is its verified bytes, which the sidecar
+loads and runs) and storing it with one reference assignment, which is
 atomic in Python: a request reads ``live.current`` once and scores with the model it got, even
 if a swap happens while it runs.  The previous set is released when the last request holding it
 finishes; its sessions go with it.
@@ -10,15 +11,37 @@ finishes; its sessions go with it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
-from service.models import LoadedModel
+from registry.manifest import Manifest
+from service.models import LoadedModel, ModelBytes
+
+
+class ShadowModel(Protocol):
+    """What a shadow slot needs of its model: a :class:`~service.models.ModelBytes` in the
+    scorer (it hands the version to the sidecar), a :class:`~service.models.LoadedModel` in
+    the sidecar (which runs it)."""
+
+    @property
+    def manifest(self) -> Manifest: ...
+    @property
+    def artifact(self) -> bytes: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def loaded_at(self) -> float: ...
+
+
+M = TypeVar("M", bound=ShadowModel, covariant=True)
 
 
 @dataclass(frozen=True, slots=True)
-class ShadowSlot:
+class ShadowSlot(Generic[M]):
     """A shadow model and the fraction of requests it scores, in (0, 1]."""
 
-    model: LoadedModel
+    model: M
     rate: float
 
 
@@ -52,7 +75,7 @@ class ModelSet:
 
     revision: int = -1
     production: LoadedModel | None = None
-    shadows: tuple[ShadowSlot, ...] = ()
+    shadows: tuple[ShadowSlot[ModelBytes], ...] = ()
     degraded: Degraded | None = None
 
     @property

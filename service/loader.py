@@ -1,12 +1,22 @@
 """Hot swap: bring the live model set in line with the registry's deployment.
 
 :meth:`ModelLoader.reconcile` runs in a worker thread (never on the event loop).  It reads one
-consistent :class:`Deployment` and, when its revision moved, loads every version it does not
-hold yet (artifact verified by the registry, session built, inputs checked, golden examples
-replayed), then swaps in a new :class:`ModelSet` with one assignment.  Loading happens before
-anything is released, so something can always serve; models no longer wanted are dropped from
-the cache and freed once in-flight requests let go of them.  The previous production version
-stays loaded, so a rollback is a swap, not a load.
+consistent :class:`Deployment` and, when its revision moved, loads the production version if it
+does not hold it yet (artifact verified by the registry, session built, inputs checked, golden
+examples replayed), then swaps in a new :class:`ModelSet` with one assignment.  Loading happens
+before anything is released, so something can always serve; models no longer wanted are
+dropped from the cache and freed once in-flight requests let go of them.  The previous
+production version stays loaded, so a rollback is a swap, not a load.
+
+Shadows are not loaded here.  The scorer never runs them (its sidecar process does), so it
+holds a shadow as its verified bytes (:class:`~service.models.ModelBytes`) and hands them over;
+the sidecar builds the session and replays the golden examples.  Building sessions here cost
+the event loop in the very second a shadow set changed: the loading thread's share of the
+interpreter lock and, on a busy machine, its CPU; and it kept a second copy of every shadow in
+memory.  A shadow the sidecar cannot load comes back in its report (:meth:`shadow_failed`, from
+the sidecar's reader thread): at the next check (``retry_due``) it is reported like any failed
+load and left out of the set.  Promoting a shadow builds its session from the bytes held, before
+the swap.
 
 A version that fails to load is reported (metric, log, ``registry.note``) and not retried until
 the revision changes again; production keeps the model it had, and a failed shadow is left out.
@@ -29,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
@@ -39,7 +50,7 @@ from service.errors import ModelCacheError, ModelLoadError
 from service.live import Degraded, LiveModels, ModelSet, ShadowSlot
 from service.metrics import ServiceMetrics
 from service.model_cache import ModelCache
-from service.models import LoadedModel, load_model
+from service.models import LoadedModel, ModelBytes, load_model
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +107,10 @@ class ModelLoader:
         self._cache = cache
         self._retry_s = retry_s
         self._clock = clock
-        self._loaded: dict[str, LoadedModel] = {}
+        self._loaded: dict[str, LoadedModel] = {}  # production, and the previous one
+        self._shadows: dict[str, ModelBytes] = {}
+        self._rejected: list[tuple[str, str]] = []  # (version, why) the sidecar could not load
+        self._rejected_lock = threading.Lock()  # the sidecar's reader thread adds to it
         self._failed: dict[str, int] = {}  # version -> revision at which it failed
         self._why: dict[str, str] = {}  # version -> why it failed to load
         self._retry_at = 0.0
@@ -113,8 +127,15 @@ class ModelLoader:
 
     @property
     def retry_due(self) -> bool:
-        """Degraded, and the failed production is due to be tried again."""
-        return self._retry_due()
+        """Degraded and the failed production is due to be tried again, or the sidecar could
+        not load a shadow: either way, the next check reconciles."""
+        return self._retry_due() or bool(self._rejected)
+
+    def shadow_failed(self, version: str, why: str) -> None:
+        """The sidecar could not load shadow ``version`` (``why``); the next reconcile reports
+        it and leaves it out.  Called from the sidecar's reader thread."""
+        with self._rejected_lock:
+            self._rejected.append((version, why))
 
     def reconcile(self, *, force: bool = False) -> bool:
         """Follow the registry; True when a new model set was swapped in.
@@ -125,7 +146,9 @@ class ModelLoader:
         deployment = self._source.deployment(self._name)
         revision = deployment.revision
         retry = self._retry_due()
-        if revision == self._revision and not force and not retry:
+        with self._rejected_lock:
+            rejected, self._rejected = self._rejected, []
+        if revision == self._revision and not force and not retry and not rejected:
             return False
         if revision < self._revision:
             # Revisions only grow: a smaller one means the registry lost its data (Redis
@@ -142,6 +165,10 @@ class ModelLoader:
             return False
         self._regressed = False
         self._store_down = False
+        for version, why in rejected:
+            if version in deployment.shadows and self._failed.get(version) != revision:
+                self._shadows.pop(version, None)
+                self._fail(version, revision, "shadow", f"in its sidecar: {why}")
         current = self._live.current
         production = current.production
         wanted = deployment.production
@@ -156,10 +183,10 @@ class ModelLoader:
                 production = self._from_cache(wanted)
         slots = []
         for version, rate in deployment.shadows.items():
-            shadow = self._get(version, revision, "shadow")
+            shadow = self._get_shadow(version, revision)
             if shadow is not None:
                 slots.append(ShadowSlot(shadow, rate))
-        keep = {slot.model.version: slot.model for slot in slots}
+        keep: dict[str, LoadedModel] = {}
         if production is not None:
             keep[production.version] = production
         previous = deployment.previous_production
@@ -179,6 +206,7 @@ class ModelLoader:
         )
         self._live.swap(new)
         self._loaded = keep  # anything not kept is released with the last request using it
+        self._shadows = {slot.model.version: slot.model for slot in slots}
         if not self._store_down:  # otherwise the next reconcile tries those loads again
             self._revision = revision
         self._report(current, new)
@@ -204,6 +232,7 @@ class ModelLoader:
         )
         self._live.swap(new)
         self._loaded = {production.version: production}
+        self._shadows = {}
         self._report(current, new)
         return True
 
@@ -272,38 +301,77 @@ class ModelLoader:
     def _get(
         self, version: str, revision: int, role: str, *, retry: bool = False
     ) -> LoadedModel | None:
+        """``version`` loaded: held already, built from the bytes held for it as a shadow (a
+        promotion), or fetched from the registry; None when it fails (reported)."""
         cached = self._loaded.get(version)
         if cached is not None:  # versions are immutable: same version, same artifact
             return cached
         if self._failed.get(version) == revision and not retry:
             return None
+        held = self._shadows.get(version)
         try:
-            manifest = self._source.manifest(self._name, version)
-            model = self._load(manifest, self._source.artifact(self._name, version))
+            if held is not None:
+                model = self._load(held.manifest, held.artifact)
+            else:
+                manifest = self._source.manifest(self._name, version)
+                model = self._load(manifest, self._source.artifact(self._name, version))
         except ArtifactStoreUnavailable as exc:
-            self._store_down = True
-            self._metrics.swap_failures.labels(role).inc()
-            log.warning("could not load %s:%s as %s, retrying: %s", self._name, version, role, exc)
+            self._unavailable(version, role, exc)
             return None
         except (ModelLoadError, RegistryError) as exc:
-            message = f"{self._actor} could not load {self._name}:{version} as {role}: {exc}"
-            self._why[version] = message
-            if self._failed.get(version) == revision:  # a retry: reported the first time
-                log.warning("%s (tried again)", message)
-                return None
-            self._failed[version] = revision
-            self._metrics.swap_failures.labels(role).inc()
-            log.error("%s; keeping the current models", message)
-            try:
-                self._source.note(self._name, version, message, actor=self._actor)
-            except Exception:  # the note is best effort; the metric and log already tell
-                log.exception("could not record the failed load in the registry")
+            self._fail(version, revision, role, str(exc))
             return None
         self._failed.pop(version, None)
         self._why.pop(version, None)
         self._loaded[version] = model
         log.info("loaded %s (sha256 %s) as %s", model.ref, model.sha256[:12], role)
         return model
+
+    def _get_shadow(self, version: str, revision: int) -> ModelBytes | None:
+        """The verified bytes of shadow ``version`` (the sidecar loads them); None when they
+        cannot be had (reported)."""
+        if self._failed.get(version) == revision:  # the sidecar could not load it, or a read
+            return None
+        held = self._shadows.get(version)
+        if held is not None:
+            return held
+        loaded = self._loaded.get(version)
+        if loaded is not None:  # a production version, now in shadow
+            return ModelBytes.of(loaded)
+        try:
+            manifest = self._source.manifest(self._name, version)
+            held = ModelBytes(manifest, self._source.artifact(self._name, version), time.time())
+        except ArtifactStoreUnavailable as exc:
+            self._unavailable(version, "shadow", exc)
+            return None
+        except RegistryError as exc:
+            self._fail(version, revision, "shadow", str(exc))
+            return None
+        self._failed.pop(version, None)
+        self._why.pop(version, None)
+        log.info("fetched %s (sha256 %s) for the sidecar, as shadow", held.ref, held.sha256[:12])
+        return held
+
+    def _unavailable(self, version: str, role: str, exc: ArtifactStoreUnavailable) -> None:
+        self._store_down = True
+        self._metrics.swap_failures.labels(role).inc()
+        log.warning("could not load %s:%s as %s, retrying: %s", self._name, version, role, exc)
+
+    def _fail(self, version: str, revision: int, role: str, reason: str) -> None:
+        """Report that ``version`` cannot be loaded as ``role`` (once per revision: metric,
+        log, registry note); it is not tried again until the revision moves."""
+        message = f"{self._actor} could not load {self._name}:{version} as {role}: {reason}"
+        self._why[version] = message
+        if self._failed.get(version) == revision:  # a retry: reported the first time
+            log.warning("%s (tried again)", message)
+            return
+        self._failed[version] = revision
+        self._metrics.swap_failures.labels(role).inc()
+        log.error("%s; keeping the current models", message)
+        try:
+            self._source.note(self._name, version, message, actor=self._actor)
+        except Exception:  # the note is best effort; the metric and log already tell
+            log.exception("could not record the failed load in the registry")
 
     def _report(self, old: ModelSet, new: ModelSet) -> None:
         metrics = self._metrics
@@ -321,8 +389,8 @@ class ModelLoader:
                 model.loaded_at
             )
         for slot in new.shadows:
-            model = slot.model
-            metrics.model_info.labels("shadow", model.version, model.sha256).set(model.loaded_at)
+            shadow = slot.model
+            metrics.model_info.labels("shadow", shadow.version, shadow.sha256).set(shadow.loaded_at)
         metrics.set_production_created(
             None
             if new.production is None

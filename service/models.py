@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -104,6 +105,38 @@ class LoadedModel:
 
     def __repr__(self) -> str:
         return f"LoadedModel({self.ref}, sha256={self.sha256[:12]})"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelBytes:
+    """A version as the registry verified it (its manifest and its checksum-checked ONNX bytes)
+    and not loaded: what the scorer holds of a shadow.
+
+    Only the sidecar process runs shadows, so only it builds their sessions (and replays their
+    golden examples, :func:`load_model`); the scorer hands these bytes over.  Building a session
+    in the scorer would cost its event loop: the loading thread's share of the interpreter lock,
+    and on a busy machine its CPU, in the very second the shadow set changes."""
+
+    manifest: Manifest
+    artifact: bytes
+    loaded_at: float  # when the scorer fetched it (``shadowline_model_info``)
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    @property
+    def ref(self) -> str:
+        return self.manifest.ref
+
+    @property
+    def sha256(self) -> str:
+        return self.manifest.sha256 or ""
+
+    @classmethod
+    def of(cls, model: LoadedModel) -> ModelBytes:
+        """What the scorer needs of ``model`` to hand it to the sidecar as a shadow."""
+        return cls(model.manifest, model.artifact, model.loaded_at)
 
 
 def schema_key(manifest: Manifest) -> str:

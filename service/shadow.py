@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from registry.records import SCORE_SCHEMA_VERSION
-from service.live import ShadowSlot
+from service.live import ShadowModel, ShadowSlot
 from service.models import Feeds, LoadedModel
 from service.priority import low_priority_executor
 from service.tally import Tally
@@ -60,7 +60,9 @@ class Scored(NamedTuple):
     exploration_share: float = 0.0
 
 
-def sample(slots: tuple[ShadowSlot, ...], n: int, rng: random.Random) -> list[list[int]]:
+def sample(
+    slots: tuple[ShadowSlot[ShadowModel], ...], n: int, rng: random.Random
+) -> list[list[int]]:
     """For each shadow, the indices (of ``n`` requests) it scores, each kept with its rate."""
     picked = []
     for slot in slots:
@@ -148,7 +150,7 @@ class ShadowRunner:
 
     def run(
         self,
-        slots: tuple[ShadowSlot, ...],
+        slots: tuple[ShadowSlot[LoadedModel], ...],
         batch: list[Scored],
         rng: random.Random,
         *,

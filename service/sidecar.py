@@ -36,6 +36,7 @@ import multiprocessing
 import signal
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event as ProcessEvent
@@ -43,6 +44,7 @@ from typing import Protocol
 
 from service.live import LiveModels, ShadowSlot
 from service.metrics import ServiceMetrics
+from service.models import ModelBytes
 from service.pipe import Batch, Message, PipeError, Report, ShadowSet, ShadowSpec, Stop
 from service.pipe import receive as receive_message
 from service.pipe import send as send_message
@@ -54,7 +56,7 @@ from service.sidecar_loop import (
     run_sidecar_loop,
     sidecar_process_main,
 )
-from service.tally import Tally, apply_tally
+from service.tally import Tally, apply_tally, new_load_failures
 
 log = logging.getLogger(__name__)
 StopEvent = ProcessEvent | threading.Event
@@ -112,7 +114,9 @@ class Sidecar:
     pipe between them holds a few hundred KiB more, bounded by the kernel.
     ``in_process=True`` runs the sidecar loop in a thread instead of a child process (tests;
     same code, same pipes).  ``producer`` builds each sidecar's producer (in a child process:
-    a picklable module-level callable).
+    a picklable module-level callable).  ``on_load_failure(version, why)`` hears, on the
+    reader thread, of each shadow the sidecar could not load
+    (:meth:`service.loader.ModelLoader.shadow_failed`).
     """
 
     def __init__(
@@ -127,8 +131,10 @@ class Sidecar:
         batch_wait_s: float = 0.005,
         in_process: bool = False,
         producer: ProducerFactory = open_producer,
+        on_load_failure: Callable[[str, str], None] | None = None,
     ) -> None:
         self.config = config
+        self._on_load_failure = on_load_failure
         self._producer = producer
         self._live = live
         self._metrics = metrics
@@ -312,6 +318,9 @@ class Sidecar:
             old, gen.tally = gen.tally, snapshot
             gen.reported.set()
             apply_tally(self._metrics, old, snapshot)
+            if self._on_load_failure is not None:
+                for version, why in new_load_failures(old, snapshot):
+                    self._on_load_failure(version, why)
 
     def _kill(self, gen: _Generation, timeout_s: float) -> None:
         child = gen.child
@@ -424,7 +433,7 @@ def _send(gen: _Generation, message: Message) -> bool:
     return True
 
 
-def _specs(slots: tuple[ShadowSlot, ...], sent: set[str]) -> tuple[ShadowSpec, ...]:
+def _specs(slots: tuple[ShadowSlot[ModelBytes], ...], sent: set[str]) -> tuple[ShadowSpec, ...]:
     """The shadow set; ONNX bytes only for versions the sidecar has not been sent."""
     return tuple(
         ShadowSpec(

@@ -10,20 +10,23 @@ kafka-python).
 
 Why a process: in the scorer's process this work held the GIL the event loop needed, and
 production's p99 at half the maximum rate grew 3.6x with 3 shadows (docs/benchmarks.md, before
-this design); here it runs on the other core.  The price is a second copy of each shadow model
-(the scorer loads and checks it first, for readiness and the registry's notes) and a pickle of
-about 1 us per transaction in the scorer.
+this design); here it runs on the other core.  The price is a pickle of about 1 us per
+transaction in the scorer.  Only this process builds the shadows' sessions: the scorer holds
+their verified bytes (:class:`service.models.ModelBytes`), so a shadow-set change costs its
+event loop nothing but the hand-over.
 
 Two one-way pipes, carrying the messages of :mod:`service.pipe`: from the scorer, batches of
 scored transactions, the shadow set whenever it changes (a version's ONNX bytes only the first
-time; a version that fails to load here is an error entry, ``load``, on the records it should
-have scored) and stop; from here, a :class:`service.tally.Tally` snapshot every
-``stats_interval_s`` and once more at exit, read by a thread of the scorer's that does nothing
-else.  Records go out through :class:`service.outbox.Outbox`: to the producer (any
-:class:`RecordProducer`; :func:`service.producer.open_producer` unless the caller passes
-another factory), or, while it has no broker, no room, or records wait before them, to the local
-spool.  When neither can take more (the spool full or off), the loop stops reading batches:
-that pipe fills, and the scorer drops (and counts) what it cannot hand over.
+time; a version that fails to load here, its session or its golden examples, is an error entry,
+``load``, on the records it should have scored, and goes back to the scorer in the tally's
+``load_failures``: the scorer reports it and leaves it out) and stop; from here, a
+:class:`service.tally.Tally` snapshot every ``stats_interval_s`` and once more at exit, read by
+a thread of the scorer's that does nothing else. Records go out through
+:class:`service.outbox.Outbox`: to the producer (any :class:`RecordProducer`;
+:func:`service.producer.open_producer` unless the caller passes another factory), or, while it
+has no broker, no room, or records wait before them, to the local spool. When neither can take
+more (the spool full or off), the loop stops reading batches: that pipe fills, and the scorer
+drops (and counts) what it cannot hand over.
 
 Shedding.  The shadows get what CPU is left (their threads run at a lower priority still,
 ``shadow_niceness``); when that is not enough, batches arrive here later and later.  The loop
@@ -242,6 +245,7 @@ class SidecarLoop:
             except ModelLoadError as exc:
                 log.error("sidecar: cannot load shadow %s: %s", spec.version, exc)
                 self._load_errors[spec.version] = f"error: the sidecar cannot load it ({exc})"
+                self.tally.load_failed(spec.version, exc.reason)  # the scorer leaves it out
         self._loaded = {v: m for v, m in self._loaded.items() if v in wanted}
         self._load_errors = {v: e for v, e in self._load_errors.items() if v in wanted}
         self._runner.retain(set(self._loaded))

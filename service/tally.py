@@ -69,10 +69,17 @@ class Tally:
     decisions: dict[tuple[str, str], int] = field(default_factory=dict)  # (version, decision)
     inference: dict[str, Histo] = field(default_factory=dict)  # version -> seconds per call
     scores: dict[str, Histo] = field(default_factory=dict)  # version -> shadow scores
+    # Shadows this sidecar could not load: version -> (times, why the last time).  The scorer
+    # reports each new one as a failed load and leaves that shadow out (service.loader).
+    load_failures: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     def shadow_error(self, version: str, kind: str, n: int = 1) -> None:
         key = (version, kind)
         self.shadow_errors[key] = self.shadow_errors.get(key, 0) + n
+
+    def load_failed(self, version: str, why: str) -> None:
+        times, _ = self.load_failures.get(version, (0, ""))
+        self.load_failures[version] = (times + 1, why)
 
     def record_failed(self, kind: str) -> None:
         self.records_failed[kind] = self.records_failed.get(kind, 0) + 1
@@ -91,6 +98,15 @@ class Tally:
 
     def snapshot(self) -> Tally:
         return copy.deepcopy(self)
+
+
+def new_load_failures(old: Tally, new: Tally) -> list[tuple[str, str]]:
+    """The shadows ``new`` failed to load since ``old`` (both of the same sidecar), with why."""
+    return [
+        (version, why)
+        for version, (times, why) in new.load_failures.items()
+        if times > old.load_failures.get(version, (0, ""))[0]
+    ]
 
 
 def apply_tally(metrics: ServiceMetrics, old: Tally, new: Tally) -> None:

@@ -16,7 +16,7 @@ import pytest
 from registry.records import ScoreRecord
 from service.live import LiveModels, ModelSet, ShadowSlot
 from service.metrics import ServiceMetrics
-from service.models import LoadedModel
+from service.models import ModelBytes
 from service.producer import ProducerConfig, broker_accepts
 from service.shadow import Scored
 from service.sidecar import Sidecar
@@ -35,6 +35,7 @@ def make_sidecar(
     *,
     queue_size: int = 100,
     in_process: bool = True,
+    on_load_failure: Callable[[str, str], None] | None = None,
     **config: Any,
 ) -> Sidecar:
     producer = ProducerConfig(servers=servers, topic=topic, max_in_flight=1000)
@@ -45,6 +46,7 @@ def make_sidecar(
         queue_size=queue_size,
         batch_wait_s=0.001,
         in_process=in_process,
+        on_load_failure=on_load_failure,
     )
 
 
@@ -63,7 +65,7 @@ def test_transactions_reach_the_topic_with_shadow_scores(
     kafka_bootstrap: str, make_topic: Callable[..., str], metrics: ServiceMetrics
 ) -> None:
     prod, challenger = build("v1"), build("v2", bias=-1.0)
-    live = LiveModels(ModelSet(1, prod, (ShadowSlot(challenger, 1.0),)))
+    live = LiveModels(ModelSet(1, prod, (ShadowSlot(ModelBytes.of(challenger), 1.0),)))
     topic = make_topic("scores")
     sidecar = make_sidecar(metrics, (kafka_bootstrap,), topic, live)
     sidecar.start()
@@ -100,7 +102,7 @@ def test_the_sidecar_process_delivers_and_reports(
     kafka_bootstrap: str, make_topic: Callable[..., str], metrics: ServiceMetrics
 ) -> None:
     prod, challenger = build("v1"), build("v2", bias=-1.0)
-    live = LiveModels(ModelSet(1, prod, (ShadowSlot(challenger, 1.0),)))
+    live = LiveModels(ModelSet(1, prod, (ShadowSlot(ModelBytes.of(challenger), 1.0),)))
     topic = make_topic("scores")
     sidecar = make_sidecar(metrics, (kafka_bootstrap,), topic, live, in_process=False)
     sidecar.start()
@@ -120,22 +122,32 @@ def test_the_sidecar_process_delivers_and_reports(
 def test_a_changed_shadow_set_reaches_the_sidecar(
     kafka_bootstrap: str, make_topic: Callable[..., str], metrics: ServiceMetrics
 ) -> None:
-    # A version the scorer loaded but the sidecar cannot (its bytes are not ONNX) is an error
-    # entry on the records, counted, and costs the other shadow nothing.
+    # A version the sidecar cannot load (its bytes are not ONNX) is an error entry on the
+    # records, counted, costs the other shadow nothing, and is reported back to the scorer once.
     prod, challenger = build("v1"), build("v2", bias=-1.0)
-    unloadable = LoadedModel(build("v3").manifest, prod._session, 0.0, artifact=b"not onnx")
+    unloadable = ModelBytes(build("v3").manifest, b"not onnx", 0.0)
     live = LiveModels(ModelSet(1, prod))
     topic = make_topic("scores")
-    sidecar = make_sidecar(metrics, (kafka_bootstrap,), topic, live)
+    failures: list[tuple[str, str]] = []
+    sidecar = make_sidecar(
+        metrics, (kafka_bootstrap,), topic, live, on_load_failure=lambda *f: failures.append(f)
+    )
     sidecar.start()
     submit_all(sidecar, scored(prod, 3), prefix="before")
     assert sidecar.drain()
-    live.swap(ModelSet(2, prod, (ShadowSlot(challenger, 1.0), ShadowSlot(unloadable, 1.0))))
+    shadows = (ShadowSlot(ModelBytes.of(challenger), 1.0), ShadowSlot(unloadable, 1.0))
+    live.swap(ModelSet(2, prod, shadows))
     submit_all(sidecar, scored(prod, 3), prefix="after")
     records = read_records(kafka_bootstrap, topic, until=lambda r: len(r) >= 6)
     assert wait_until(lambda: sample_value(metrics, "shadowline_kafka_sent_total") == 6)
+    assert wait_until(lambda: bool(failures))
+    submit_all(sidecar, scored(prod, 3), prefix="later")  # more reports: no second failure
+    assert wait_until(lambda: sample_value(metrics, "shadowline_kafka_sent_total") == 9)
     sidecar.close()
-    for record in records:
+    [(version, why)] = failures
+    assert version == "v3"
+    assert why.startswith("onnxruntime cannot load the artifact")
+    for record in records[:6]:
         if record.transaction_id.startswith("before"):
             assert not record.shadows
             continue
@@ -147,15 +159,15 @@ def test_a_changed_shadow_set_reaches_the_sidecar(
         assert v3.score is None
         assert v3.error is not None
         assert v3.error.startswith("error: the sidecar cannot load it")
-    errors = {"version": "v3", "kind": "load"}
-    assert sample_value(metrics, "shadowline_shadow_errors_total", errors) == 3
+    errors = {"version": "v3", "kind": "load"}  # "after" and "later": nobody left it out here
+    assert sample_value(metrics, "shadowline_shadow_errors_total", errors) == 6
 
 
 def test_late_batches_shed_their_shadows_and_still_send_records(
     kafka_bootstrap: str, make_topic: Callable[..., str], metrics: ServiceMetrics
 ) -> None:
     prod, challenger = build("v1"), build("v2")
-    live = LiveModels(ModelSet(1, prod, (ShadowSlot(challenger, 1.0),)))
+    live = LiveModels(ModelSet(1, prod, (ShadowSlot(ModelBytes.of(challenger), 1.0),)))
     topic = make_topic("scores")
     sidecar = make_sidecar(metrics, (kafka_bootstrap,), topic, live, max_lag_s=1.0)
     sidecar.start()
@@ -184,7 +196,7 @@ def test_a_record_that_cannot_be_encoded_costs_no_other_record(
         deep = [deep]
     items[1] = items[1]._replace(inputs={**items[1].inputs, "note": deep})
     items[3] = items[3]._replace(transaction_id="t3-\ud800")
-    live = LiveModels(ModelSet(1, prod, (ShadowSlot(challenger, 1.0),)))
+    live = LiveModels(ModelSet(1, prod, (ShadowSlot(ModelBytes.of(challenger), 1.0),)))
     topic = make_topic("scores")
     sidecar = make_sidecar(metrics, (kafka_bootstrap,), topic, live)
     sidecar.start()
