@@ -151,6 +151,7 @@ SCORER_COUNTERS = {
 SHADOW_ERROR_KINDS = ("timeout", "busy", "shed", "error", "input", "load")
 LAG = "shadowline_event_loop_lag_seconds"
 HOLD = "shadowline_event_loop_hold_seconds"
+BLOCKED = "shadowline_event_loop_blocked_seconds"
 LAG_LIMIT = "0.002"  # the bucket bound of issue 12's 2 ms
 
 
@@ -188,6 +189,12 @@ def scorer_deltas(before: Series, after: Series) -> dict[str, Any]:
             out["loop_lag"]["holds_over_2ms"] = holds - grew(f"{HOLD}_bucket", le=LAG_LIMIT)
             out["loop_lag"]["hold_max_ms"] = round(
                 1000 * select(after, "shadowline_event_loop_hold_max_seconds"), 2
+            )
+        blocked = grew(f"{BLOCKED}_count")
+        if blocked > 0:  # the part of each hold the loop waited for the process's other threads
+            out["loop_lag"]["blocked_over_2ms"] = blocked - grew(f"{BLOCKED}_bucket", le=LAG_LIMIT)
+            out["loop_lag"]["blocked_max_ms"] = round(
+                1000 * select(after, "shadowline_event_loop_blocked_max_seconds"), 2
             )
     return out
 

@@ -147,11 +147,14 @@ def change_sections(results: dict[str, Any]) -> list[str]:
         "resolution: readings are up to 1 ms high). The hold is the same reading without the "
         "time the loop's thread waited in the run queue for a core (Linux schedstat): the time "
         "work in the scorer's process held the loop, which the 2 ms target judges; the lag "
-        "also counts the machine's other processes. Each repetition's value.",
+        "also counts the machine's other processes. The blocked part of a hold is the time "
+        "the loop's thread neither ran nor waited for a core (beyond one timer interval): "
+        "the loop held up by the process's other threads (a model load, the hand-over to the "
+        "sidecar), not by its own callbacks (the requests). Each repetition's value.",
         "",
-        "| scenario | largest hold ms | holds > 2 ms | largest lag ms | wakes > 2 ms late "
-        "| wakes |",
-        "|---|---|---|---|---|---|",
+        "| scenario | largest hold ms | holds > 2 ms | of which blocked > 2 ms "
+        "| largest blocked ms | largest lag ms | wakes > 2 ms late | wakes |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for key in LAG_SCENARIOS:
         lags = [rep[key]["scorer"].get("loop_lag") for rep in results["reps"] if key in rep]
@@ -160,6 +163,8 @@ def change_sections(results: dict[str, Any]) -> list[str]:
             out.append(
                 f"| {key} | {_list([x.get('hold_max_ms', math.nan) for x in lags], 1)} | "
                 f"{_list([x.get('holds_over_2ms', math.nan) for x in lags], 0)} | "
+                f"{_list([x.get('blocked_over_2ms', math.nan) for x in lags], 0)} | "
+                f"{_list([x.get('blocked_max_ms', math.nan) for x in lags], 1)} | "
                 f"{_list([x['max_ms'] for x in lags], 1)} | "
                 f"{_list([x['over_2ms'] for x in lags], 0)} | "
                 f"{_list([x['wakes'] for x in lags], 0)} |"

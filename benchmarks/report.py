@@ -296,6 +296,17 @@ def count_targets(results: dict[str, Any], ran: bool) -> list[dict[str, Any]]:
     ]
     lag_max = max(_lag("max_ms", "max_ms"), default=math.nan)
     hold_max = max(_lag("hold_max_ms", "max_ms"), default=math.nan)
+    # The part of those holds the loop waited for the scorer's other threads (a model load,
+    # the hand-over to the sidecar): what the changes themselves cost it.  Runs before the
+    # probe split holds have none.
+    split = [
+        lag
+        for rep in reps
+        for k in ("change", "promotions")
+        if k in rep and (lag := rep[k]["scorer"].get("loop_lag")) and "blocked_max_ms" in lag
+    ]
+    blocked = sum(lag["blocked_over_2ms"] for lag in split)
+    blocked_max = max((lag["blocked_max_ms"] for lag in split), default=math.nan)
     has_lag = any("loop_lag" in rep.get("change", {}).get("scorer", {}) for rep in reps)
     ramp = results.get("ramp") or {}
     start, heavy = ramp.get("shed_starts_at"), ramp.get("heavy_shed_starts_at")
@@ -322,7 +333,13 @@ def count_targets(results: dict[str, Any], ran: bool) -> list[dict[str, Any]]:
             " wait)",
             holds,
             f"largest hold {hold_max:.1f} ms; largest lag, waits for a core included,"
-            f" {lag_max:.1f} ms",
+            f" {lag_max:.1f} ms"
+            + (
+                f"; of the holds, {blocked:.0f} blocked by the scorer's other threads over"
+                f" 2 ms (largest {blocked_max:.1f} ms), the rest the loop's own work"
+                if not math.isnan(blocked_max)
+                else ""
+            ),
         ),
         _count(
             "ramp",

@@ -19,6 +19,15 @@ loop thread's run-queue wait (``/proc/thread-self/schedstat``) and records the l
 as the **hold**: ``shadowline_event_loop_hold_seconds`` and its ``_max`` gauge.  On a shared
 machine the lag counts preemption; the hold does not.
 
+A hold has two kinds of cause: the loop's own work (its callbacks: requests, or anything run on
+the loop) and another thread of this process holding the GIL (a model load, the sidecar's
+hand-over) while the loop's thread sleeps waiting for it.  The same file also gives the loop
+thread's CPU time, so each wake splits its period into time run, time queued for a core and
+time **blocked** (neither: asleep, waiting for the GIL or in a blocking call).  Only up to one
+interval of that can be the loop idling until its timer, so the part of the hold beyond it is
+recorded as ``shadowline_event_loop_blocked_seconds`` (and its ``_max`` gauge): the loop held
+up by other threads, not by its own callbacks.  It may read up to a timer tick (1 ms) high.
+
 Off by default (``SHADOWLINE_LAG_PROBE``): a thousand wake-ups a second cost about 2% of a
 core (measured with uvloop on the bench machine).  The schedstat file is opened once, on the
 loop's thread (the open file stays bound to the thread that opened it), and read with one
@@ -72,6 +81,18 @@ class RunQueueWait:
         line = self.line()
         return None if line is None else _wait_s(line)
 
+    def times(self) -> tuple[float | None, float | None]:
+        """The creator's run-queue wait and its time run on a core so far, in seconds, from one
+        read (each None when unknown)."""
+        line = self.line()
+        if line is None:
+            return None, None
+        try:
+            ran = int(line.split()[0]) / 1e9
+        except (IndexError, ValueError):
+            ran = None
+        return _wait_s(line), ran
+
     def line(self) -> bytes | None:
         """The creator's schedstat line (run time, run-queue wait, time slices), or None."""
         fd = self._fd
@@ -95,7 +116,7 @@ class _PeakCollector(Collector):
         self._probe = probe
 
     def collect(self) -> Iterator[Metric]:
-        lag, hold = self._probe.take_peaks()
+        lag, hold, blocked = self._probe.take_all_peaks()
         yield GaugeMetricFamily(
             "shadowline_event_loop_lag_max_seconds",
             "Largest event-loop lag seen since the previous scrape (reset by each scrape).",
@@ -106,6 +127,12 @@ class _PeakCollector(Collector):
             "Largest event-loop lag without the loop thread's run-queue wait since the previous "
             "scrape (reset by each scrape).",
             value=hold,
+        )
+        yield GaugeMetricFamily(
+            "shadowline_event_loop_blocked_max_seconds",
+            "Largest part of a hold the loop's thread spent blocked (waiting for another "
+            "thread of this process) since the previous scrape (reset by each scrape).",
+            value=blocked,
         )
 
 
@@ -118,14 +145,17 @@ class LagProbe:
         interval_s: float = 0.001,
         clock: Callable[[], float] = time.perf_counter,
         waited: Callable[[], float | None] | None = None,
+        ran: Callable[[], float | None] | None = None,
     ) -> None:
         if interval_s <= 0:
             raise ValueError(f"the lag probe's interval must be positive, not {interval_s}")
         self.interval_s = interval_s
         self._clock = clock
         self._waited = waited
+        self._ran = ran
         self._peak = 0.0
         self._hold_peak = 0.0
+        self._blocked_peak = 0.0
         self._registry = registry
         self.histogram = Histogram(
             "shadowline_event_loop_lag_seconds",
@@ -141,21 +171,39 @@ class LagProbe:
             buckets=LAG_BUCKETS,
             registry=None,
         )
+        self.blocked = Histogram(
+            "shadowline_event_loop_blocked_seconds",
+            "The part of the hold the loop's thread spent blocked, not running (Linux): how "
+            "long other threads of this process held the loop up.",
+            buckets=LAG_BUCKETS,
+            registry=None,
+        )
         self._peak_collector = _PeakCollector(self)
         registry.register(self.histogram)
         registry.register(self.holds)
+        registry.register(self.blocked)
         registry.register(self._peak_collector)
 
-    def observe(self, lag_s: float, queued_s: float | None = None) -> None:
+    def observe(
+        self, lag_s: float, queued_s: float | None = None, blocked_s: float | None = None
+    ) -> None:
         """Record one wake-up that came ``lag_s`` late, ``queued_s`` of it waiting for a core
-        (None: unknown, no hold recorded); negative readings count as 0."""
+        (None: unknown, no hold recorded), after a period in which the loop's thread was
+        ``blocked_s`` neither running nor queued (None: unknown); negative readings count
+        as 0."""
         lag_s = max(0.0, lag_s)
         self.histogram.observe(lag_s)
         self._peak = max(self._peak, lag_s)
-        if queued_s is not None:
-            hold_s = max(0.0, lag_s - queued_s)
-            self.holds.observe(hold_s)
-            self._hold_peak = max(self._hold_peak, hold_s)
+        if queued_s is None:
+            return
+        hold_s = max(0.0, lag_s - queued_s)
+        self.holds.observe(hold_s)
+        self._hold_peak = max(self._hold_peak, hold_s)
+        if blocked_s is not None:
+            # Up to one interval of the blocked time can be the loop idling until its timer.
+            held_up_s = min(hold_s, max(0.0, blocked_s - self.interval_s))
+            self.blocked.observe(held_up_s)
+            self._blocked_peak = max(self._blocked_peak, held_up_s)
 
     def take_peak(self) -> float:
         """The largest lag since the previous call, and start a new period."""
@@ -163,8 +211,13 @@ class LagProbe:
 
     def take_peaks(self) -> tuple[float, float]:
         """The largest lag and the largest hold since the previous call; a new period."""
-        peaks = (self._peak, self._hold_peak)
-        self._peak = self._hold_peak = 0.0
+        lag, hold, _ = self.take_all_peaks()
+        return lag, hold
+
+    def take_all_peaks(self) -> tuple[float, float, float]:
+        """The largest lag, hold and blocked part since the previous call; a new period."""
+        peaks = (self._peak, self._hold_peak, self._blocked_peak)
+        self._peak = self._hold_peak = self._blocked_peak = 0.0
         return peaks
 
     async def run(self) -> None:
@@ -175,31 +228,38 @@ class LagProbe:
         if self._waited is None:
             reader = RunQueueWait()
             try:
-                await self._measure(reader)
+                await self._measure(reader.times)
             finally:
                 reader.close()
         else:
-            await self._measure(self._waited)
+            waited, ran = self._waited, self._ran
+            await self._measure(lambda: (waited(), None if ran is None else ran()))
 
-    async def _measure(self, read_waited: Callable[[], float | None]) -> None:
+    async def _measure(self, read: Callable[[], tuple[float | None, float | None]]) -> None:
+        """Wake every interval; ``read`` gives the loop thread's run-queue wait and run time
+        so far (each None when unknown)."""
         loop = asyncio.get_running_loop()
         stopped: asyncio.Future[None] = loop.create_future()
         handle: asyncio.TimerHandle | None = None
 
-        def wake(asked_at: float, waited_before: float | None) -> None:
+        def wake(asked_at: float, waited_before: float | None, ran_before: float | None) -> None:
             nonlocal handle
             try:
-                waited = read_waited()
-                queued = None if waited is None or waited_before is None else waited - waited_before
+                waited, ran = read()
                 now = self._clock()
-                self.observe(now - asked_at - self.interval_s, queued)
+                queued = blocked = None
+                if waited is not None and waited_before is not None:
+                    queued = waited - waited_before
+                    if ran is not None and ran_before is not None:
+                        blocked = (now - asked_at) - (ran - ran_before) - queued
+                self.observe(now - asked_at - self.interval_s, queued, blocked)
                 # This wake's readings start the next interval: one schedstat read a wake.
-                handle = loop.call_later(self.interval_s, wake, now, waited)
+                handle = loop.call_later(self.interval_s, wake, now, waited, ran)
             except Exception as exc:  # a broken clock ends the probe, not the loop
                 if not stopped.done():
                     stopped.set_exception(exc)
 
-        handle = loop.call_later(self.interval_s, wake, self._clock(), read_waited())
+        handle = loop.call_later(self.interval_s, wake, self._clock(), *read())
         try:
             await stopped
         finally:
@@ -207,7 +267,7 @@ class LagProbe:
 
     def close(self) -> None:
         """Take the metrics off the registry (a new probe may register them again)."""
-        for collector in (self.histogram, self.holds, self._peak_collector):
+        for collector in (self.histogram, self.holds, self.blocked, self._peak_collector):
             with contextlib.suppress(KeyError):
                 self._registry.unregister(collector)
 

@@ -25,6 +25,7 @@ from benchmarks.checks import (
     worst_second,
 )
 from benchmarks.load import parse_exposition, scorer_deltas, select
+from benchmarks.report import count_targets
 
 
 def _timeline(*p99s: float, completed: int = 1000) -> list[dict[str, Any]]:
@@ -108,6 +109,31 @@ def test_scorer_deltas_count_shadow_outcomes_and_loop_lag_by_label() -> None:
     assert got["shadow_outcomes"]["timeout"] == 0.0
     assert got["loop_lag"] == {"wakes": 500.0, "over_2ms": 10.0, "max_ms": 12.5}
     assert "loop_lag" not in scorer_deltas({}, {})  # a scorer without the probe
+
+
+SPLIT = """shadowline_event_loop_lag_seconds_bucket{le="0.002"} 900.0
+shadowline_event_loop_lag_seconds_count 1000.0
+shadowline_event_loop_lag_max_seconds 0.02
+shadowline_event_loop_hold_seconds_bucket{le="0.002"} 950.0
+shadowline_event_loop_hold_seconds_count 1000.0
+shadowline_event_loop_hold_max_seconds 0.015
+shadowline_event_loop_blocked_seconds_bucket{le="0.002"} 997.0
+shadowline_event_loop_blocked_seconds_count 1000.0
+shadowline_event_loop_blocked_max_seconds 0.004
+"""
+
+
+def test_the_holds_and_their_blocked_part_are_read_and_reported() -> None:
+    # 50 holds over 2 ms, 3 of them blocked by other threads over 2 ms: the looplag target
+    # still counts the 50, and its note says how many the other threads caused.
+    loop_lag = scorer_deltas({}, parse_exposition(SPLIT))["loop_lag"]
+    assert loop_lag["holds_over_2ms"] == 50.0
+    assert loop_lag["blocked_over_2ms"] == 3.0
+    assert loop_lag["blocked_max_ms"] == 4.0
+    rep = {k: {"scorer": {"loop_lag": loop_lag}} for k in ("change", "promotions")}
+    [target] = [t for t in count_targets({"reps": [rep]}, ran=True) if t["key"] == "looplag"]
+    assert target["per_rep"] == [100.0]
+    assert "6 blocked by the scorer's other threads over 2 ms (largest 4.0 ms)" in target["note"]
 
 
 CHILD = """

@@ -4,6 +4,7 @@ when SHADOWLINE_LAG_PROBE is on (and not when it is off)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 
@@ -109,6 +110,64 @@ def test_the_hold_leaves_out_the_time_the_loop_waited_for_a_core() -> None:
     lag, hold = probe.take_peaks()
     assert lag == pytest.approx(0.006)
     assert hold == pytest.approx(0.003)
+
+
+def test_the_blocked_part_of_a_hold_is_what_the_loop_thread_neither_ran_nor_queued() -> None:
+    registry = CollectorRegistry()
+    # A 7 ms period (6 ms late) with 1 ms run and nothing queued: 6 ms blocked, of which one
+    # interval may be idling until the timer, so 5 ms held up by other threads.  Then a 4 ms
+    # period (3 ms late) with 2.5 ms run: 1.5 ms blocked, 0.5 ms of it held up; the rest of
+    # that hold is the loop's own work.
+    probe = LagProbe(
+        registry,
+        0.001,
+        clock=_clock([0.0, 0.007, 0.011]),
+        waited=_clock([0.0, 0.0, 0.0]),
+        ran=_clock([0.0, 0.001, 0.0035]),
+    )
+    with pytest.raises(_Exhausted):
+        asyncio.run(probe.run())
+    assert registry.get_sample_value("shadowline_event_loop_blocked_seconds_count") == 2.0
+    within_2ms = registry.get_sample_value(
+        "shadowline_event_loop_blocked_seconds_bucket", {"le": "0.002"}
+    )
+    assert within_2ms == 1.0
+    assert registry.get_sample_value("shadowline_event_loop_blocked_seconds_sum") == pytest.approx(
+        0.0055
+    )
+    lag, hold, blocked = probe.take_all_peaks()
+    assert (lag, hold, blocked) == pytest.approx((0.006, 0.006, 0.005))
+
+
+def test_another_thread_holding_the_gil_reads_as_blocked_and_the_loops_own_work_does_not() -> None:
+    """On the real loop: a C call that never lets go of the GIL (``sum`` over a range) in
+    another thread holds the loop up as blocked time; the same call on the loop is a hold the
+    loop ran itself."""
+    if not SCHEDSTAT.exists():
+        pytest.skip("no /proc/thread-self/schedstat here")
+
+    def hog() -> None:
+        sum(range(20_000_000))  # about 0.2 s in C, the GIL held throughout
+
+    async def measure(on_the_loop: bool) -> tuple[float, float, float]:
+        probe = LagProbe(CollectorRegistry(), 0.001)
+        task = asyncio.create_task(probe.run())
+        await asyncio.sleep(0.02)
+        if on_the_loop:
+            hog()
+        else:
+            await asyncio.to_thread(hog)
+        await asyncio.sleep(0.02)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return probe.take_all_peaks()
+
+    _, held, blocked = asyncio.run(measure(on_the_loop=False))
+    assert blocked > 0.05, (held, blocked)
+    _, held, blocked = asyncio.run(measure(on_the_loop=True))
+    assert held > 0.05
+    assert blocked < held / 4, (held, blocked)
 
 
 def test_the_run_queue_wait_of_this_thread_is_read_on_linux() -> None:
