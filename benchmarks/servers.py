@@ -181,7 +181,8 @@ def wait_for_scorer(
     production: str | None = None,
     timeout_s: float = 15.0,
 ) -> dict[str, Any]:
-    """Poll /readyz until the scorer serves ``production`` with ``shadows`` shadows."""
+    """Poll /readyz until the scorer serves ``production`` with ``shadows`` shadows, each
+    loaded by its sidecar (a run must not start while the sidecar still builds them)."""
     deadline = time.monotonic() + timeout_s
     body: dict[str, Any] = {}
     while time.monotonic() < deadline:
@@ -191,6 +192,7 @@ def wait_for_scorer(
         if (
             status == 200
             and (shadows is None or len(body.get("shadows", [])) == shadows)
+            and all(s.get("loaded", True) for s in body.get("shadows", []))
             and (production is None or prod == production)
         ):
             return body

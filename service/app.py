@@ -365,13 +365,19 @@ def _add_health_routes(app: FastAPI, parts: Components) -> None:
         model), without failing readiness on either: loaded models keep scoring."""
         current = parts.live.current
         production = current.production
+        loaded = parts.sink.shadows_loaded()
         body = {
             "ready": parts.live.warmed,
             "model_name": parts.settings.model_name,
             "revision": current.revision,
             "production": None if production is None else _describe(production),
             "shadows": [
-                {"version": slot.model.version, "rate": slot.rate} for slot in current.shadows
+                {
+                    "version": slot.model.version,
+                    "rate": slot.rate,
+                    "loaded": slot.model.version in loaded,
+                }
+                for slot in current.shadows
             ],
             # The scores topic's broker as the sidecar last saw it, and what waits in the
             # spool; like the registry's state, it never fails readiness.

@@ -120,7 +120,7 @@ _BATCH = BatchResponse(
 def _instances() -> list[BaseModel]:
     """One instance of every model the document names."""
     loaded = LoadedVersion(version="v7", sha256=SHA, loaded_at=1795944600.0)
-    shadow = ShadowRate(version="v8", rate=0.25)
+    shadow = ShadowRate(version="v8", rate=0.25, loaded=True)
     reachable = RegistryState(reachable=True, error=None)
     deployment = DeploymentView(
         name="fraud",

@@ -1,9 +1,11 @@
 """Lower the CPU priority of background threads, so production's requests and records go first.
 
 Linux keeps a nice value per thread: a thread can lower its own priority (raising its nice
-value needs no privilege) without touching the rest of the process.  The scorer's model loader
-and the sidecar's shadow threads use it: on a busy machine, loading or running a shadow model
-takes longer, and production's event loop and record sending do not wait for it.
+value needs no privilege) without touching the rest of the process.  The sidecar's shadow
+threads use it: on a busy machine, loading or running a shadow model takes longer, and the
+records do not wait for it.  Not the scorer's model loader: a thread below the event loop's
+priority that holds the GIL when the kernel preempts it holds the loop up with it
+(service.follower).
 """
 
 from __future__ import annotations

@@ -86,10 +86,12 @@ class LoadedVersion(BaseModel):
 
 
 class ShadowRate(BaseModel):
-    """A shadow version and the share of requests it scores."""
+    """A shadow version, the share of requests it scores, and whether the sidecar has loaded
+    it (false while it loads, or when it could not: ``shadowline_model_swap_failures_total``)."""
 
     version: str
     rate: float
+    loaded: bool
 
 
 class RegistryState(BaseModel):

@@ -75,6 +75,8 @@ class RecordSink(Protocol):
 
     def broker_state(self) -> dict[str, object]: ...
 
+    def shadows_loaded(self) -> tuple[str, ...]: ...
+
     def start(self) -> None: ...
 
     def close(self, timeout_s: float = 5.0) -> None: ...
@@ -177,6 +179,12 @@ class Sidecar:
             # A configured spool that could not be created (records then fail, counted).
             "spool_error": tally.spool_error or None,
         }
+
+    def shadows_loaded(self) -> tuple[str, ...]:
+        """For ``/readyz``: the shadows the sidecar has loaded and scores with (its last
+        report); a shadow in the set but not here is still loading, or failed to."""
+        gen = self._gen
+        return gen.tally.shadows_loaded if gen is not None else ()
 
     @property
     def queued_bytes(self) -> int:

@@ -250,6 +250,8 @@ class SidecarLoop:
         self._load_errors = {v: e for v, e in self._load_errors.items() if v in wanted}
         self._runner.retain(set(self._loaded))
         self._specs = specs
+        self.tally.shadows_loaded = tuple(s.version for s in specs if s.version in self._loaded)
+        self._report(force=True)  # the scorer shows at once which shadows score
 
     def process(self, batch: list[Scored], *, shed: str | None = None) -> None:
         """Shadow ``batch`` (unless ``shed``: the reason) and hand one record per transaction

@@ -72,6 +72,8 @@ class Tally:
     # Shadows this sidecar could not load: version -> (times, why the last time).  The scorer
     # reports each new one as a failed load and leaves that shadow out (service.loader).
     load_failures: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # The shadows it has loaded and scores with, in the set's order (/readyz: ``loaded``).
+    shadows_loaded: tuple[str, ...] = ()
 
     def shadow_error(self, version: str, kind: str, n: int = 1) -> None:
         key = (version, kind)

@@ -34,7 +34,10 @@ def test_a_scored_request_reaches_the_topic_with_shadow_scores(
     production.shadow("fraud", "v3", rate=1.0, actor="test")
     settings = make_settings(sidecar_process=True)
     with serving(create_app(settings, production)) as client:
-        assert wait_until(lambda: len(client.get("/readyz").json()["shadows"]) == 2)
+        # Both in the set, and both loaded by the sidecar process (it builds their sessions).
+        assert wait_until(
+            lambda: [s["loaded"] for s in client.get("/readyz").json()["shadows"]] == [True, True]
+        )
         answer = client.post("/v1/score", json={"transaction_id": "tx-42", "features": ROWS[0]})
         assert answer.status_code == 200
         records = read_records(

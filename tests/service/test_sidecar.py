@@ -135,12 +135,14 @@ def test_a_changed_shadow_set_reaches_the_sidecar(
     sidecar.start()
     submit_all(sidecar, scored(prod, 3), prefix="before")
     assert sidecar.drain()
+    assert sidecar.shadows_loaded() == ()
     shadows = (ShadowSlot(ModelBytes.of(challenger), 1.0), ShadowSlot(unloadable, 1.0))
     live.swap(ModelSet(2, prod, shadows))
     submit_all(sidecar, scored(prod, 3), prefix="after")
     records = read_records(kafka_bootstrap, topic, until=lambda r: len(r) >= 6)
     assert wait_until(lambda: sample_value(metrics, "shadowline_kafka_sent_total") == 6)
     assert wait_until(lambda: bool(failures))
+    assert sidecar.shadows_loaded() == ("v2",)  # /readyz: v3 in the set, not loaded
     submit_all(sidecar, scored(prod, 3), prefix="later")  # more reports: no second failure
     assert wait_until(lambda: sample_value(metrics, "shadowline_kafka_sent_total") == 9)
     sidecar.close()
