@@ -199,7 +199,9 @@ def sidecar_config(settings: ServiceSettings) -> SidecarConfig:
     spool = None
     if settings.spool_max_bytes:
         spool = SpoolConfig(
-            directory=settings.spool_dir,
+            # Absolute: the sidecar must find its spool whatever the working directory becomes
+            # later (an in-process sidecar that outlived its test once lost it to a chdir).
+            directory=str(Path(settings.spool_dir).resolve()),
             max_bytes=settings.spool_max_bytes,
             fsync_interval_s=settings.spool_fsync_interval_ms / 1000,
         )
