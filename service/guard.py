@@ -27,6 +27,14 @@ transactions; a replica that started after the promotion has no reference and ju
 ``block_rate``   the share of transactions blocked rose by more than the bound
 ``score_psi``    the PSI of the score histogram against the previous version's exceeds the bound
 
+The two share rules are judged beyond chance (:func:`rise_beyond`): a rise breaks its bound
+only when it exceeds it by ``noise_sigmas`` standard errors.  The guard looks once a second
+for the whole probation, so a point estimate against the bound would roll back a good model
+by chance sooner or later: at a block rate near 0.3 and 120 new transactions against 270,
+one standard error of the rise is 0.05, the default bound itself (a clean-clone CI run saw
+exactly that rollback of a retrained model).  ``tests/service/test_guard.py`` measures the
+false-rollback and detection rates over a whole probation of looks by simulation.
+
 Never flapping: only a version that became production by ``promote`` is on probation (a
 rollback's result never is), probation ends ``probation_s`` after the promotion (registry
 time), and after a guard rollback a Redis key holds every replica's guard for ``cooldown_s``.
@@ -36,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import socket
 import time
 from collections.abc import Callable
@@ -89,6 +98,7 @@ class Bounds:
     p99_floor_s: float
     max_block_rate: float
     max_psi: float
+    noise_sigmas: float  # how far beyond a share bound a rise must be, in standard errors
 
 
 @dataclass(frozen=True)
@@ -99,19 +109,43 @@ class Breach:
     numbers: str
 
 
+def rise_beyond(
+    new_hits: int, new_n: int, old_hits: int, old_n: int, bound: float, sigmas: float
+) -> float | None:
+    """The rise of a share from ``old_hits / old_n`` to ``new_hits / new_n`` at its lower end,
+    ``sigmas`` standard errors below the estimate, when that is above ``bound``; else None.
+
+    Agresti-Caffo: one hit and one miss are added to each side before the shares and the
+    standard error of their difference are taken, which keeps the error honest at shares near
+    0 or 1 (a plain Wald error is 0 there, and 3 errors of 100 against none would look certain).
+    """
+    new = (new_hits + 1) / (new_n + 2)
+    old = (old_hits + 1) / (old_n + 2)
+    error = math.sqrt(new * (1 - new) / (new_n + 2) + old * (1 - old) / (old_n + 2))
+    low = new - old - sigmas * error
+    return low if low > bound else None
+
+
 def judge(
     new: Counts, new_requests: Requests, old: Counts, old_requests: Requests, bounds: Bounds
 ) -> Breach | None:
     """The first rule ``new`` breaks against ``old`` (None: none, or too few transactions)."""
     n = bounds.min_requests
     if new_requests.total >= n:  # failed requests score nothing: judged on requests
-        rise = new_requests.error_ratio - old_requests.error_ratio
-        if rise > bounds.max_error_ratio:
+        low = rise_beyond(
+            new_requests.failed,
+            new_requests.total,
+            old_requests.failed,
+            old_requests.total,
+            bounds.max_error_ratio,
+            bounds.noise_sigmas,
+        )
+        if low is not None:
             return Breach(
                 "error_ratio",
                 f"5xx share {new_requests.error_ratio:.4f} of {new_requests.total} requests "
-                f"against {old_requests.error_ratio:.4f} before "
-                f"(bound +{bounds.max_error_ratio:g})",
+                f"against {old_requests.error_ratio:.4f} before: a rise of at least +{low:.4f} "
+                f"at {bounds.noise_sigmas:g} standard errors (bound +{bounds.max_error_ratio:g})",
             )
     if new.scored < n or old.scored < n:
         return None
@@ -122,11 +156,15 @@ def judge(
             f"model-call p99 {new_p99 * 1e3:.2f} ms against {old_p99 * 1e3:.2f} ms (bound "
             f"x{bounds.max_p99_ratio:g}, floor {bounds.p99_floor_s * 1e3:g} ms)",
         )
-    if new.block_rate - old.block_rate > bounds.max_block_rate:
+    low = rise_beyond(
+        new.blocked, new.scored, old.blocked, old.scored, bounds.max_block_rate, bounds.noise_sigmas
+    )
+    if low is not None:
         return Breach(
             "block_rate",
             f"block rate {new.block_rate:.4f} of {new.scored} transactions against "
-            f"{old.block_rate:.4f} of {old.scored} (bound +{bounds.max_block_rate:g})",
+            f"{old.block_rate:.4f} of {old.scored}: a rise of at least +{low:.4f} at "
+            f"{bounds.noise_sigmas:g} standard errors (bound +{bounds.max_block_rate:g})",
         )
     shift = psi(old.scores, new.scores)
     if shift > bounds.max_psi:

@@ -72,6 +72,7 @@ def guard_bounds(settings: ServiceSettings) -> Bounds:
         p99_floor_s=settings.guard_p99_floor_ms / 1000,
         max_block_rate=settings.guard_max_block_rate,
         max_psi=settings.guard_max_psi,
+        noise_sigmas=settings.guard_noise_sigmas,
     )
 
 
