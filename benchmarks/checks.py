@@ -56,6 +56,7 @@ def second_bound(
                 "run": label,
                 "second": second["second"],
                 "p99_ms": second["p99_ms"],
+                "opened": second.get("opened"),  # connections the generator opened in it
                 "ratio": round(second["p99_ms"] / steady_p99_ms, 3) if steady_p99_ms else None,
                 "over": second["p99_ms"] > bound_ms,
             }

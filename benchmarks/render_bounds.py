@@ -106,8 +106,9 @@ def change_sections(results: dict[str, Any]) -> list[str]:
         "From no shadows, 3 shadows (at 100%) added a third of the way into the run and removed "
         "at two thirds. Each change's second (on the generator's timeline) and the one after:",
         "",
-        "| rep | change at s | p99 ms of that second, the next | max ms |",
-        "|---|---|---|---|",
+        "| rep | change at s | p99 ms of that second, the next | max ms "
+        "| connections the generator opened |",
+        "|---|---|---|---|---|",
     ]
     for i, rep in enumerate(results["reps"]):
         for key in ("change", "promotions"):
@@ -115,7 +116,8 @@ def change_sections(results: dict[str, Any]) -> list[str]:
                 what = f"{e['shadows']} shadows" if "shadows" in e else f"promote {e['promoted']}"
                 p99 = ", ".join(f"{s['p99_ms']:.2f}" for s in e["after"])
                 mx = ", ".join(f"{s['max_ms']:.1f}" for s in e["after"])
-                out.append(f"| {i + 1} | {what} at {e['second']:.1f} | {p99} | {mx} |")
+                opened = ", ".join(_opened(s.get("opened")) for s in e["after"])
+                out.append(f"| {i + 1} | {what} at {e['second']:.1f} | {p99} | {mx} | {opened} |")
     out += [
         "",
         "## Every second's p99 (shadows, shadow-set change, promotions)",
@@ -131,12 +133,20 @@ def change_sections(results: dict[str, Any]) -> list[str]:
         "acknowledgements. A timeout or a drop in a second over the bound puts its stall in "
         "the kernel's delivery over loopback, not in the scorer's work.",
         "",
-        "| run | worst second | its p99 ms | vs shadows-off p99 | TCP timeouts (host-queued), "
-        "loss probes, drops, delayed acks in that second |",
-        "|---|---|---|---|---|",
+        "The generator keeps a pool of connections that grows when every open one is busy "
+        "(as a client's pool does) and closes those idle for 4 s. The first request on a "
+        "connection opened mid-run waits for the server to accept it: a second in which the "
+        "pool grew by dozens after a short slowdown is the cost of those accepts as much as "
+        "of the slowdown (each run's first answers on new connections: `connections` in "
+        "results.json).",
+        "",
+        "| run | worst second | its p99 ms | vs shadows-off p99 | connections opened in it "
+        "| TCP timeouts (host-queued), loss probes, drops, delayed acks in that second |",
+        "|---|---|---|---|---|---|",
         *[
             f"| {w['run']} | {w['second']} | {w['p99_ms']:.2f} | {_fmt(w['ratio'])}x"
-            f"{' **over**' if w['over'] else ''} | {_tcp(w.get('tcp'))} |"
+            f"{' **over**' if w['over'] else ''} | {_opened(w.get('opened'))} "
+            f"| {_tcp(w.get('tcp'))} |"
             for w in judged["per_run"]
         ],
         "",
@@ -271,6 +281,11 @@ def history_section(results: dict[str, Any]) -> list[str]:
             f"{'yes' if ok else '**no**'} |"
         )
     return [*out, ""]
+
+
+def _opened(count: int | None) -> str:
+    """Connections the generator opened in a second (older results did not count them)."""
+    return "n/a" if count is None else f"{count:,}"
 
 
 def _tcp(counts: dict[str, int] | None) -> str:

@@ -259,7 +259,9 @@ def tcp_in_second(tcp: dict[str, Any] | None, second: int) -> dict[str, int] | N
 def _worst_note(worst: dict[str, Any] | None) -> str:
     if worst is None:
         return ""
-    return f"worst: {worst['p99_ms']:.1f} ms in second {worst['second']} of {worst['run']}"
+    note = f"worst: {worst['p99_ms']:.1f} ms in second {worst['second']} of {worst['run']}"
+    opened = worst.get("opened")
+    return note if opened is None else f"{note}, in which the generator opened {opened} connections"
 
 
 def count_targets(results: dict[str, Any], ran: bool) -> list[dict[str, Any]]:

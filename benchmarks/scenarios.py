@@ -54,7 +54,12 @@ def scorer_run(
     for e in events:
         e["second"] = round(e.pop("wall") - result["started_wall"], 2)
         e["after"] = [
-            {"second": s["second"], "p99_ms": s["p99_ms"], "max_ms": s["max_ms"]}
+            {
+                "second": s["second"],
+                "p99_ms": s["p99_ms"],
+                "max_ms": s["max_ms"],
+                "opened": s.get("opened"),
+            }
             for s in around(result["timeline"], e["second"])
         ]
     result["events"] = events

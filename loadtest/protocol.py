@@ -104,6 +104,9 @@ class Connection(asyncio.Protocol):
         self.sent = 0.0
         self.idle_since = 0.0
         self.payload = 0
+        # Opened after the run started (a pool that grew under load): its first answer is
+        # recorded apart, as it includes the server accepting the connection.
+        self.fresh = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.

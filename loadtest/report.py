@@ -17,6 +17,9 @@ def build_result(cfg: RunConfig, rec: Recorder, elapsed_s: float) -> dict[str, A
     (closed loop); ``service_ms`` from the actual socket write; ``generator.lag_ms`` is how far
     behind its timetable the generator dispatched requests; ``generator.cpu_s`` the CPU time
     its processes used (so ``1e6 / cpu_us_per_request`` is what one generator core can drive).
+    ``connections``: how many the generator opened after the start (its pool grows when every
+    open one is busy) and the answer time of the first request on each, which includes the
+    server accepting it; the timeline counts them per second (``opened``).
     ``rate_achieved`` = completed / the load window (``duration_s``); ``elapsed_s`` adds start-up
     and drain.  ``failed`` = no response (``errors``) + responses of an unexpected status class.
     """
@@ -45,6 +48,10 @@ def build_result(cfg: RunConfig, rec: Recorder, elapsed_s: float) -> dict[str, A
             "behind_max_ms": lag["max"],
             "cpu_s": round(rec.cpu_s, 3),
             "cpu_us_per_request": round(1e6 * rec.cpu_s / sent, 1) if sent else None,
+        },
+        "connections": {
+            "opened_during_run": rec.opened_total,
+            "first_request_ms": summarize(rec.first),
         },
         "timeline": rec.timeline(),
     }

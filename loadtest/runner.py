@@ -108,6 +108,9 @@ class _Generator:
         if self.closing:
             conn.abort("run over")
             return None
+        if self.start and clock() >= self.start:
+            conn.fresh = True
+            self.rec.opened(int(clock() - self.start))
         self.on_idle(conn)
         return conn
 
@@ -156,6 +159,9 @@ class _Generator:
             status // 100 == payload.expect_class,
             int(conn.scheduled - self.start),
         )
+        if conn.fresh:
+            self.rec.first_request(now - conn.sent)
+            conn.fresh = False
         conn.busy = False
         self.busy.discard(conn)
         self._finished()

@@ -45,6 +45,7 @@ class Second:
 
     completed: int = 0
     failed: int = 0
+    opened: int = 0  # connections the generator opened in this second, after the start
     hist: HdrHistogram = field(default_factory=lambda: new_histogram(2))
 
 
@@ -55,6 +56,9 @@ class Recorder:
         self.latency = new_histogram()  # from scheduled send time (open) / send time (closed)
         self.service = new_histogram()  # from the actual write to the socket
         self.lag = new_histogram()  # how late the generator sent each request
+        # The first request on each connection opened during the run (from its socket write):
+        # a pool that grows under load pays for the server accepting each new connection.
+        self.first = new_histogram()
         self.by_status: Counter[str] = Counter()
         self.by_kind: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
@@ -84,6 +88,15 @@ class Recorder:
             self.unexpected += 1
             sec.failed += 1
 
+    def opened(self, second: int) -> None:
+        """Record a connection opened during the run (in ``second``)."""
+        self._second(second).opened += 1
+
+    def first_request(self, service_s: float) -> None:
+        """Record the answer time of the first request on a connection opened during the run
+        (it is recorded by :meth:`response` too)."""
+        self.first.record_value(clamp_us(service_s))
+
     def send_lag(self, lag_s: float) -> None:
         """Record how far behind its schedule the generator sent a request."""
         self.lag.record_value(clamp_us(lag_s))
@@ -98,6 +111,11 @@ class Recorder:
         return int(self.latency.get_total_count())
 
     @property
+    def opened_total(self) -> int:
+        """Connections opened during the run."""
+        return sum(sec.opened for sec in self.seconds.values())
+
+    @property
     def failed(self) -> int:
         """Requests that got no response or not the expected status class."""
         return self.unexpected + sum(self.errors.values())
@@ -108,13 +126,15 @@ class Recorder:
             "latency": self.latency.encode(),
             "service": self.service.encode(),
             "lag": self.lag.encode(),
+            "first": self.first.encode(),
             "by_status": dict(self.by_status),
             "by_kind": dict(self.by_kind),
             "errors": dict(self.errors),
             "unexpected": self.unexpected,
             "cpu_s": self.cpu_s,
             "seconds": {
-                s: (v.completed, v.failed, v.hist.encode()) for s, v in self.seconds.items()
+                s: (v.completed, v.failed, v.opened, v.hist.encode())
+                for s, v in self.seconds.items()
             },
         }
 
@@ -126,17 +146,18 @@ class Recorder:
 
     def merge_wire(self, wire: dict[str, Any]) -> None:
         """Add another recorder's :meth:`to_wire` form to this one."""
-        for name in ("latency", "service", "lag"):
+        for name in ("latency", "service", "lag", "first"):
             getattr(self, name).add(HdrHistogram.decode(wire[name]))
         self.by_status.update(wire["by_status"])
         self.by_kind.update(wire["by_kind"])
         self.errors.update(wire["errors"])
         self.unexpected += wire["unexpected"]
         self.cpu_s += wire["cpu_s"]
-        for s, (completed, failed, encoded) in wire["seconds"].items():
+        for s, (completed, failed, opened, encoded) in wire["seconds"].items():
             sec = self._second(int(s))
             sec.completed += completed
             sec.failed += failed
+            sec.opened += opened
             sec.hist.add(HdrHistogram.decode(encoded))
 
     def merge(self, other: Recorder) -> None:
@@ -144,7 +165,8 @@ class Recorder:
         self.merge_wire(other.to_wire())
 
     def timeline(self) -> list[dict[str, float]]:
-        """Per second: completed, failed, p50/p99/max latency in ms (missing seconds = 0)."""
+        """Per second: completed, failed, connections opened, p50/p99/max latency in ms
+        (missing seconds = 0)."""
         if not self.seconds:
             return []
         out = []
@@ -156,6 +178,7 @@ class Recorder:
                     "second": s,
                     "completed": sec.completed,
                     "failed": sec.failed,
+                    "opened": sec.opened,
                     "p50_ms": hist["p50"],
                     "p99_ms": hist["p99"],
                     "max_ms": hist["max"],

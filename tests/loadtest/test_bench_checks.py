@@ -30,7 +30,15 @@ from benchmarks.report import count_targets
 
 def _timeline(*p99s: float, completed: int = 1000) -> list[dict[str, Any]]:
     return [
-        {"second": i, "completed": completed, "failed": 0, "p50_ms": 1.0, "p99_ms": p, "max_ms": p}
+        {
+            "second": i,
+            "completed": completed,
+            "failed": 0,
+            "opened": 10 * i,
+            "p50_ms": 1.0,
+            "p99_ms": p,
+            "max_ms": p,
+        }
         for i, p in enumerate(p99s)
     ]
 
@@ -58,6 +66,7 @@ def test_one_second_over_twice_the_steady_p99_fails_the_bound_and_is_named() -> 
         "run": "promotions rep 1",
         "second": 1,
         "p99_ms": 9.0,
+        "opened": 10,  # the connections the generator opened in that second
         "ratio": 4.5,
         "over": True,
     }

@@ -96,6 +96,24 @@ def test_connections_idle_longer_than_keepalive_are_replaced(
     assert accepted_connections() - before >= 3  # closed while idle, opened again
 
 
+@pytest.mark.parametrize("isolate", [False, True])
+def test_connections_opened_during_the_run_are_counted_with_their_first_answer(
+    http_port: int, accepted_connections: Callable[[], int], isolate: bool
+) -> None:
+    """One connection, closed whenever idle: each request after the first opens a new one
+    during the run (the preopened one is not counted), and its answer is recorded apart."""
+    before = accepted_connections()
+    cfg = _cfg(http_port, rate=10.0, duration_s=0.5, keepalive_s=0.01, connections=1)
+    rec, _ = run(cfg, isolate=isolate)
+    result = build_result(cfg, rec, 0.6)
+    opened = accepted_connections() - before - 1
+    assert opened >= 3
+    assert result["connections"]["opened_during_run"] == opened
+    assert sum(t["opened"] for t in result["timeline"]) == opened
+    assert rec.first.get_total_count() == opened  # each answered its one request
+    assert 0 < result["connections"]["first_request_ms"]["max"] <= result["service_ms"]["max"]
+
+
 def test_server_closing_connections_costs_no_request(http_port: int) -> None:
     closing = (Payload(kind="valid", path="/close", body=b"{}"),)
     rec, _ = run(_cfg(http_port, payloads=closing, rate=100.0, duration_s=0.3, connections=2))
