@@ -158,10 +158,9 @@ class _Generator:
             payload.kind,
             status // 100 == payload.expect_class,
             int(conn.scheduled - self.start),
+            first=conn.fresh,
         )
-        if conn.fresh:
-            self.rec.first_request(now - conn.sent)
-            conn.fresh = False
+        conn.fresh = False
         conn.busy = False
         self.busy.discard(conn)
         self._finished()

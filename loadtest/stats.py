@@ -47,6 +47,9 @@ class Second:
     failed: int = 0
     opened: int = 0  # connections the generator opened in this second, after the start
     hist: HdrHistogram = field(default_factory=lambda: new_histogram(2))
+    # The same without the first request on each connection opened during the run: the
+    # latency of requests on connections the server had already accepted.
+    settled: HdrHistogram = field(default_factory=lambda: new_histogram(2))
 
 
 class Recorder:
@@ -73,9 +76,18 @@ class Recorder:
         return sec
 
     def response(
-        self, latency_s: float, service_s: float, status: int, kind: str, ok: bool, second: int
+        self,
+        latency_s: float,
+        service_s: float,
+        status: int,
+        kind: str,
+        ok: bool,
+        second: int,
+        *,
+        first: bool = False,
     ) -> None:
-        """Record a completed request; ``ok`` says whether its status was the expected one."""
+        """Record a completed request; ``ok`` says whether its status was the expected one,
+        ``first`` whether it was the first on a connection opened during the run."""
         us = clamp_us(latency_s)
         self.latency.record_value(us)
         self.service.record_value(clamp_us(service_s))
@@ -84,6 +96,10 @@ class Recorder:
         sec = self._second(second)
         sec.completed += 1
         sec.hist.record_value(us)
+        if first:
+            self.first.record_value(clamp_us(service_s))
+        else:
+            sec.settled.record_value(us)
         if not ok:
             self.unexpected += 1
             sec.failed += 1
@@ -91,11 +107,6 @@ class Recorder:
     def opened(self, second: int) -> None:
         """Record a connection opened during the run (in ``second``)."""
         self._second(second).opened += 1
-
-    def first_request(self, service_s: float) -> None:
-        """Record the answer time of the first request on a connection opened during the run
-        (it is recorded by :meth:`response` too)."""
-        self.first.record_value(clamp_us(service_s))
 
     def send_lag(self, lag_s: float) -> None:
         """Record how far behind its schedule the generator sent a request."""
@@ -133,7 +144,7 @@ class Recorder:
             "unexpected": self.unexpected,
             "cpu_s": self.cpu_s,
             "seconds": {
-                s: (v.completed, v.failed, v.opened, v.hist.encode())
+                s: (v.completed, v.failed, v.opened, v.hist.encode(), v.settled.encode())
                 for s, v in self.seconds.items()
             },
         }
@@ -153,20 +164,22 @@ class Recorder:
         self.errors.update(wire["errors"])
         self.unexpected += wire["unexpected"]
         self.cpu_s += wire["cpu_s"]
-        for s, (completed, failed, opened, encoded) in wire["seconds"].items():
+        for s, (completed, failed, opened, encoded, settled) in wire["seconds"].items():
             sec = self._second(int(s))
             sec.completed += completed
             sec.failed += failed
             sec.opened += opened
             sec.hist.add(HdrHistogram.decode(encoded))
+            sec.settled.add(HdrHistogram.decode(settled))
 
     def merge(self, other: Recorder) -> None:
         """Add ``other``'s measurements to this one."""
         self.merge_wire(other.to_wire())
 
     def timeline(self) -> list[dict[str, float]]:
-        """Per second: completed, failed, connections opened, p50/p99/max latency in ms
-        (missing seconds = 0)."""
+        """Per second: completed, failed, connections opened, p50/p99/max latency in ms, and
+        the p99 without the first requests on connections opened during the run (missing
+        seconds = 0)."""
         if not self.seconds:
             return []
         out = []
@@ -182,6 +195,7 @@ class Recorder:
                     "p50_ms": hist["p50"],
                     "p99_ms": hist["p99"],
                     "max_ms": hist["max"],
+                    "settled_p99_ms": summarize(sec.settled)["p99"],
                 }
             )
         return out

@@ -111,6 +111,9 @@ def test_connections_opened_during_the_run_are_counted_with_their_first_answer(
     assert result["connections"]["opened_during_run"] == opened
     assert sum(t["opened"] for t in result["timeline"]) == opened
     assert rec.first.get_total_count() == opened  # each answered its one request
+    # The per-second "settled" latencies leave those first requests out.
+    settled = sum(sec.settled.get_total_count() for sec in rec.seconds.values())
+    assert settled == rec.completed - opened
     assert 0 < result["connections"]["first_request_ms"]["max"] <= result["service_ms"]["max"]
 
 
