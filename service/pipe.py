@@ -47,9 +47,9 @@ class PipeError(ServiceError):
 
 @dataclass(frozen=True)
 class ShadowSpec:
-    """A shadow as the scorer hands it over: its manifest, its ONNX bytes (already verified
-    and loaded once by the scorer; empty when this sidecar was sent them before) and its
-    sampling rate."""
+    """A shadow as the scorer hands it over: its manifest, its ONNX bytes (verified against
+    the registry's checksum by the scorer; empty when this sidecar was sent them before) and
+    its sampling rate."""
 
     manifest: Manifest
     artifact: bytes

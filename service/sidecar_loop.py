@@ -17,7 +17,10 @@ event loop nothing but the hand-over.
 
 Two one-way pipes, carrying the messages of :mod:`service.pipe`: from the scorer, batches of
 scored transactions, the shadow set whenever it changes (a version's ONNX bytes only the first
-time; a version that fails to load here, its session or its golden examples, is an error entry,
+time; a new version is loaded on the shadows' loader thread while this loop goes on with the
+batches, so production's records never wait for a shadow's session: a shadow scores from the
+first batch after its load completes, and the records before carry no entry for it; a version
+that fails to load here, its session or its golden examples, is an error entry,
 ``load``, on the records it should have scored, and goes back to the scorer in the tally's
 ``load_failures``: the scorer reports it and leaves it out) and stop; from here, a
 :class:`service.tally.Tally` snapshot every ``stats_interval_s`` and once more at exit, read by
@@ -56,6 +59,7 @@ import random
 import signal
 import time
 from collections.abc import Callable, Hashable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Protocol
@@ -178,6 +182,7 @@ class SidecarLoop:
         self._loader = low_priority_executor(config.shadow_niceness, "shadow-loader")
         self._rng = random.Random(config.seed)  # noqa: S311 - sampling, not security
         self._loaded: dict[str, LoadedModel] = {}
+        self._loading: dict[str, Future[LoadedModel]] = {}  # on the loader thread
         self._load_errors: dict[str, str] = {}
         self._specs: tuple[ShadowSpec, ...] = ()
         self._last_stats = 0.0
@@ -206,6 +211,7 @@ class SidecarLoop:
             return False  # the scorer died without saying goodbye (SIGKILL): stop too
         self._report()
         self._out.tick()
+        self._take_loaded()
         if self._stop.is_set() and not self._out.deliverable():
             self._drain()  # nothing can be delivered: do not wait for the broker
             return False
@@ -232,26 +238,56 @@ class SidecarLoop:
         return True
 
     def set_shadows(self, specs: tuple[ShadowSpec, ...]) -> None:
-        """Load the versions not held yet; release those no longer wanted."""
+        """Start loading the versions not held yet (without waiting: :meth:`_take_loaded`
+        picks them up); release those no longer wanted."""
         wanted = {spec.version for spec in specs}
         for spec in specs:
-            if spec.version in self._loaded or spec.version in self._load_errors:
+            version = spec.version
+            if version in self._loaded or version in self._loading or version in self._load_errors:
                 continue
-            try:
-                if not spec.artifact:  # the scorer sends the bytes with a version's first set
-                    raise ModelLoadError(spec.manifest.ref, "no ONNX bytes were sent")
-                loading = self._loader.submit(self._load, spec.manifest, spec.artifact)
-                self._loaded[spec.version] = loading.result()
-            except ModelLoadError as exc:
-                log.error("sidecar: cannot load shadow %s: %s", spec.version, exc)
-                self._load_errors[spec.version] = f"error: the sidecar cannot load it ({exc})"
-                self.tally.load_failed(spec.version, exc.reason)  # the scorer leaves it out
+            if not spec.artifact:  # the scorer sends the bytes with a version's first set
+                self._load_failed(
+                    version, ModelLoadError(spec.manifest.ref, "no ONNX bytes were sent")
+                )
+                continue
+            self._loading[version] = self._loader.submit(self._load_one, spec)
         self._loaded = {v: m for v, m in self._loaded.items() if v in wanted}
+        # A load no longer wanted runs to its end on the loader thread and is dropped.
+        self._loading = {v: f for v, f in self._loading.items() if v in wanted}
         self._load_errors = {v: e for v, e in self._load_errors.items() if v in wanted}
         self._runner.retain(set(self._loaded))
         self._specs = specs
-        self.tally.shadows_loaded = tuple(s.version for s in specs if s.version in self._loaded)
-        self._report(force=True)  # the scorer shows at once which shadows score
+        self._take_loaded(changed=True)
+
+    def _take_loaded(self, *, changed: bool = False) -> None:
+        """Move finished loads into the shadows that score (or the failed ones); report at
+        once when that changed which shadows score, so the scorer's /readyz shows it."""
+        for version in [v for v, future in self._loading.items() if future.done()]:
+            try:
+                self._loaded[version] = self._loading.pop(version).result()
+            except ModelLoadError as exc:
+                self._load_failed(version, exc)
+            changed = True
+        if changed:
+            loaded = tuple(s.version for s in self._specs if s.version in self._loaded)
+            self.tally.shadows_loaded = loaded
+            self._report(force=True)
+
+    def _load_one(self, spec: ShadowSpec) -> LoadedModel:
+        """On the loader thread: the shadow's session, checked and warmed; any failure is a
+        :class:`ModelLoadError` (a bug in loading must not end the sidecar)."""
+        try:
+            return self._load(spec.manifest, spec.artifact)
+        except ModelLoadError:
+            raise
+        except Exception as exc:
+            log.exception("sidecar: loading shadow %s failed", spec.version)
+            raise ModelLoadError(spec.manifest.ref, f"{type(exc).__name__}: {exc}") from exc
+
+    def _load_failed(self, version: str, exc: ModelLoadError) -> None:
+        log.error("sidecar: cannot load shadow %s: %s", version, exc)
+        self._load_errors[version] = f"error: the sidecar cannot load it ({exc})"
+        self.tally.load_failed(version, exc.reason)  # the scorer leaves it out
 
     def process(self, batch: list[Scored], *, shed: str | None = None) -> None:
         """Shadow ``batch`` (unless ``shed``: the reason) and hand one record per transaction

@@ -234,12 +234,17 @@ class LoopRun:
     """A :class:`service.sidecar_loop.SidecarLoop` running in a thread on real pipes, fed
     messages as the scorer would send them, its producer built by ``producers``."""
 
-    def __init__(self, config: SidecarConfig, producers: MemoryProducers) -> None:
+    def __init__(
+        self,
+        config: SidecarConfig,
+        producers: MemoryProducers,
+        load: Callable[[Manifest, bytes], LoadedModel] = load_model,
+    ) -> None:
         self._data_recv, self._data = multiprocessing.Pipe(duplex=False)
         self._stats, self._stats_send = multiprocessing.Pipe(duplex=False)
         self.stop = threading.Event()
         self.loop = SidecarLoop(
-            self._data_recv, self._stats_send, config, self.stop, producer=producers
+            self._data_recv, self._stats_send, config, self.stop, load=load, producer=producers
         )
         self.producer = producers.last
         self._thread = threading.Thread(target=self.loop.run, daemon=True)
@@ -247,6 +252,10 @@ class LoopRun:
 
     def send(self, message: Message) -> None:
         send(self._data, message)
+
+    def loaded(self, *versions: str) -> bool:
+        """Wait until the loop scores with exactly ``versions`` (its loads run beside it)."""
+        return wait_until(lambda: self.loop.tally.shadows_loaded == versions)
 
     def send_frame(self, frame: bytes) -> None:
         """A raw frame, as no message would look."""

@@ -69,6 +69,7 @@ def test_transactions_reach_the_topic_with_shadow_scores(
     topic = make_topic("scores")
     sidecar = make_sidecar(metrics, (kafka_bootstrap,), topic, live)
     sidecar.start()
+    assert wait_until(lambda: sidecar.shadows_loaded() == ("v2",))  # loads run beside
     items = scored(prod) * 2
     submit_all(sidecar, items)
     records = read_records(kafka_bootstrap, topic, until=lambda r: len(r) >= 12)
@@ -106,6 +107,7 @@ def test_the_sidecar_process_delivers_and_reports(
     topic = make_topic("scores")
     sidecar = make_sidecar(metrics, (kafka_bootstrap,), topic, live, in_process=False)
     sidecar.start()
+    assert wait_until(lambda: sidecar.shadows_loaded() == ("v2",))  # loads run beside
     # (Transactions that wait more than max_lag_s for the starting process skip the shadows.)
     assert wait_until(lambda: sidecar.connected)
     submit_all(sidecar, scored(prod) * 4, prefix="p")
@@ -138,6 +140,8 @@ def test_a_changed_shadow_set_reaches_the_sidecar(
     assert sidecar.shadows_loaded() == ()
     shadows = (ShadowSlot(ModelBytes.of(challenger), 1.0), ShadowSlot(unloadable, 1.0))
     live.swap(ModelSet(2, prod, shadows))
+    # The loads run beside the records: v2 loads, v3 fails (reported back once).
+    assert wait_until(lambda: sidecar.shadows_loaded() == ("v2",) and bool(failures))
     submit_all(sidecar, scored(prod, 3), prefix="after")
     records = read_records(kafka_bootstrap, topic, until=lambda r: len(r) >= 6)
     assert wait_until(lambda: sample_value(metrics, "shadowline_kafka_sent_total") == 6)
@@ -173,6 +177,7 @@ def test_late_batches_shed_their_shadows_and_still_send_records(
     topic = make_topic("scores")
     sidecar = make_sidecar(metrics, (kafka_bootstrap,), topic, live, max_lag_s=1.0)
     sidecar.start()
+    assert wait_until(lambda: sidecar.shadows_loaded() == ("v2",))  # loads run beside
     submit_all(sidecar, scored(prod, 4, scored_at=time.time() - 5.0))
     records = read_records(kafka_bootstrap, topic, until=lambda r: len(r) >= 4)
     assert wait_until(lambda: sample_value(metrics, "shadowline_kafka_sent_total") == 4)
@@ -202,6 +207,7 @@ def test_a_record_that_cannot_be_encoded_costs_no_other_record(
     topic = make_topic("scores")
     sidecar = make_sidecar(metrics, (kafka_bootstrap,), topic, live)
     sidecar.start()
+    assert wait_until(lambda: sidecar.shadows_loaded() == ("v2",))  # loads run beside
     for item in items:
         sidecar.submit(item)
     records = read_records(kafka_bootstrap, topic, until=lambda r: len(r) >= 3)

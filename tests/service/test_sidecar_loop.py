@@ -9,6 +9,7 @@ import pickle
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ from typing import Any
 import orjson
 import pytest
 
+from registry.manifest import Manifest
 from registry.records import decode_score
+from service.models import LoadedModel, load_model
 from service.pipe import Batch, ShadowSet, ShadowSpec
 from service.producer import ProducerConfig
 from service.shadow import Scored
@@ -48,6 +51,7 @@ def records(run: LoopRun) -> dict[str, Any]:
 def test_batches_become_records_with_each_shadow_and_are_counted() -> None:
     run = LoopRun(config(), MemoryProducers())
     run.send(ShadowSet((spec("v2", bias=-1.0), spec("v3"))))
+    assert run.loaded("v2", "v3")
     run.send(Batch(batch(12)))
     tally = run.finish()
     got = records(run)
@@ -64,6 +68,7 @@ def test_batches_become_records_with_each_shadow_and_are_counted() -> None:
 def test_a_shadow_scores_its_sampled_share() -> None:
     run = LoopRun(config(), MemoryProducers())
     run.send(ShadowSet((spec("v2", rate=0.3),)))
+    assert run.loaded("v2")
     run.send(Batch(batch(120)))
     tally = run.finish()
     sampled = [r for r in records(run).values() if r.shadows]
@@ -75,6 +80,7 @@ def test_a_shadow_scores_its_sampled_share() -> None:
 def test_late_batches_are_shed_up_front_and_counted() -> None:
     run = LoopRun(config(max_lag_s=1.0), MemoryProducers())
     run.send(ShadowSet((spec("v2"),)))
+    assert run.loaded("v2")
     run.send(Batch(batch(6, "late", lag_s=5.0)))  # past max_lag_s: all shed
     run.send(Batch(batch(120, "behind", lag_s=0.875)))  # half way: about half shed
     run.send(Batch(batch(6, "fresh")))
@@ -138,9 +144,11 @@ def test_without_a_broker_or_spool_stopping_counts_what_it_held_as_failed() -> N
 def test_a_changed_shadow_set_and_a_version_that_cannot_load() -> None:
     run = LoopRun(config(), MemoryProducers())
     run.send(ShadowSet((spec("v2"),)))
+    assert run.loaded("v2")
     run.send(Batch(batch(3, "a")))
     unsent = ShadowSpec(build("v4").manifest, b"", 1.0)  # bytes never sent: cannot load
     run.send(ShadowSet((spec("v3"), unsent)))
+    assert run.loaded("v3")
     run.send(Batch(batch(3, "b")))
     tally = run.finish()
     got = records(run)
@@ -155,6 +163,48 @@ def test_a_changed_shadow_set_and_a_version_that_cannot_load() -> None:
             "were sent)"
         )
     assert tally.shadow_errors == {("v4", "load"): 3}
+
+
+def test_records_do_not_wait_for_a_shadow_that_is_still_loading() -> None:
+    """A shadow's load runs beside the loop: the batches that come meanwhile become records
+    at once, with no entry for it, and it scores from the first batch after its load."""
+    release = threading.Event()
+
+    def slow_load(manifest: Manifest, artifact: bytes) -> LoadedModel:
+        assert release.wait(30)
+        return load_model(manifest, artifact)
+
+    run = LoopRun(config(), MemoryProducers(), load=slow_load)
+    run.send(ShadowSet((spec("v2"),)))
+    run.send(Batch(batch(3, "while")))
+    assert wait_until(lambda: len(run.producer.sent) == 3)  # not held for the load
+    assert run.loop.tally.shadows_loaded == ()
+    release.set()
+    assert run.loaded("v2")
+    run.send(Batch(batch(3, "after")))
+    tally = run.finish()
+    got = records(run)
+    assert all(got[f"while{i}"].shadows == [] for i in range(3))
+    assert all([s.version for s in got[f"after{i}"].shadows] == ["v2"] for i in range(3))
+    assert sum(tally.scores["v2"].counts) == 3
+    assert tally.shadow_errors == {}
+
+
+def test_a_load_that_raises_an_unexpected_error_is_a_load_failure() -> None:
+    def broken_load(manifest: Manifest, artifact: bytes) -> LoadedModel:
+        raise RuntimeError("out of file handles")
+
+    run = LoopRun(config(), MemoryProducers(), load=broken_load)
+    run.send(ShadowSet((spec("v2"),)))
+    assert wait_until(lambda: bool(run.loop.tally.load_failures))
+    run.send(Batch(batch(2)))
+    tally = run.finish()
+    [entry] = records(run)["t0"].shadows
+    assert entry.error == (
+        "error: the sidecar cannot load it (cannot load model fraud:v2: RuntimeError: out of "
+        "file handles)"
+    )
+    assert tally.shadow_errors == {("v2", "load"): 2}
 
 
 def test_a_frame_that_is_no_message_is_logged_and_the_loop_goes_on(
