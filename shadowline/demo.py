@@ -121,9 +121,11 @@ def _wait_ready(base: str, scorer: subprocess.Popen[bytes], log: Path, timeout_s
             )
         try:
             with urllib.request.urlopen(f"{base}/readyz", timeout=1) as response:  # noqa: S310
-                if response.status == 200:
+                shadows = json.loads(response.read()).get("shadows", [])
+                # Ready, and the sidecar scores with every shadow (they load beside the records).
+                if response.status == 200 and all(s.get("loaded", True) for s in shadows):
                     return
-        except (urllib.error.URLError, OSError):
+        except (urllib.error.URLError, OSError, ValueError):
             pass
         time.sleep(0.2)
     raise DemoError(f"the scorer was not ready within {timeout_s:.0f}s; see {log}")
