@@ -271,7 +271,7 @@ def _worst_note(worst: dict[str, Any] | None, settled: dict[str, Any] | None) ->
     if settled is not None:
         note += (
             f"; on connections already open: worst {settled['p99_ms']:.1f} ms "
-            f"({settled['ratio']:.2f}x) in second {settled['second']} of {settled['run']}"
+            f"({_fmt(settled['ratio'])}x) in second {settled['second']} of {settled['run']}"
         )
     return note
 
