@@ -27,13 +27,20 @@ transactions; a replica that started after the promotion has no reference and ju
 ``block_rate``   the share of transactions blocked rose by more than the bound
 ``score_psi``    the PSI of the score histogram against the previous version's exceeds the bound
 
-The two share rules are judged beyond chance (:func:`rise_beyond`): a rise breaks its bound
-only when it exceeds it by ``noise_sigmas`` standard errors.  The guard looks once a second
-for the whole probation, so a point estimate against the bound would roll back a good model
-by chance sooner or later: at a block rate near 0.3 and 120 new transactions against 270,
-one standard error of the rise is 0.05, the default bound itself (a clean-clone CI run saw
-exactly that rollback of a retrained model).  ``tests/service/test_guard.py`` measures the
-false-rollback and detection rates over a whole probation of looks by simulation.
+Every rule but ``p99`` is judged beyond chance.  A rise of one of the two shares breaks its
+bound only when it exceeds it by ``noise_sigmas`` standard errors (:func:`rise_beyond`); the
+PSI only when it exceeds its bound by what chance alone gives two samples of those sizes from
+one distribution, its mean plus ``noise_sigmas`` standard deviations (:func:`psi_chance`).
+
+The guard looks once a second for the whole probation, so a point estimate against the bound
+would roll back a good model by chance sooner or later: at a block rate near 0.3 and 120 new
+transactions against 270, one standard error of the rise is 0.05, the default bound itself (a
+clean-clone CI run saw exactly that rollback of a retrained model).  The PSI of two samples
+of one distribution is not 0 either: about 0.05 at 200 transactions against 2,000 over the 11
+score buckets, but 0.4 to 0.75 at 20, above the default bound of 0.5 for fraud-like scores
+(most in the lowest bucket), and ``SHADOWLINE_GUARD_MIN_REQUESTS`` may be set that low.
+``tests/service/test_guard.py`` measures the false-rollback and detection rates over a whole
+probation of looks by simulation.
 
 Never flapping: only a version that became production by ``promote`` is on probation (a
 rollback's result never is), probation ends ``probation_s`` after the promotion (registry
@@ -98,7 +105,7 @@ class Bounds:
     p99_floor_s: float
     max_block_rate: float
     max_psi: float
-    noise_sigmas: float  # how far beyond a share bound a rise must be, in standard errors
+    noise_sigmas: float  # how far beyond its bound a rule must be, in standard errors
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,24 @@ def rise_beyond(
     error = math.sqrt(new * (1 - new) / (new_n + 2) + old * (1 - old) / (old_n + 2))
     low = new - old - sigmas * error
     return low if low > bound else None
+
+
+def psi_chance(bins: int, new_n: int, old_n: int, sigmas: float) -> float:
+    """The PSI two samples of ``new_n`` and ``old_n`` transactions from ONE distribution reach
+    by chance over ``bins`` buckets: its mean plus ``sigmas`` standard deviations.
+
+    For samples of one distribution, PSI x n (n the harmonic size, 1 / (1/new_n + 1/old_n))
+    is about chi-square with ``bins - 1`` degrees of freedom: mean ``bins - 1``, variance
+    ``2 (bins - 1)``.  An approximation: the half count the PSI adds to every bucket raises
+    the PSI of a small sample over sparse buckets (fraud scores, most in the lowest bucket:
+    a mean of 0.75 at 20 transactions against 2,000, not 0.5), yet the chance level stays
+    above 99.8% of such PSIs at 20 transactions and above 99% from 50 to 1,000
+    (2,000 draws each at Beta(1, 20), Beta(2, 2) and Beta(0.5, 0.5) scores).  ``sigmas`` 0
+    gives 0: the PSI itself against the bound, as the share rules judge their point estimate.
+    """
+    if sigmas == 0:
+        return 0.0
+    return (bins - 1 + sigmas * math.sqrt(2 * (bins - 1))) * (1 / new_n + 1 / old_n)
 
 
 def judge(
@@ -167,11 +192,13 @@ def judge(
             f"{bounds.noise_sigmas:g} standard errors (bound +{bounds.max_block_rate:g})",
         )
     shift = psi(old.scores, new.scores)
-    if shift > bounds.max_psi:
+    chance = psi_chance(len(new.scores), new.scored, old.scored, bounds.noise_sigmas)
+    if shift - chance > bounds.max_psi:
         return Breach(
             "score_psi",
-            f"score PSI {shift:.3f} over {new.scored} transactions against {old.scored} "
-            f"(bound {bounds.max_psi:g})",
+            f"score PSI {shift:.3f} over {new.scored} transactions against {old.scored}, "
+            f"of which chance alone gives up to {chance:.3f} at {bounds.noise_sigmas:g} "
+            f"standard deviations (bound {bounds.max_psi:g} beyond chance)",
         )
     return None
 

@@ -114,8 +114,9 @@ class ServiceSettings(SharedSettings):
     guard_p99_floor_ms: float = Field(default=25.0, ge=0)  # ... and above this
     guard_max_block_rate: float = Field(default=0.05, gt=0, lt=1)  # rise of the block share
     guard_max_psi: float = Field(default=0.5, gt=0)  # score histogram, new against previous
-    # A rise of the 5xx or block share breaks its bound only this many standard errors beyond
-    # it: the guard looks every interval, and chance alone must not roll back a good model.
+    # A rise of the 5xx or block share, or the score PSI, breaks its bound only this many
+    # standard errors beyond it: the guard looks every interval, and chance alone must not
+    # roll back a good model.
     guard_noise_sigmas: float = Field(default=3.0, ge=0, le=10)
     # The drift gauges (service/drift.py): production's recent window against its first period.
     drift_reference_s: float = Field(default=3600.0, gt=0)

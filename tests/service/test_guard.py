@@ -23,11 +23,21 @@ from registry import (
     Stamps,
     load_settings,
 )
-from service.guard import Bounds, Breach, Guard, RollbackTarget, cooldown_key, judge, rise_beyond
+from service.guard import (
+    Bounds,
+    Breach,
+    Guard,
+    RollbackTarget,
+    cooldown_key,
+    judge,
+    psi_chance,
+    rise_beyond,
+)
 from service.live import LiveModels, ModelSet
-from service.metrics import GUARD_RULES, ServiceMetrics
+from service.metrics import GUARD_RULES, SCORE_BUCKETS, ServiceMetrics
 from service.settings import ServiceSettings
 from service.signals import Counts, Reading, Requests
+from service.tally import bucket_counts
 from service.watch import guard_bounds
 from tests.clocks import Clock
 from tests.lifecycle import NAME, production, register
@@ -75,7 +85,10 @@ def test_each_rule_with_its_numbers() -> None:
     assert shifted is not None
     assert shifted.rule == "score_psi"
     assert shifted.numbers.startswith("score PSI ")
-    assert shifted.numbers.endswith(" over 200 transactions against 1000 (bound 0.5)")
+    assert shifted.numbers.endswith(
+        " over 200 transactions against 1000, of which chance alone gives up to 0.140 at 3 "
+        "standard deviations (bound 0.5 beyond chance)"
+    )
     # Every rule has a counter series from the start (alerts count its increase).
     assert {b.rule for b in (failing, slow, blocking, shifted)} == set(GUARD_RULES)
     # Too few transactions on either side: nothing is judged (but errors are, by requests).
@@ -190,6 +203,82 @@ def test_over_a_whole_probation_of_looks_chance_does_not_roll_back_a_good_model(
         f"{sum(n is not None for n in at_bound) / 2:.1f}%, same model in "
         f"{sum(n is not None for n in good_model) / 2:.1f}%"
     )
+
+
+def scores_of(values: np.ndarray) -> Counts:
+    """Counts of scored transactions with these scores (only the score histogram matters)."""
+    return Counts(scored=len(values), scores=tuple(bucket_counts(np.array(SCORE_BUCKETS), values)))
+
+
+def psi_probation(
+    rng: np.random.Generator,
+    bounds: Bounds,
+    traffic: Traffic,
+    old_scores: tuple[float, float],
+    new_scores: tuple[float, float],
+) -> int | None:
+    """One probation judged look by look, only the score histograms moving: the previous
+    version's scores Beta(*old_scores), the new one's Beta(*new_scores).  The new
+    transactions judged at the first breach (always ``score_psi``), None when it passed."""
+    old = scores_of(rng.beta(*old_scores, traffic.reference))
+    ok = Requests(traffic.reference, 0)
+    new = Counts()
+    for _ in range(traffic.looks):
+        new = new + scores_of(rng.beta(*new_scores, traffic.per_look))
+        breach = judge(new, Requests(new.scored, 0), old, ok, bounds)
+        if breach is not None:
+            assert breach.rule == "score_psi"
+            return new.scored
+    return None
+
+
+def test_the_score_psi_is_judged_beyond_what_chance_gives() -> None:
+    """Known truth by simulation, the guard looking at a growing sample as it does.  With
+    ``min_requests`` at 20 (the setting allows 1), a model with the same score distribution
+    as the previous one (a reference of 2,000) is rolled back by the PSI point estimate in
+    more than half of the probations at Beta(2, 8) scores, and in every one for fraud-like
+    scores (Beta(1, 20): most in the lowest bucket, so the half count the PSI adds to each
+    empty bucket weighs); beyond chance in < 1%.  At the
+    defaults, a model whose scores moved from Beta(2, 8) to Beta(3, 5) (a PSI of 1.47, three
+    times the bound) is still caught in every probation, at the first look."""
+    rng = np.random.default_rng(13)
+    # Only the PSI judged: with no failures and no blocks on either side, the share rules'
+    # point estimates (Agresti-Caffo: 1 of 22 against 1 of 2,002) would break 0.02 at once.
+    small = dataclasses.replace(BOUNDS, min_requests=20, max_error_ratio=0.5, max_block_rate=0.5)
+    point = dataclasses.replace(small, noise_sigmas=0.0)
+    early = Traffic(block_rate=0.0, reference=2000, per_look=20, looks=30)
+    draws, pulled, by_point = 200, {}, {}
+    for scores in ((2.0, 8.0), (1.0, 20.0)):
+        pulled[scores] = sum(
+            psi_probation(rng, small, early, scores, scores) is not None for _ in range(draws)
+        )
+        by_point[scores] = sum(
+            psi_probation(rng, point, early, scores, scores) is not None for _ in range(draws)
+        )
+        assert pulled[scores] / draws < 0.01
+    assert by_point[(2.0, 8.0)] / draws > 0.3
+    assert by_point[(1.0, 20.0)] == draws
+
+    defaults = guard_bounds(ServiceSettings())
+    day = Traffic(block_rate=0.0, reference=2000, per_look=100, looks=60)
+    moved = [psi_probation(rng, defaults, day, (2, 8), (3, 5)) for _ in range(100)]
+    assert all(n is not None and n <= defaults.min_requests for n in moved)
+    same = [psi_probation(rng, defaults, day, (2, 8), (2, 8)) for _ in range(100)]
+    assert sum(n is not None for n in same) < 2
+    print(
+        f"\nguard PSI simulation: min_requests 20, same scores pulled in "
+        f"{[100 * n / draws for n in pulled.values()]}% (point estimate: "
+        f"{[100 * n / draws for n in by_point.values()]}%); defaults, scores moved caught in "
+        f"{sum(n is not None for n in moved)}%"
+    )
+
+
+def test_the_chance_psi_shrinks_with_the_samples_and_is_0_at_0_sigmas() -> None:
+    bins = len(SCORE_BUCKETS) + 1
+    assert psi_chance(bins, 200, 2000, 3.0) == pytest.approx(0.1288, abs=1e-4)
+    assert psi_chance(bins, 20, 2000, 3.0) > BOUNDS.max_psi
+    assert psi_chance(bins, 2000, 2000, 3.0) < psi_chance(bins, 200, 2000, 3.0) / 5
+    assert psi_chance(bins, 20, 2000, 0.0) == 0.0
 
 
 def test_a_rise_beyond_chance_is_judged_at_shares_of_0_and_1() -> None:
