@@ -44,7 +44,7 @@ from typing import Protocol
 
 from service.live import LiveModels, ShadowSlot
 from service.metrics import ServiceMetrics
-from service.models import ModelBytes
+from service.models import ModelBytes, load_model
 from service.pipe import Batch, Message, PipeError, Report, ShadowSet, ShadowSpec, Stop
 from service.pipe import receive as receive_message
 from service.pipe import send as send_message
@@ -52,6 +52,7 @@ from service.producer import open_producer
 from service.shadow import Scored
 from service.sidecar_loop import (
     ProducerFactory,
+    ShadowLoader,
     SidecarConfig,
     run_sidecar_loop,
     sidecar_process_main,
@@ -115,10 +116,10 @@ class Sidecar:
     ``config.producer.max_in_flight_bytes`` (the other half) plus the batch it is reading; the
     pipe between them holds a few hundred KiB more, bounded by the kernel.
     ``in_process=True`` runs the sidecar loop in a thread instead of a child process (tests;
-    same code, same pipes).  ``producer`` builds each sidecar's producer (in a child process:
-    a picklable module-level callable).  ``on_load_failure(version, why)`` hears, on the
-    reader thread, of each shadow the sidecar could not load
-    (:meth:`service.loader.ModelLoader.shadow_failed`).
+    same code, same pipes).  ``producer`` builds each sidecar's producer and ``load`` loads
+    each of its shadows (in a child process: picklable module-level callables; tests inject
+    them).  ``on_load_failure(version, why)`` hears, on the reader thread, of each shadow the
+    sidecar could not load (:meth:`service.loader.ModelLoader.shadow_failed`).
     """
 
     def __init__(
@@ -133,11 +134,13 @@ class Sidecar:
         batch_wait_s: float = 0.005,
         in_process: bool = False,
         producer: ProducerFactory = open_producer,
+        load: ShadowLoader = load_model,
         on_load_failure: Callable[[str, str], None] | None = None,
     ) -> None:
         self.config = config
         self._on_load_failure = on_load_failure
         self._producer = producer
+        self._load = load
         self._live = live
         self._metrics = metrics
         self._max_queued = max(1, queue_size)
@@ -279,7 +282,9 @@ class Sidecar:
         if self._in_process:
             stop = threading.Event()
             child = threading.Thread(
-                target=run_sidecar_loop, args=(*args, stop, self._producer), daemon=True
+                target=run_sidecar_loop,
+                args=(*args, stop, self._producer, self._load),
+                daemon=True,
             )
             child.start()
         else:
@@ -288,7 +293,7 @@ class Sidecar:
             stop = context.Event()
             child = context.Process(
                 target=sidecar_process_main,
-                args=(*args, stop, self._producer),
+                args=(*args, stop, self._producer, self._load),
                 name="shadowline-sidecar",
             )
             # Ctrl-C reaches the whole process group; until the child has set its handlers a

@@ -120,6 +120,8 @@ class RecordProducer(Protocol):
 # Builds the producer of one sidecar: its configuration, the tally it keeps its gauges in
 # (connected, in-flight bytes, restarts) and who hears of each record's fate.
 ProducerFactory = Callable[[ProducerConfig, Tally, DeliveryListener], RecordProducer]
+# Loads one shadow from its manifest and ONNX bytes (the session and its golden replay).
+ShadowLoader = Callable[[Manifest, bytes], LoadedModel]
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,7 @@ class SidecarLoop:
         config: SidecarConfig,
         stop: StopFlag,
         *,
-        load: Callable[[Manifest, bytes], LoadedModel] = load_model,
+        load: ShadowLoader = load_model,
         producer: ProducerFactory = open_producer,
     ) -> None:
         self._data = data  # batches and shadow sets from the scorer
@@ -414,9 +416,10 @@ def run_sidecar_loop(
     config: SidecarConfig,
     stop: StopFlag,
     producer: ProducerFactory = open_producer,
+    load: ShadowLoader = load_model,
 ) -> None:
     """Run :class:`SidecarLoop` until told to stop (a thread's target, in tests)."""
-    SidecarLoop(data, stats, config, stop, producer=producer).run()
+    SidecarLoop(data, stats, config, stop, load=load, producer=producer).run()
 
 
 def sidecar_process_main(
@@ -425,6 +428,7 @@ def sidecar_process_main(
     config: SidecarConfig,
     stop: StopFlag,
     producer: ProducerFactory = open_producer,
+    load: ShadowLoader = load_model,
 ) -> None:
     """Entry point of the sidecar process.
 
@@ -441,7 +445,7 @@ def sidecar_process_main(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO lines are per connection
     freeze_startup_heap(config.producer.client)
-    run_sidecar_loop(data, stats, config, stop, producer)
+    run_sidecar_loop(data, stats, config, stop, producer, load)
 
 
 # The module each Kafka client setting imports when its first producer connects.
@@ -472,6 +476,7 @@ def freeze_startup_heap(client: str) -> None:
 __all__ = [
     "ProducerFactory",
     "RecordProducer",
+    "ShadowLoader",
     "ShadowSpec",
     "SidecarConfig",
     "SidecarLoop",

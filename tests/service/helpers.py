@@ -51,6 +51,18 @@ def counts(scores: Sequence[float], latency_s: Sequence[float] | float = 0.001) 
     )
 
 
+# How long slow_load takes beyond the real load.
+SLOW_LOAD_S = 2.0
+
+
+def slow_load(manifest: Manifest, artifact: bytes) -> LoadedModel:
+    """The sidecar's shadow loader, :data:`SLOW_LOAD_S` slower: a challenger that takes
+    seconds to load (a large model, a cold disk).  Module level, so a sidecar process can be
+    handed it."""
+    time.sleep(SLOW_LOAD_S)
+    return load_model(manifest, artifact)
+
+
 def loaded(version: str, bias: float = -2.0) -> LoadedModel:
     """A real logistic model loaded by the scorer's own loader."""
     model = logistic_model(bias=bias)

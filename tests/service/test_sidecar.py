@@ -16,13 +16,20 @@ import pytest
 from registry.records import ScoreRecord
 from service.live import LiveModels, ModelSet, ShadowSlot
 from service.metrics import ServiceMetrics
-from service.models import ModelBytes
+from service.models import ModelBytes, load_model
 from service.producer import ProducerConfig, broker_accepts
 from service.shadow import Scored
 from service.sidecar import Sidecar
-from service.sidecar_loop import SidecarConfig
+from service.sidecar_loop import ShadowLoader, SidecarConfig
 from shadowline.stack import ensure_topics, free_port
-from tests.service.helpers import build, sample_value, scored, wait_until
+from tests.service.helpers import (
+    SLOW_LOAD_S,
+    build,
+    sample_value,
+    scored,
+    slow_load,
+    wait_until,
+)
 from tests.service.kafka_helpers import read_records
 from tests.service.processes import dedicated
 
@@ -36,6 +43,7 @@ def make_sidecar(
     queue_size: int = 100,
     in_process: bool = True,
     on_load_failure: Callable[[str, str], None] | None = None,
+    load: ShadowLoader = load_model,
     **config: Any,
 ) -> Sidecar:
     producer = ProducerConfig(servers=servers, topic=topic, max_in_flight=1000)
@@ -46,6 +54,7 @@ def make_sidecar(
         queue_size=queue_size,
         batch_wait_s=0.001,
         in_process=in_process,
+        load=load,
         on_load_failure=on_load_failure,
     )
 
@@ -167,6 +176,51 @@ def test_a_changed_shadow_set_reaches_the_sidecar(
         assert v3.error.startswith("error: the sidecar cannot load it")
     errors = {"version": "v3", "kind": "load"}  # "after" and "later": nobody left it out here
     assert sample_value(metrics, "shadowline_shadow_errors_total", errors) == 6
+
+
+def test_a_challenger_loading_for_seconds_costs_production_no_record(
+    kafka_bootstrap: str, make_topic: Callable[..., str], metrics: ServiceMetrics
+) -> None:
+    """A challenger whose load takes 2 s in the sidecar process, while production's
+    transactions keep coming at about 400 a second through a queue of 100: every one becomes
+    a record, none is shed or dropped; those before the load completed carry no entry for the
+    challenger, those after are scored by it.  Had the load held the sidecar's loop, its
+    reads would have stopped for 2 s, and the queue and the pipe (64 KiB) would have filled
+    and shed most of what came meanwhile."""
+    prod, challenger = build("v1"), build("v2", bias=-1.0)
+    live = LiveModels(ModelSet(1, prod))
+    topic = make_topic("scores")
+    sidecar = make_sidecar(
+        metrics, (kafka_bootstrap,), topic, live, in_process=False, load=slow_load
+    )
+    sidecar.start()
+    assert wait_until(lambda: sidecar.connected)
+    live.swap(ModelSet(2, prod, (ShadowSlot(ModelBytes.of(challenger), 1.0),)))
+    items, order = scored(prod), list[str]()
+    swapped, loaded_after = time.monotonic(), None
+    while loaded_after is None or len(order) < loaded_after + 100:
+        assert time.monotonic() - swapped < SLOW_LOAD_S + 20, "the challenger never loaded"
+        prefix = f"b{len(order)}-"
+        now = time.time()  # scored now, as the scorer hands them over
+        submit_all(sidecar, [item._replace(scored_at=now) for item in items], prefix=prefix)
+        order += [f"{prefix}{n}" for n in range(len(items))]
+        if loaded_after is None and sidecar.shadows_loaded() == ("v2",):
+            loaded_after = len(order)
+            assert time.monotonic() - swapped >= SLOW_LOAD_S  # the load took its seconds
+        time.sleep(len(items) / 400)
+    assert sample_value(metrics, "shadowline_shadow_shed_total") == 0
+    assert sample_value(metrics, "shadowline_kafka_dropped_total") == 0
+    assert loaded_after > 400  # traffic went on through the load
+    sent = len(order)
+    records = read_records(kafka_bootstrap, topic, until=lambda r: len(r) >= sent)
+    assert wait_until(lambda: sample_value(metrics, "shadowline_kafka_sent_total") == sent)
+    sidecar.close()
+    by_id = {r.transaction_id: r for r in records}
+    assert sorted(by_id) == sorted(order)
+    assert by_id[order[0]].shadows == []  # before the challenger was loaded: no entry
+    assert [s.version for s in by_id[order[-1]].shadows] == ["v2"]
+    errors = [(r.transaction_id, s.error) for r in records for s in r.shadows if s.error]
+    assert not errors, errors[:3]
 
 
 def test_late_batches_shed_their_shadows_and_still_send_records(
