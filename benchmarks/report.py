@@ -192,7 +192,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "<=",
             1.25,
             shed == 0 and every_rep(sh_per_rep, "<=", 1.25),
-            f"shed: {shed:.0f}" + (f"; over 1.25x in {', '.join(over)}" if over else ""),
+            f"shed: {shed:.0f}"
+            + (f"; over 1.25x in {', '.join(over)}; {_settled_shadows(results)}" if over else ""),
             sh_per_rep,
         ),
         _row(
@@ -257,6 +258,20 @@ def tcp_in_second(tcp: dict[str, Any] | None, second: int) -> dict[str, int] | N
         return None
     counts = tcp["per_second"]
     return {k: v[second] for k, v in counts.items() if 0 <= second < len(v)}
+
+
+def _settled_shadows(results: dict[str, Any]) -> str:
+    """The 3-shadow ratio of each repetition on connections already open (the runs without
+    the first request on each connection the generator opened during them), with the
+    connections opened in the 3-shadow run: how much of a miss the pool's growth made."""
+    parts = []
+    for i, rep in enumerate(results["reps"]):
+        runs = [rep.get(name, {}).get("connections", {}) for name in ("shadows3", "shadows0")]
+        if "settled_latency_ms" not in runs[0] or "settled_latency_ms" not in runs[1]:
+            continue
+        ratio_ = ratio(runs[0]["settled_latency_ms"]["p99"], runs[1]["settled_latency_ms"]["p99"])
+        parts.append(f"rep {i + 1} {_fmt(ratio_)}x ({runs[0]['opened_during_run']} opened)")
+    return "on connections already open: " + (", ".join(parts) if parts else "not measured")
 
 
 def _worst_note(worst: dict[str, Any] | None, settled: dict[str, Any] | None) -> str:

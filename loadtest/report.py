@@ -52,6 +52,8 @@ def build_result(cfg: RunConfig, rec: Recorder, elapsed_s: float) -> dict[str, A
         "connections": {
             "opened_during_run": rec.opened_total,
             "first_request_ms": summarize(rec.first),
+            # The latency of every other request: the run without what opening cost.
+            "settled_latency_ms": summarize(rec.settled),
         },
         "timeline": rec.timeline(),
     }

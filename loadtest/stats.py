@@ -62,6 +62,9 @@ class Recorder:
         # The first request on each connection opened during the run (from its socket write):
         # a pool that grows under load pays for the server accepting each new connection.
         self.first = new_histogram()
+        # Every other request (from scheduled / send time, as ``latency``): the run on
+        # connections the server had already accepted.
+        self.settled = new_histogram()
         self.by_status: Counter[str] = Counter()
         self.by_kind: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
@@ -99,6 +102,7 @@ class Recorder:
         if first:
             self.first.record_value(clamp_us(service_s))
         else:
+            self.settled.record_value(us)
             sec.settled.record_value(us)
         if not ok:
             self.unexpected += 1
@@ -138,6 +142,7 @@ class Recorder:
             "service": self.service.encode(),
             "lag": self.lag.encode(),
             "first": self.first.encode(),
+            "settled": self.settled.encode(),
             "by_status": dict(self.by_status),
             "by_kind": dict(self.by_kind),
             "errors": dict(self.errors),
@@ -157,7 +162,7 @@ class Recorder:
 
     def merge_wire(self, wire: dict[str, Any]) -> None:
         """Add another recorder's :meth:`to_wire` form to this one."""
-        for name in ("latency", "service", "lag", "first"):
+        for name in ("latency", "service", "lag", "first", "settled"):
             getattr(self, name).add(HdrHistogram.decode(wire[name]))
         self.by_status.update(wire["by_status"])
         self.by_kind.update(wire["by_kind"])

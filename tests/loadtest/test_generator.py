@@ -114,6 +114,8 @@ def test_connections_opened_during_the_run_are_counted_with_their_first_answer(
     # The per-second "settled" latencies leave those first requests out.
     settled = sum(sec.settled.get_total_count() for sec in rec.seconds.values())
     assert settled == rec.completed - opened
+    assert rec.settled.get_total_count() == settled  # and so does the whole run's
+    assert result["connections"]["settled_latency_ms"]["max"] <= result["latency_ms"]["max"]
     assert 0 < result["connections"]["first_request_ms"]["max"] <= result["service_ms"]["max"]
 
 
