@@ -37,7 +37,6 @@ from service.live import LiveModels, ModelSet
 from service.metrics import GUARD_RULES, SCORE_BUCKETS, ServiceMetrics
 from service.settings import ServiceSettings
 from service.signals import Counts, Reading, Requests
-from service.tally import bucket_counts
 from service.watch import guard_bounds
 from tests.clocks import Clock
 from tests.lifecycle import NAME, production, register
@@ -205,11 +204,6 @@ def test_over_a_whole_probation_of_looks_chance_does_not_roll_back_a_good_model(
     )
 
 
-def scores_of(values: np.ndarray) -> Counts:
-    """Counts of scored transactions with these scores (only the score histogram matters)."""
-    return Counts(scored=len(values), scores=tuple(bucket_counts(np.array(SCORE_BUCKETS), values)))
-
-
 def psi_probation(
     rng: np.random.Generator,
     bounds: Bounds,
@@ -217,14 +211,14 @@ def psi_probation(
     old_scores: tuple[float, float],
     new_scores: tuple[float, float],
 ) -> int | None:
-    """One probation judged look by look, only the score histograms moving: the previous
-    version's scores Beta(*old_scores), the new one's Beta(*new_scores).  The new
-    transactions judged at the first breach (always ``score_psi``), None when it passed."""
-    old = scores_of(rng.beta(*old_scores, traffic.reference))
+    """One probation judged look by look: the previous version's scores Beta(*old_scores),
+    the new one's Beta(*new_scores), the same model-call latency.  The new transactions
+    judged at the first breach (always ``score_psi``), None when it passed."""
+    old = counts(rng.beta(*old_scores, traffic.reference))
     ok = Requests(traffic.reference, 0)
     new = Counts()
     for _ in range(traffic.looks):
-        new = new + scores_of(rng.beta(*new_scores, traffic.per_look))
+        new = new + counts(rng.beta(*new_scores, traffic.per_look))
         breach = judge(new, Requests(new.scored, 0), old, ok, bounds)
         if breach is not None:
             assert breach.rule == "score_psi"
@@ -238,9 +232,9 @@ def test_the_score_psi_is_judged_beyond_what_chance_gives() -> None:
     as the previous one (a reference of 2,000) is rolled back by the PSI point estimate in
     more than half of the probations at Beta(2, 8) scores, and in every one for fraud-like
     scores (Beta(1, 20): most in the lowest bucket, so the half count the PSI adds to each
-    empty bucket weighs); beyond chance in < 1%.  At the
-    defaults, a model whose scores moved from Beta(2, 8) to Beta(3, 5) (a PSI of 1.47, three
-    times the bound) is still caught in every probation, at the first look."""
+    empty bucket weighs); beyond chance in < 1%.  At the defaults, a model whose scores
+    moved from Beta(2, 8) to Beta(3, 5) (a PSI of 1.47, three times the bound) is still
+    caught in every probation, at the first look."""
     rng = np.random.default_rng(13)
     # Only the PSI judged: with no failures and no blocks on either side, the share rules'
     # point estimates (Agresti-Caffo: 1 of 22 against 1 of 2,002) would break 0.02 at once.

@@ -196,7 +196,8 @@ def test_a_challenger_loading_for_seconds_costs_production_no_record(
     sidecar.start()
     assert wait_until(lambda: sidecar.connected)
     live.swap(ModelSet(2, prod, (ShadowSlot(ModelBytes.of(challenger), 1.0),)))
-    items, order = scored(prod), list[str]()
+    items = scored(prod)
+    order: list[str] = []  # transaction ids, as submitted
     swapped, loaded_after = time.monotonic(), None
     while loaded_after is None or len(order) < loaded_after + 100:
         assert time.monotonic() - swapped < SLOW_LOAD_S + 20, "the challenger never loaded"
