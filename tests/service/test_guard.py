@@ -214,11 +214,11 @@ def psi_probation(
     """One probation judged look by look: the previous version's scores Beta(*old_scores),
     the new one's Beta(*new_scores), the same model-call latency.  The new transactions
     judged at the first breach (always ``score_psi``), None when it passed."""
-    old = counts(rng.beta(*old_scores, traffic.reference))
+    old = counts(rng.beta(*old_scores, traffic.reference).tolist())
     ok = Requests(traffic.reference, 0)
     new = Counts()
     for _ in range(traffic.looks):
-        new = new + counts(rng.beta(*new_scores, traffic.per_look))
+        new = new + counts(rng.beta(*new_scores, traffic.per_look).tolist())
         breach = judge(new, Requests(new.scored, 0), old, ok, bounds)
         if breach is not None:
             assert breach.rule == "score_psi"
