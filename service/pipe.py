@@ -106,10 +106,11 @@ class Report:
 
 
 Message = Batch | ShadowSet | Stop | Report
+Frames = list[bytes | pickle.PickleBuffer]  # one message, as encode() gives it
 _KINDS = (Batch, ShadowSet, Stop, Report)
 
 
-def encode(message: Message) -> list[bytes | pickle.PickleBuffer]:
+def encode(message: Message) -> Frames:
     """The frames of ``message``: its pickle (after the count of the frames that follow),
     then each out-of-band buffer.  Raises :class:`PipeError` for anything but a message."""
     if not isinstance(message, _KINDS):
@@ -141,7 +142,13 @@ def decode(frames: Sequence[bytes]) -> Message:
 def send(conn: Connection, message: Message) -> None:
     """Write ``message`` to ``conn``; blocks while the pipe is full.  Raises ``OSError`` or
     ``ValueError`` when the other end or this one is closed."""
-    for frame in encode(message):
+    send_frames(conn, encode(message))
+
+
+def send_frames(conn: Connection, frames: Frames) -> None:
+    """Write a message :func:`encode` made earlier (the scorer packs batches on its request
+    path and writes them later, see :mod:`service.sidecar`); as :func:`send`."""
+    for frame in frames:
         conn.send_bytes(frame)
 
 

@@ -2,12 +2,18 @@
 
 The request path calls :meth:`Sidecar.submit` with each scored transaction (a
 :class:`service.shadow.Scored` tuple); that appends to a deque bounded in transactions
-(``queue_size``) and in request bytes (``buffer_bytes`` / 2).  A writer thread wakes every
-``batch_wait_s``, pickles what has accumulated (up to ``batch_max`` per message, about 1 us a
-transaction) and writes it to the sidecar process (:mod:`service.sidecar_loop`) over a pipe;
-when the live shadow set changed, it sends the new set at once while idle, or else before the
-next batch (manifests, and the ONNX bytes of versions this sidecar has not had yet, written
-to the pipe as they are, never copied into a pickle).  Both directions speak the messages of
+(``queue_size``) and in request bytes (``buffer_bytes`` / 2).  The request that completes a
+batch (``batch_max`` transactions, or the oldest one ``batch_wait_s`` old) packs it: pickles it
+into one message (about 0.7 us a transaction, once per batch).  A writer thread wakes every
+``batch_wait_s`` and writes the packed batches to the sidecar process
+(:mod:`service.sidecar_loop`) over a pipe; it packs a batch itself only when requests stopped
+before one was complete.  Packing on the request path, not in the writer, is for the event
+loop's sake: a writer that pickled took the GIL each time the loop let go of it for
+onnxruntime, and the loop then waited for it, sometimes for as long as the sidecar process had
+the core (the writer off the CPU, holding the GIL).  When the live shadow set changed, the
+writer sends the new set at once while idle, or else before the next batch (manifests, and the
+ONNX bytes of versions this sidecar has not had yet, written to the pipe as they are, never
+copied into a pickle).  Both directions speak the messages of
 :mod:`service.pipe`.  The sidecar runs the shadows, builds the records and produces them to
 Kafka on the other core, so the scorer's event loop shares its GIL with nothing but this
 thread and a reader thread that wakes twice a second.
@@ -40,12 +46,23 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event as ProcessEvent
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from service.live import LiveModels, ShadowSlot
 from service.metrics import ServiceMetrics
 from service.models import ModelBytes, load_model
-from service.pipe import Batch, Message, PipeError, Report, ShadowSet, ShadowSpec, Stop
+from service.pipe import (
+    Batch,
+    Frames,
+    Message,
+    PipeError,
+    Report,
+    ShadowSet,
+    ShadowSpec,
+    Stop,
+    send_frames,
+)
+from service.pipe import encode as encode_message
 from service.pipe import receive as receive_message
 from service.pipe import send as send_message
 from service.producer import open_producer
@@ -67,6 +84,15 @@ RESPAWN_INTERVAL_S = 5.0
 # How long the writer waits for transactions when idle: keeps an idle scorer from waking 500
 # times a second (measured: 5% of a core at 2 ms).
 _IDLE_WAIT_S = 0.02
+
+
+class _Packed(NamedTuple):
+    """A batch packed for the pipe: the encoded :class:`~service.pipe.Batch` message, how many
+    transactions it holds and their request bytes."""
+
+    frames: Frames
+    transactions: int
+    size: int
 
 
 class RecordSink(Protocol):
@@ -148,10 +174,13 @@ class Sidecar:
         self._batch_max = batch_max
         self._batch_wait_s = batch_wait_s
         self._queued_bytes = 0
-        self._lock = threading.Lock()  # the request path adds bytes, the writer takes them off
+        self._lock = threading.Lock()  # held to queue, pack and unpack: batches keep their order
         self._queue: collections.deque[Scored] = collections.deque()
+        self._first_at = 0.0  # when the oldest transaction in _queue was queued (monotonic)
+        self._packed: collections.deque[_Packed] = collections.deque()
+        self._packed_count = 0  # transactions in _packed
         metrics.kafka_buffered_bytes.set_function(lambda: float(self.buffered_bytes))
-        metrics.watch_queue(lambda: len(self._queue))
+        metrics.watch_queue(lambda: len(self._queue) + self._packed_count)
         self._in_process = in_process
         self._stop = threading.Event()
         self._writer: threading.Thread | None = None
@@ -202,23 +231,63 @@ class Sidecar:
 
     def submit(self, item: Scored) -> None:
         """Queue one scored transaction, or drop and count it when the queue (transactions or
-        bytes) is full.  Never blocks (beyond a lock held for a few operations)."""
+        bytes) is full; pack the batch it completes.  Never blocks (beyond a lock held for a
+        few operations, or for packing a batch: ~0.1 ms once per ``batch_max``)."""
         with self._lock:
+            queue = self._queue
             if (
-                len(self._queue) >= self._max_queued
+                len(queue) + self._packed_count >= self._max_queued
                 or self._queued_bytes + item.size > self._max_queued_bytes
             ):
                 self._count_dropped(1)
                 return
-            self._queue.append(item)
+            if not queue:
+                self._first_at = time.monotonic()
+            queue.append(item)
             self._queued_bytes += item.size
+            if len(queue) >= self._batch_max or self._due():
+                self._pack()
+
+    def _due(self) -> bool:
+        """The oldest queued transaction has waited ``batch_wait_s``."""
+        return time.monotonic() - self._first_at >= self._batch_wait_s
+
+    def _pack(self) -> None:
+        """Encode the oldest queued transactions (up to ``batch_max``) into one message; with
+        the lock held.  A batch that cannot be encoded (a bug) is dropped and counted."""
+        queue = self._queue
+        batch = [queue.popleft() for _ in range(min(len(queue), self._batch_max))]
+        size = sum(item.size for item in batch)
+        if queue:
+            self._first_at = time.monotonic()
+        try:
+            frames = encode_message(Batch(batch))
+        except Exception:  # never the request's failure
+            log.exception("sidecar: packing a batch of %d failed", len(batch))
+            self._count_dropped(len(batch))
+            self._queued_bytes -= size
+            return
+        self._packed.append(_Packed(frames, len(batch), size))
+        self._packed_count += len(batch)
+
+    def _unpack(self) -> _Packed | None:
+        """The oldest packed batch, taken off; with nothing packed, the transactions queued
+        for ``batch_wait_s`` (or any, when stopping) packed now; else None."""
+        with self._lock:
+            if not self._packed and self._queue and (self._stop.is_set() or self._due()):
+                self._pack()
+            if not self._packed:
+                return None
+            packed = self._packed.popleft()
+            self._packed_count -= packed.transactions
+            return packed
 
     def drain(self, timeout_s: float = 5.0) -> bool:
         """Wait until everything submitted so far has been handed to the sidecar (tests).
         Returns False on timeout."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if not self._queue and self._queued_bytes == 0:
+            if not self._queue and not self._packed and self._queued_bytes == 0:
                 return True
             time.sleep(0.005)
         return False
@@ -362,33 +431,28 @@ class Sidecar:
 
     # -- the writer thread ------------------------------------------------------------------
     def _run(self) -> None:
-        queue = self._queue
         while True:
             gen = self._live_generation()
-            if not queue:
-                if self._stop.is_set():
-                    return
-                if gen is not None:
-                    self._hand_shadows(gen)
-                self._stop.wait(_IDLE_WAIT_S)
+            packed = self._unpack()
+            if packed is None:
+                if not self._queue:
+                    if self._stop.is_set():
+                        return
+                    if gen is not None:
+                        self._hand_shadows(gen)
+                    self._stop.wait(_IDLE_WAIT_S)
+                elif not self._stop.is_set():
+                    self._stop.wait(self._batch_wait_s)  # let a batch gather
                 continue
-            if len(queue) < self._batch_max and not self._stop.is_set():
-                self._stop.wait(self._batch_wait_s)  # let a batch gather
-            batch: list[Scored] = []
-            size = 0
-            while queue and len(batch) < self._batch_max:
-                item = queue.popleft()
-                batch.append(item)
-                size += item.size
             try:
-                handed = gen is not None and self._hand(gen, batch)
+                handed = gen is not None and self._hand(gen, packed)
             except Exception:  # keep the writer alive whatever a batch does
-                log.exception("sidecar: handing over a batch of %d failed", len(batch))
+                log.exception("sidecar: handing over a batch of %d failed", packed.transactions)
                 handed = False
             if not handed:
-                self._count_dropped(len(batch))
+                self._count_dropped(packed.transactions)
             with self._lock:  # counted until handed over: the writer may block holding them
-                self._queued_bytes -= size
+                self._queued_bytes -= packed.size
 
     def _live_generation(self) -> _Generation | None:
         """The running sidecar; a dead one is retired and (at most every
@@ -407,13 +471,15 @@ class Sidecar:
         self._metrics.sidecar_restarts.inc()
         return new
 
-    def _hand(self, gen: _Generation, batch: list[Scored]) -> bool:
+    def _hand(self, gen: _Generation, packed: _Packed) -> bool:
         """Send the shadow set if this sidecar does not have it, then the batch."""
         if not self._sync_shadows(gen):
             return False
-        if not _send(gen, Batch(batch)):
+        try:
+            send_frames(gen.data, packed.frames)  # blocks while the sidecar holds back
+        except (OSError, ValueError):
             return False
-        gen.handed += len(batch)
+        gen.handed += packed.transactions
         return True
 
     def _hand_shadows(self, gen: _Generation) -> None:

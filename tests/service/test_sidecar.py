@@ -44,6 +44,8 @@ def make_sidecar(
     in_process: bool = True,
     on_load_failure: Callable[[str, str], None] | None = None,
     load: ShadowLoader = load_model,
+    batch_max: int = 128,
+    batch_wait_s: float = 0.001,
     **config: Any,
 ) -> Sidecar:
     producer = ProducerConfig(servers=servers, topic=topic, max_in_flight=1000)
@@ -52,7 +54,8 @@ def make_sidecar(
         live or LiveModels(ModelSet(1, build("v1"))),
         metrics,
         queue_size=queue_size,
-        batch_wait_s=0.001,
+        batch_max=batch_max,
+        batch_wait_s=batch_wait_s,
         in_process=in_process,
         load=load,
         on_load_failure=on_load_failure,
@@ -277,6 +280,29 @@ def test_a_record_that_cannot_be_encoded_costs_no_other_record(
     assert by_id["t0"].inputs == items[0].inputs
     assert sample_value(metrics, "shadowline_records_total") == 3
     assert sample_value(metrics, failed, {"kind": "unencodable_inputs"}) == 1
+
+
+def test_batches_packed_by_requests_and_by_the_writer_keep_their_order(
+    kafka_bootstrap: str, make_topic: Callable[..., str], metrics: ServiceMetrics
+) -> None:
+    # Bursts of 37 with batches of 16: the requests that complete a batch pack two in each
+    # burst, the writer packs the last 5 once they have waited (40 ms, in the pause).  The
+    # topic has one partition, so its order is the order the batches were handed over in.
+    topic = make_topic("scores")
+    sidecar = make_sidecar(
+        metrics, (kafka_bootstrap,), topic, queue_size=1000, batch_max=16, batch_wait_s=0.04
+    )
+    sidecar.start()
+    item = scored(build("v1"), 1)[0]
+    sent = [f"t{n}" for n in range(8 * 37)]
+    for burst in range(8):
+        for tid in sent[burst * 37 : (burst + 1) * 37]:
+            sidecar.submit(item._replace(transaction_id=tid))
+        time.sleep(0.1)
+    records = read_records(kafka_bootstrap, topic, until=lambda r: len(r) >= len(sent))
+    sidecar.close()
+    assert [r.transaction_id for r in records] == sent
+    assert sample_value(metrics, "shadowline_shadow_shed_total") == 0
 
 
 def test_a_burst_beyond_the_queue_is_shed_and_counted(
