@@ -100,7 +100,8 @@ def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
         f"shadowline loadtest max <url> --connections 16 --duration {d['max']:g} "
         "--payloads <server's payloads>   # max throughput",
         f"shadowline loadtest run <url> --rate <rate> --duration {d['fixed']:g} "
-        "--connections 256 --timeout 5 --payloads <server's payloads>   # fixed rate",
+        "--connections 256 --preopen <rate x 10 ms, 16 to 256> --timeout 5 "
+        "--payloads <server's payloads>   # fixed rate",
         "```",
         "",
         "Payloads: the same 256 rows of 30 floats drawn from the training distribution, as "

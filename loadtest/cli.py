@@ -115,6 +115,16 @@ def run_open(
     connections: Annotated[
         int, typer.Option("--connections", min=1, max=4096, help="Most connections per proc.")
     ] = 64,
+    preopen: Annotated[
+        int | None,
+        typer.Option(
+            "--preopen",
+            min=1,
+            max=4096,
+            help="Connections per proc opened before the run (default 16, at most "
+            "--connections); size it for the peak.",
+        ),
+    ] = None,
     procs: Procs = 1,
     timeout: Timeout = 10.0,
     payloads: PayloadFile = None,
@@ -138,6 +148,7 @@ def run_open(
         max_requests=max_requests,
         connections=connections,
         procs=procs,
+        **({} if preopen is None else {"preopen": preopen}),
         timeout_s=timeout,
     )
     _execute(cfg, out, plot, as_json)

@@ -49,6 +49,11 @@ class RunConfig:
     duration_s: float = 10.0
     max_requests: int = 1_000_000
     connections: int = 16
+    # Open loop: the connections opened before the run starts (at most ``connections``).
+    # The pool reuses its idle connections oldest first, so at a steady rate all of them stay
+    # warm; size it for the peak (about rate x the slowest latency expected) and the run
+    # opens none mid-run (docs/loadtest.md, "Connections").
+    preopen: int = PREOPEN_MAX
     timeout_s: float = 10.0
     # Idle connections are closed after this long, before the server's keep-alive timeout
     # (uvicorn: 5 s) closes them: a request written just as the server closes its end is
@@ -137,7 +142,7 @@ class _Generator:
             self.send(conn, i, due)
         else:
             conn.idle_since = clock()
-            self.idle.append(conn)  # a stack: the oldest idle connection is at index 0
+            self.idle.append(conn)  # in turn: the oldest idle connection, reused first, at 0
 
     def _finished(self) -> None:
         self.pending -= 1
@@ -225,7 +230,7 @@ async def _open_loop(gen: _Generator, schedule: Schedule, sleep_until: SleepUnti
             rec.send_lag(now - due)
             gen.pending += 1
             if gen.idle:
-                gen.send(gen.idle.pop(), i, due)
+                gen.send(gen.idle.pop(0), i, due)
             else:
                 gen.waiting.append((i, due))
                 if gen.opened < gen.cfg.connections:
@@ -273,7 +278,7 @@ async def run_process(cfg: RunConfig, index: int, gate: StartGate) -> Recorder:
     enc = encode_payloads(cfg.payloads, cfg.mix, cfg.target.authority, seed=cfg.seed + index)
     gen = _Generator(cfg, enc, rec)
     count = share(cfg.total(), cfg.procs, index)
-    preopen = cfg.connections if cfg.mode == "closed" else min(cfg.connections, PREOPEN_MAX)
+    preopen = cfg.connections if cfg.mode == "closed" else min(cfg.connections, cfg.preopen)
     if cfg.mode == "closed" or count:
         await gen.preopen(preopen)
     start_wall = await gate()

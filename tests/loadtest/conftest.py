@@ -9,6 +9,7 @@ holds "not-a-number"; ``/v1/score/batch`` 200; ``/close`` 200 with ``Connection:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
@@ -17,11 +18,13 @@ import pytest
 
 _CLIENTS: set[asyncio.StreamWriter] = set()  # open connections, closed when the server stops
 _ACCEPTED = [0]  # connections accepted so far
+_SERVED: collections.Counter[int] = collections.Counter()  # requests per connection (1, 2, ...)
 
 
 async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     _CLIENTS.add(writer)
     _ACCEPTED[0] += 1
+    number = _ACCEPTED[0]
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -35,6 +38,7 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
                 0,
             )
             body = await reader.readexactly(length)
+            _SERVED[number] += 1
             path = request_line.split(" ")[1]
             if path == "/hang":
                 await asyncio.sleep(3600)
@@ -98,3 +102,10 @@ def http_port() -> Iterator[int]:
 def accepted_connections() -> Callable[[], int]:
     """How many connections the tiny server has accepted so far."""
     return lambda: _ACCEPTED[0]
+
+
+@pytest.fixture
+def served_since() -> Callable[[int], dict[int, int]]:
+    """``served_since(n)``: requests served on each connection accepted after the first
+    ``n`` (by number)."""
+    return lambda n: {number: count for number, count in _SERVED.items() if number > n}

@@ -96,6 +96,25 @@ def test_connections_idle_longer_than_keepalive_are_replaced(
     assert accepted_connections() - before >= 3  # closed while idle, opened again
 
 
+def test_preopened_connections_serve_in_turn_and_none_is_opened_mid_run(
+    http_port: int,
+    accepted_connections: Callable[[], int],
+    served_since: Callable[[int], dict[int, int]],
+) -> None:
+    """A pool opened before the run is reused oldest first, so every connection in it stays
+    in use (none idles until the keep-alive sweep closes it) and the run opens none."""
+    before = accepted_connections()
+    cfg = _cfg(http_port, rate=100.0, duration_s=0.5, connections=8, preopen=4)
+    rec, _ = run(cfg)
+    assert rec.completed == 50
+    assert rec.failed == 0
+    assert accepted_connections() - before == 4
+    assert build_result(cfg, rec, 0.6)["connections"]["opened_during_run"] == 0
+    served = served_since(before)
+    assert len(served) == 4
+    assert min(served.values()) >= 10  # about 50 / 4 each; one idle stack top would take all
+
+
 @pytest.mark.parametrize("isolate", [False, True])
 def test_connections_opened_during_the_run_are_counted_with_their_first_answer(
     http_port: int, accepted_connections: Callable[[], int], isolate: bool
