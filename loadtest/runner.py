@@ -52,7 +52,7 @@ class RunConfig:
     # Open loop: the connections opened before the run starts (at most ``connections``).
     # The pool reuses its idle connections oldest first, so at a steady rate all of them stay
     # warm; size it for the peak (about rate x the slowest latency expected) and the run
-    # opens none mid-run (docs/loadtest.md, "Connections").
+    # opens none mid-run (docs/loadtest.md).
     preopen: int = PREOPEN_MAX
     timeout_s: float = 10.0
     # Idle connections are closed after this long, before the server's keep-alive timeout
