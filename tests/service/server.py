@@ -42,3 +42,5 @@ def serving(app: FastAPI, timeout_s: float = 20.0) -> Iterator[httpx.Client]:
     finally:
         server.should_exit = True
         thread.join(timeout_s)
+        if thread.is_alive():  # left running, its sidecar would hang the test process's exit
+            raise RuntimeError(f"the test server did not stop within {timeout_s:g}s")
