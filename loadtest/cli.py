@@ -137,6 +137,13 @@ def run_open(
     as_json: AsJson = False,
 ) -> None:
     """Open loop: send at a constant rate; latency counts from each request's due time."""
+    if preopen is not None and preopen > connections:
+        from loadtest.errors import LoadTestError
+
+        raise LoadTestError(
+            f"--preopen {preopen} is more than --connections {connections}: the pool opened "
+            "before the run is part of the most connections a process may open"
+        )
     cfg = _config(
         url,
         allow_remote,

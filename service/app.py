@@ -227,7 +227,11 @@ async def stop_task(task: asyncio.Task[None], timeout_s: float = 5.0, again_s: f
     deadline = asyncio.get_running_loop().time() + timeout_s
     while not task.done():
         if asyncio.get_running_loop().time() > deadline:
-            log.error("task %s did not stop within %gs; shutting down without it", task, timeout_s)
+            log.error(
+                "task %s did not stop within %gs; shutting down without it",
+                task.get_name(),
+                timeout_s,
+            )
             return
         task.cancel()
         await asyncio.wait({task}, timeout=again_s)

@@ -54,7 +54,6 @@ from service.models import ModelBytes, load_model
 from service.pipe import (
     Batch,
     Frames,
-    Message,
     PipeError,
     Report,
     ShadowSet,
@@ -475,9 +474,7 @@ class Sidecar:
         """Send the shadow set if this sidecar does not have it, then the batch."""
         if not self._sync_shadows(gen):
             return False
-        try:
-            send_frames(gen.data, packed.frames)  # blocks while the sidecar holds back
-        except (OSError, ValueError):
+        if not _send(gen, packed.frames):
             return False
         gen.handed += packed.transactions
         return True
@@ -497,16 +494,17 @@ class Sidecar:
         if key == gen.shadows:
             return True
         specs = _specs(slots, gen.artifacts)
-        if not _send(gen, ShadowSet(specs)):
+        if not _send(gen, encode_message(ShadowSet(specs))):
             return False
         gen.shadows = key
         gen.artifacts = {spec.version for spec in specs}  # it drops the others
         return True
 
 
-def _send(gen: _Generation, message: Message) -> bool:
+def _send(gen: _Generation, frames: Frames) -> bool:
+    """Write an encoded message to the sidecar; False when its pipe is closed."""
     try:
-        send_message(gen.data, message)  # blocks while the sidecar holds back (broker down)
+        send_frames(gen.data, frames)  # blocks while the sidecar holds back (broker down)
     except (OSError, ValueError):
         return False
     return True

@@ -239,6 +239,11 @@ def test_cli_payloads_writes_a_reusable_file(tmp_path: Path) -> None:
             "error: payload file /nonexistent.jsonl: No such file or directory",
         ),
         (
+            ["run", "http://127.0.0.1:1", "--preopen", "100", "--connections", "64"],
+            "error: --preopen 100 is more than --connections 64: the pool opened before the "
+            "run is part of the most connections a process may open",
+        ),
+        (
             ["payloads", "/tmp/never-written.jsonl", "--shape", "xml"],
             "error: shape must be one of scorer, flat (got 'xml')",
         ),
