@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from benchmarks import cpustat
 from benchmarks.affinity import Pinner, pinned
 from benchmarks.load import load
 from benchmarks.servers import Server
@@ -79,14 +80,17 @@ class Context:
     cores: tuple[frozenset[int], frozenset[int]] | None = None
 
     def load(self, url: str, server: str, **kw: Any) -> dict[str, Any]:
-        """One load run, with the server's CPU time per completed request and the kernel's TCP
-        retransmission counters over it (:mod:`benchmarks.tcpstat`)."""
+        """One load run, with the server's CPU time per completed request, the kernel's TCP
+        retransmission counters (:mod:`benchmarks.tcpstat`) and the machine's busy and stolen
+        CPU time (:mod:`benchmarks.cpustat`) over it."""
         before = self.servers[server].cpu_seconds()
-        with Sampler() as tcp:
+        cpu_sampler = Sampler(read=cpustat.read, counters=cpustat.COUNTERS)
+        with Sampler() as tcp, cpu_sampler as cpu:
             result = load(url, server, isolate=self.isolate, **kw)
         used = self.servers[server].cpu_seconds() - before
         seconds = 1 + max((s["second"] for s in result.get("timeline", [])), default=-1)
         result["tcp"] = tcp.summary(result.get("started_wall"), seconds)
+        result["cpu"] = cpu.summary(result.get("started_wall"), seconds)
         done = result["completed"]
         result["server_cpu_us_per_request"] = round(1e6 * used / done, 1) if done else None
         return result

@@ -8,6 +8,7 @@ import math
 from typing import Any
 
 from benchmarks.checks import ratio
+from benchmarks.cpustat import busy_share
 from benchmarks.report import (
     LAG_SCENARIOS,
     PROBE_OFF,
@@ -141,20 +142,27 @@ def change_sections(results: dict[str, Any]) -> list[str]:
         "of the slowdown (each run's first answers on new connections: `connections` in "
         "results.json).",
         "",
+        "The CPU column is the machine's CPU time in that second (benchmarks/cpustat.py, "
+        "all cores): the share busy, and the milliseconds the hypervisor gave this machine's "
+        "cores to something else (steal). A second near 100% busy was a second of "
+        "contention for the cores; one with steal lost that time outright.",
+        "",
         "The last two columns judge the same seconds without those first requests: the "
         "worst second of the requests on connections already open.",
         "",
         "| run | worst second | its p99 ms | vs shadows-off p99 | connections opened in it "
         "| TCP timeouts (host-queued), loss probes, drops, delayed acks in that second "
+        "| CPU busy, steal in that second "
         "| on open connections: worst second, p99 ms | vs shadows-off p99 |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
         *[
             f"| {w['run']} | {w['second']} | {w['p99_ms']:.2f} | {_fmt(w['ratio'])}x"
             f"{' **over**' if w['over'] else ''} | {_opened(w.get('opened'))} "
-            f"| {_tcp(w.get('tcp'))} | {_settled(settled.get(w['run']))} |"
+            f"| {_tcp(w.get('tcp'))} | {_cpu(w.get('cpu'))} "
+            f"| {_settled(settled.get(w['run']))} |"
             for w in judged["per_run"]
         ],
-        "",
+        *_cpu_section(results),
         "## Event-loop lag (the scorer's lag probe, 1 ms sleeps)",
         "",
         "How late the scorer's event loop woke the probe (service/lagprobe.py): the largest lag "
@@ -299,6 +307,49 @@ def _settled(worst: dict[str, Any] | None) -> str:
 def _opened(count: int | None) -> str:
     """Connections the generator opened in a second (older results did not count them)."""
     return "n/a" if count is None else f"{count:,}"
+
+
+def _cpu_section(results: dict[str, Any]) -> list[str]:
+    """Each scenario run's machine CPU time (:mod:`benchmarks.cpustat`), per repetition."""
+    out = [
+        "",
+        "## The machine's CPU in the scorer's scenarios",
+        "",
+        "All cores' time over each run (benchmarks/cpustat.py): the share busy, the busiest "
+        "second's share, and the time stolen by the hypervisor (ms). Each repetition's value.",
+        "",
+        "| scenario | busy % | busiest second % | steal ms |",
+        "|---|---|---|---|",
+    ]
+    for key in LAG_SCENARIOS:
+        runs = [rep[key].get("cpu") for rep in results["reps"] if key in rep]
+        runs = [x for x in runs if x]
+        if not runs:
+            continue
+        busy = [100 * (busy_share(x["total"]) or math.nan) for x in runs]
+        peak = [100 * _busiest(x) for x in runs]
+        steal = [x["total"]["steal_ms"] for x in runs]
+        out.append(f"| {key} | {_list(busy, 0)} | {_list(peak, 0)} | {_list(steal, 0)} |")
+    return [*out, ""] if len(out) > 9 else [""]
+
+
+def _busiest(summary: dict[str, Any]) -> float:
+    """The largest busy share of a run's seconds (NaN when it has none)."""
+    per = summary.get("per_second", {})
+    shares = [
+        busy / total
+        for busy, total in zip(per.get("busy_ms", []), per.get("total_ms", []), strict=False)
+        if total
+    ]
+    return max(shares, default=math.nan)
+
+
+def _cpu(counts: dict[str, int] | None) -> str:
+    """A second's CPU time (:mod:`benchmarks.cpustat`): busy share, steal."""
+    share = busy_share(counts)
+    if counts is None or share is None:
+        return "not read"
+    return f"{100 * share:.0f}%, {counts.get('steal_ms', 0):,} ms"
 
 
 def _tcp(counts: dict[str, int] | None) -> str:

@@ -232,14 +232,11 @@ def per_second(results: dict[str, Any], steady_p99_ms: float) -> dict[str, Any]:
         if key in rep
     }
     judged = second_bound(runs, steady_p99_ms)
-    tcp = {
-        f"{key} rep {i + 1}": rep[key].get("tcp")
-        for i, rep in enumerate(results["reps"])
-        for key in CHANGE_SCENARIOS
-        if key in rep
-    }
     for worst in judged["per_run"]:
-        worst["tcp"] = tcp_in_second(tcp.get(worst["run"]), worst["second"])
+        label, _, number = worst["run"].rpartition(" rep ")
+        run = results["reps"][int(number) - 1][label]
+        worst["tcp"] = in_second(run.get("tcp"), worst["second"])
+        worst["cpu"] = in_second(run.get("cpu"), worst["second"])
     per_rep = []
     for i in range(len(results["reps"])):
         mine = [w["ratio"] for w in judged["per_run"] if w["run"].endswith(f" rep {i + 1}")]
@@ -252,11 +249,12 @@ def per_second(results: dict[str, Any], steady_p99_ms: float) -> dict[str, Any]:
     return judged
 
 
-def tcp_in_second(tcp: dict[str, Any] | None, second: int) -> dict[str, int] | None:
-    """What the TCP counters (:mod:`benchmarks.tcpstat`) added in ``second`` of a run."""
-    if not tcp or "per_second" not in tcp:
+def in_second(summary: dict[str, Any] | None, second: int) -> dict[str, int] | None:
+    """What a sampler's counters (:mod:`benchmarks.tcpstat`, :mod:`benchmarks.cpustat`)
+    added in ``second`` of a run."""
+    if not summary or "per_second" not in summary:
         return None
-    counts = tcp["per_second"]
+    counts = summary["per_second"]
     return {k: v[second] for k, v in counts.items() if 0 <= second < len(v)}
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +59,20 @@ def read(path: Path = NETSTAT) -> dict[str, int] | None:
 
 class Sampler:
     """Reads the counters every ``every_s`` while a run goes on, with the wall time of each
-    reading, so that what changed can be put in the run's seconds."""
+    reading, so that what changed can be put in the run's seconds.  ``read`` and
+    ``counters``: another set of machine-wide counters read the same way (the CPU times of
+    :mod:`benchmarks.cpustat`)."""
 
-    def __init__(self, every_s: float = 0.1) -> None:
+    def __init__(
+        self,
+        every_s: float = 0.1,
+        *,
+        read: Callable[[], dict[str, int] | None] = read,
+        counters: tuple[str, ...] = COUNTERS,
+    ) -> None:
         self._every_s = every_s
+        self._read = read
+        self._counters = counters
         self._stop = threading.Event()
         self.samples: list[tuple[float, dict[str, int]]] = []
         self._thread = threading.Thread(target=self._run, name="tcpstat", daemon=True)
@@ -77,7 +88,7 @@ class Sampler:
         self._take()
 
     def _take(self) -> None:
-        counters = read()
+        counters = self._read()
         if counters is not None:
             self.samples.append((time.time(), counters))
 
@@ -91,13 +102,14 @@ class Sampler:
         if len(self.samples) < 2:
             return None
         first, last = self.samples[0][1], self.samples[-1][1]
-        out: dict[str, Any] = {"total": {k: last[k] - first[k] for k in COUNTERS}}
+        names = self._counters
+        out: dict[str, Any] = {"total": {k: last[k] - first[k] for k in names}}
         if started_wall is None:
             return out
-        per_second = {k: [0] * seconds for k in COUNTERS}
+        per_second = {k: [0] * seconds for k in names}
         for (_, before), (at, after) in zip(self.samples, self.samples[1:], strict=False):
             second = min(max(int(at - started_wall), 0), seconds - 1) if seconds else 0
-            for k in COUNTERS:
+            for k in names:
                 if seconds:
                     per_second[k][second] += after[k] - before[k]
         out["per_second"] = per_second

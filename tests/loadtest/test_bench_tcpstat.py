@@ -6,7 +6,7 @@ import socket
 from pathlib import Path
 
 from benchmarks import tcpstat
-from benchmarks.report import tcp_in_second
+from benchmarks.report import in_second
 
 NETSTAT = (
     "TcpExt: SyncookiesSent TCPLossProbes TCPTimeouts TCPSpuriousRtxHostQueues DelayedACKs "
@@ -48,9 +48,9 @@ def test_what_changed_is_put_in_the_second_of_the_reading_that_saw_it() -> None:
     assert summary["total"] == {**zero, "TCPTimeouts": 2, "TCPLossProbes": 5}
     assert summary["per_second"]["TCPTimeouts"] == [0, 0, 2]
     assert summary["per_second"]["TCPLossProbes"] == [0, 0, 5]
-    assert tcp_in_second(summary, 2) == {**zero, "TCPTimeouts": 2, "TCPLossProbes": 5}
-    assert tcp_in_second(summary, 7) == {}
-    assert tcp_in_second(None, 0) is None
+    assert in_second(summary, 2) == {**zero, "TCPTimeouts": 2, "TCPLossProbes": 5}
+    assert in_second(summary, 7) == {}
+    assert in_second(None, 0) is None
 
 
 def test_a_run_on_this_machine_reads_the_live_counters() -> None:
