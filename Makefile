@@ -90,7 +90,7 @@ clean:
 	-$(BIN)/shadowline stack down 2>/dev/null
 	rm -rf $(VENV) .shadowline .pytest_cache .mypy_cache .ruff_cache .coverage
 
-# The benchmark suite (docs/benchmarks.md): every server and scenario in one run, < 12 min;
+# The benchmark suite (docs/benchmarks.md): every server and scenario in one run, about 13 min;
 # on 2+ cores it includes the pinned mode (server on one core, generator on the other):
 # BENCH_ARGS=--no-pin skips it, BENCH_ARGS=--quick is a ~3-minute trial run.
 .PHONY: bench

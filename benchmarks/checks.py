@@ -15,6 +15,10 @@ from typing import Any
 # a second with fewer completions than this share of the run's median second is not judged.
 EDGE_SHARE = 0.25
 HISTORY_KEEP = 3
+# The control run of each repetition: shadows off a second time.  The 3-shadow ratio and the
+# per-second bound applied to two runs of one configuration say how much of a miss the
+# machine's own noise can make.
+CONTROL = "shadows0_again"
 
 
 def full_seconds(timeline: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.checks import CONTROL
 from benchmarks.render_bounds import (
     change_sections,
     floor_ratios,
@@ -207,10 +208,19 @@ def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
             f"## Scorer with shadows ({half:.0f} req/s = half its calibrated maximum)",
             "",
             "Shadows at 100% sampling, every record sent to Kafka. Counters are the scorer's "
-            "own Prometheus metrics, summed over the repetitions.",
+            "own Prometheus metrics, summed over the repetitions. The control is a second run "
+            "with shadows off in each repetition: what two runs that differ in nothing give.",
             "",
             *_scorer_rows(
-                results, [(f"{n} shadow{'s' * (n != 1)}", f"shadows{n}") for n in (0, 1, 3)]
+                results,
+                [
+                    *((f"{n} shadow{'s' * (n != 1)}", f"shadows{n}") for n in (0, 1, 3)),
+                    *(
+                        [("0 shadows again (control)", CONTROL)]
+                        if any(CONTROL in rep for rep in results["reps"])
+                        else []
+                    ),
+                ],
             ),
             "",
             f"![shadows](bench/{made['shadows']})",

@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks.checks import every_rep, ratio, second_bound
+from benchmarks.checks import CONTROL, every_rep, ratio, second_bound
 from loadtest import plot_timelines
 
 # The scorer the throughput and latency bounds judge: the one as it ships (lag probe off; see
@@ -137,6 +137,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     shed = total(results, "shadows3", "scorer", "shed") if ran else 0
     sh_per_rep = _paired(results, "shadows3", "shadows0", "latency_ms", "p99")
     over = [f"rep {i + 1} {x:.2f}x" for i, x in enumerate(sh_per_rep) if not x <= 1.25]
+    control = _paired(results, CONTROL, "shadows0", "latency_ms", "p99")
     failed = total(results, "promotions", "failed") if ran else 0
     worst = seconds["worst"] if seconds else None
     rows = [
@@ -193,8 +194,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             1.25,
             shed == 0 and every_rep(sh_per_rep, "<=", 1.25),
             f"shed: {shed:.0f}"
-            + (f"; over 1.25x in {', '.join(over)}; {_settled_shadows(results)}" if over else ""),
+            + (f"; over 1.25x in {', '.join(over)}; {_settled_shadows(results)}" if over else "")
+            + _control_note(control),
             sh_per_rep,
+            control,
         ),
         _row(
             "promotions",
@@ -215,8 +218,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "<=",
             2.0,
             True,
-            _worst_note(worst, seconds["settled"]["worst"] if seconds else None),
+            _worst_note(worst, seconds["settled"]["worst"] if seconds else None)
+            + (_control_note(seconds["control_per_rep"], "worst second") if seconds else ""),
             seconds["per_rep"] if seconds else [],
+            seconds["control_per_rep"] if seconds else [],
         ),
     ]
     return [*rows, *count_targets(results, ran)]
@@ -243,6 +248,14 @@ def per_second(results: dict[str, Any], steady_p99_ms: float) -> dict[str, Any]:
         if mine:
             per_rep.append(max(mine))
     judged["per_rep"] = per_rep
+    # The control: the same bound over the shadows-off runs themselves (both of each rep).
+    control = [
+        second_bound(
+            {k: rep[k]["timeline"] for k in ("shadows0", CONTROL) if k in rep}, steady_p99_ms
+        )["per_run"]
+        for rep in results["reps"]
+    ]
+    judged["control_per_rep"] = [max(w["ratio"] for w in runs) for runs in control if runs]
     # The same judgement without the first requests on connections the generator opened
     # during the run (results from before the generator counted them have no such seconds).
     judged["settled"] = second_bound(runs, steady_p99_ms, key="settled_p99_ms")
@@ -414,6 +427,14 @@ def _ratio(results: dict[str, Any], a: str, b: str, *path: str) -> float:
     return ratio(med(results, a, *path), med(results, b, *path))
 
 
+def _control_note(per_rep: list[float], what: str = "p99") -> str:
+    """The control's values (two runs of one configuration, :data:`CONTROL`), each rep."""
+    if not per_rep:
+        return ""
+    values = ", ".join(f"{x:.2f}" for x in per_rep)
+    return f"; control, shadows off against shadows off ({what}, each rep): {values}"
+
+
 def _row(
     key: str,
     ran: bool,
@@ -424,6 +445,7 @@ def _row(
     extra_ok: bool,
     note: str,
     per_rep: list[float],
+    control: list[float] | None = None,
 ) -> dict[str, Any]:
     if not ran:
         return {
@@ -450,6 +472,8 @@ def _row(
         "per_rep": [round(x, 3) for x in per_rep],
         "paired": round(paired, 3),
         "judged": round(judged, 3),
+        # The same measure between two runs of one configuration (:data:`CONTROL`), each rep.
+        "control_per_rep": [round(x, 3) for x in control or []],
     }
 
 

@@ -295,6 +295,7 @@ def keep_history(results: dict[str, Any], out: Path) -> None:
         "date_utc": results["machine"]["date_utc"],
         "code": results["machine"]["code"],
         "per_rep": row["per_rep"],
+        "control_per_rep": row.get("control_per_rep", []),
         "bound": row["bound"],
         "met": row["met"],
         "load_average_at_start": results["machine"]["load_average_at_start"],

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.checks import around
+from benchmarks.checks import CONTROL, around
 from benchmarks.context import Context
 from benchmarks.load import scorer_deltas, scrape_series
 from benchmarks.model import HEAVY
@@ -132,11 +132,14 @@ def outage(ctx: Context, rate: float) -> dict[str, Any]:
 
 
 def scorer_rep(ctx: Context, r: int, rate: float, rep: dict[str, Any]) -> None:
-    """One repetition of the scorer's scenarios: 0, 1, 3 shadows (order rotating), the
+    """One repetition of the scorer's scenarios: 0, 1, 3 shadows (order rotating) and 0
+    shadows again (the control: how far two runs of one configuration differ), the
     shadow-set change, then promotions every few seconds with no shadows."""
     for n in rotate([0, 1, 3], r):
         print(f"rep {r + 1}: scorer with {n} shadows at {rate}/s", flush=True)
         rep[f"shadows{n}"] = shadows(ctx, n, rate)
+    print(f"rep {r + 1}: scorer with 0 shadows again (the control) at {rate}/s", flush=True)
+    rep[CONTROL] = shadows(ctx, 0, rate)
     print(f"rep {r + 1}: shadow set changed under load", flush=True)
     rep["change"] = shadow_change(ctx, rate)
     print(f"rep {r + 1}: promotions every {ctx.durations.promotion_every} s", flush=True)

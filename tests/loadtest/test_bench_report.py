@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.checks import CONTROL
 from benchmarks.profile import summarize_raw, trim_raw
 from benchmarks.render import markdown
 from benchmarks.report import med, targets
@@ -278,3 +279,55 @@ def test_count_targets_must_be_zero_and_say_why_when_not_judged() -> None:
         "| 3 shadows at half the maximum: shadow entries lost (timeout, busy, shed) | 6; summed "
         "over the repetitions | (2, 2, 2) | = 0 | **no**: 6 |"
     ) in text
+
+
+def _seconds(p99s: list[float]) -> list[dict[str, Any]]:
+    return [{"second": i, "completed": 4500, "p99_ms": p} for i, p in enumerate(p99s)]
+
+
+def test_the_control_run_measures_the_same_bounds_between_two_shadows_off_runs() -> None:
+    results = _results(True)
+    for r, rep in enumerate(results["reps"]):
+        rep["shadows0"]["timeline"] = _seconds([2.0, 2.0, 2.0])
+        rep["shadows3"]["timeline"] = _seconds([2.0, 2.2, 2.0])
+        rep[CONTROL] = _run(4500, (2.0, 2.6, 1.8)[r])  # 1.0x, 1.3x, 0.9x the first run's p99
+        rep[CONTROL]["timeline"] = _seconds([2.0, (2.0, 9.0, 3.0)[r], 2.0])
+    got = {t["key"]: t for t in targets(results)}
+    shadows = got["shadows3"]
+    assert shadows["control_per_rep"] == [1.0, 1.3, 0.9]
+    assert (
+        "control, shadows off against shadows off (p99, each rep): 1.00, 1.30, 0.90"
+        in (shadows["note"])
+    )
+    # The per-second bound over the shadows-off runs themselves: their worst second against
+    # the shadows-off median p99 (2.0 ms), each rep.
+    seconds = got["seconds"]
+    assert seconds["control_per_rep"] == [1.0, 4.5, 1.5]
+    assert "(worst second, each rep): 1.00, 4.50, 1.50" in seconds["note"]
+    # Kept in the history and shown beside each run's ratios.
+    results["targets"] = list(got.values())
+    results["history"] = [
+        {"date_utc": "then", "code": "abc", "per_rep": [1.1, 1.2, 1.0]},
+        {"date_utc": "now", "code": "def", "per_rep": [1.1, 1.2, 1.0], "control_per_rep": [1.3]},
+    ]
+    page = markdown(
+        results, {k: f"{k}.png" for k in ("throughput", "fixed", "shadows", "promotions")}
+    )
+    assert "| then | abc | 1.10, 1.20, 1.00 | yes | n/a |" in page
+    assert "| now | def | 1.10, 1.20, 1.00 | yes | 1.30 |" in page
+
+
+def test_the_pinned_p99_splits_into_the_mean_and_the_tail_shape() -> None:
+    results = _results(True)
+    for rep in results["reps"]:
+        rep["pinned/floor"] = _run(10000, 3.0)
+        rep["pinned/floor"]["latency_ms"]["mean"] = 1.0
+        rep["pinned/scorer"] = _run(6250, 6.0)
+        rep["pinned/scorer"]["latency_ms"]["mean"] = 1.6
+    results["pinned"] = {"server_cpus": [0], "generator_cpus": [1]}
+    results["targets"] = targets(results)
+    page = markdown(
+        results, {k: f"{k}.png" for k in ("throughput", "fixed", "shadows", "promotions")}
+    )
+    # p99 2x the floor's: 1.6x from the mean (1 / 0.625 the throughput), 1.25x from the tail.
+    assert "| 0.62, 0.62, 0.62 | 2.00, 2.00, 2.00 | 1.60, 1.60, 1.60 | 1.25, 1.25, 1.25 |" in page
