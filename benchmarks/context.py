@@ -84,7 +84,7 @@ class Context:
         retransmission counters (:mod:`benchmarks.tcpstat`) and the machine's busy and stolen
         CPU time (:mod:`benchmarks.cpustat`) over it."""
         before = self.servers[server].cpu_seconds()
-        cpu_sampler = Sampler(read=cpustat.read, counters=cpustat.COUNTERS)
+        cpu_sampler = Sampler(read=cpustat.read, counters=cpustat.COUNTERS, name="cpustat")
         with Sampler() as tcp, cpu_sampler as cpu:
             result = load(url, server, isolate=self.isolate, **kw)
         used = self.servers[server].cpu_seconds() - before

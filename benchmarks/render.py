@@ -209,7 +209,8 @@ def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
             "",
             "Shadows at 100% sampling, every record sent to Kafka. Counters are the scorer's "
             "own Prometheus metrics, summed over the repetitions. The control is a second run "
-            "with shadows off in each repetition: what two runs that differ in nothing give.",
+            "with shadows off in each repetition, after the other three: how far apart the "
+            "machine puts two runs of one configuration, minutes apart.",
             "",
             *_scorer_rows(
                 results,

@@ -7,13 +7,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from benchmarks.checks import ratio
+from benchmarks.checks import CONTROL, ratio
 from benchmarks.cpustat import busy_share
 from benchmarks.report import (
     LAG_SCENARIOS,
     PROBE_OFF,
     _fmt,
     _values,
+    in_second,
     med,
     per_second,
     throughput_scorer,
@@ -302,8 +303,9 @@ def history_section(results: dict[str, Any]) -> list[str]:
         return [*out, "No full run recorded yet (quick and smoke runs are not kept).", ""]
     out += [
         "The control is the same ratio between the two shadows-off runs of each repetition "
-        "(one configuration measured twice, minutes apart): how far apart the machine puts "
-        "two runs that differ in nothing. Runs from before it was measured show n/a.",
+        "(one configuration measured twice, minutes apart, the second after the 1- and "
+        "3-shadow runs): how far apart the machine puts two runs of one configuration. "
+        "Runs from before it was measured show n/a.",
         "",
         "| run | code | per-repetition ratios | every rep within | control, each rep |",
         "|---|---|---|---|---|",
@@ -333,7 +335,18 @@ def _opened(count: int | None) -> str:
 
 def _cpu_section(results: dict[str, Any]) -> list[str]:
     """Each scenario run's machine CPU time (:mod:`benchmarks.cpustat`), per repetition."""
-    out = [
+    rows = []
+    for key in (*LAG_SCENARIOS, CONTROL):
+        runs = [rep[key]["cpu"] for rep in results["reps"] if rep.get(key, {}).get("cpu")]
+        if not runs:
+            continue
+        busy = [_share(x["total"]) for x in runs]
+        peak = [max((_share(s) for s in _seconds(x)), default=math.nan) for x in runs]
+        steal = [x["total"]["steal_ms"] for x in runs]
+        rows.append(f"| {key} | {_list(busy, 0)} | {_list(peak, 0)} | {_list(steal, 0)} |")
+    if not rows:
+        return [""]
+    return [
         "",
         "## The machine's CPU in the scorer's scenarios",
         "",
@@ -342,28 +355,21 @@ def _cpu_section(results: dict[str, Any]) -> list[str]:
         "",
         "| scenario | busy % | busiest second % | steal ms |",
         "|---|---|---|---|",
+        *rows,
+        "",
     ]
-    for key in LAG_SCENARIOS:
-        runs = [rep[key].get("cpu") for rep in results["reps"] if key in rep]
-        runs = [x for x in runs if x]
-        if not runs:
-            continue
-        busy = [100 * (busy_share(x["total"]) or math.nan) for x in runs]
-        peak = [100 * _busiest(x) for x in runs]
-        steal = [x["total"]["steal_ms"] for x in runs]
-        out.append(f"| {key} | {_list(busy, 0)} | {_list(peak, 0)} | {_list(steal, 0)} |")
-    return [*out, ""] if len(out) > 9 else [""]
 
 
-def _busiest(summary: dict[str, Any]) -> float:
-    """The largest busy share of a run's seconds (NaN when it has none)."""
-    per = summary.get("per_second", {})
-    shares = [
-        busy / total
-        for busy, total in zip(per.get("busy_ms", []), per.get("total_ms", []), strict=False)
-        if total
-    ]
-    return max(shares, default=math.nan)
+def _seconds(summary: dict[str, Any]) -> list[dict[str, int]]:
+    """Each second's counters of a sampler's summary."""
+    count = len(summary.get("per_second", {}).get("total_ms", []))
+    return [in_second(summary, i) or {} for i in range(count)]
+
+
+def _share(counts: dict[str, int]) -> float:
+    """The busy share of ``counts`` in percent (NaN without CPU time)."""
+    share = busy_share(counts)
+    return math.nan if share is None else 100 * share
 
 
 def _cpu(counts: dict[str, int] | None) -> str:

@@ -197,7 +197,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             + (f"; over 1.25x in {', '.join(over)}; {_settled_shadows(results)}" if over else "")
             + _control_note(control),
             sh_per_rep,
-            control,
+            control=control,
         ),
         _row(
             "promotions",
@@ -221,7 +221,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             _worst_note(worst, seconds["settled"]["worst"] if seconds else None)
             + (_control_note(seconds["control_per_rep"], "worst second") if seconds else ""),
             seconds["per_rep"] if seconds else [],
-            seconds["control_per_rep"] if seconds else [],
+            control=seconds["control_per_rep"] if seconds else [],
         ),
     ]
     return [*rows, *count_targets(results, ran)]
@@ -237,9 +237,14 @@ def per_second(results: dict[str, Any], steady_p99_ms: float) -> dict[str, Any]:
         if key in rep
     }
     judged = second_bound(runs, steady_p99_ms)
+    sources = {
+        f"{key} rep {i + 1}": rep[key]
+        for i, rep in enumerate(results["reps"])
+        for key in CHANGE_SCENARIOS
+        if key in rep
+    }
     for worst in judged["per_run"]:
-        label, _, number = worst["run"].rpartition(" rep ")
-        run = results["reps"][int(number) - 1][label]
+        run = sources[worst["run"]]
         worst["tcp"] = in_second(run.get("tcp"), worst["second"])
         worst["cpu"] = in_second(run.get("cpu"), worst["second"])
     per_rep = []
@@ -248,12 +253,14 @@ def per_second(results: dict[str, Any], steady_p99_ms: float) -> dict[str, Any]:
         if mine:
             per_rep.append(max(mine))
     judged["per_rep"] = per_rep
-    # The control: the same bound over the shadows-off runs themselves (both of each rep).
+    # The control: the same bound over the shadows-off runs themselves (both of each rep;
+    # results from before the control run have none).
     control = [
         second_bound(
             {k: rep[k]["timeline"] for k in ("shadows0", CONTROL) if k in rep}, steady_p99_ms
         )["per_run"]
         for rep in results["reps"]
+        if CONTROL in rep
     ]
     judged["control_per_rep"] = [max(w["ratio"] for w in runs) for runs in control if runs]
     # The same judgement without the first requests on connections the generator opened

@@ -69,13 +69,14 @@ class Sampler:
         *,
         read: Callable[[], dict[str, int] | None] = read,
         counters: tuple[str, ...] = COUNTERS,
+        name: str = "tcpstat",
     ) -> None:
         self._every_s = every_s
         self._read = read
         self._counters = counters
         self._stop = threading.Event()
         self.samples: list[tuple[float, dict[str, int]]] = []
-        self._thread = threading.Thread(target=self._run, name="tcpstat", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def __enter__(self) -> Sampler:
         self._take()

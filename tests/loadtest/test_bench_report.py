@@ -281,6 +281,9 @@ def test_count_targets_must_be_zero_and_say_why_when_not_judged() -> None:
     ) in text
 
 
+PLOTS = {k: f"{k}.png" for k in ("throughput", "fixed", "shadows", "promotions")}
+
+
 def _seconds(p99s: list[float]) -> list[dict[str, Any]]:
     return [{"second": i, "completed": 4500, "p99_ms": p} for i, p in enumerate(p99s)]
 
@@ -310,9 +313,7 @@ def test_the_control_run_measures_the_same_bounds_between_two_shadows_off_runs()
         {"date_utc": "then", "code": "abc", "per_rep": [1.1, 1.2, 1.0]},
         {"date_utc": "now", "code": "def", "per_rep": [1.1, 1.2, 1.0], "control_per_rep": [1.3]},
     ]
-    page = markdown(
-        results, {k: f"{k}.png" for k in ("throughput", "fixed", "shadows", "promotions")}
-    )
+    page = markdown(results, PLOTS)
     assert "| then | abc | 1.10, 1.20, 1.00 | yes | n/a |" in page
     assert "| now | def | 1.10, 1.20, 1.00 | yes | 1.30 |" in page
 
@@ -326,8 +327,35 @@ def test_the_pinned_p99_splits_into_the_mean_and_the_tail_shape() -> None:
         rep["pinned/scorer"]["latency_ms"]["mean"] = 1.6
     results["pinned"] = {"server_cpus": [0], "generator_cpus": [1]}
     results["targets"] = targets(results)
-    page = markdown(
-        results, {k: f"{k}.png" for k in ("throughput", "fixed", "shadows", "promotions")}
-    )
+    page = markdown(results, PLOTS)
     # p99 2x the floor's: 1.6x from the mean (1 / 0.625 the throughput), 1.25x from the tail.
     assert "| 0.62, 0.62, 0.62 | 2.00, 2.00, 2.00 | 1.60, 1.60, 1.60 | 1.25, 1.25, 1.25 |" in page
+
+
+def test_results_from_before_the_control_run_claim_no_control() -> None:
+    results = _results(True)
+    for rep in results["reps"]:
+        rep["shadows0"]["timeline"] = _seconds([2.0, 3.0, 2.0])
+        rep["shadows3"]["timeline"] = _seconds([2.0, 2.2, 2.0])
+    got = {t["key"]: t for t in targets(results)}
+    for key in ("shadows3", "seconds"):
+        assert got[key]["control_per_rep"] == []
+        assert "control" not in got[key]["note"]
+    results["targets"] = list(got.values())
+    page = markdown(results, PLOTS)
+    assert "(control)" not in page
+    assert "## The machine's CPU" not in page  # nor CPU times they never read
+
+
+def test_the_cpu_table_shows_every_scenario_that_read_the_cpu() -> None:
+    results = _results(True)
+    cpu = {
+        "total": {"busy_ms": 1000, "steal_ms": 20, "total_ms": 2000},
+        "per_second": {"busy_ms": [400, 600], "steal_ms": [0, 20], "total_ms": [1000, 1000]},
+    }
+    for rep in results["reps"]:
+        rep[CONTROL] = _run(4500, 2.0)
+        rep[CONTROL]["cpu"] = cpu
+    results["targets"] = targets(results)
+    page = markdown(results, PLOTS)
+    assert "| shadows0_again | 50, 50, 50 | 60, 60, 60 | 20, 20, 20 |" in page
