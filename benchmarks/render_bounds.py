@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from benchmarks import stalls
 from benchmarks.checks import CONTROL, ratio
 from benchmarks.cpustat import busy_share
 from benchmarks.report import (
@@ -191,23 +190,13 @@ def change_sections(results: dict[str, Any]) -> list[str]:
         "the loop held up by the process's other threads (a model load, the hand-over to the "
         "sidecar), not by its own callbacks (the requests). Each repetition's value.",
         "",
-        "",
-        f"A stall dump is every thread's stack, written while the loop went {stalls.LIMIT_MS} ms "
-        "or more without waking the probe (`SHADOWLINE_LAG_PROBE_STALL_DUMP_MS`): "
-        "`bench/stalls.txt` has them, by run.",
-        "",
         "| scenario | largest hold ms | holds > 2 ms | of which blocked > 2 ms "
-        "| largest blocked ms | largest lag ms | wakes > 2 ms late | wakes | stall dumps |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| largest blocked ms | largest lag ms | wakes > 2 ms late | wakes |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for key in LAG_SCENARIOS:
         lags = [rep[key]["scorer"].get("loop_lag") for rep in results["reps"] if key in rep]
         lags = [x for x in lags if x]
-        dumps = [
-            float(len(rep[key]["stalls"]))
-            for rep in results["reps"]
-            if "stalls" in rep.get(key, {})
-        ]
         if lags:
             out.append(
                 f"| {key} | {_list([x.get('hold_max_ms', math.nan) for x in lags], 1)} | "
@@ -216,8 +205,7 @@ def change_sections(results: dict[str, Any]) -> list[str]:
                 f"{_list([x.get('blocked_max_ms', math.nan) for x in lags], 1)} | "
                 f"{_list([x['max_ms'] for x in lags], 1)} | "
                 f"{_list([x['over_2ms'] for x in lags], 0)} | "
-                f"{_list([x['wakes'] for x in lags], 0)} | "
-                f"{_list(dumps, 0) if dumps else 'not taken'} |"
+                f"{_list([x['wakes'] for x in lags], 0)} |"
             )
     out += [
         "",

@@ -13,7 +13,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks import stalls
 from benchmarks.checks import CONTROL, every_rep, ratio, second_bound
 from loadtest import plot_timelines
 
@@ -578,8 +577,6 @@ def write(results: dict[str, Any], out: Path) -> None:
     assets.mkdir(parents=True, exist_ok=True)
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     (assets / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    if results.get("scorer_status") == "run":
-        stalls.write(results, assets / "stalls.txt")
     made = plots(results, assets)
     (out / "benchmarks.md").write_text(render(results, made))
 

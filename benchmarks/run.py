@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report, stalls
+from benchmarks import report
 from benchmarks.adapter import adapter_cost
 from benchmarks.affinity import pinned_plan
 from benchmarks.checks import update_history
@@ -57,11 +57,7 @@ PINNED_SERVERS = ("floor", "scorer", PROBE_OFF, "scorer-kafka-python", "naive")
 # rate and pinned, beside the default one.
 SECOND_CLIENT = "scorer-kafka-python"
 # The scorer measures its event loop's lag in the bench (docs/benchmarks.md reports it).
-SCORER_BENCH_ENV = {
-    "SHADOWLINE_LAG_PROBE": "true",
-    # What held the loop when it was held long: the stacks, in bench/stalls.txt.
-    "SHADOWLINE_LAG_PROBE_STALL_DUMP_MS": str(stalls.LIMIT_MS),
-}
+SCORER_BENCH_ENV = {"SHADOWLINE_LAG_PROBE": "true"}
 # PROBE_OFF, the scorer as it ships (the lag probe off, its default): max throughput, fixed
 # rate and pinned, beside the probed one.  The probe is the bench's instrument for the hold
 # bound, and it costs the scorer about 5% of its pinned throughput (3 interleaved pairs on the

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks import stalls
 from benchmarks.checks import CONTROL, around
 from benchmarks.context import Context
 from benchmarks.load import scorer_deltas, scrape_series
@@ -41,7 +40,6 @@ def scorer_run(
     (``after``)."""
     scorer = ctx.servers["scorer"]
     before = scrape_series(scorer.url)
-    log_at = stalls.size(scorer.log)
     events: list[dict[str, Any]] = []
     thread = None
     if during is not None:
@@ -53,7 +51,6 @@ def scorer_run(
         thread.join(30)
     time.sleep(1.0)  # let the last records reach the sink before reading its counters
     result["scorer"] = scorer_deltas(before, scrape_series(scorer.url))
-    result["stalls"] = stalls.read_new(scorer.log, log_at)
     for e in events:
         e["second"] = round(e.pop("wall") - result["started_wall"], 2)
         e["after"] = [

@@ -28,17 +28,6 @@ interval of that can be the loop idling until its timer, so the part of the hold
 recorded as ``shadowline_event_loop_blocked_seconds`` (and its ``_max`` gauge): the loop held
 up by other threads, not by its own callbacks.  It may read up to a timer tick (1 ms) high.
 
-**Stall dumps** (``SHADOWLINE_LAG_PROBE_STALL_DUMP_MS``, off by default).  The numbers say
-how long the loop was held, not by what; a stall of tens of milliseconds is rare and gone by
-the time anyone looks.  With a limit set, the probe keeps :func:`faulthandler.dump_traceback_later`
-armed: when the loop has not re-armed it for that long, faulthandler's watchdog thread, which
-needs no GIL, writes every thread's Python stack to standard error while the stall goes on;
-the probe then logs a warning with the stall's length when the loop wakes.  CPython starts a
-new watchdog thread each time it is armed, so the probe re-arms every ``STALL_REARM_S``, not on
-every wake: a stall is dumped once it lasts the limit from the last re-arm (a stall at least
-the limit long may be caught, one at least the limit plus 5 ms always is).  faulthandler has
-one such timer per process: one probe with dumps per process.
-
 Off by default (``SHADOWLINE_LAG_PROBE``): a thousand wake-ups a second cost about 2% of a
 core (measured with uvloop on the bench machine).  The schedstat file is opened once, on the
 loop's thread (the open file stays bound to the thread that opened it), and read with one
@@ -50,14 +39,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import faulthandler
-import logging
 import os
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import TextIO
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -65,11 +50,8 @@ from prometheus_client.registry import Collector
 
 from service.settings import ServiceSettings
 
-log = logging.getLogger(__name__)
 LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 SCHEDSTAT = Path("/proc/thread-self/schedstat")
-# How often the stall dump is re-armed: each arming starts a new watchdog thread.
-STALL_REARM_S = 0.005
 
 
 def _wait_s(schedstat: bytes) -> float | None:
@@ -155,9 +137,7 @@ class _PeakCollector(Collector):
 
 
 class LagProbe:
-    """Measures the running loop's oversleep every ``interval_s`` while :meth:`run` runs;
-    with ``stall_dump_s`` above 0, dumps every thread's stack to ``stall_file`` (standard
-    error by default) when the loop stalls that long."""
+    """Measures the running loop's oversleep every ``interval_s`` while :meth:`run` runs."""
 
     def __init__(
         self,
@@ -166,17 +146,10 @@ class LagProbe:
         clock: Callable[[], float] = time.perf_counter,
         waited: Callable[[], float | None] | None = None,
         ran: Callable[[], float | None] | None = None,
-        *,
-        stall_dump_s: float = 0.0,
-        stall_file: TextIO | None = None,
     ) -> None:
         if interval_s <= 0:
             raise ValueError(f"the lag probe's interval must be positive, not {interval_s}")
-        if stall_dump_s < 0:
-            raise ValueError(f"the stall dump's limit must be 0 (off) or more, not {stall_dump_s}")
         self.interval_s = interval_s
-        self._stall_s = stall_dump_s
-        self._stall_file = stall_file
         self._clock = clock
         self._waited = waited
         self._ran = ran
@@ -268,14 +241,12 @@ class LagProbe:
         loop = asyncio.get_running_loop()
         stopped: asyncio.Future[None] = loop.create_future()
         handle: asyncio.TimerHandle | None = None
-        armed_at = self._arm_stall_dump(None)
 
         def wake(asked_at: float, waited_before: float | None, ran_before: float | None) -> None:
-            nonlocal handle, armed_at
+            nonlocal handle
             try:
                 waited, ran = read()
                 now = self._clock()
-                armed_at = self._arm_stall_dump(armed_at, now)
                 queued = blocked = None
                 if waited is not None and waited_before is not None:
                     queued = waited - waited_before
@@ -293,27 +264,6 @@ class LagProbe:
             await stopped
         finally:
             handle.cancel()
-            if self._stall_s:
-                faulthandler.cancel_dump_traceback_later()
-
-    def _arm_stall_dump(self, armed_at: float | None, now: float | None = None) -> float | None:
-        """Keep the stall dump armed (when on): re-arm it once ``STALL_REARM_S`` has passed
-        since ``armed_at``, first saying when the loop came back from a stall long enough to
-        have been dumped.  Returns when it was last armed."""
-        if not self._stall_s:
-            return None
-        now = self._clock() if now is None else now
-        if armed_at is not None:
-            if now - armed_at < STALL_REARM_S:
-                return armed_at
-            if now - armed_at >= self._stall_s:
-                log.warning(
-                    "event loop stalled: %.1f ms without a wake-up; every thread's stack was "
-                    "written to standard error during it (SHADOWLINE_LAG_PROBE_STALL_DUMP_MS)",
-                    1000 * (now - armed_at),
-                )
-        faulthandler.dump_traceback_later(self._stall_s, file=self._stall_file or sys.stderr)
-        return now
 
     def close(self) -> None:
         """Take the metrics off the registry (a new probe may register them again)."""
@@ -332,11 +282,7 @@ async def lag_probe(
     if not settings.lag_probe:
         yield None
         return
-    probe = LagProbe(
-        registry,
-        settings.lag_probe_interval_ms / 1000,
-        stall_dump_s=settings.lag_probe_stall_dump_ms / 1000,
-    )
+    probe = LagProbe(registry, settings.lag_probe_interval_ms / 1000)
     task = asyncio.create_task(probe.run(), name="lag-probe")
     try:
         yield probe

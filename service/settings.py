@@ -13,9 +13,6 @@ PLACEHOLDER_TOKEN = "change-me"  # noqa: S105 - the placeholder that is refused 
 # Each explored transaction is a payment the model wanted to block that goes to manual review
 # (docs/evidence.md "Exploration"): more than half would no longer be a model deciding.
 MAX_EXPLORATION_SHARE = 0.5
-# The smallest stall-dump limit (SHADOWLINE_LAG_PROBE_STALL_DUMP_MS): twice the period at
-# which the lag probe re-arms it.
-MIN_STALL_DUMP_MS = 10.0
 
 
 class ServiceSettings(SharedSettings):
@@ -103,9 +100,6 @@ class ServiceSettings(SharedSettings):
     # records how late it wakes (shadowline_event_loop_lag_seconds); the bench turns it on.
     lag_probe: bool = False
     lag_probe_interval_ms: float = Field(default=1.0, ge=0.1, le=1000)
-    # With the probe on: when the event loop stalls this long, every thread's Python stack is
-    # written to standard error (what held the loop, on record).  0: off.
-    lag_probe_stall_dump_ms: float = Field(default=0.0, ge=0, le=60_000)
     access_log: bool = False
     log_level: str = Field(default="info", pattern=r"^(critical|error|warning|info|debug)$")
     # The rollback guard (service/guard.py): a promoted model is on probation for
@@ -146,18 +140,6 @@ class ServiceSettings(SharedSettings):
                 # Label senders (chargeback and review systems) must not hold the keys to
                 # approve and promote models.
                 raise ValueError("SHADOWLINE_LABELS_TOKEN must differ from SHADOWLINE_ADMIN_TOKEN")
-        return self
-
-    @model_validator(mode="after")
-    def _stall_dump_longer_than_its_rearm(self) -> ServiceSettings:
-        limit = self.lag_probe_stall_dump_ms
-        if 0 < limit < MIN_STALL_DUMP_MS:
-            # The probe re-arms the dump every 5 ms: a shorter limit would dump on every
-            # ordinary pause between two re-arms.
-            raise ValueError(
-                f"SHADOWLINE_LAG_PROBE_STALL_DUMP_MS ({limit:g}) must be 0 (off) or at least "
-                f"{MIN_STALL_DUMP_MS:g}"
-            )
         return self
 
     @model_validator(mode="after")

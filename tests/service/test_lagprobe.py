@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import threading
-import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -208,51 +205,3 @@ def test_the_kept_open_reader_reports_its_creators_line_from_any_thread() -> Non
     finally:
         reader.close()
     assert reader() is None
-
-
-def hold_the_loop_for(seconds: float) -> None:
-    """Blocking work on the event loop, under a name the stall dump must show."""
-    time.sleep(seconds)
-
-
-async def _probe_through(hold_s: float, stall_s: float, out: Path) -> None:
-    """Run a probe with stall dumps to ``out`` while the loop is held ``hold_s`` once."""
-    with out.open("w") as file:
-        probe = LagProbe(CollectorRegistry(), 0.001, stall_dump_s=stall_s, stall_file=file)
-        task = asyncio.create_task(probe.run())
-        await asyncio.sleep(0.03)
-        hold_the_loop_for(hold_s)
-        await asyncio.sleep(0.03)  # the probe wakes again and re-arms
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        probe.close()
-        hold_the_loop_for(3 * stall_s)  # disarmed once the probe ended: nothing more
-
-
-def test_a_stalled_loop_has_every_threads_stack_dumped_and_a_warning_logged(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    out = tmp_path / "stalls.txt"
-    with caplog.at_level(logging.WARNING, logger="service.lagprobe"):
-        asyncio.run(_probe_through(0.2, 0.04, out))
-    dump = out.read_text()
-    assert "Timeout (0:00:00.04" in dump
-    assert "in hold_the_loop_for" in dump  # the loop's thread, in the work that held it
-    warnings = [r.getMessage() for r in caplog.records if "event loop stalled" in r.getMessage()]
-    assert max(float(w.split(": ")[1].split(" ms")[0]) for w in warnings) >= 200
-
-
-def test_no_dump_without_a_stall_as_long_as_the_limit_nor_after_the_probe(tmp_path: Path) -> None:
-    out = tmp_path / "stalls.txt"  # the hold after the probe ended is 3x the limit
-    asyncio.run(_probe_through(0.02, 0.25, out))
-    assert out.read_text() == ""
-
-
-def test_a_stall_dump_limit_shorter_than_its_rearm_period_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"SHADOWLINE_LAG_PROBE_STALL_DUMP_MS \(5\) must be 0"):
-        ServiceSettings(lag_probe_stall_dump_ms=5)
-    assert ServiceSettings(lag_probe_stall_dump_ms=0).lag_probe_stall_dump_ms == 0
-    assert ServiceSettings(lag_probe_stall_dump_ms=25).lag_probe_stall_dump_ms == 25
-    with pytest.raises(ValueError, match="the stall dump's limit must be 0"):
-        LagProbe(CollectorRegistry(), stall_dump_s=-1)
