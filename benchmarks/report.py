@@ -230,19 +230,14 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 def per_second(results: dict[str, Any], steady_p99_ms: float) -> dict[str, Any]:
     """The per-second bound over every change scenario of every repetition, with the worst
     second's ratio in each repetition."""
-    runs = {
-        f"{key} rep {i + 1}": rep[key]["timeline"]
-        for i, rep in enumerate(results["reps"])
-        for key in CHANGE_SCENARIOS
-        if key in rep
-    }
-    judged = second_bound(runs, steady_p99_ms)
     sources = {
         f"{key} rep {i + 1}": rep[key]
         for i, rep in enumerate(results["reps"])
         for key in CHANGE_SCENARIOS
         if key in rep
     }
+    runs = {label: run["timeline"] for label, run in sources.items()}
+    judged = second_bound(runs, steady_p99_ms)
     for worst in judged["per_run"]:
         run = sources[worst["run"]]
         worst["tcp"] = in_second(run.get("tcp"), worst["second"])
@@ -262,7 +257,7 @@ def per_second(results: dict[str, Any], steady_p99_ms: float) -> dict[str, Any]:
         for rep in results["reps"]
         if CONTROL in rep
     ]
-    judged["control_per_rep"] = [max(w["ratio"] for w in runs) for runs in control if runs]
+    judged["control_per_rep"] = [max(w["ratio"] for w in worst) for worst in control if worst]
     # The same judgement without the first requests on connections the generator opened
     # during the run (results from before the generator counted them have no such seconds).
     judged["settled"] = second_bound(runs, steady_p99_ms, key="settled_p99_ms")
