@@ -80,19 +80,24 @@ class Context:
     cores: tuple[frozenset[int], frozenset[int]] | None = None
 
     def load(self, url: str, server: str, **kw: Any) -> dict[str, Any]:
-        """One load run, with the server's CPU time per completed request, the kernel's TCP
+        """One load run, with the server's CPU time per completed request (also in the parts of
+        :meth:`~benchmarks.servers.Server.cpu_parts`), the kernel's TCP
         retransmission counters (:mod:`benchmarks.tcpstat`) and the machine's busy and stolen
         CPU time (:mod:`benchmarks.cpustat`) over it."""
-        before = self.servers[server].cpu_seconds()
+        before = self.servers[server].cpu_parts()
         cpu_sampler = Sampler(read=cpustat.read, counters=cpustat.COUNTERS, name="cpustat")
         with Sampler() as tcp, cpu_sampler as cpu:
             result = load(url, server, isolate=self.isolate, **kw)
-        used = self.servers[server].cpu_seconds() - before
+        parts = {k: v - before[k] for k, v in self.servers[server].cpu_parts().items()}
+        used = sum(parts.values())
         seconds = 1 + max((s["second"] for s in result.get("timeline", [])), default=-1)
         result["tcp"] = tcp.summary(result.get("started_wall"), seconds)
         result["cpu"] = cpu.summary(result.get("started_wall"), seconds)
         done = result["completed"]
         result["server_cpu_us_per_request"] = round(1e6 * used / done, 1) if done else None
+        result["server_cpu_parts_us_per_request"] = (
+            {k: round(1e6 * v / done, 1) for k, v in parts.items()} if done else None
+        )
         return result
 
     @contextlib.contextmanager

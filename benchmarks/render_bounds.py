@@ -19,6 +19,7 @@ from benchmarks.report import (
     per_second,
     throughput_scorer,
 )
+from benchmarks.servers import CPU_PARTS
 from benchmarks.tcpstat import DROPS
 
 PINNED = ("floor", "scorer", PROBE_OFF, "scorer-kafka-python", "naive")
@@ -91,8 +92,34 @@ def pinned_section(results: dict[str, Any]) -> list[str]:
         "",
         f"Threads moved back onto their core during pinned runs: {_fmt(sum(repins), 0)}.",
         "",
+        *_cpu_parts_section(results, [f"pinned/{n}" for n in names]),
     ]
     return out
+
+
+def _cpu_parts_section(results: dict[str, Any], keys: list[str]) -> list[str]:
+    """Where each server's CPU per request went in these runs (``Server.cpu_parts``); nothing
+    for results written before the bench measured the parts."""
+    path = "server_cpu_parts_us_per_request"
+    if not any(path in rep.get(key, {}) for rep in results["reps"] for key in keys):
+        return []
+    out = [
+        "Where each server's CPU went (µs per request, medians of the repetitions): the event "
+        "loop's thread (uvicorn's main thread: HTTP, the app, the scoring, the scorer's hand-over "
+        "of each transaction to its sidecar's queue), the process's other threads (the scorer's "
+        "writer to its sidecar, onnxruntime's, the clients') and its child processes (the "
+        "scorer's sidecar: shadows, records, the Kafka producer). The floor has no records to "
+        "send: its loop thread is all of it.",
+        "",
+        "| server | event-loop thread | other threads | child processes | total |",
+        "|---|---|---|---|---|",
+    ]
+    for key in keys:
+        parts = [med(results, key, path, part) for part in CPU_PARTS]
+        whole = med(results, key, "server_cpu_us_per_request")
+        cells = " | ".join(_fmt(v, 1) for v in (*parts, whole))
+        out.append(f"| {key.removeprefix('pinned/')} | {cells} |")
+    return [*out, ""]
 
 
 def _pairs(

@@ -29,6 +29,11 @@ UVICORN_OPTIONS = [
 ]  # fmt: skip
 
 
+# Where a server's CPU time goes (Server.cpu_parts): its event loop's thread, its other threads,
+# its child processes.
+CPU_PARTS = ("loop", "threads", "children")
+
+
 class BenchError(Exception):
     """The benchmark cannot go on; the message says which server or step failed."""
 
@@ -76,21 +81,33 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the server process and its live children so far."""
+        return sum(self.cpu_parts().values())
+
+    def cpu_parts(self) -> dict[str, float]:
+        """:meth:`cpu_seconds` in the parts of :data:`CPU_PARTS`: the server's main thread
+        (uvicorn runs its event loop there: HTTP, the app, the scoring), the rest of its
+        process (its other threads, those that ended included) and its live child processes
+        (the scorer's sidecar).  All 0.0 once it has exited."""
         import psutil
 
+        parts = dict.fromkeys(CPU_PARTS, 0.0)
         try:
             proc = psutil.Process(self.proc.pid)
-            procs = [proc, *proc.children(recursive=True)]
+            times = proc.cpu_times()
+            main = [t for t in proc.threads() if t.id == proc.pid]
+            children = proc.children(recursive=True)
         except psutil.Error:
-            return 0.0
-        total = 0.0
-        for p in procs:
+            return parts
+        loop = sum(t.user_time + t.system_time for t in main)
+        parts["loop"] = loop
+        parts["threads"] = max(0.0, times.user + times.system - loop)  # clock ticks apart
+        for child in children:
             try:
-                times = p.cpu_times()
-            except psutil.Error:
+                child_times = child.cpu_times()
+            except psutil.Error:  # it exited in between: its time is no longer counted
                 continue
-            total += times.user + times.system
-        return total
+            parts["children"] += child_times.user + child_times.system
+        return parts
 
     def tail(self, chars: int = 1500) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""

@@ -332,6 +332,38 @@ def test_the_pinned_p99_splits_into_the_mean_and_the_tail_shape() -> None:
     assert "| 0.62, 0.62, 0.62 | 2.00, 2.00, 2.00 | 1.60, 1.60, 1.60 | 1.25, 1.25, 1.25 |" in page
 
 
+def test_the_pinned_section_shows_where_each_server_spent_its_cpu() -> None:
+    results = _results(True)
+    loop_and_sidecar = [(60.0, 14.0), (62.0, 15.0), (70.0, 13.0)]  # each rep's
+    for rep, (loop, side) in zip(results["reps"], loop_and_sidecar, strict=True):
+        rep["pinned/floor"] = _run(10000, 3.0)
+        rep["pinned/floor"]["server_cpu_us_per_request"] = 50.0
+        rep["pinned/floor"]["server_cpu_parts_us_per_request"] = {
+            "loop": 50.0,
+            "threads": 0.0,
+            "children": 0.0,
+        }
+        rep["pinned/scorer"] = _run(6000, 5.0)
+        rep["pinned/scorer"]["server_cpu_us_per_request"] = loop + 2.0 + side
+        rep["pinned/scorer"]["server_cpu_parts_us_per_request"] = {
+            "loop": loop,
+            "threads": 2.0,
+            "children": side,
+        }
+    results["pinned"] = {"server_cpus": [0], "generator_cpus": [1]}
+    results["targets"] = targets(results)
+    page = markdown(results, PLOTS)
+    assert "| server | event-loop thread | other threads | child processes | total |" in page
+    assert "| floor | 50.0 | 0.0 | 0.0 | 50.0 |" in page
+    # The median of each part, and of the totals (76, 79, 85): not the sum of the medians.
+    assert "| scorer | 62.0 | 2.0 | 14.0 | 79.0 |" in page
+    # Results written before the parts were measured: no table (and no error).
+    for rep in results["reps"]:
+        for key in ("pinned/floor", "pinned/scorer"):
+            del rep[key]["server_cpu_parts_us_per_request"]
+    assert "event-loop thread" not in markdown(results, PLOTS)
+
+
 def test_results_from_before_the_control_run_claim_no_control() -> None:
     results = _results(True)
     for rep in results["reps"]:

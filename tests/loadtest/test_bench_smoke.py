@@ -42,6 +42,8 @@ def test_the_bench_harness_runs_end_to_end_and_writes_its_report(tmp_path: Path)
         assert run["completed"] > 0, key
         assert run["failed"] == 0, key
         assert run["server_cpu_us_per_request"] > 0, key
+        parts = run["server_cpu_parts_us_per_request"]  # rounded each to 0.1 us
+        assert sum(parts.values()) == pytest.approx(run["server_cpu_us_per_request"], abs=0.3)
     assert "| floor | `benchmarks/floor_app.py`: the scoring floor" in text
     assert not (out / "bench" / "history.json").exists()  # a smoke run is not history
     assert {p.name for p in (out / "bench").glob("*.png")} == {"throughput.png", "fixed.png"}
