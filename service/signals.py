@@ -2,8 +2,9 @@
 
 The request path already counts what the rollback guard and the drift monitor need: scores,
 decisions and inference time per production version, requests per route and status.
-:func:`read` turns those cumulative counters into a :class:`Reading` (about 0.1 ms, once a
-second, on the event loop: nothing is added per request); two readings subtract into the
+:func:`read` turns those cumulative counters into a :class:`Reading` (once a second, on the
+event loop: nothing is added per request; about 0.04 ms with 2 versions served, 0.3 ms with
+25); two readings subtract into the
 counts of the interval between them.  The statistics are plain functions of bucket counts:
 :func:`psi` (population stability index of two score histograms), :func:`quantile` (the
 histogram quantile Prometheus computes) and block and error rates.
@@ -14,6 +15,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client.metrics import MetricWrapperBase
 
 from service.metrics import LATENCY_BUCKETS, SCORE_BUCKETS, ServiceMetrics
 
@@ -93,48 +97,55 @@ class Reading:
         return self.versions.get(version, Counts())
 
 
-def _per_bucket(cumulative: Sequence[float]) -> tuple[int, ...]:
-    previous, counts = 0.0, []
-    for value in cumulative:
-        counts.append(round(value - previous))
-        previous = value
-    return tuple(counts)
+def _children(family: MetricWrapperBase) -> list[tuple[Sequence[str], Any]]:
+    """A labelled metric's children by their label values, copied under its lock as
+    prometheus_client's own ``collect`` copies them (a thread may add one meanwhile).
+
+    Read directly rather than through ``collect``: that builds a sample, with its labels'
+    dict, for every bucket of every series, the shadows' and every version's ever served
+    included, and a reading runs on the event loop.  Through ``collect`` it took 0.5 ms with
+    2 versions in production and shadow, 2.2 ms with 10 and 5.3 ms with 25 (one core of the
+    2-core bench machine); the series' values are the same either way.
+    """
+    with family._lock:
+        return list(family._metrics.items())
+
+
+def _bucket_counts(child: Any) -> tuple[int, ...]:
+    """A histogram child's per-bucket (not cumulative) counts, +Inf last."""
+    return tuple(round(bucket.get()) for bucket in child._buckets)
 
 
 def read(metrics: ServiceMetrics) -> Reading:
     """The production counters of ``metrics`` now (shadow series are left out)."""
-    scores: dict[str, list[float]] = {}
-    latency: dict[str, list[float]] = {}
+    scores: dict[str, tuple[int, ...]] = {}
+    latency: dict[str, tuple[int, ...]] = {}
     for family, into in ((metrics.scores, scores), (metrics.inference_seconds, latency)):
-        for metric in family.collect():
-            for sample in metric.samples:
-                if sample.name.endswith("_bucket") and sample.labels["role"] == PRODUCTION:
-                    # Samples come in bucket order, +Inf last.
-                    into.setdefault(sample.labels["version"], []).append(sample.value)
+        for (role, version), child in _children(family):
+            if role == PRODUCTION:
+                into[version] = _bucket_counts(child)
     scored: dict[str, int] = {}
     blocked: dict[str, int] = {}
-    for metric in metrics.decisions.collect():
-        for sample in metric.samples:
-            labels = sample.labels
-            if sample.name.endswith("_total") and labels["role"] == PRODUCTION:
-                version = labels["version"]
-                scored[version] = scored.get(version, 0) + round(sample.value)
-                if labels["decision"] == "block":
-                    blocked[version] = blocked.get(version, 0) + round(sample.value)
+    for (role, version, decision), child in _children(metrics.decisions):
+        if role == PRODUCTION:
+            n = round(child._value.get())
+            scored[version] = scored.get(version, 0) + n
+            if decision == "block":
+                blocked[version] = blocked.get(version, 0) + n
     total = failed = 0
-    for metric in metrics.request_seconds.collect():
-        for sample in metric.samples:
-            if sample.name.endswith("_count") and sample.labels["route"] in SCORING_ROUTES:
-                total += round(sample.value)
-                if sample.labels["status"].startswith("5"):
-                    failed += round(sample.value)
+    for (route, status), child in _children(metrics.request_seconds):
+        if route in SCORING_ROUTES:
+            n = sum(_bucket_counts(child))
+            total += n
+            if status.startswith("5"):
+                failed += n
     versions = {}
     for version in scores.keys() | scored.keys() | latency.keys():
         versions[version] = Counts(
             scored=scored.get(version, 0),
             blocked=blocked.get(version, 0),
-            scores=_per_bucket(scores[version]) if version in scores else Counts().scores,
-            latency=_per_bucket(latency[version]) if version in latency else Counts().latency,
+            scores=scores.get(version, Counts().scores),
+            latency=latency.get(version, Counts().latency),
         )
     return Reading(Requests(total, failed), versions)
 

@@ -1,7 +1,7 @@
 """The watch: once a second, read the production signals and feed the drift gauges and the guard.
 
 One asyncio task per scorer process, started by the app's lifespan beside the registry
-follower.  A reading costs about 0.1 ms on the event loop (:func:`service.signals.read`); the
+follower.  A reading costs 0.04 to 0.3 ms on the event loop (:func:`service.signals.read`); the
 registry calls of the guard run in worker threads.  A failure in one tick is logged and the
 next tick goes on: the watch never stops scoring nor itself.
 """

@@ -45,6 +45,71 @@ def test_read_takes_production_series_per_version_and_scoring_requests(
     assert reading.of("nope") == Counts()
 
 
+def test_read_agrees_with_what_a_scrape_of_the_same_metrics_shows(metrics: ServiceMetrics) -> None:
+    """read() takes the series' values directly, not through collect(): both must agree on
+    every version, production's and shadows' series mixed, over random traffic."""
+    rng = np.random.default_rng(11)
+    for _ in range(2000):
+        role = ("production", "shadow")[int(rng.integers(2))]
+        version = f"v{int(rng.integers(12))}"
+        score = float(rng.random())
+        metrics.scores.labels(role, version).observe(score)
+        # Some beyond the largest bound: the +Inf bucket counts too.
+        seconds = float(rng.exponential(0.003)) * (10_000 if rng.random() < 0.05 else 1)
+        metrics.inference_seconds.labels(role, version).observe(seconds)
+        decision = "block" if score > 0.9 else "review" if score > 0.6 else "allow"
+        metrics.decisions.labels(role, version, decision).inc()
+        route = ("/v1/score", "/v1/score/batch", "/v1/labels")[int(rng.integers(3))]
+        status = ("200", "422", "500", "503")[int(rng.integers(4))]
+        metrics.request_seconds.labels(route, status).observe(seconds)
+    reading = read(metrics)
+
+    def scraped(name: str, suffix: str) -> list[tuple[dict[str, str], float]]:
+        return [
+            (sample.labels, sample.value)
+            for family in metrics.registry.collect()
+            if family.name == name
+            for sample in family.samples
+            if sample.name == name + suffix
+        ]
+
+    production = set(reading.versions)
+    for version in production:
+        got = reading.of(version)
+        cumulative = [
+            value
+            for labels, value in scraped("shadowline_score", "_bucket")
+            if labels == {"role": "production", "version": version, "le": labels["le"]}
+        ]
+        assert list(np.cumsum(got.scores)) == cumulative
+        latency = [
+            value
+            for labels, value in scraped("shadowline_inference_duration_seconds", "_bucket")
+            if labels == {"role": "production", "version": version, "le": labels["le"]}
+        ]
+        assert list(np.cumsum(got.latency)) == latency
+        assert latency[-1] > latency[-2]  # observations in +Inf only: the test can see them
+        decided = {
+            labels["decision"]: value
+            for labels, value in scraped("shadowline_decisions", "_total")
+            if (labels["role"], labels["version"]) == ("production", version)
+        }
+        assert (got.scored, got.blocked) == (sum(decided.values()), decided.get("block", 0))
+    shadow_only = {
+        labels["version"] for labels, _ in scraped("shadowline_decisions", "_total")
+    } - production
+    assert all(reading.of(v) == Counts() for v in shadow_only)
+    counted = [
+        (labels["status"], value)
+        for labels, value in scraped("shadowline_request_duration_seconds", "_count")
+        if labels["route"] != "/v1/labels"
+    ]
+    assert reading.requests == Requests(
+        total=round(sum(v for _, v in counted)),
+        failed=round(sum(v for status, v in counted if status.startswith("5"))),
+    )
+
+
 def test_counts_subtract_and_add() -> None:
     a, b = counts([0.1, 0.95, 0.95]), counts([0.95])
     assert (a - b).scored == 2
