@@ -109,7 +109,8 @@ def _cpu_parts_section(results: dict[str, Any], keys: list[str]) -> list[str]:
         "of each transaction to its sidecar's queue), the process's other threads (the scorer's "
         "writer to its sidecar, onnxruntime's, the clients') and its child processes (the "
         "scorer's sidecar: shadows, records, the Kafka producer). The floor has no records to "
-        "send: its loop thread is all of it.",
+        "send: its loop thread is all of it. The kernel counts each part in 10 ms ticks, so a "
+        "part may read a tick (about 0.1 µs a request here) above or below its true value.",
         "",
         "| server | event-loop thread | other threads | child processes | total |",
         "|---|---|---|---|---|",
