@@ -4,10 +4,10 @@ The request path already counts what the rollback guard and the drift monitor ne
 decisions and inference time per production version, requests per route and status.
 :func:`read` turns those cumulative counters into a :class:`Reading` (once a second, on the
 event loop: nothing is added per request; about 0.04 ms with 2 versions served, 0.3 ms with
-25); two readings subtract into the
-counts of the interval between them.  The statistics are plain functions of bucket counts:
-:func:`psi` (population stability index of two score histograms), :func:`quantile` (the
-histogram quantile Prometheus computes) and block and error rates.
+25); two readings subtract into the counts of the interval between them.  The statistics are
+plain functions of bucket counts: :func:`psi` (population stability index of two score
+histograms), :func:`quantile` (the histogram quantile Prometheus computes) and block and error
+rates.
 """
 
 from __future__ import annotations
