@@ -204,6 +204,9 @@ def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
     ]
     if ran:
         half = results["rates"]["scorer_half"]
+        shadow_rows = [(f"{n} shadow{'s' * (n != 1)}", f"shadows{n}") for n in (0, 1, 3)]
+        if any(CONTROL in rep for rep in results["reps"]):
+            shadow_rows.append(("0 shadows again (control)", CONTROL))
         out += [
             f"## Scorer with shadows ({half:.0f} req/s = half its calibrated maximum)",
             "",
@@ -212,17 +215,7 @@ def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
             "with shadows off in each repetition, after the other three: how far apart the "
             "machine puts two runs of one configuration, minutes apart.",
             "",
-            *_scorer_rows(
-                results,
-                [
-                    *((f"{n} shadow{'s' * (n != 1)}", f"shadows{n}") for n in (0, 1, 3)),
-                    *(
-                        [("0 shadows again (control)", CONTROL)]
-                        if any(CONTROL in rep for rep in results["reps"])
-                        else []
-                    ),
-                ],
-            ),
+            *_scorer_rows(results, shadow_rows),
             "",
             f"![shadows](bench/{made['shadows']})",
             "",

@@ -100,7 +100,9 @@ class Server:
             return parts
         loop = sum(t.user_time + t.system_time for t in main)
         parts["loop"] = loop
-        parts["threads"] = max(0.0, times.user + times.system - loop)  # clock ticks apart
+        # The process's total and its main thread's are read apart, in 10 ms ticks: the main
+        # thread may have gained a tick the total has not yet, which is not negative CPU.
+        parts["threads"] = max(0.0, times.user + times.system - loop)
         for child in children:
             try:
                 child_times = child.cpu_times()
