@@ -5,7 +5,7 @@
    retrains rarely has); it is approved (forced, with a written reason: a first model has
    nothing to be compared with) and promoted;
 2. a challenger trained on today's data, and a control (production's recipe retrained with
-   another seed: the noise floor); both go to shadow;
+   another seed: the noise floor); each goes to shadow when it passes the gates;
 3. live traffic through the scorer, with exploration on: a share of production's would-be
    blocks is answered ``review`` so that what blocking hides can be measured;
 4. late fraud labels from the synthetic ground truth, pushed to ``POST /v1/labels`` the way a
@@ -109,6 +109,9 @@ def _challenger_and_control(echo: Echo, production: str) -> tuple[str, str | Non
         raise DemoError(f"the challenger did not reach shadow: {run['reason']}")
     control = _json(echo, "retrain", "run", "--control", ok=(0, 3))
     echo(f"  {control['outcome']}: {control['reason']}")
+    if control["outcome"] != "succeeded":  # the gates apply to a control as to any candidate
+        echo("  no control in shadow this time: the evidence will show no noise floor")
+        return str(challenger), None
     return str(challenger), control.get("model_version")
 
 
