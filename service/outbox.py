@@ -25,6 +25,12 @@ a spool (``SpoolConfig``; see ``docs/reliability.md``):
 
 Without a spool, a record the producer cannot take or that fails is counted as failed.
 
+Records sent straight go to the producer a batch at a time (``send_records``): their
+acknowledgements are counted by the producer and added to ``sent`` at each :meth:`Outbox.tick`,
+and only a failed one comes back (as a :class:`service.producer.FailedRecord`).  A replayed
+record is sent alone with its place in its chunk as the tag, so the cursor moves only past
+records acknowledged.
+
 Counts (:class:`service.tally.Tally`): ``sent`` (acknowledged, sent straight), ``spooled``
 (written to the spool), ``replayed`` (acknowledged from the spool), ``failed`` (neither sent
 nor spooled); ``spool_records`` and ``spool_bytes`` are what waits.  Every record handed to
@@ -42,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from service.producer import ProducerConfig, open_producer, record_refused
+from service.producer import FailedRecord, ProducerConfig, open_producer, record_refused
 from service.spool import HEADER, Entry, Spool, SpoolError
 from service.tally import Tally
 
@@ -64,13 +70,6 @@ class SpoolConfig:
     directory: str
     max_bytes: int
     fsync_interval_s: float = 1.0
-
-
-class _Live(NamedTuple):
-    """The tag of a record sent straight to the producer."""
-
-    key: bytes
-    value: bytes
 
 
 class _Replayed(NamedTuple):
@@ -124,6 +123,7 @@ class Outbox:
         self._failed: deque[Record] = deque()  # live records whose delivery failed
         self._chunk: _Chunk | None = None
         self._chunks = 0
+        self._acked = 0  # of the producer's acknowledgements of straight records, in ``sent``
         self._full = False  # a record did not fit the bound; until a tenth of it is free
         self._next_scan = 0.0
 
@@ -186,25 +186,14 @@ class Outbox:
     def put(self, records: list[Record]) -> None:
         """Send ``records`` (one batch's) or spool them, in order (module docstring)."""
         kafka = self._kafka
-        if self._own is None:
-            for n, (key, value) in enumerate(records):
-                if not kafka.ready:
-                    self._keep(records[n:])
-                    return
-                kafka.send(key, value, _Live(key, value))
-            return
-        # What _waiting() looks at cannot change during this loop, except the failed records
-        # the producer's callbacks add: checked once, and those at each record.
-        chunk = self._chunk
-        behind = (chunk is not None and _UNSENT in chunk.state) or any(
-            spool.unread for spool in self._spools()
-        )
-        failed = self._failed
-        for n, (key, value) in enumerate(records):
-            if behind or failed or not kafka.ready or kafka.full():
-                self._keep(records[n:])
-                return
-            kafka.send(key, value, _Live(key, value))
+        if not kafka.ready:
+            self._keep(records)
+        elif self._own is None:
+            kafka.send_records(records)
+        elif self._waiting() or kafka.full():
+            self._keep(records)
+        else:  # a whole batch, when there was room before it (KafkaOut.full)
+            kafka.send_records(records)
 
     def tick(self) -> None:
         """Each loop step: drop a failing producer, spool what failed, create a producer when a
@@ -219,6 +208,7 @@ class Outbox:
             self._failed.clear()
         if failed:
             self._keep(failed)
+        self._count_acked()
         if not kafka.ready:
             kafka.ensure()
         own, directory = self._own, self._dir
@@ -250,6 +240,7 @@ class Outbox:
             self._failed.clear()
         if failed:
             self._keep(failed)
+        self._count_acked()
         chunk, self._chunk = self._chunk, None
         if chunk is not None and chunk.acked_prefix():
             done = chunk.acked_prefix()
@@ -262,16 +253,22 @@ class Outbox:
             self._own = None
         self._gauges()
 
+    def _count_acked(self) -> None:
+        """Add the straight records the producer saw acknowledged since the last call to
+        ``sent`` (this thread is the only one that writes it)."""
+        acked = self._kafka.acked
+        self._tally.sent += acked - self._acked
+        self._acked = acked
+
     # -- the producer's calls (any thread) -----------------------------------------------------
     def on_acked(self, tag: Hashable) -> None:
+        """A replayed record (only those are sent with a tag) was acknowledged."""
         with self._lock:
             if isinstance(tag, _Replayed):
                 chunk = self._chunk
                 if chunk is not None and chunk.number == tag.chunk:
                     chunk.state[tag.slot] = _DONE
-                self._tally.replayed += 1
-            else:
-                self._tally.sent += 1
+            self._tally.replayed += 1
 
     def on_failed(self, tag: Hashable, error: BaseException) -> None:
         refused = record_refused(error)
@@ -282,8 +279,8 @@ class Outbox:
                     chunk.state[tag.slot] = _DONE if refused else _UNSENT
                 if refused:
                     self._tally.failed += 1
-            elif isinstance(tag, _Live) and self._own is not None and not refused:
-                self._failed.append((tag.key, tag.value))
+            elif isinstance(tag, FailedRecord) and self._own is not None and not refused:
+                self._failed.append(tag)
             else:
                 self._tally.failed += 1
         if refused:

@@ -94,41 +94,63 @@ class RdKafkaOut(KafkaOut):
     this object's polling thread (or from ``send`` and ``close`` themselves)."""
 
     _refused: frozenset[int] = frozenset()
+    _report: Any = None  # the delivery callback of send_records' records, one per client
     _poller: threading.Thread | None = None
     _stop_polling: threading.Event | None = None
 
     def send(self, key: bytes, value: bytes, tag: Hashable) -> None:
-        generation, size = self._admit(key, value)
+        size = len(key) + len(value)
+        ledger = self._admit(1, size)
         delivered, refused = self._delivered, self._refused
 
         def report(error: Any, _message: Any) -> None:
-            if error is None:
-                delivered(generation, size, tag)
-            else:
-                delivered(generation, size, tag, error=delivery_error(error, refused))
+            delivered(ledger, size, tag, None if error is None else delivery_error(error, refused))
 
         try:
             self._producer.produce(self._config.topic, value, key, on_delivery=report)
-        except BufferError as exc:  # its queue is full (our own limits come first)
-            self._delivered(generation, size, tag, error=exc)
-        except Exception as exc:  # KafkaException: too large, unknown topic, a closed client
-            error = exc.args[0] if exc.args and hasattr(exc.args[0], "code") else None
-            failure = exc if error is None else delivery_error(error, refused)
-            self._delivered(generation, size, tag, error=failure)
+        except Exception as exc:  # BufferError, KafkaException: see _refusal
+            self._delivered(ledger, size, tag, self._refusal(exc))
+
+    def send_records(self, records: list[tuple[bytes, bytes]]) -> None:
+        # One callback for every record of this client (made in _connect): no closure or tag
+        # per record, and the record's key and value come back with a failure.
+        ledger = self._admit(len(records), sum(len(k) + len(v) for k, v in records))
+        produce, topic, report = self._producer.produce, self._config.topic, self._report
+        for key, value in records:
+            try:
+                produce(topic, value, key, on_delivery=report)
+            except Exception as exc:  # as in send()
+                self._answered(ledger, len(key) + len(value), self._refusal(exc), key, value)
+
+    def _refusal(self, exc: Exception) -> BaseException:
+        """What ``produce`` raised, as the record's failure: BufferError (its queue is full;
+        our own limits come first), KafkaException (too large, unknown topic, a closed
+        client)."""
+        error = exc.args[0] if exc.args and hasattr(exc.args[0], "code") else None
+        return exc if error is None else delivery_error(error, self._refused)
 
     def _connect(self) -> Any:
         from confluent_kafka import KafkaError, KafkaException, Producer
 
         config = self._config
-        self._refused = _refused_codes()
-        generation = self._generation
+        self._refused = refused = _refused_codes()
+        ledger, answered = self._ledger, self._answered
 
         def on_error(error: Any) -> None:
             # Every broker connection is gone (a broker restart looks the same): the caller
             # drops this client rather than let librdkafka reconnect it.
-            if error.code() == KafkaError._ALL_BROKERS_DOWN and generation == self._generation:
+            if error.code() == KafkaError._ALL_BROKERS_DOWN and ledger is self._ledger:
                 log.warning("kafka producer: %s", error.str())
                 self._broken = True
+
+        def report(error: Any, message: Any) -> None:  # a record of send_records answered
+            if error is None:  # len(message) is its value's: no copy of the value
+                answered(ledger, len(message) + len(message.key()), None, b"", b"")
+                return
+            key, value = message.key(), message.value()
+            answered(ledger, len(key) + len(value), delivery_error(error, refused), key, value)
+
+        self._report = report
 
         try:
             options = librdkafka_options(config.client_options)

@@ -85,7 +85,10 @@ class RecordProducer(Protocol):
     :class:`service.producer_rdkafka.RdKafkaOut` are).
 
         ``send`` hands over one record; the producer's :class:`DeliveryListener` hears of its
-        ``tag`` exactly once, acknowledged or failed (from any thread).  ``ensure`` creates the
+        ``tag`` exactly once, acknowledged or failed (from any thread).  ``send_records`` hands
+        over a batch of untagged records: each acknowledged one adds one to ``acked``, each
+        failed one is given back to the listener as a :class:`service.producer.FailedRecord`
+        (why two ways: :mod:`service.producer`).  ``ensure`` creates the
         client when a broker accepts (True when one exists), ``check`` drops one that stopped
         answering, ``close`` flushes (up to ``timeout_s``) and fails what is left.  ``ready``: a
         client exists; ``full()``: it holds its limit of unacknowledged records or bytes;
@@ -108,7 +111,12 @@ class RecordProducer(Protocol):
 
     def full(self) -> bool: ...
 
+    @property
+    def acked(self) -> int: ...
+
     def send(self, key: bytes, value: bytes, tag: Hashable) -> None: ...
+
+    def send_records(self, records: list[tuple[bytes, bytes]]) -> None: ...
 
     def ensure(self) -> bool: ...
 

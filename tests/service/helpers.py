@@ -21,7 +21,7 @@ from service.loader import ModelLoader
 from service.metrics import LATENCY_BUCKETS, SCORE_BUCKETS, ServiceMetrics
 from service.models import Feeds, LoadedModel, load_model
 from service.pipe import Message, Report, Stop, receive, send
-from service.producer import DeliveryListener, ProducerConfig
+from service.producer import DeliveryListener, FailedRecord, ProducerConfig
 from service.shadow import Scored
 from service.sidecar_loop import SidecarConfig, SidecarLoop
 from service.signals import Counts
@@ -179,6 +179,7 @@ class MemoryProducer:
         self._tally = tally
         self._listener = listener
         self.sent: list[tuple[bytes, bytes]] = []
+        self.acked = 0  # records of send_records acknowledged
         self.ready_now = True
         self.room = True
         self.failing_now = False
@@ -208,6 +209,16 @@ class MemoryProducer:
             return
         self.sent.append((key, value))
         self._listener.on_acked(tag)
+
+    def send_records(self, records: list[tuple[bytes, bytes]]) -> None:
+        for key, value in records:
+            if self.failing_now:
+                self._broken = True
+                failed = FailedRecord(key, value)
+                self._listener.on_failed(failed, ConnectionError("the broker is away"))
+                continue
+            self.sent.append((key, value))
+            self.acked += 1
 
     def ensure(self) -> bool:
         self._tally.connected = self.ready_now
