@@ -11,7 +11,10 @@ production in ``lineage.control_of`` and goes to shadow beside the challengers, 
 evidence analysis (``retrain.evidence.analysis``) finds it and reports each challenger's
 difference next to the control's.
 
-A control passes the same validation and gates as any candidate, and is never promoted:
+A control passes the same validation and parity checks as any candidate.  The gates compare it
+with production and report what they find, but never keep it out of shadow: how far it lands
+from production is the noise floor itself, and keeping only the controls that pass would keep
+the lucky ones (:func:`retrain.gates.for_control`).  It is never promoted:
 ``approve`` refuses a version whose lineage names ``control_of`` (rule ``not_a_control``),
 unless forced with a written reason; the scheduled analysis analyses it only as part of its
 challengers.

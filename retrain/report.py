@@ -205,6 +205,8 @@ def render_html(
         for c in gates["checks"]
     )
     verdict = "passed" if gates["passed"] else "FAILED"
+    if not gates.get("applied", True):  # a control's: reported, never applied
+        verdict = "reported, not applied (a control)"
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>body{{font-family:sans-serif;margin:2em}}"

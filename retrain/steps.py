@@ -21,7 +21,7 @@ from retrain.errors import ParityError, StepError
 from retrain.evaluation import Labelled, evaluate_model, production_block_rate
 from retrain.export import OUTPUT, export_onnx
 from retrain.features import add_features, filter_rows
-from retrain.gates import Columns, apply_gates
+from retrain.gates import Columns, apply_gates, for_control
 from retrain.pipeline import Context, sha256_json, step
 from retrain.report import figures, render_html
 from retrain.schema import MODEL_SCHEMA
@@ -281,6 +281,8 @@ def _gate_columns(ctx: Context, evaluation: dict[str, Any]) -> Columns | None:
 def gates_step(ctx: Context, out: Path) -> dict[str, Any]:
     evaluation = _read_json(ctx, "evaluate", "evaluation.json")
     result = apply_gates(evaluation, _gate_columns(ctx, evaluation), ctx.settings)
+    if ctx.control_of is not None:
+        result = for_control(result)
     _write_json(out / "gates.json", result.as_dict())
     return {"passed": result.passed, "reason": result.reason}
 

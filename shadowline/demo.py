@@ -109,7 +109,7 @@ def _challenger_and_control(echo: Echo, production: str) -> tuple[str, str | Non
         raise DemoError(f"the challenger did not reach shadow: {run['reason']}")
     control = _json(echo, "retrain", "run", "--control", ok=(0, 3))
     echo(f"  {control['outcome']}: {control['reason']}")
-    if control["outcome"] != "succeeded":  # the gates apply to a control as to any candidate
+    if control["outcome"] != "succeeded":  # it failed a step (the gates never stop a control)
         echo("  no control in shadow this time: the evidence will show no noise floor")
         return str(challenger), None
     return str(challenger), control.get("model_version")

@@ -3,10 +3,12 @@ unforced (real Redis, the real registry, real training on the small synthetic da
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,6 +17,7 @@ from typer.testing import CliRunner
 
 from registry import ModelRegistry, PolicyViolation, State
 from registry.manifest import Lineage, Manifest
+from retrain import steps
 from retrain.control import control_settings, plan_control
 from retrain.errors import ControlError
 from retrain.export import OUTPUT
@@ -78,6 +81,8 @@ def test_a_control_retrains_productions_recipe_with_another_seed_and_is_never_ap
     assert abs(control.metrics["offline_roc_auc"] - offline["offline_roc_auc"]) < 0.05
     gates = json.loads((result.folder / "gates" / "gates.json").read_text())
     assert gates["passed"], gates["reason"]
+    assert gates["applied"] is False
+    assert gates["reason"].startswith("not applied to a control, which measures the noise floor")
     overall = gates["checks"][0]  # recall: the paired interval cannot tell them apart
     assert overall["low"] <= 0.0 <= overall["high"]
 
@@ -91,6 +96,37 @@ def test_a_control_retrains_productions_recipe_with_another_seed_and_is_never_ap
     assert str(refused.value).startswith(f"cannot approve model fraud:{version}: {rule}; ")
     model_registry.approve("fraud", version, actor="alice", reason="on purpose", force=True)
     assert rule in model_registry.audit("fraud")[-1].detail
+
+
+def test_a_control_the_gates_would_reject_still_goes_to_shadow(
+    make_runner: Callable[..., Runner],
+    model_registry: ModelRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The real gates, on evaluation rows where the newcomer blocks nothing (recall 0): a
+    # candidate is rejected; a control goes to shadow with the verdict beside it.
+    first = make_runner().run()
+    _promote(model_registry, first.run_id)
+    real = steps.apply_gates
+
+    def blocking_nothing(evaluation: Any, columns: Any, settings: RetrainSettings) -> Any:
+        nothing = np.zeros_like(columns.candidate_blocks)
+        return real(evaluation, dataclasses.replace(columns, candidate_blocks=nothing), settings)
+
+    monkeypatch.setattr(steps, "apply_gates", blocking_nothing)
+    candidate = make_runner().run(as_of=datetime(2026, 4, 6, tzinfo=UTC))
+    assert candidate.outcome == "rejected"
+    assert "gate failed" in candidate.reason
+    control = make_runner().run(control=True)
+    assert control.outcome == "succeeded", control.reason
+    assert model_registry.state("fraud", control.run_id) is State.SHADOW
+    gates = json.loads((control.folder / "gates" / "gates.json").read_text())
+    assert (gates["passed"], gates["applied"]) == (True, False)
+    assert (
+        "(would fail: gate failed (tolerance 0.02): overall: confidently worse" in gates["reason"]
+    )
+    page = (control.folder / "report" / "report.html").read_text()
+    assert "Gates: reported, not applied (a control)" in page
 
 
 def test_a_control_needs_a_production_model_with_a_recipe(

@@ -19,7 +19,7 @@ import pytest
 from registry.config import SettingsError, load_settings
 from retrain.evaluation import threshold_for_rate
 from retrain.evidence.intervals import Estimate
-from retrain.gates import Columns, GateResult, apply_gates, corrected_bound
+from retrain.gates import Columns, GateResult, apply_gates, corrected_bound, for_control
 from retrain.settings import RetrainSettings
 
 REPETITIONS = 100
@@ -204,3 +204,20 @@ def test_pr_auc_is_not_a_gate_metric() -> None:
     with pytest.raises(SettingsError) as caught:
         _settings(gate_metric="pr_auc")
     assert "SHADOWLINE_GATE_METRIC='pr_auc'" in str(caught.value)
+
+
+def test_a_controls_verdict_is_reported_and_never_applied() -> None:
+    # A control is shadowed to measure the noise floor: keeping only those that pass would keep
+    # the lucky ones, so the verdict is kept beside it and it goes to shadow either way.
+    worse = _gate(_simulated(500, candidate_noise=2.0))
+    assert not worse.passed
+    control = for_control(worse)
+    assert (control.passed, control.applied, control.checks) == (True, False, worse.checks)
+    assert control.reason == (
+        f"not applied to a control, which measures the noise floor (would fail: {worse.reason})"
+    )
+    assert control.as_dict()["applied"] is False
+    assert worse.as_dict()["applied"] is True
+    equal = _gate(_simulated(0, candidate_noise=0.8))
+    assert equal.passed
+    assert for_control(equal).reason.endswith(f"(would pass: {equal.reason})")

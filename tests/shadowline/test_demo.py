@@ -48,18 +48,18 @@ def test_demo_runs_the_loop_from_shadow_to_approval_promotion_and_rollback(
         runner.invoke(app, ["stack", "down"])
 
 
-def test_a_control_the_gates_reject_is_not_announced_as_the_noise_floor(
+def test_a_control_run_that_failed_is_not_announced_as_the_noise_floor(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The gates judge a control as any candidate (retrain.control); one they reject stays out
-    of shadow, and the demo says there is no noise floor instead of naming it."""
+    """A control run that fails a step (the gates never stop one: retrain.control) leaves no
+    control in shadow, and the demo says there is no noise floor instead of naming it."""
     from shadowline import demo
 
     answers = {
         (): {"outcome": "succeeded", "reason": "in shadow at rate 1", "model_version": "c1"},
         ("--control",): {
-            "outcome": "rejected",
-            "reason": "gate failed: amount=100-500: confidently worse",
+            "outcome": "failed",
+            "reason": "step 'parity' failed: the ONNX scores differ",
             "model_version": "k1",
         },
     }
@@ -70,7 +70,7 @@ def test_a_control_the_gates_reject_is_not_announced_as_the_noise_floor(
     monkeypatch.setattr(demo, "_json", run)
     said: list[str] = []
     assert demo._challenger_and_control(said.append, "p1") == ("c1", None)
-    assert said[-2] == "  rejected: gate failed: amount=100-500: confidently worse"
+    assert said[-2] == "  failed: step 'parity' failed: the ONNX scores differ"
     assert said[-1] == "  no control in shadow this time: the evidence will show no noise floor"
     answers[("--control",)]["outcome"] = "succeeded"
     assert demo._challenger_and_control(said.append, "p1") == ("c1", "k1")
