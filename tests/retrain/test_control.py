@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 
 from registry import ModelRegistry, PolicyViolation, State
 from registry.manifest import Lineage, Manifest
-from retrain import steps
 from retrain.control import control_settings, plan_control
 from retrain.errors import ControlError
 from retrain.export import OUTPUT
+from retrain.gates import apply_gates
 from retrain.runner import Runner
 from retrain.schema import MODEL_SCHEMA
 from retrain.scoring import score_frame
@@ -107,13 +107,14 @@ def test_a_control_the_gates_would_reject_still_goes_to_shadow(
     # candidate is rejected; a control goes to shadow with the verdict beside it.
     first = make_runner().run()
     _promote(model_registry, first.run_id)
-    real = steps.apply_gates
 
     def blocking_nothing(evaluation: Any, columns: Any, settings: RetrainSettings) -> Any:
         nothing = np.zeros_like(columns.candidate_blocks)
-        return real(evaluation, dataclasses.replace(columns, candidate_blocks=nothing), settings)
+        return apply_gates(
+            evaluation, dataclasses.replace(columns, candidate_blocks=nothing), settings
+        )
 
-    monkeypatch.setattr(steps, "apply_gates", blocking_nothing)
+    monkeypatch.setattr("retrain.steps.apply_gates", blocking_nothing)
     candidate = make_runner().run(as_of=datetime(2026, 4, 6, tzinfo=UTC))
     assert candidate.outcome == "rejected"
     assert "gate failed" in candidate.reason
