@@ -21,8 +21,12 @@ which record came back).  :meth:`KafkaOut.send_records` takes a batch of untagge
 which the outbox reads on its own thread), a failed one is given back to the listener as a
 :class:`FailedRecord`.  Why: reporting each acknowledgement to the listener (a closure and a
 tag made per record, two locks per answer, taken by two threads in turn) cost the sidecar
-more CPU per record than building, encoding and producing it (measured on the 2-core bench
-machine, one core: 28 us a record through the outbox against 11 us this way).
+more CPU per record than building, encoding and producing it.  The sidecar's loop alone on one
+core, against a real broker, spent 22-29 us a record with those reports and 9-12 us this way
+(unpickling, building and encoding included).  Under the bench's pinned load the sidecar's
+share fell less, from 32-46 to 28-40 us a request (four interleaved pairs on a slow 2-core
+VM): there its cost per batch (waking up, reading the pipe) weighs more than its cost per
+record.
 
 In-flight counts live in a :class:`_Ledger` per client: records and bytes handed to it (written
 by the thread that sends) and answered (by the thread that hears the answers, under a lock
