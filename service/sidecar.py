@@ -156,7 +156,7 @@ class Sidecar:
         queue_size: int,
         buffer_bytes: int = DEFAULT_BUFFER_BYTES,
         batch_max: int = 128,
-        batch_wait_s: float = 0.005,
+        batch_wait_s: float = 0.02,
         in_process: bool = False,
         producer: ProducerFactory = open_producer,
         load: ShadowLoader = load_model,
