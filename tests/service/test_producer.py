@@ -7,6 +7,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,22 @@ from tests.service.helpers import wait_until
 from tests.service.kafka_helpers import Deliveries
 
 
+@pytest.fixture
+def scores_config(
+    kafka_bootstrap: str, make_topic: Callable[..., str], kafka_client: str
+) -> Callable[..., ProducerConfig]:
+    """Builds the configuration of a producer for a new topic on the test broker, with the
+    client under test and ``options``."""
+
+    def make(**options: Any) -> ProducerConfig:
+        topic = make_topic("scores")
+        return ProducerConfig(
+            servers=(kafka_bootstrap,), topic=topic, client=kafka_client, **options
+        )
+
+    return make
+
+
 def connected(config: ProducerConfig) -> tuple[RecordProducer, Tally, Deliveries]:
     """A producer of ``config`` with a client (the broker answers), its tally and listener."""
     tally, deliveries = Tally(), Deliveries()
@@ -27,17 +44,14 @@ def connected(config: ProducerConfig) -> tuple[RecordProducer, Tally, Deliveries
 
 
 def test_closing_with_records_pending_fails_them_and_stops_the_client(
-    kafka_bootstrap: str, make_topic: Callable[..., str], kafka_client: str
+    scores_config: Callable[..., ProducerConfig], kafka_client: str
 ) -> None:
     # kafka-python's close(timeout=0) raises before it stops its sender when records are
     # pending: each producer restart left a sender thread (and its buffers) behind.
-    config = ProducerConfig(
-        servers=(kafka_bootstrap,),
-        topic=make_topic("scores"),
+    config = scores_config(
         max_in_flight=100,
         linger_ms=60_000,
         delivery_timeout_ms=120_000,
-        client=kafka_client,
     )
     threads = threading.active_count()
     for _ in range(3):  # three restarts' worth
@@ -64,18 +78,15 @@ def test_closing_with_records_pending_fails_them_and_stops_the_client(
 
 
 def test_the_producer_is_full_at_its_byte_budget(
-    kafka_bootstrap: str, make_topic: Callable[..., str], kafka_client: str
+    scores_config: Callable[..., ProducerConfig],
 ) -> None:
     # The sidecar stops reading batches while the producer is full: unacknowledged bytes,
     # not only records, are bounded (records can be up to ~1 MiB each).
-    config = ProducerConfig(
-        servers=(kafka_bootstrap,),
-        topic=make_topic("scores"),
+    config = scores_config(
         max_in_flight=1000,
         max_in_flight_bytes=100,
         linger_ms=60_000,
         delivery_timeout_ms=120_000,
-        client=kafka_client,
     )
     out, tally, deliveries = connected(config)
     for n in range(4):
@@ -88,18 +99,15 @@ def test_the_producer_is_full_at_its_byte_budget(
 
 
 def test_records_sent_as_a_batch_are_counted_and_failed_ones_given_back_whole(
-    kafka_bootstrap: str, make_topic: Callable[..., str], kafka_client: str
+    scores_config: Callable[..., ProducerConfig], kafka_client: str
 ) -> None:
     # The outbox sends straight records with send_records: no tag and no report per
     # acknowledgement, only a count; a failed one must come back with its key and value, so
     # that it is spooled and sent again, and every record must end counted once either way.
-    config = ProducerConfig(
-        servers=(kafka_bootstrap,),
-        topic=make_topic("scores"),
+    config = scores_config(
         max_in_flight=1000,
         max_in_flight_bytes=250,
         linger_ms=5,
-        client=kafka_client,
     )
     out, tally, deliveries = connected(config)
     first = [(f"a{n}".encode(), b"v" * 23) for n in range(10)]  # 25 bytes each
@@ -129,19 +137,16 @@ def test_records_sent_as_a_batch_are_counted_and_failed_ones_given_back_whole(
 
 
 def test_a_record_after_an_idle_spell_keeps_the_client(
-    kafka_bootstrap: str, make_topic: Callable[..., str], kafka_client: str
+    scores_config: Callable[..., ProducerConfig],
 ) -> None:
     # The quiet that drops a client is counted while records wait, not since the last
     # acknowledgement: a scorer idle for longer than restart_after_s (a quiet night, or the
     # bench measuring other servers) dropped its client at its next record, which then
     # failed, was spooled and sent again through a new client.
-    config = ProducerConfig(
-        servers=(kafka_bootstrap,),
-        topic=make_topic("scores"),
+    config = scores_config(
         max_in_flight=100,
         linger_ms=300,
         restart_after_s=0.5,
-        client=kafka_client,
     )
     out, tally, deliveries = connected(config)
     out.send(b"k0", b"v", 0)
