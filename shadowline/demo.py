@@ -5,7 +5,8 @@
    retrains rarely has); it is approved (forced, with a written reason: a first model has
    nothing to be compared with) and promoted;
 2. a challenger trained on today's data, and a control (production's recipe retrained with
-   another seed: the noise floor); each goes to shadow when it passes the gates;
+   another seed: the noise floor); the challenger goes to shadow when it passes the gates, the
+   control whatever they say (they report on it: it measures the noise floor);
 3. live traffic through the scorer, with exploration on: a share of production's would-be
    blocks is answered ``review`` so that what blocking hides can be measured;
 4. late fraud labels from the synthetic ground truth, pushed to ``POST /v1/labels`` the way a
@@ -101,7 +102,7 @@ def _ensure_production(echo: Echo) -> str:
     return str(version)
 
 
-def _challenger_and_control(echo: Echo, production: str) -> tuple[str, str | None]:
+def _challenger_and_control(echo: Echo, production: str) -> tuple[str, str]:
     run = _json(echo, "retrain", "run", ok=(0, 3))
     echo(f"  {run['outcome']}: {run['reason']}")
     challenger = run.get("model_version")
@@ -109,10 +110,10 @@ def _challenger_and_control(echo: Echo, production: str) -> tuple[str, str | Non
         raise DemoError(f"the challenger did not reach shadow: {run['reason']}")
     control = _json(echo, "retrain", "run", "--control", ok=(0, 3))
     echo(f"  {control['outcome']}: {control['reason']}")
-    if control["outcome"] != "succeeded":  # it failed a step (the gates never stop a control)
-        echo("  no control in shadow this time: the evidence will show no noise floor")
-        return str(challenger), None
-    return str(challenger), control.get("model_version")
+    version = control.get("model_version")
+    if control["outcome"] != "succeeded" or not version:  # the gates never stop a control
+        raise DemoError(f"the control did not reach shadow: {control['reason']}")
+    return str(challenger), str(version)
 
 
 def _wait_ready(base: str, scorer: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
@@ -307,6 +308,5 @@ def run_demo(echo: Echo) -> None:
         "(admin token: SHADOWLINE_ADMIN_TOKEN)"
     )
     echo("  the audit log: shadowline models audit")
-    if control:
-        echo(f"  the control {control} stays in shadow as the noise floor of the next challenger")
+    echo(f"  the control {control} stays in shadow as the noise floor of the next challenger")
     echo("  the stack is still running; stop it with 'shadowline stack down'")

@@ -48,18 +48,19 @@ def test_demo_runs_the_loop_from_shadow_to_approval_promotion_and_rollback(
         runner.invoke(app, ["stack", "down"])
 
 
-def test_a_control_run_that_failed_is_not_announced_as_the_noise_floor(
+def test_a_control_that_did_not_reach_shadow_stops_the_demo_with_its_reason(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A control run that fails a step (the gates never stop one: retrain.control) leaves no
-    control in shadow, and the demo says there is no noise floor instead of naming it."""
+    """The gates never keep a control out of shadow (retrain.control), so a control run that
+    did not end in shadow is a failure the demo names, as it does the challenger's, rather than
+    a walkthrough without its noise floor."""
     from shadowline import demo
 
     answers = {
         (): {"outcome": "succeeded", "reason": "in shadow at rate 1", "model_version": "c1"},
         ("--control",): {
-            "outcome": "failed",
-            "reason": "step 'parity' failed: the ONNX scores differ",
+            "outcome": "rejected",
+            "reason": "gate failed: amount=100-500: confidently worse",
             "model_version": "k1",
         },
     }
@@ -69,8 +70,11 @@ def test_a_control_run_that_failed_is_not_announced_as_the_noise_floor(
 
     monkeypatch.setattr(demo, "_json", run)
     said: list[str] = []
-    assert demo._challenger_and_control(said.append, "p1") == ("c1", None)
-    assert said[-2] == "  failed: step 'parity' failed: the ONNX scores differ"
-    assert said[-1] == "  no control in shadow this time: the evidence will show no noise floor"
+    with pytest.raises(demo.DemoError) as caught:
+        demo._challenger_and_control(said.append, "p1")
+    assert str(caught.value) == (
+        "the control did not reach shadow: gate failed: amount=100-500: confidently worse"
+    )
+    assert said[-1] == "  rejected: gate failed: amount=100-500: confidently worse"
     answers[("--control",)]["outcome"] = "succeeded"
     assert demo._challenger_and_control(said.append, "p1") == ("c1", "k1")
