@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -156,6 +157,9 @@ class LagProbe:
         self._peak = 0.0
         self._hold_peak = 0.0
         self._blocked_peak = 0.0
+        # /metrics renders in a thread (service.app): a peak must not land between its
+        # reading and its reset.
+        self._peaks_lock = threading.Lock()
         self._registry = registry
         self.histogram = Histogram(
             "shadowline_event_loop_lag_seconds",
@@ -193,16 +197,17 @@ class LagProbe:
         as 0."""
         lag_s = max(0.0, lag_s)
         self.histogram.observe(lag_s)
-        self._peak = max(self._peak, lag_s)
-        if queued_s is None:
-            return
-        hold_s = max(0.0, lag_s - queued_s)
-        self.holds.observe(hold_s)
-        self._hold_peak = max(self._hold_peak, hold_s)
-        if blocked_s is not None:
-            # Up to one interval of the blocked time can be the loop idling until its timer.
-            held_up_s = min(hold_s, max(0.0, blocked_s - self.interval_s))
-            self.blocked.observe(held_up_s)
+        hold_s = held_up_s = 0.0
+        if queued_s is not None:
+            hold_s = max(0.0, lag_s - queued_s)
+            self.holds.observe(hold_s)
+            if blocked_s is not None:
+                # Up to one interval of the blocked time can be the loop idling until its timer.
+                held_up_s = min(hold_s, max(0.0, blocked_s - self.interval_s))
+                self.blocked.observe(held_up_s)
+        with self._peaks_lock:
+            self._peak = max(self._peak, lag_s)
+            self._hold_peak = max(self._hold_peak, hold_s)
             self._blocked_peak = max(self._blocked_peak, held_up_s)
 
     def take_peak(self) -> float:
@@ -216,8 +221,9 @@ class LagProbe:
 
     def take_all_peaks(self) -> tuple[float, float, float]:
         """The largest lag, hold and blocked part since the previous call; a new period."""
-        peaks = (self._peak, self._hold_peak, self._blocked_peak)
-        self._peak = self._hold_peak = self._blocked_peak = 0.0
+        with self._peaks_lock:
+            peaks = (self._peak, self._hold_peak, self._blocked_peak)
+            self._peak = self._hold_peak = self._blocked_peak = 0.0
         return peaks
 
     async def run(self) -> None:

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import threading
 from collections.abc import Callable, Iterator
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
 
 from registry import ModelRegistry
-from service.app import create_app
+from service.app import GIL_SWITCH_INTERVAL_S, create_app
 from service.lagprobe import SCHEDSTAT, LagProbe, RunQueueWait, lag_probe
 from service.settings import ServiceSettings
 from tests.service.server import serving
@@ -205,3 +208,32 @@ def test_the_kept_open_reader_reports_its_creators_line_from_any_thread() -> Non
     finally:
         reader.close()
     assert reader() is None
+
+
+class _Witness(Collector):
+    """A collector that notes the thread each scrape collects it on."""
+
+    def __init__(self) -> None:
+        self.threads: list[str] = []
+
+    def collect(self) -> Iterator[Metric]:
+        self.threads.append(threading.current_thread().name)
+        return iter(())
+
+
+@pytest.mark.redis
+@pytest.mark.kafka
+def test_the_scorer_renders_metrics_off_its_loop_and_takes_the_gil_back_within_1ms(
+    registry: ModelRegistry, make_settings: Callable[..., ServiceSettings]
+) -> None:
+    metrics, witness = CollectorRegistry(), _Witness()
+    metrics.register(witness)
+    before = sys.getswitchinterval()
+    app = create_app(make_settings(), registry, collector_registry=metrics)
+    with serving(app) as client:  # the test server runs its loop on a thread named "uvicorn"
+        assert client.get("/metrics").status_code == 200
+        during = sys.getswitchinterval()
+    assert witness.threads
+    assert "uvicorn" not in witness.threads
+    assert during == GIL_SWITCH_INTERVAL_S == 0.001
+    assert sys.getswitchinterval() == before  # the lifespan puts it back
