@@ -33,6 +33,7 @@ class Durations:
     outage_at: float = 5.0
     outage_for: float = 7.0
     profile: float = 8.0
+    rest_step: float = 2.5
 
 
 QUICK = Durations(
@@ -50,6 +51,7 @@ QUICK = Durations(
     outage_at=1.0,
     outage_for=1.5,
     profile=2.0,
+    rest_step=1.0,
 )
 SMOKE = Durations(
     warm=0.2,
@@ -66,6 +68,7 @@ SMOKE = Durations(
     outage_at=0.3,
     outage_for=0.5,
     profile=1.0,
+    rest_step=0.4,
 )
 
 

@@ -12,6 +12,8 @@ from benchmarks.cpustat import busy_share
 from benchmarks.report import (
     LAG_SCENARIOS,
     PROBE_OFF,
+    REST,
+    REST_CONTROL,
     _fmt,
     _values,
     in_second,
@@ -235,6 +237,7 @@ def change_sections(results: dict[str, Any]) -> list[str]:
                 f"{_list([x['over_2ms'] for x in lags], 0)} | "
                 f"{_list([x['wakes'] for x in lags], 0)} |"
             )
+    out += _rest_section(results)
     out += [
         "",
         f"## Shadow outcomes ({_fmt(results['rates']['scorer_half'], 0)} req/s, half the maximum)",
@@ -268,6 +271,41 @@ def change_sections(results: dict[str, Any]) -> list[str]:
                 )
                 out.append(f"| {key} | {i + 1} | {rep[key]['completed']:,} | {cells} |")
     return [*out, ""]
+
+
+def _rest_section(results: dict[str, Any]) -> list[str]:
+    """Each change at rest in its own window (:func:`benchmarks.scenarios.changes_at_rest`),
+    and the same windows with no change: holds over 2 ms, the largest hold and its blocked
+    part, each repetition's value."""
+    runs = {
+        key: [rep[key] for rep in results["reps"] if key in rep] for key in (REST, REST_CONTROL)
+    }
+    if not runs[REST]:
+        return []
+    out = [
+        "",
+        "### Changes at rest",
+        "",
+        "The scorer at a trickle of requests, so that no request waits behind another: each "
+        "change has a window of its own (the scorer's counters read just before the change "
+        "and again at the end of its step), and the control passes the same windows with no "
+        "change. A hold in a change's window is the change's doing (or the machine's, as the "
+        "control shows): the target judges these. Each repetition's value.",
+        "",
+        "| run | window | holds > 2 ms | largest hold ms | largest blocked ms | model swaps |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, reps in runs.items():
+        for window in zip(*(run.get("events", []) for run in reps), strict=False):
+            lags = [e["scorer"].get("loop_lag") or {} for e in window if "scorer" in e]
+            out.append(
+                f"| {'changes' if key == REST else 'control'} | {window[0]['change']} | "
+                f"{_list([x.get('holds_over_2ms', math.nan) for x in lags], 0)} | "
+                f"{_list([x.get('hold_max_ms', math.nan) for x in lags], 1)} | "
+                f"{_list([x.get('blocked_max_ms', math.nan) for x in lags], 1)} | "
+                f"{_list([e['scorer'].get('swaps', math.nan) for e in window], 0)} |"
+            )
+    return out
 
 
 def ramp_section(results: dict[str, Any]) -> list[str]:

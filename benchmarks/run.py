@@ -123,7 +123,7 @@ def setup_scorer(ctx: Context, work: Path, onnx_bytes: bytes, heavy: BenchModel)
         # Imported by name: it needs the registry API, which a checkout without the scorer
         # lacks (and the type checker must not follow it there).
         stack_module = importlib.import_module("benchmarks.stack")
-        spares = int(args.reps * (d.promotions // d.promotion_every + 1)) + 2
+        spares = int(args.reps * (d.promotions // d.promotion_every + 2)) + 2  # + 1 at rest
         ctx.stack = stack_module.ScorerStack.up(work / "stack", onnx_bytes, spares, heavy)
         env = {**ctx.stack.env, **SCORER_BENCH_ENV}
         ctx.servers["scorer"] = start_scorer(work, env, args.scorer_workers)

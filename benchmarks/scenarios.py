@@ -116,6 +116,47 @@ def promotions(ctx: Context, rate: float) -> dict[str, Any]:
     return result
 
 
+REST_RATE = 50.0  # req/s: ~1.5% of a core on the loop, so no request waits behind another
+
+
+def changes_at_rest(ctx: Context, changes: bool = True) -> dict[str, Any]:
+    """Every kind of change on a scorer at rest (a trickle of ``REST_RATE`` requests):
+    3 shadows added, a promotion, a rollback, the shadows removed, one every
+    ``rest_step`` seconds.  Under load the loop's own request work holds it past 2 ms
+    too (a backlog of requests runs back to back, changes or not), so these runs are
+    where a hold can be laid at a change's door: each change gets its own window, the
+    scorer's counters read just before it and again at the end of its step.  With
+    ``changes`` False the same windows pass with nothing done: the control, what the
+    machine alone gives a scorer at rest."""
+    d = ctx.durations
+    scorer = ctx.servers["scorer"]
+    ctx.stack.set_shadows(0)
+    wait_for_scorer(scorer, shadows=0)
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("3 shadows added", lambda: ctx.stack.set_shadows(3)),
+        ("promoted", ctx.stack.promote_next),
+        ("rolled back", ctx.stack.rollback),
+        ("shadows removed", lambda: ctx.stack.set_shadows(0)),
+    ]
+    if not changes:
+        steps = [(f"no change ({i + 1})", lambda: None) for i in range(len(steps))]
+
+    def windows(t0: float) -> list[dict[str, Any]]:
+        events = []
+        for i, (what, act) in enumerate(steps):
+            at(t0, 0.5 + i * d.rest_step)
+            before = scrape_series(scorer.url)
+            events.append(event(change=what))
+            act()
+            at(t0, 0.5 + (i + 1) * d.rest_step - 0.1)
+            events[-1]["scorer"] = scorer_deltas(before, scrape_series(scorer.url))
+        return events
+
+    result = scorer_run(ctx, REST_RATE, 0.5 + len(steps) * d.rest_step + 0.5, windows)
+    wait_for_scorer(scorer, shadows=0)
+    return result
+
+
 def outage(ctx: Context, rate: float) -> dict[str, Any]:
     d = ctx.durations
 
@@ -134,7 +175,8 @@ def outage(ctx: Context, rate: float) -> dict[str, Any]:
 def scorer_rep(ctx: Context, r: int, rate: float, rep: dict[str, Any]) -> None:
     """One repetition of the scorer's scenarios: 0, 1, 3 shadows (order rotating) and 0
     shadows again (the control: how far two runs of one configuration differ), the
-    shadow-set change, then promotions every few seconds with no shadows."""
+    shadow-set change, promotions every few seconds with no shadows, then every kind of
+    change on a scorer at rest and the same rest without them."""
     for n in rotate([0, 1, 3], r):
         print(f"rep {r + 1}: scorer with {n} shadows at {rate}/s", flush=True)
         rep[f"shadows{n}"] = shadows(ctx, n, rate)
@@ -144,6 +186,13 @@ def scorer_rep(ctx: Context, r: int, rate: float, rep: dict[str, Any]) -> None:
     rep["change"] = shadow_change(ctx, rate)
     print(f"rep {r + 1}: promotions every {ctx.durations.promotion_every} s", flush=True)
     rep["promotions"] = promotions(ctx, rate)
+    print(
+        f"rep {r + 1}: changes at rest ({REST_RATE:.0f} req/s), then the same at rest "
+        "without them (the control)",
+        flush=True,
+    )
+    rep["rest_changes"] = changes_at_rest(ctx)
+    rep["rest_control"] = changes_at_rest(ctx, changes=False)
 
 
 RAMP_FACTORS = (1.0, 1.3, 1.6, 2.0, 2.5)

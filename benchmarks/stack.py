@@ -109,6 +109,10 @@ class ScorerStack:
         self.promote(version)
         return version
 
+    def rollback(self) -> str:
+        """The production version retired and the previous one back, as an admin would."""
+        return str(self.registry.rollback(MODEL_NAME, actor=ACTOR, reason="benchmark"))
+
     def set_shadows(self, n: int) -> None:
         """Exactly the first ``n`` of s1..s3 in shadow at 100% sampling."""
         self.set_shadow_versions(("s1", "s2", "s3")[:n])

@@ -391,3 +391,67 @@ def test_the_cpu_table_shows_every_scenario_that_read_the_cpu() -> None:
     results["targets"] = targets(results)
     page = markdown(results, PLOTS)
     assert "| shadows0_again | 50, 50, 50 | 60, 60, 60 | 20, 20, 20 |" in page
+
+
+def _lag(holds: float, hold_ms: float) -> dict[str, float]:
+    """The lag probe's readings of one run: ``holds`` over 2 ms, the largest ``hold_ms``."""
+    return {
+        "wakes": 1000.0,
+        "over_2ms": holds + 1,
+        "max_ms": hold_ms + 1,
+        "holds_over_2ms": holds,
+        "hold_max_ms": hold_ms,
+        "blocked_over_2ms": 0.0,
+        "blocked_max_ms": 0.5,
+    }
+
+
+REST_CHANGES = ("3 shadows added", "promoted", "rolled back", "shadows removed")
+
+
+def _rest(
+    holds: list[float], hold_ms: float, changes: tuple[str, ...] = REST_CHANGES
+) -> dict[str, Any]:
+    """A changes-at-rest run: one window per change, each with its holds over 2 ms."""
+    run = _run(50, 1.0)
+    run["events"] = [
+        {
+            "change": what,
+            "second": i,
+            "scorer": {"swaps": 1.0, "loop_lag": _lag(n, hold_ms)},
+        }
+        for i, (what, n) in enumerate(zip(changes, holds, strict=True))
+    ]
+    run["scorer"]["loop_lag"] = _lag(sum(holds) + 1, hold_ms)
+    return run
+
+
+def test_the_hold_target_judges_the_changes_at_rest_and_reports_the_loaded_runs() -> None:
+    results = _results(True)
+    for rep in results["reps"]:
+        rep["shadows0"]["scorer"]["loop_lag"] = _lag(40.0, 3.0)
+        rep["promotions"]["scorer"]["loop_lag"] = _lag(60.0, 5.0)
+        rep["rest_control"] = _rest([0, 0, 1, 0], 1.2, tuple(f"no change ({i})" for i in range(4)))
+    results["reps"][1]["rest_changes"] = _rest([0, 2, 0, 0], 4.5)
+    for r in (0, 2):
+        results["reps"][r]["rest_changes"] = _rest([0, 0, 0, 0], 1.5)
+    got = {t["key"]: t for t in targets(results)}["looplag"]
+    # The run's own count (one more than its windows: a hold outside them) is not judged.
+    assert (got["value"], got["per_rep"], got["met"]) == (2.0, [0.0, 2.0, 0.0], False)
+    assert "largest hold in a change's window 4.5 ms" in got["note"]
+    assert "with no change (the control): 3 holds" in got["note"]
+    assert "180 in the shadow-set change and promotion runs, 120 in the shadows-off" in got["note"]
+    results["targets"] = targets(results)
+    text = markdown(results, PLOTS)
+    assert "| changes | promoted | 0, 2, 0 | 1.5, 4.5, 1.5 |" in text
+    assert "| control | no change (2) | 1, 1, 1 | 1.2, 1.2, 1.2 |" in text
+
+
+def test_the_targets_against_naive_show_the_floors_own_ratio() -> None:
+    results = _results(True)
+    for rep in results["reps"]:
+        rep["max/floor"] = _run(13000, 8.0)
+    got = {t["key"]: t for t in targets(results)}
+    # The floor at 13,000 req/s and 8 ms against naive's 2,601 req/s and 40 ms.
+    assert got["max/naive"]["note"] == "the floor's own: 5.00"
+    assert got["max/naive/p99"]["note"] == "the floor's own: 0.20"
