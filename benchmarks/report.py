@@ -406,7 +406,7 @@ def _looplag_target(reps: list[dict[str, Any]], ran: bool) -> dict[str, Any]:
             "shadow-set change and promotions: event-loop holds over 2 ms (lag without "
             "run-queue wait)",
             [_holds(rep, loaded) for rep in reps],
-            f"largest hold {_largest(reps, loaded, 'hold_max_ms'):.1f} ms",
+            _loaded_note(reps, loaded),
         )
     largest = max(
         (
@@ -435,6 +435,23 @@ def _window_holds(run: dict[str, Any]) -> float:
         float(e["scorer"]["loop_lag"].get("holds_over_2ms", 0.0))
         for e in run.get("events", [])
         if e.get("scorer", {}).get("loop_lag")
+    )
+
+
+def _loaded_note(reps: list[dict[str, Any]], keys: tuple[str, ...]) -> str:
+    """The largest hold and lag of the runs ``keys``, and the holds the scorer's other threads
+    caused (the blocked part; runs before the probe split holds have none)."""
+    blocked_max = _largest(reps, keys, "blocked_max_ms")
+    note = (
+        f"largest hold {_largest(reps, keys, 'hold_max_ms'):.1f} ms; largest lag, waits for a "
+        f"core included, {_largest(reps, keys, 'max_ms'):.1f} ms"
+    )
+    if math.isnan(blocked_max):
+        return note
+    blocked = sum(_holds(rep, keys, "blocked_over_2ms") for rep in reps)
+    return note + (
+        f"; of the holds, {blocked:.0f} blocked by the scorer's other threads over 2 ms "
+        f"(largest {blocked_max:.1f} ms), the rest the loop's own work"
     )
 
 
