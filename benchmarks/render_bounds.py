@@ -292,20 +292,41 @@ def _rest_section(results: dict[str, Any]) -> list[str]:
         "change. A hold in a change's window is the change's doing (or the machine's, as the "
         "control shows): the target judges these. Each repetition's value.",
         "",
-        "| run | window | holds > 2 ms | largest hold ms | largest blocked ms | model swaps |",
-        "|---|---|---|---|---|---|",
+        "| run | window | holds > 2 ms | largest hold ms | largest blocked ms | model swaps "
+        "| steal ms in its seconds |",
+        "|---|---|---|---|---|---|---|",
     ]
+    step = results.get("durations", {}).get("rest_step", math.nan)
     for key, reps in runs.items():
-        for window in zip(*(run.get("events", []) for run in reps), strict=False):
+        for i, window in enumerate(zip(*(run.get("events", []) for run in reps), strict=False)):
             lags = [e["scorer"].get("loop_lag") or {} for e in window if "scorer" in e]
+            steal = [
+                _window_steal(run.get("cpu"), run["events"][i]["second"], step) for run in reps
+            ]
             out.append(
                 f"| {'changes' if key == REST else 'control'} | {window[0]['change']} | "
                 f"{_list([x.get('holds_over_2ms', math.nan) for x in lags], 0)} | "
                 f"{_list([x.get('hold_max_ms', math.nan) for x in lags], 1)} | "
                 f"{_list([x.get('blocked_max_ms', math.nan) for x in lags], 1)} | "
-                f"{_list([e['scorer'].get('swaps', math.nan) for e in window], 0)} |"
+                f"{_list([e['scorer'].get('swaps', math.nan) for e in window], 0)} | "
+                f"{_list(steal, 0)} |"
             )
+    out += [
+        "",
+        "The steal is the machine's (both CPUs), summed over every second the window "
+        "touches: time the hypervisor ran something else while this machine was ready to "
+        "run. Inside the machine it looks like a hold whose thread neither ran nor waited.",
+    ]
     return out
+
+
+def _window_steal(cpu: dict[str, Any] | None, start_s: float, length_s: float) -> float:
+    """Steal (ms) in the seconds of a run from ``start_s`` for ``length_s``; NaN unknown."""
+    if not cpu or math.isnan(length_s):
+        return math.nan
+    seconds = range(max(0, math.floor(start_s)), math.floor(start_s + length_s) + 1)
+    counts = [in_second(cpu, s) for s in seconds]
+    return float(sum(c.get("steal_ms", 0) for c in counts if c))
 
 
 def ramp_section(results: dict[str, Any]) -> list[str]:

@@ -444,6 +444,7 @@ def test_the_hold_target_judges_the_changes_at_rest_and_reports_the_loaded_runs(
     results["targets"] = targets(results)
     text = markdown(results, PLOTS)
     assert "| changes | promoted | 0, 2, 0 | 1.5, 4.5, 1.5 |" in text
+    assert "| 1, 1, 1 | -, -, - |" in text  # swaps, then no steal read (no CPU sampler)
     assert "| control | no change (2) | 1, 1, 1 | 1.2, 1.2, 1.2 |" in text
 
 
@@ -455,3 +456,26 @@ def test_the_targets_against_naive_show_the_floors_own_ratio() -> None:
     # The floor at 13,000 req/s and 8 ms against naive's 2,601 req/s and 40 ms.
     assert got["max/naive"]["note"] == "the floor's own: 5.00"
     assert got["max/naive/p99"]["note"] == "the floor's own: 0.20"
+
+
+def test_a_window_at_rest_shows_the_steal_of_every_second_it_touches() -> None:
+    results = _results(True)
+    results["durations"]["rest_step"] = 2.5
+    for rep in results["reps"]:
+        rep["rest_control"] = _rest([0, 0, 0, 0], 1.0, tuple(f"no change ({i})" for i in range(4)))
+        rep["rest_changes"] = _rest([0, 1, 0, 0], 3.0)
+        rep["rest_changes"]["cpu"] = {
+            "total": {"busy_ms": 300, "steal_ms": 315, "total_ms": 12000},
+            "per_second": {"steal_ms": [5, 10, 20, 40, 80, 160]},
+        }
+    results["targets"] = targets(results)
+    text = markdown(results, PLOTS)
+    # "promoted" opens at second 1 (the fixture's) and lasts 2.5 s: seconds 1, 2 and 3.
+    assert (
+        "| changes | promoted | 1, 1, 1 | 3.0, 3.0, 3.0 | 0.5, 0.5, 0.5 | 1, 1, 1 | 70, 70, 70 |"
+        in text
+    )
+    assert (
+        "| control | no change (1) | 0, 0, 0 | 1.0, 1.0, 1.0 | 0.5, 0.5, 0.5 | 1, 1, 1 | -, -, - |"
+        in text
+    )
