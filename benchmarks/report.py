@@ -368,24 +368,26 @@ def count_targets(results: dict[str, Any], ran: bool) -> list[dict[str, Any]]:
     ]
 
 
-def _holds(rep: dict[str, Any], keys: tuple[str, ...], field: str = "holds_over_2ms") -> float:
-    """Summed over the runs ``keys`` of one repetition: the probe's count ``field`` (the lag's
-    own count where the probe could not split out holds)."""
-    return sum(
-        float(lag.get(field, lag.get("over_2ms", 0.0)))
-        for k in keys
-        if k in rep and (lag := rep[k]["scorer"].get("loop_lag"))
-    )
-
-
-def _largest(reps: list[dict[str, Any]], keys: tuple[str, ...], field: str) -> float:
-    values = [
-        lag[field]
-        for rep in reps
-        for k in keys
-        if k in rep and (lag := rep[k]["scorer"].get("loop_lag")) and field in lag
+def _lags(reps: list[dict[str, Any]], keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The lag probe's readings of the runs ``keys`` of ``reps`` (runs without them left out)."""
+    return [
+        lag for rep in reps for k in keys if k in rep and (lag := rep[k]["scorer"].get("loop_lag"))
     ]
-    return max(values, default=math.nan)
+
+
+def window_lags(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The lag probe's readings of each window of an at-rest run (its events), in order."""
+    return [lag for e in run.get("events", []) if (lag := e.get("scorer", {}).get("loop_lag"))]
+
+
+def _holds(lags: list[dict[str, Any]]) -> float:
+    """Holds over 2 ms, summed (the lag's own count where the probe could not split out
+    holds)."""
+    return sum(float(lag.get("holds_over_2ms", lag.get("over_2ms", 0.0))) for lag in lags)
+
+
+def _largest(lags: list[dict[str, Any]], field: str) -> float:
+    return max((lag[field] for lag in lags if field in lag), default=math.nan)
 
 
 def _looplag_target(reps: list[dict[str, Any]], ran: bool) -> dict[str, Any]:
@@ -405,53 +407,37 @@ def _looplag_target(reps: list[dict[str, Any]], ran: bool) -> dict[str, Any]:
             ran and has_lag,
             "shadow-set change and promotions: event-loop holds over 2 ms (lag without "
             "run-queue wait)",
-            [_holds(rep, loaded) for rep in reps],
-            _loaded_note(reps, loaded),
+            [_holds(_lags([rep], loaded)) for rep in reps],
+            _loaded_note(_lags(reps, loaded)),
         )
-    largest = max(
-        (
-            e["scorer"]["loop_lag"].get("hold_max_ms", math.nan)
-            for rep in at_rest
-            for e in rep[REST].get("events", [])
-            if e.get("scorer", {}).get("loop_lag")
-        ),
-        default=math.nan,
-    )
-    control = sum(_window_holds(rep[REST_CONTROL]) for rep in at_rest if REST_CONTROL in rep)
-    steady = sum(_holds(rep, ("shadows0",)) for rep in reps)
+    windows = [window_lags(rep[REST]) for rep in at_rest]
+    largest = _largest([lag for lags in windows for lag in lags], "hold_max_ms")
+    control = sum(_holds(window_lags(rep[REST_CONTROL])) for rep in at_rest if REST_CONTROL in rep)
     note = (
         f"at rest ({_fmt(_rest_rate(at_rest), 0)} req/s), a window per change; largest hold "
         f"in a change's window {largest:.1f} ms; the same windows with no change (the control): "
         f"{control:,.0f} holds; under load at half the maximum (not judged: the loop's own "
-        f"request work): {sum(_holds(rep, loaded) for rep in reps):,.0f} in the shadow-set "
-        f"change and promotion runs, {steady:,.0f} in the shadows-off runs with no change"
+        f"request work): {_holds(_lags(reps, loaded)):,.0f} in the shadow-set change and "
+        f"promotion runs, {_holds(_lags(reps, ('shadows0',))):,.0f} in the shadows-off runs "
+        "with no change"
     )
-    return _count("looplag", ran, name, [_window_holds(rep[REST]) for rep in at_rest], note)
+    return _count("looplag", ran, name, [_holds(lags) for lags in windows], note)
 
 
-def _window_holds(run: dict[str, Any]) -> float:
-    """Holds over 2 ms in the windows of an at-rest run (its events), summed."""
-    return sum(
-        float(e["scorer"]["loop_lag"].get("holds_over_2ms", 0.0))
-        for e in run.get("events", [])
-        if e.get("scorer", {}).get("loop_lag")
-    )
-
-
-def _loaded_note(reps: list[dict[str, Any]], keys: tuple[str, ...]) -> str:
-    """The largest hold and lag of the runs ``keys``, and the holds the scorer's other threads
-    caused (the blocked part; runs before the probe split holds have none)."""
-    blocked_max = _largest(reps, keys, "blocked_max_ms")
+def _loaded_note(lags: list[dict[str, Any]]) -> str:
+    """The largest hold and lag of ``lags``, and the holds the scorer's other threads caused
+    (the blocked part; runs before the probe split holds have none)."""
     note = (
-        f"largest hold {_largest(reps, keys, 'hold_max_ms'):.1f} ms; largest lag, waits for a "
-        f"core included, {_largest(reps, keys, 'max_ms'):.1f} ms"
+        f"largest hold {_largest(lags, 'hold_max_ms'):.1f} ms; largest lag, waits for a "
+        f"core included, {_largest(lags, 'max_ms'):.1f} ms"
     )
-    if math.isnan(blocked_max):
+    split = [lag for lag in lags if "blocked_max_ms" in lag]
+    if not split:
         return note
-    blocked = sum(_holds(rep, keys, "blocked_over_2ms") for rep in reps)
+    blocked = sum(lag["blocked_over_2ms"] for lag in split)
     return note + (
         f"; of the holds, {blocked:.0f} blocked by the scorer's other threads over 2 ms "
-        f"(largest {blocked_max:.1f} ms), the rest the loop's own work"
+        f"(largest {_largest(split, 'blocked_max_ms'):.1f} ms), the rest the loop's own work"
     )
 
 
