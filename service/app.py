@@ -445,7 +445,7 @@ def _add_health_routes(app: FastAPI, parts: Components) -> None:
     async def metrics() -> Response:
         """Prometheus metrics of this process, in the text exposition format
         (docs/operations.md lists them)."""
-        # Rendered off the loop: some 430 series took 3-7 ms of the loop's time a scrape
+        # Rendered off the loop: some 430 lines took 3-7 ms of the loop's time a scrape
         # (measured on the 2-core bench machine), every request in flight waiting on it.
         payload = await asyncio.to_thread(generate_latest, parts.metrics.registry)
         return Response(payload, media_type=CONTENT_TYPE_LATEST)
