@@ -12,6 +12,7 @@ from bisect import bisect_left
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.values import MutexValue
 
 LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -260,17 +261,40 @@ def add_to_histogram(histogram: Histogram, counts: list[int], total: float) -> N
 
 
 def observer(child: Histogram) -> Callable[[float], None]:
-    """``child.observe`` for the request path (``child``: a labelled histogram's child).
+    """``child.observe`` for the request path (``child``: a labelled histogram's child that
+    only the event loop's thread writes: the scorer's production series, the request
+    latencies).
 
-    It finds the bucket by bisection where ``observe`` walks the bounds in Python (0.4 against
-    0.8 us a call); the counts are the same (``tests/service/test_metrics.py``).  Like
-    :func:`add_to_histogram`, it increments the per-bucket values ``observe`` increments.
+    It finds the bucket by bisection where ``observe`` walks the bounds in Python, and adds to
+    the bucket's and the sum's values without the lock ``observe`` takes for each: one writer
+    cannot race itself, and a scrape on another thread reads each float whole under the GIL.
+    0.14 against 0.52 us a call in-process; in a pinned A/B (``benchmarks.ab``) the request
+    path's metrics cost the scorer 8% of its throughput with the locks.  The counts are the
+    same as ``observe``'s (``tests/service/test_metrics.py``).  Like
+    :func:`add_to_histogram`, it changes the per-bucket values ``observe`` changes.  Where
+    prometheus_client keeps its values elsewhere (its multiprocess mode), it takes the locked
+    path.
     """
     bounds, buckets, total = child._upper_bounds, child._buckets, child._sum
+    if not all(type(value) is MutexValue for value in (total, *buckets)):
+        return child.observe
 
     def observe(value: float) -> None:
         if value == value:  # observe() puts a NaN in no bucket
-            buckets[bisect_left(bounds, value)].inc(1)
-        total.inc(value)
+            buckets[bisect_left(bounds, value)]._value += 1.0
+        total._value += value
 
     return observe
+
+
+def incrementer(child: Counter) -> Callable[[], None]:
+    """``child.inc`` (by one) for a labelled counter's child that only the event loop's thread
+    writes, without the lock (as :func:`observer`)."""
+    value = child._value
+    if type(value) is not MutexValue:
+        return child.inc
+
+    def inc() -> None:
+        value._value += 1.0
+
+    return inc

@@ -43,7 +43,7 @@ import orjson
 from registry.contract import FLOAT32_MAX
 from service.errors import InvalidRequest, NoProductionModel, PayloadTooLarge
 from service.live import LiveModels
-from service.metrics import ServiceMetrics, observer
+from service.metrics import ServiceMetrics, incrementer, observer
 from service.models import LoadedModel
 from service.shadow import Scored
 
@@ -71,7 +71,7 @@ class _Bound:
         self.inference = observer(metrics.inference_seconds.labels("production", version))
         self.score = observer(metrics.scores.labels("production", version))
         self.decisions = {
-            d: metrics.decisions.labels("production", version, d).inc
+            d: incrementer(metrics.decisions.labels("production", version, d))
             for d in ("allow", "review", "block")
         }
         self.explored = metrics.explored.labels(version).inc

@@ -1,4 +1,5 @@
-"""The request path's histogram observer counts exactly as prometheus_client's ``observe``."""
+"""The request path's histogram observer and counter count exactly as prometheus_client's
+``observe`` and ``inc``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ import math
 
 from prometheus_client import CollectorRegistry, Histogram
 
-from service.metrics import LATENCY_BUCKETS, SCORE_BUCKETS, ServiceMetrics, observer
+from service.metrics import (
+    LATENCY_BUCKETS,
+    SCORE_BUCKETS,
+    ServiceMetrics,
+    incrementer,
+    observer,
+)
 
 
 def samples(family: Histogram, version: str, suffix: str) -> dict[str, float]:
@@ -46,3 +53,33 @@ def test_a_nan_is_counted_in_no_bucket_as_observe_counts_it() -> None:
     for version in ("a", "b"):
         assert set(samples(metrics.scores, version, "_bucket").values()) == {0.0}
         assert math.isnan(samples(metrics.scores, version, "_sum")[""])
+
+
+def test_the_incrementer_counts_as_inc_does() -> None:
+    metrics = ServiceMetrics(CollectorRegistry())
+    reference = metrics.decisions.labels("production", "a", "block")
+    inc = incrementer(metrics.decisions.labels("production", "b", "block"))
+    for _ in range(5):
+        reference.inc()
+        inc()
+    counted = {
+        sample.labels["version"]: sample.value
+        for metric in metrics.decisions.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    }
+    assert counted == {"a": 5.0, "b": 5.0}
+
+
+class _ElsewhereValue:
+    """A value kept some other way (as prometheus_client's multiprocess mode keeps them)."""
+
+
+def test_values_kept_elsewhere_take_prometheus_clients_own_locked_path() -> None:
+    metrics = ServiceMetrics(CollectorRegistry())
+    child = metrics.scores.labels("production", "a")
+    child._sum = _ElsewhereValue()
+    assert observer(child) == child.observe
+    counter = metrics.decisions.labels("production", "a", "allow")
+    counter._value = _ElsewhereValue()
+    assert incrementer(counter) == counter.inc
