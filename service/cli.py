@@ -24,9 +24,9 @@ def serve(
         int | None, typer.Option(help="Worker processes (SHADOWLINE_WORKERS).")
     ] = None,
 ) -> None:
-    """Run the scorer: uvicorn with uvloop and httptools, access log off unless
-    SHADOWLINE_ACCESS_LOG=true.  Each worker is a process with its own models, metrics and
-    Kafka producer process."""
+    """Run the scorer: uvicorn with uvloop and httptools (each response in one write:
+    service/http_protocol.py), access log off unless SHADOWLINE_ACCESS_LOG=true.  Each worker
+    is a process with its own models, metrics and Kafka producer process."""
     overrides = {"host": host, "port": port, "workers": workers}
     with guard():
         settings = load_settings(
@@ -46,6 +46,7 @@ def serve(
         )
     import uvicorn
 
+    from service.http_protocol import OneWriteHttpToolsProtocol
     from service.main import build_app
 
     target = build_app(settings) if settings.workers == 1 else "service.main:app_from_environment"
@@ -59,7 +60,7 @@ def serve(
             host=settings.host,
             port=settings.port,
             loop="uvloop",
-            http="httptools",
+            http=OneWriteHttpToolsProtocol,
             access_log=settings.access_log,
             log_level=settings.log_level,
             # The scorer never looks at client addresses; parsing X-Forwarded-For costs per
