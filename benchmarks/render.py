@@ -110,7 +110,8 @@ def markdown(results: dict[str, Any], made: dict[str, str]) -> str:
         "flat row to the naive `/predict` and the hello-world.",
         "",
         "Each server is a separate process on a free 127.0.0.1 port, on uvicorn with uvloop, "
-        "httptools, no access log, one worker:",
+        "httptools (the scorer: its subclass that sends each response's head with its body in "
+        "one write, `service/http_protocol.py`), no access log, one worker:",
         "",
         "| server | what it is |",
         "|---|---|",

@@ -1,7 +1,8 @@
 """The servers under test, each a separate process on a free 127.0.0.1 port.
 
 Every HTTP server runs on uvicorn with the same options (uvloop, httptools, no access log, one
-worker unless stated).  Each is started in a session of its own so that stopping it also stops
+worker unless stated; the scorer's httptools protocol sends each response in one write,
+``service/http_protocol.py``).  Each is started in a session of its own so that stopping it also stops
 any child it made (uvicorn workers, the scorer's Kafka producer process).
 """
 
