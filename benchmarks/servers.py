@@ -2,8 +2,8 @@
 
 Every HTTP server runs on uvicorn with the same options (uvloop, httptools, no access log, one
 worker unless stated; the scorer's httptools protocol sends each response in one write,
-``service/http_protocol.py``).  Each is started in a session of its own so that stopping it also stops
-any child it made (uvicorn workers, the scorer's Kafka producer process).
+``service/http_protocol.py``).  Each is started in a session of its own so that stopping it
+also stops any child it made (uvicorn workers, the scorer's Kafka producer process).
 """
 
 from __future__ import annotations
