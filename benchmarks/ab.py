@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -34,8 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.affinity import pinned, pinned_plan
-from benchmarks.load import load
+from benchmarks.affinity import pinned_plan
+from benchmarks.context import Context, Durations
+from benchmarks.load import payloads
 from benchmarks.model import train
 from benchmarks.servers import (
     REPO_ROOT,
@@ -157,29 +157,19 @@ def checkouts(variants: list[Variant], work: Path) -> Iterator[dict[str, Path]]:
             subprocess.run(remove, capture_output=True, check=False)
 
 
-def measure(server: Server, stack: Any, seconds: float) -> dict[str, Any]:
-    """One closed-loop run against ``server``, pinned: its throughput, p99 and CPU."""
-    cores = pinned_plan()
-    if cores is None:
-        raise BenchError("pinned mode needs at least 2 CPUs")
-    server_core, generator_core = cores
-    plan = {os.getpid(): generator_core, server.proc.pid: server_core}
-    for comp in stack.stack.components():
-        plan[comp.pid] = generator_core
-    before = server.cpu_parts()
-    with pinned(plan):
-        kind = FLOOR if server.name == FLOOR else "scorer"
-        result = load(server.url, kind, rate=None, duration_s=seconds)
-    after = server.cpu_parts()
-    done = max(1, result["completed"])
-    parts = {k: 1e6 * (after[k] - before[k]) / done for k in after}
+def measure(ctx: Context, name: str, seconds: float) -> dict[str, Any]:
+    """One closed-loop run against server ``name``, pinned as the bench pins (its
+    ``Context.pinned_load``): its throughput, p99 and CPU a request."""
+    kind = FLOOR if name == FLOOR else "scorer"
+    result = ctx.pinned_load(name, rate=None, duration_s=seconds, payload_set=payloads(kind))
+    parts = result["server_cpu_parts_us_per_request"] or {}
     return {
         "rps": result["rate_achieved"],
         "p99_ms": result["latency_ms"]["p99"],
-        "cpu_us": round(sum(parts.values()), 1),
-        "loop_us": round(parts["loop"], 1),
-        "children_us": round(parts["children"], 1),
-        "failed": result["completed"] - result["by_status"].get("200", 0),
+        "cpu_us": result["server_cpu_us_per_request"],
+        "loop_us": parts.get("loop"),
+        "children_us": parts.get("children"),
+        "failed": result["failed"],
     }
 
 
@@ -187,6 +177,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from benchmarks.stack import ScorerStack  # needs the registry API: not at import time
 
     variants = parse_variants(args.variant, args.env)
+    cores = pinned_plan()
+    if cores is None:
+        raise BenchError("pinned mode needs at least 2 CPUs")
     work = args.work.resolve()
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -195,6 +188,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model_path.write_bytes(model.onnx_bytes)
     stack = ScorerStack.up(work / "stack", model.onnx_bytes, spares=0)
     servers: dict[str, Server] = {}
+    ctx = Context(args, Durations(), servers, stack=stack, cores=cores)
     try:
         with checkouts(variants, work) as paths:
             # One at a time: a server binds its port only once it runs, and the next one's
@@ -209,11 +203,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 wait_for_scorer(servers[v.name], shadows=0)
             names = list(servers)
             for name in names:  # warm-up, not kept
-                measure(servers[name], stack, min(2.0, args.seconds))
+                measure(ctx, name, min(2.0, args.seconds))
             pairs: list[dict[str, dict[str, Any]]] = []
             for i in range(args.pairs):
                 order = names if i % 2 == 0 else names[::-1]
-                pair = {name: measure(servers[name], stack, args.seconds) for name in order}
+                pair = {name: measure(ctx, name, args.seconds) for name in order}
                 pairs.append({name: pair[name] for name in names})
                 print(f"pair {i + 1}: " + json.dumps(pairs[-1]), flush=True)
     finally:
