@@ -162,13 +162,16 @@ def measure(ctx: Context, name: str, seconds: float) -> dict[str, Any]:
     ``Context.pinned_load``): its throughput, p99 and CPU a request."""
     kind = FLOOR if name == FLOOR else "scorer"
     result = ctx.pinned_load(name, rate=None, duration_s=seconds, payload_set=payloads(kind))
-    parts = result["server_cpu_parts_us_per_request"] or {}
+    if not result["completed"]:
+        log = ctx.servers[name].log
+        raise BenchError(f"{name}: no request completed in {seconds:g} s (its log: {log})")
+    parts = result["server_cpu_parts_us_per_request"]
     return {
         "rps": result["rate_achieved"],
         "p99_ms": result["latency_ms"]["p99"],
         "cpu_us": result["server_cpu_us_per_request"],
-        "loop_us": parts.get("loop"),
-        "children_us": parts.get("children"),
+        "loop_us": parts["loop"],
+        "children_us": parts["children"],
         "failed": result["failed"],
     }
 

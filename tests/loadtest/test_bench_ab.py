@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from benchmarks.ab import FLOOR, main, pair_ratios, parse_variants, summary
+from benchmarks.ab import FLOOR, main, measure, pair_ratios, parse_variants, summary
+from benchmarks.servers import BenchError
 
 
 def _run(rps: float, p99: float, cpu: float, loop: float) -> dict[str, Any]:
@@ -79,3 +81,18 @@ def test_the_table_shows_medians_and_every_pair() -> None:
     assert "| 6,000 |" in new  # the median of 6,600, 5,400 and 6,000
     assert "| 1.10, 0.90, 1.00 |" in new  # each pair against the base, in order
     assert new.endswith("| 0.60 | 1.50 |")  # medians against the floor
+
+
+class _Silent:
+    """A bench context whose every load completes nothing (a variant that broke under load)."""
+
+    def __init__(self) -> None:
+        self.servers = {"new": SimpleNamespace(log="/work/.shadowline/ab/new.log")}
+
+    def pinned_load(self, name: str, **_: Any) -> dict[str, Any]:
+        return {"completed": 0, "server_cpu_us_per_request": None}
+
+
+def test_a_variant_that_answers_nothing_is_named_with_its_log() -> None:
+    with pytest.raises(BenchError, match=r"new: no request completed in 6 s .*new\.log"):
+        measure(_Silent(), "new", 6.0)  # type: ignore[arg-type]
