@@ -23,6 +23,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -69,6 +70,9 @@ class RegistryFollower:
         self._lock = asyncio.Lock()
         self._executor = low_priority_executor(LOAD_NICENESS, "model-loader")
         self._closed = False
+        # close() runs in another thread: it and a hand-over to the loading thread exclude
+        # each other, so no load is handed over between a "not closed" check and the shutdown.
+        self._closing = threading.Lock()
         self._running: concurrent.futures.Future[object] | None = None  # the latest load
         self.reachable = False
         self.last_error: str | None = None
@@ -79,7 +83,8 @@ class RegistryFollower:
             if self._closed:
                 return
             try:
-                await self._in_loader(self._loader.reconcile)
+                if not await self._in_loader(self._loader.reconcile):
+                    return  # closed meanwhile
             except (redis.RedisError, OSError, RegistryError) as exc:
                 self._unreachable(exc)
                 # Nothing loaded yet (a start with Redis down): the last-known-good copy.
@@ -98,16 +103,24 @@ class RegistryFollower:
         model and write a note to the audit log after its lifespan ended.  The wait is bounded
         so that a load stuck on an artifact store that does not answer cannot hold the
         shutdown; that is logged."""
-        self._closed = True
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._closing:
+            self._closed = True
+            self._executor.shutdown(wait=False, cancel_futures=True)
         running = self._running
         if running is not None and concurrent.futures.wait([running], timeout_s).not_done:
             log.warning("a model load still runs after %gs; shutting down without it", timeout_s)
 
-    async def _in_loader(self, fn: Callable[..., object], *args: object) -> None:
-        future = self._executor.submit(fn, *args)
+    async def _in_loader(self, fn: Callable[..., object], *args: object) -> bool:
+        """Run ``fn(*args)`` in the loading thread and wait for it; False, with nothing run,
+        once :meth:`close` has begun (a load that fails while the scorer shuts down must not
+        hand its fallback to a stopped thread)."""
+        with self._closing:
+            if self._closed:
+                return False
+            future = self._executor.submit(fn, *args)
         self._running = future
         await asyncio.wrap_future(future)
+        return True
 
     async def check(self, client: aioredis.Redis) -> None:
         """The periodic check: reconcile (in a worker thread) only when the registry's revision

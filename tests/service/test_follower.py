@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from registry import ModelRegistry
@@ -139,3 +141,48 @@ def test_close_does_not_wait_past_its_limit_for_a_stuck_load(
         assert "a model load still runs after 0.1s" in caplog.text
     finally:
         loader.release.set()
+
+
+class _ShutDownMidLoad(CountingLoader):
+    """A reconcile during which the scorer shuts down (``close`` from another thread) and the
+    registry goes away: the follower's fallback then comes after the close."""
+
+    follower: RegistryFollower | None = None
+    fell_back = 0
+
+    def reconcile(self, *, force: bool = False) -> bool:
+        self.reconciles += 1
+        assert self.follower is not None
+        self.follower.close(0.0)  # the load under way is this one: close does not wait for it
+        raise redis.ConnectionError("the registry went away")
+
+    def fall_back(self, reason: str) -> bool:
+        self.fell_back += 1
+        return super().fall_back(reason)
+
+
+def test_a_load_failing_while_the_scorer_shuts_down_hands_nothing_more_over(
+    registry: ModelRegistry,
+    redis_url: str,
+    metrics: ServiceMetrics,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A registry failure during shutdown: no fallback load is handed to the stopped thread
+    (that raised "cannot schedule new futures after shutdown" out of the reconcile), and no
+    error is logged."""
+    loader = _ShutDownMidLoad(registry, LiveModels(), metrics, name=NAME)
+    follower = RegistryFollower(
+        loader,
+        lambda: aioredis.Redis.from_url(redis_url),
+        metrics,
+        name=NAME,
+        channel="unused",
+        interval_s=1.0,
+    )
+    loader.follower = follower
+
+    asyncio.run(follower.reconcile())
+
+    assert (loader.reconciles, loader.fell_back) == (1, 0)
+    assert not follower.reachable  # the failure itself is still reported
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
