@@ -82,7 +82,12 @@ def _follower_with_slow_loads(
 ) -> tuple[_SlowLoader, RegistryFollower]:
     make_production(registry, "v1")
     loader = _SlowLoader(registry, LiveModels(), metrics, name=NAME)
-    follower = RegistryFollower(
+    return loader, _follower(loader, redis_url, metrics)
+
+
+def _follower(loader: CountingLoader, redis_url: str, metrics: ServiceMetrics) -> RegistryFollower:
+    """A follower of ``loader`` that only reconciles when told (no pub/sub, no ticks)."""
+    return RegistryFollower(
         loader,
         lambda: aioredis.Redis.from_url(redis_url),
         metrics,
@@ -90,7 +95,6 @@ def _follower_with_slow_loads(
         channel="unused",
         interval_s=1.0,
     )
-    return loader, follower
 
 
 async def _cancel_during_a_load(loader: _SlowLoader, follower: RegistryFollower) -> None:
@@ -171,15 +175,7 @@ def test_a_load_failing_while_the_scorer_shuts_down_hands_nothing_more_over(
     (that raised "cannot schedule new futures after shutdown" out of the reconcile), and no
     error is logged."""
     loader = _ShutDownMidLoad(registry, LiveModels(), metrics, name=NAME)
-    follower = RegistryFollower(
-        loader,
-        lambda: aioredis.Redis.from_url(redis_url),
-        metrics,
-        name=NAME,
-        channel="unused",
-        interval_s=1.0,
-    )
-    loader.follower = follower
+    follower = loader.follower = _follower(loader, redis_url, metrics)
 
     asyncio.run(follower.reconcile())
 
