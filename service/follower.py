@@ -114,11 +114,10 @@ class RegistryFollower:
         """Run ``fn(*args)`` in the loading thread and wait for it; False, with nothing run,
         once :meth:`close` has begun (a load that fails while the scorer shuts down must not
         hand its fallback to a stopped thread)."""
-        with self._closing:
+        with self._closing:  # and _running set with it: close() then waits for this load
             if self._closed:
                 return False
-            future = self._executor.submit(fn, *args)
-        self._running = future
+            future = self._running = self._executor.submit(fn, *args)
         await asyncio.wrap_future(future)
         return True
 

@@ -157,7 +157,7 @@ class _ShutDownMidLoad(CountingLoader):
     def reconcile(self, *, force: bool = False) -> bool:
         self.reconciles += 1
         assert self.follower is not None
-        self.follower.close(0.0)  # the load under way is this one: close does not wait for it
+        self.follower.close(0.0)  # from this load's own thread: its wait gives up at once
         raise redis.ConnectionError("the registry went away")
 
     def fall_back(self, reason: str) -> bool:
