@@ -269,11 +269,11 @@ def observer(child: Histogram) -> Callable[[float], None]:
     the bucket's and the sum's values without the lock ``observe`` takes for each: one writer
     cannot race itself, and a scrape on another thread reads each float whole under the GIL.
     0.14 against 0.52 us a call in-process.  In pinned A/Bs (``benchmarks.ab``) the request
-    path's metrics cost the scorer 8% of its throughput, and dropping the locks won back 2-5%
-    (docs/loadtest.md).  The counts are the same as ``observe``'s
-    (``tests/service/test_metrics.py``).  Like :func:`add_to_histogram`, it changes the
-    per-bucket values ``observe`` changes.  Where prometheus_client keeps its values elsewhere
-    (its multiprocess mode), it takes the locked path.
+    path's metrics cost the scorer 8 us of CPU a request (of 91-97), and dropping the locks
+    won back 2-4 us, 2-5% of its throughput (docs/loadtest.md).  The counts are the same as
+    ``observe``'s (``tests/service/test_metrics.py``).  Like :func:`add_to_histogram`, it
+    changes the per-bucket values ``observe`` changes.  Where prometheus_client keeps its
+    values elsewhere (its multiprocess mode), it takes the locked path.
     """
     bounds, buckets, total = child._upper_bounds, child._buckets, child._sum
     if not all(type(value) is MutexValue for value in (total, *buckets)):
