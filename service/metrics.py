@@ -14,6 +14,8 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.values import MutexValue
 
+from service.exposition import Exposition
+
 LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
     0.25, 0.5, 1.0, 2.5,
@@ -30,6 +32,7 @@ class ServiceMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self._exposition = Exposition(registry)
         self.request_seconds = Histogram(
             "shadowline_request_duration_seconds",
             "HTTP request latency in the server, by route template and status code.",
@@ -229,6 +232,11 @@ class ServiceMetrics:
             self.guard_rollbacks.labels(rule)
         self._production_created: float | None = None
         self.model_age.set_function(self._age)
+
+    def render(self) -> bytes:
+        """Everything on ``registry`` (this process's metrics, and any registered beside them,
+        such as the lag probe's) in Prometheus's text format (:mod:`service.exposition`)."""
+        return self._exposition.render()
 
     def set_production_created(self, created_at: float | None) -> None:
         """Record when the production model was created (None: no production model)."""
