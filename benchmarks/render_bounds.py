@@ -293,8 +293,8 @@ def _rest_section(results: dict[str, Any]) -> list[str]:
         "control shows): the target judges these. Each repetition's value.",
         "",
         "| run | window | holds > 2 ms | largest hold ms | largest blocked ms | model swaps "
-        "| steal ms in its seconds |",
-        "|---|---|---|---|---|---|---|",
+        "| steal ms in its seconds | machine stalls > 2 ms | largest stall ms |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     step = results.get("durations", {}).get("rest_step", math.nan)
     for key, reps in runs.items():
@@ -303,19 +303,27 @@ def _rest_section(results: dict[str, Any]) -> list[str]:
             steal = [
                 _window_steal(run.get("cpu"), run["events"][i]["second"], step) for run in reps
             ]
+            machine = [e.get("machine") or {} for e in window]
             out.append(
                 f"| {'changes' if key == REST else 'control'} | {window[0]['change']} | "
                 f"{_list([x.get('holds_over_2ms', math.nan) for x in lags], 0)} | "
                 f"{_list([x.get('hold_max_ms', math.nan) for x in lags], 1)} | "
                 f"{_list([x.get('blocked_max_ms', math.nan) for x in lags], 1)} | "
                 f"{_list([e['scorer'].get('swaps', math.nan) for e in window], 0)} | "
-                f"{_list(steal, 0)} |"
+                f"{_list(steal, 0)} | "
+                f"{_list([m.get('stalls_over_2ms', math.nan) for m in machine], 0)} | "
+                f"{_list([m.get('stall_max_ms', math.nan) for m in machine], 1)} |"
             )
     out += [
         "",
         "The steal is the machine's (both CPUs), summed over every second the window "
         "touches: time the hypervisor ran something else while this machine was ready to "
-        "run. Inside the machine it looks like a hold whose thread neither ran nor waited.",
+        "run. Inside the machine it looks like a hold whose thread neither ran nor waited. "
+        "/proc/stat counts it in 10 ms ticks, so a stall of a few milliseconds often shows "
+        "as 0. The machine stalls are finer: a probe process on each CPU with nothing to do "
+        "but sleep 1 ms again and again (benchmarks/machine_probe.py) counts the wakes late "
+        "by more than 2 ms beyond its own wait for the core. A hold in a window where the "
+        "probe saw none is the scorer's; one in a window where it did may be the machine's.",
     ]
     return out
 

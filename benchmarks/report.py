@@ -416,12 +416,44 @@ def _looplag_target(reps: list[dict[str, Any]], ran: bool) -> dict[str, Any]:
     note = (
         f"at rest ({_fmt(_rest_rate(at_rest), 0)} req/s), a window per change; largest hold "
         f"in a change's window {largest:.1f} ms; the same windows with no change (the control): "
-        f"{control:,.0f} holds; under load at half the maximum (not judged: the loop's own "
-        f"request work): {_holds(_lags(reps, loaded)):,.0f} in the shadow-set change and "
+        f"{control:,.0f} holds{_machine_note(at_rest)}; under load at half the maximum "
+        "(not judged: the loop's own request work): "
+        f"{_holds(_lags(reps, loaded)):,.0f} in the shadow-set change and "
         f"promotion runs, {_holds(_lags(reps, ('shadows0',))):,.0f} in the shadows-off runs "
         "with no change"
     )
     return _count("looplag", ran, name, [_holds(lags) for lags in windows], note)
+
+
+def _machine_note(at_rest: list[dict[str, Any]]) -> str:
+    """What the machine probe saw in the at-rest windows (changes and control): its stalls
+    over 2 ms, and the holds in the windows where it saw none (the scorer's for certain).
+    Empty for runs from before the probe."""
+    probed = {
+        key: [
+            e
+            for rep in at_rest
+            for e in rep.get(key, {}).get("events", [])
+            if "machine" in e and e.get("scorer", {}).get("loop_lag")
+        ]
+        for key in (REST, REST_CONTROL)
+    }
+    windows = probed[REST] + probed[REST_CONTROL]
+    if not windows:
+        return ""
+    stalls = sum(e["machine"]["stalls_over_2ms"] for e in windows)
+    largest = max(e["machine"]["stall_max_ms"] for e in windows)
+
+    def unexplained(key: str) -> float:
+        quiet = [e for e in probed[key] if e["machine"]["stalls_over_2ms"] == 0]
+        return _holds([e["scorer"]["loop_lag"] for e in quiet])
+
+    return (
+        f"; a process with nothing to do, on each CPU, stalled over 2 ms {stalls:,} times in "
+        f"those windows (largest {largest:.1f} ms); holds in the windows where it never "
+        f"stalled: {unexplained(REST):,.0f} with changes, {unexplained(REST_CONTROL):,.0f} in "
+        "the control"
+    )
 
 
 def _loaded_note(lags: list[dict[str, Any]]) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 from benchmarks.checks import CONTROL, around
 from benchmarks.context import Context
 from benchmarks.load import scorer_deltas, scrape_series
+from benchmarks.machine_probe import probing, stalls_between
 from benchmarks.model import HEAVY
 from benchmarks.servers import wait_for_scorer
 
@@ -127,7 +128,8 @@ def changes_at_rest(ctx: Context, changes: bool = True) -> dict[str, Any]:
     where a hold can be laid at a change's door: each change gets its own window, the
     scorer's counters read just before it and again at the end of its step.  With
     ``changes`` False the same windows pass with nothing done: the control, what the
-    machine alone gives a scorer at rest."""
+    machine alone gives a scorer at rest.  A probe of the machine itself runs alongside
+    (:mod:`benchmarks.machine_probe`): each window also gets the stalls it saw."""
     d = ctx.durations
     scorer = ctx.servers["scorer"]
     ctx.stack.set_shadows(0)
@@ -152,7 +154,14 @@ def changes_at_rest(ctx: Context, changes: bool = True) -> dict[str, Any]:
             events[-1]["scorer"] = scorer_deltas(before, scrape_series(scorer.url))
         return events
 
-    result = scorer_run(ctx, REST_RATE, 0.5 + len(steps) * d.rest_step + 0.5, windows)
+    with probing() as machine:
+        result = scorer_run(ctx, REST_RATE, 0.5 + len(steps) * d.rest_step + 0.5, windows)
+    # The machine's own stalls, on the run's timeline, and those in each window.
+    for stall in machine.stalls:
+        stall["second"] = round(stall.pop("wall") - result["started_wall"], 3)
+    result["machine_stalls"] = machine.stalls
+    for e in result["events"]:
+        e["machine"] = stalls_between(machine.stalls, e["second"], e["second"] + d.rest_step)
     wait_for_scorer(scorer, shadows=0)
     return result
 

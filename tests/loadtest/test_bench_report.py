@@ -479,3 +479,41 @@ def test_a_window_at_rest_shows_the_steal_of_every_second_it_touches() -> None:
         "| control | no change (1) | 0, 0, 0 | 1.0, 1.0, 1.0 | 0.5, 0.5, 0.5 | 1, 1, 1 | -, -, - |"
         in text
     )
+
+
+def test_the_hold_target_says_which_holds_fell_where_the_machine_itself_stalled() -> None:
+    results = _results(True)
+    quiet = {"stalls_over_2ms": 0, "stall_max_ms": 0.0}
+    for rep in results["reps"]:
+        rep["rest_control"] = _rest([1, 0, 0, 0], 1.0, tuple(f"no change ({i})" for i in range(4)))
+        rep["rest_changes"] = _rest([0, 1, 2, 0], 3.0)
+        for run in (rep["rest_control"], rep["rest_changes"]):
+            for e in run["events"]:
+                e["machine"] = dict(quiet)
+        # The machine stalled in the control's first window and in "promoted": those holds
+        # may be its own; the 2 in "rolled back" fell while it ran smoothly.
+        rep["rest_control"]["events"][0]["machine"] = {"stalls_over_2ms": 2, "stall_max_ms": 7.5}
+        rep["rest_changes"]["events"][1]["machine"] = {"stalls_over_2ms": 1, "stall_max_ms": 4.0}
+    got = {t["key"]: t for t in targets(results)}["looplag"]
+    assert got["per_rep"] == [3.0, 3.0, 3.0]  # judged as before: every hold counts
+    assert (
+        "stalled over 2 ms 9 times in those windows (largest 7.5 ms); holds in the windows "
+        "where it never stalled: 6 with changes, 0 in the control" in got["note"]
+    )
+    results["targets"] = targets(results)
+    text = markdown(results, PLOTS)
+    assert (
+        "| changes | promoted | 1, 1, 1 | 3.0, 3.0, 3.0 | 0.5, 0.5, 0.5 | 1, 1, 1 | -, -, - "
+        "| 1, 1, 1 | 4.0, 4.0, 4.0 |" in text
+    )
+
+
+def test_windows_from_before_the_machine_probe_say_nothing_of_it() -> None:
+    results = _results(True)
+    for rep in results["reps"]:
+        rep["rest_control"] = _rest([1, 0, 0, 0], 1.0, tuple(f"no change ({i})" for i in range(4)))
+        rep["rest_changes"] = _rest([0, 1, 0, 0], 3.0)
+    got = {t["key"]: t for t in targets(results)}["looplag"]
+    assert "nothing to do" not in got["note"]
+    results["targets"] = targets(results)
+    assert "| 1, 1, 1 | -, -, - | -, -, - | -, -, - |" in markdown(results, PLOTS)
