@@ -323,7 +323,8 @@ def _rest_section(results: dict[str, Any]) -> list[str]:
         "as 0. The machine stalls are finer: a probe process on each CPU with nothing to do "
         "but sleep 1 ms again and again (benchmarks/machine_probe.py) counts the wakes late "
         "by more than 2 ms beyond its own wait for the core. A hold in a window where the "
-        "probe saw none is the scorer's; one in a window where it did may be the machine's.",
+        "probes saw no such stall was not the machine's doing, as far as they can tell; one "
+        "in a window where they did may have been.",
     ]
     return out
 

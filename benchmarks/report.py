@@ -427,14 +427,16 @@ def _looplag_target(reps: list[dict[str, Any]], ran: bool) -> dict[str, Any]:
 
 def _machine_note(at_rest: list[dict[str, Any]]) -> str:
     """What the machine probe saw in the at-rest windows (changes and control): its stalls
-    over 2 ms, and the holds in the windows where it saw none (the scorer's for certain).
-    Empty for runs from before the probe."""
+    over 2 ms, and the holds in the windows where it saw none (not the machine's doing, as
+    far as the probe can tell).  Windows a probe did not report on are left out; empty for
+    runs from before the probe."""
     probed = {
         key: [
             e
             for rep in at_rest
             for e in rep.get(key, {}).get("events", [])
-            if "machine" in e and e.get("scorer", {}).get("loop_lag")
+            if e.get("scorer", {}).get("loop_lag")
+            and not math.isnan(e.get("machine", {}).get("stalls_over_2ms", math.nan))
         ]
         for key in (REST, REST_CONTROL)
     }
@@ -449,10 +451,10 @@ def _machine_note(at_rest: list[dict[str, Any]]) -> str:
         return _holds([e["scorer"]["loop_lag"] for e in quiet])
 
     return (
-        f"; a process with nothing to do, on each CPU, stalled over 2 ms {stalls:,} times in "
-        f"those windows (largest {largest:.1f} ms); holds in the windows where it never "
-        f"stalled: {unexplained(REST):,.0f} with changes, {unexplained(REST_CONTROL):,.0f} in "
-        "the control"
+        f"; a process with nothing to do, on each CPU, stalled over 2 ms {stalls:,.0f} times "
+        f"in {len(windows)} of those windows (largest {largest:.1f} ms); holds in the windows "
+        f"where no such stall was seen: {unexplained(REST):,.0f} with changes, "
+        f"{unexplained(REST_CONTROL):,.0f} in the control"
     )
 
 

@@ -152,16 +152,20 @@ def changes_at_rest(ctx: Context, changes: bool = True) -> dict[str, Any]:
             act()
             at(t0, 0.5 + (i + 1) * d.rest_step - 0.1)
             events[-1]["scorer"] = scorer_deltas(before, scrape_series(scorer.url))
+            events[-1]["end_wall"] = time.time()
         return events
 
     with probing() as machine:
         result = scorer_run(ctx, REST_RATE, 0.5 + len(steps) * d.rest_step + 0.5, windows)
-    # The machine's own stalls, on the run's timeline, and those in each window.
+    # The machine's own stalls, on the run's timeline, and those in each window (from its
+    # first scrape to its last).
+    started = result["started_wall"]
     for stall in machine.stalls:
-        stall["second"] = round(stall.pop("wall") - result["started_wall"], 3)
+        stall["second"] = round(stall.pop("wall") - started, 3)
     result["machine_stalls"] = machine.stalls
     for e in result["events"]:
-        e["machine"] = stalls_between(machine.stalls, e["second"], e["second"] + d.rest_step)
+        end = e.pop("end_wall", started + e["second"] + d.rest_step) - started
+        e["machine"] = stalls_between(machine.stalls, e["second"], end, complete=machine.complete)
     wait_for_scorer(scorer, shadows=0)
     return result
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import (
     UNDERSCORES,
     escape_label_name,
@@ -46,6 +47,8 @@ _TEXT_TYPES = {
     "unknown": "untyped",
 }
 _SUFFIXED = {"counter": "_total", "info": "_info"}
+_SeriesKey = tuple[str, tuple[tuple[str, str], ...]]  # a sample's name and labels
+_FamilyKey = tuple[str, str, str]  # a family's name, type and help
 
 
 def _escape_value(value: str) -> str:
@@ -79,46 +82,61 @@ class Exposition:
 
     def __init__(self, registry: Collector) -> None:
         self._registry = registry
-        self._heads: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
-        self._families: dict[tuple[str, str, str], str] = {}
+        self._heads: dict[_SeriesKey, str] = {}
+        self._families: dict[_FamilyKey, str] = {}
 
     def render(self) -> bytes:
-        """The registry's samples now, as the text format's bytes."""
-        heads, seen_heads = self._heads, {}
-        families, seen_families = self._families, {}
+        """The registry's samples now, as the text format's bytes.  An error in a family
+        names it (as ``generate_latest`` does: the metric is added to the exception's args)."""
+        heads, families = self._heads, self._families
+        seen_heads: dict[_SeriesKey, str] = {}
+        seen_families: dict[_FamilyKey, str] = {}
         out: list[str] = []
         for metric in self._registry.collect():
-            mname = metric.name
-            header_key = (mname, metric.type, metric.documentation)
-            header = families.get(header_key)
-            if header is None:
-                header = _header(mname, metric.type, metric.documentation)
-            seen_families[header_key] = header
-            out.append(header)
-            extra: dict[str, list[str]] = {}
-            for sample in metric.samples:
-                name = sample.name
-                if name.startswith(mname) and name.endswith(_CREATED) and name == mname + _CREATED:
-                    continue
-                key = (name, tuple(sample.labels.items()))
-                head = heads.get(key)
-                if head is None:
-                    head = _head(name, sample.labels)
-                seen_heads[key] = head
-                line = head + _format_value(sample.value)
-                if sample.timestamp is not None:
-                    line += f" {int(float(sample.timestamp) * 1000):d}"
-                line += "\n"
-                suffix = name[len(mname) :]
-                if suffix in _GAUGE_SUFFIXES:
-                    extra.setdefault(suffix, []).append(line)
-                else:
-                    out.append(line)
-            for suffix, lines in sorted(extra.items()):
-                out.append(_header(mname + suffix, "gauge", metric.documentation, suffixed=False))
-                out.extend(lines)
+            try:
+                self._family(metric, out, families, seen_families, heads, seen_heads)
+            except Exception as exc:
+                exc.args = (*(exc.args or ("",)), metric)
+                raise
         self._heads, self._families = seen_heads, seen_families
         return "".join(out).encode("utf-8")
+
+    @staticmethod
+    def _family(
+        metric: Metric,
+        out: list[str],
+        families: dict[_FamilyKey, str],
+        seen_families: dict[_FamilyKey, str],
+        heads: dict[_SeriesKey, str],
+        seen_heads: dict[_SeriesKey, str],
+    ) -> None:
+        """One family's lines onto ``out``; the heads it used go into the ``seen_`` caches."""
+        mname = metric.name
+        header_key = (mname, metric.type, metric.documentation)
+        header = families.get(header_key) or _header(mname, metric.type, metric.documentation)
+        seen_families[header_key] = header
+        out.append(header)
+        created = mname + _CREATED
+        extra: dict[str, list[str]] = {}
+        for sample in metric.samples:
+            name = sample.name
+            if name == created:
+                continue
+            key = (name, tuple(sample.labels.items()))
+            head = heads.get(key) or _head(name, sample.labels)
+            seen_heads[key] = head
+            line = head + _format_value(sample.value)
+            if sample.timestamp is not None:
+                line += f" {int(float(sample.timestamp) * 1000):d}"
+            line += "\n"
+            suffix = name[len(mname) :] if name.startswith(mname) else ""
+            if suffix in _GAUGE_SUFFIXES:
+                extra.setdefault(suffix, []).append(line)
+            else:
+                out.append(line)
+        for suffix, lines in sorted(extra.items()):
+            out.append(_header(mname + suffix, "gauge", metric.documentation, suffixed=False))
+            out.extend(lines)
 
 
 def _header(name: str, kind: str, documentation: str, *, suffixed: bool = True) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from benchmarks.checks import CONTROL
@@ -497,8 +498,8 @@ def test_the_hold_target_says_which_holds_fell_where_the_machine_itself_stalled(
     got = {t["key"]: t for t in targets(results)}["looplag"]
     assert got["per_rep"] == [3.0, 3.0, 3.0]  # judged as before: every hold counts
     assert (
-        "stalled over 2 ms 9 times in those windows (largest 7.5 ms); holds in the windows "
-        "where it never stalled: 6 with changes, 0 in the control" in got["note"]
+        "stalled over 2 ms 9 times in 24 of those windows (largest 7.5 ms); holds in the "
+        "windows where no such stall was seen: 6 with changes, 0 in the control" in got["note"]
     )
     results["targets"] = targets(results)
     text = markdown(results, PLOTS)
@@ -506,6 +507,21 @@ def test_the_hold_target_says_which_holds_fell_where_the_machine_itself_stalled(
         "| changes | promoted | 1, 1, 1 | 3.0, 3.0, 3.0 | 0.5, 0.5, 0.5 | 1, 1, 1 | -, -, - "
         "| 1, 1, 1 | 4.0, 4.0, 4.0 |" in text
     )
+
+
+def test_a_window_no_probe_reported_on_is_left_out_of_the_machine_count() -> None:
+    results = _results(True)
+    unknown = {"stalls_over_2ms": math.nan, "stall_max_ms": math.nan}
+    for rep in results["reps"]:
+        rep["rest_control"] = _rest([0, 0, 0, 0], 1.0, tuple(f"no change ({i})" for i in range(4)))
+        rep["rest_changes"] = _rest([1, 0, 0, 0], 3.0)
+        for run in (rep["rest_control"], rep["rest_changes"]):
+            for e in run["events"]:
+                e["machine"] = {"stalls_over_2ms": 0, "stall_max_ms": 0.0}
+        rep["rest_changes"]["events"][0]["machine"] = dict(unknown)
+    got = {t["key"]: t for t in targets(results)}["looplag"]
+    assert "0 times in 21 of those windows" in got["note"]
+    assert "no such stall was seen: 0 with changes, 0 in the control" in got["note"]
 
 
 def test_windows_from_before_the_machine_probe_say_nothing_of_it() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import subprocess
+import threading
+from collections.abc import Iterator
 
 import pytest
 from prometheus_client import (
@@ -15,6 +17,7 @@ from prometheus_client import (
     Summary,
     generate_latest,
 )
+from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.exposition import Exposition
@@ -65,6 +68,66 @@ def test_it_writes_what_generate_latest_writes_except_the_created_series() -> No
     assert "_created" not in ours
     assert ours.splitlines() == _without_created(theirs)
     assert ours.endswith("\n")
+
+
+class _Custom:
+    """A collector of the shapes only custom collectors make: a gauge histogram (its _gsum
+    and _gcount go into gauge families of their own), a timestamped sample, and a sample
+    whose name does not start with its family's."""
+
+    def collect(self) -> Iterator[Metric]:
+        hist = GaugeHistogramMetricFamily("t_queue_wait", "Queue wait.", labels=["lane"])
+        hist.add_metric(["fast"], [("0.1", 3.0), ("+Inf", 5.0)], gsum_value=0.7)
+        yield hist
+        stamped = GaugeMetricFamily("t_stamped", "Read at a time.", labels=["of"])
+        stamped.add_metric(["disk"], 0.25, timestamp=1700000000.5)
+        yield stamped
+        odd = GaugeMetricFamily("t_odd", "A sample named otherwise.")
+        odd.add_sample("t_xyz_gsum", {}, 1.0)  # as long a prefix as "t_odd"
+        yield odd
+
+
+def test_custom_collectors_render_as_the_client_renders_them() -> None:
+    registry = CollectorRegistry()
+    registry.register(_Custom())
+    ours = Exposition(registry).render().decode()
+    assert ours.splitlines() == _without_created(generate_latest(registry).decode())
+    assert "# TYPE t_queue_wait_gsum gauge" in ours
+    assert 't_stamped{of="disk"} 0.25 1700000000500' in ours
+
+
+def test_renders_in_several_threads_at_once_each_give_the_whole_text() -> None:
+    registry = CollectorRegistry()
+    made = _every_kind(registry)
+    counter = made["counter"]
+    exposition = Exposition(registry)
+    texts: list[str] = []
+    failures: list[BaseException] = []
+
+    def scrape() -> None:
+        try:
+            for _ in range(50):
+                texts.append(exposition.render().decode())
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=scrape) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for i in range(200):  # series come and go while they render
+        counter.labels(f"/r{i % 5}", "200").inc()  # type: ignore[attr-defined]
+        if i % 5 == 4:
+            for j in range(5):
+                counter.remove(f"/r{j}", "200")  # type: ignore[attr-defined]
+    for t in threads:
+        t.join()
+    assert not failures
+    assert len(texts) == 150
+    for text in texts:  # every render is a whole, well-formed exposition
+        families = {f.name for f in text_string_to_metric_families(text)}
+        assert {"t_requests", "t_seconds", "t_build_info", "t_state"} <= families
+    final = exposition.render().decode()
+    assert final.splitlines() == _without_created(generate_latest(registry).decode())
 
 
 def test_later_renders_show_new_values_new_series_and_drop_removed_ones() -> None:
