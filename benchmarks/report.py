@@ -452,7 +452,7 @@ def _machine_note(at_rest: list[dict[str, Any]]) -> str:
 
     return (
         f"; a process with nothing to do, on each CPU, stalled over 2 ms {stalls:,.0f} times "
-        f"in {len(windows)} of those windows (largest {largest:.1f} ms); holds in the windows "
+        f"across {len(windows)} of those windows (largest {largest:.1f} ms); holds in the windows "
         f"where no such stall was seen: {unexplained(REST):,.0f} with changes, "
         f"{unexplained(REST_CONTROL):,.0f} in the control"
     )

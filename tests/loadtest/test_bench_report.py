@@ -498,7 +498,7 @@ def test_the_hold_target_says_which_holds_fell_where_the_machine_itself_stalled(
     got = {t["key"]: t for t in targets(results)}["looplag"]
     assert got["per_rep"] == [3.0, 3.0, 3.0]  # judged as before: every hold counts
     assert (
-        "stalled over 2 ms 9 times in 24 of those windows (largest 7.5 ms); holds in the "
+        "stalled over 2 ms 9 times across 24 of those windows (largest 7.5 ms); holds in the "
         "windows where no such stall was seen: 6 with changes, 0 in the control" in got["note"]
     )
     results["targets"] = targets(results)
@@ -520,7 +520,7 @@ def test_a_window_no_probe_reported_on_is_left_out_of_the_machine_count() -> Non
                 e["machine"] = {"stalls_over_2ms": 0, "stall_max_ms": 0.0}
         rep["rest_changes"]["events"][0]["machine"] = dict(unknown)
     got = {t["key"]: t for t in targets(results)}["looplag"]
-    assert "0 times in 21 of those windows" in got["note"]
+    assert "0 times across 21 of those windows" in got["note"]
     assert "no such stall was seen: 0 with changes, 0 in the control" in got["note"]
 
 
