@@ -2,10 +2,10 @@
 # Shadowline images.  Targets:
 #   scorer          the FastAPI scorer (base dependencies and the `s3` extra only: no training
 #                   libraries, so the `shadowline retrain` commands refuse to run there)
-#   retrain-worker  the scheduled retrain worker (base + the `retrain` extra); the topic
-#                   archiver (`shadowline archive`) runs in it too
+#   retrain-worker  the scheduled retrain worker (base + the `retrain` and `s3` extras, no
+#                   test tools); the topic archiver (`shadowline archive`) runs in it too
 # Dependencies are installed from the hash-locked requirements before the source is copied,
-# so a code change does not reinstall them.  Both run as uid 10001, above the host's users
+# so a code change does not reinstall them (tests/test_images.py runs each lock's commands).  Both run as uid 10001, above the host's users
 # (the Kubernetes manifests set the same runAsUser).  `make test` lints this file (hadolint).
 
 FROM python:3.11-slim-bookworm AS base
@@ -23,8 +23,8 @@ COPY requirements-scorer.lock ./
 RUN uv pip install --system --require-hashes -r requirements-scorer.lock
 
 FROM base AS worker-deps
-COPY requirements.lock ./
-RUN uv pip install --system --require-hashes -r requirements.lock
+COPY requirements-worker.lock ./
+RUN uv pip install --system --require-hashes -r requirements-worker.lock
 
 FROM scorer-deps AS scorer
 COPY shadowline ./shadowline

@@ -45,12 +45,17 @@ system-deps:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; }
 
-# Regenerate the lock after changing dependencies in pyproject.toml.
+# Regenerate the locks after changing dependencies in pyproject.toml: the full one (make
+# install, the tests), then each image's, held to the same versions (-c) so that the images
+# run what the tests ran (tests/test_images.py checks both).
 lock:
 	$(BIN)/uv pip compile pyproject.toml --all-extras --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements.lock
-	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 \
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 -c requirements.lock \
 	  --extra s3 --python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements-scorer.lock
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 -c requirements.lock \
+	  --extra retrain --extra s3 --python-platform x86_64-manylinux_2_28 --generate-hashes \
+	  -o requirements-worker.lock
 	$(BIN)/uv pip compile requirements-checkov.in --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements-checkov.lock
 
