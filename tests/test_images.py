@@ -94,6 +94,18 @@ def test_an_image_lock_imports_its_modules_and_runs_its_commands(
         )
         assert ran.returncode == 0, f"shadowline {' '.join(args)}: {ran.stderr[-2000:]}"
         assert "Usage" in ran.stdout
+    if image == "scorer":  # a training command, in the image without the training libraries
+        ran = subprocess.run(
+            [str(python), "-m", "shadowline", "retrain", "run"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=120,
+        )
+        assert ran.returncode == 2, ran.stderr
+        assert "Traceback" not in ran.stderr
+        assert ran.stderr.startswith("error: this command needs the optional 'retrain' ")
 
 
 def test_the_load_generator_package_exports_each_public_name_from_its_module() -> None:
@@ -104,3 +116,24 @@ def test_the_load_generator_package_exports_each_public_name_from_its_module() -
         assert getattr(loadtest, name).__name__ == name
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         loadtest.nothing  # noqa: B018
+
+
+def test_every_extra_a_missing_module_is_blamed_on_exists_and_provides_it() -> None:
+    import importlib.util
+    import tomllib
+
+    from shadowline.cli import EXTRA_OF_MODULE, missing_extra
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    for module, extra in EXTRA_OF_MODULE.items():
+        assert extra in extras, module
+        assert importlib.util.find_spec(module) is not None, module  # the full venv has it
+    message = missing_extra(
+        ModuleNotFoundError("No module named 'pandas.core'", name="pandas.core")
+    )
+    assert message is not None
+    assert "'retrain'" in message
+    assert "pip install -e '.[retrain]'" in message
+    assert missing_extra(ModuleNotFoundError("x", name="service.nothing")) is None
