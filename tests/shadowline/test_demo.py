@@ -17,8 +17,8 @@ def test_demo_runs_the_loop_from_shadow_to_approval_promotion_and_rollback(
     in_tmp_cwd: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Less training data than the demo's default, so the three training runs take seconds, but
-    # enough that a model trained on today's data beats the stale one (at 4,000 rows a week the
-    # models are noise and the policy rightly refuses); the subcommands inherit it.
+    # enough that a model trained up to the demo's "today" beats the stale one (at 4,000 rows a
+    # week the models are noise and the policy rightly refuses); the subcommands inherit it.
     monkeypatch.setenv("SHADOWLINE_SYNTHETIC_ROWS_PER_WEEK", "12000")
     monkeypatch.setenv("SHADOWLINE_N_TREES", "50")
     try:
@@ -27,7 +27,11 @@ def test_demo_runs_the_loop_from_shadow_to_approval_promotion_and_rollback(
         assert result.exit_code == 0, output
         # Printed commands can be pasted into a shell: the reason is quoted.
         assert "--force --reason 'demo: first production model (no earlier model" in output
-        challenger = re.search(r"shadowline retrain run --json\n  succeeded: fraud:(\S+)", output)
+        # The challenger's data is as of the demo's fixed "today", not the calendar's.
+        challenger = re.search(
+            r"shadowline retrain run --as-of 2026-03-12T12:00:00 --json\n  succeeded: fraud:(\S+)",
+            output,
+        )
         assert challenger is not None, output
         version = challenger.group(1)
         assert "(control of fraud:" in output
@@ -56,8 +60,9 @@ def test_a_control_that_did_not_reach_shadow_stops_the_demo_with_its_reason(
     a walkthrough without its noise floor."""
     from shadowline import demo
 
+    today = ("--as-of", demo.DEMO_TODAY.strftime("%Y-%m-%dT%H:%M:%S"))
     answers = {
-        (): {"outcome": "succeeded", "reason": "in shadow at rate 1", "model_version": "c1"},
+        today: {"outcome": "succeeded", "reason": "in shadow at rate 1", "model_version": "c1"},
         ("--control",): {
             "outcome": "rejected",
             "reason": "gate failed: amount=100-500: confidently worse",
