@@ -73,36 +73,21 @@ def test_an_image_lock_imports_its_modules_and_runs_its_commands(
     subprocess.run([*sync, str(ROOT / lock)], check=True, timeout=540)
     # This checkout's code on the path, as the image copies it (not installed: no build here).
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    imported = subprocess.run(
-        [str(python), "-c", _IMPORT_ALL, *packages],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=300,
-    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(python), *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+        )
+
+    imported = run("-c", _IMPORT_ALL, *packages)
     assert imported.returncode == 0, imported.stderr
     assert imported.stdout.strip() == "", imported.stdout
     for args in commands:
-        ran = subprocess.run(
-            [str(python), "-m", "shadowline", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=120,
-        )
+        ran = run("-m", "shadowline", *args)
         assert ran.returncode == 0, f"shadowline {' '.join(args)}: {ran.stderr[-2000:]}"
         assert "Usage" in ran.stdout
     if image == "scorer":  # a training command, in the image without the training libraries
-        ran = subprocess.run(
-            [str(python), "-m", "shadowline", "retrain", "run"],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=120,
-        )
+        ran = run("-m", "shadowline", "retrain", "run")
         assert ran.returncode == 2, ran.stderr
         assert "Traceback" not in ran.stderr
         assert ran.stderr.startswith("error: this command needs the optional 'retrain' ")
