@@ -24,7 +24,7 @@ fraud moves in cycles (a hot merchant category every 3 weeks, among 4), and on s
 category that turns hot at the start of the challenger's evaluation window was last hot inside
 the stale model's training window but not the challenger's: measured over 71 dates from
 2026-01-01 to 2027-06-25, the challenger failed the gates on 5 (a slice's recall) and was no
-better than the stale model on 5 more.  Training and data are seeded, so a fixed date tells the
+better than the stale model on 4 more.  Training and data are seeded, so a fixed date tells the
 same story every run.  The date only places the synthetic data: scores, records and labels
 carry the wall clock.
 """
