@@ -446,16 +446,23 @@ def _machine_note(at_rest: list[dict[str, Any]]) -> str:
     stalls = sum(e["machine"]["stalls_over_2ms"] for e in windows)
     largest = max(e["machine"]["stall_max_ms"] for e in windows)
 
-    def unexplained(key: str) -> float:
-        quiet = [e for e in probed[key] if e["machine"]["stalls_over_2ms"] == 0]
+    def unexplained(key: str, over: str) -> float:
+        quiet = [e for e in probed[key] if e["machine"][over] == 0]
         return _holds([e["scorer"]["loop_lag"] for e in quiet])
 
-    return (
+    note = (
         f"; a process with nothing to do, on each CPU, stalled over 2 ms {stalls:,.0f} times "
         f"across {len(windows)} of those windows (largest {largest:.1f} ms); holds in the windows "
-        f"where no such stall was seen: {unexplained(REST):,.0f} with changes, "
-        f"{unexplained(REST_CONTROL):,.0f} in the control"
+        f"where no such stall was seen: {unexplained(REST, 'stalls_over_2ms'):,.0f} with "
+        f"changes, {unexplained(REST_CONTROL, 'stalls_over_2ms'):,.0f} in the control"
     )
+    if all("stalls_over_1ms" in e["machine"] for e in windows):  # runs from 2026-12-02 on
+        note += (
+            " (where it did not stall over 1 ms, as the lag probe reads up to 1 ms high: "
+            f"{unexplained(REST, 'stalls_over_1ms'):,.0f} and "
+            f"{unexplained(REST_CONTROL, 'stalls_over_1ms'):,.0f})"
+        )
+    return note
 
 
 def _loaded_note(lags: list[dict[str, Any]]) -> str:

@@ -53,6 +53,7 @@ def test_a_window_is_unknown_when_a_probe_did_not_report() -> None:
     stalls = [{"cpu": 0, "second": 1.0, "ms": 5.0}]
     got = stalls_between(stalls, 0.0, 2.0, complete=False)
     assert math.isnan(got["stalls_over_2ms"])
+    assert math.isnan(got["stalls_over_1ms"])
     assert math.isnan(got["stall_max_ms"])
 
 
@@ -64,5 +65,13 @@ def test_a_window_counts_the_stalls_over_2_ms_that_began_inside_it() -> None:
         {"cpu": 1, "second": 2.0, "ms": 2.0},  # not over 2 ms
         {"cpu": 0, "second": 3.5, "ms": 30.0},  # the window's end is outside it
     ]
-    assert stalls_between(stalls, 1.0, 3.5) == {"stalls_over_2ms": 2, "stall_max_ms": 6.0}
-    assert stalls_between(stalls, 4.0, 6.0) == {"stalls_over_2ms": 0, "stall_max_ms": 0.0}
+    assert stalls_between(stalls, 1.0, 3.5) == {
+        "stalls_over_2ms": 2,
+        "stalls_over_1ms": 3,  # the 2.0 ms one too
+        "stall_max_ms": 6.0,
+    }
+    assert stalls_between(stalls, 4.0, 6.0) == {
+        "stalls_over_2ms": 0,
+        "stalls_over_1ms": 0,
+        "stall_max_ms": 0.0,
+    }

@@ -509,6 +509,28 @@ def test_the_hold_target_says_which_holds_fell_where_the_machine_itself_stalled(
     )
 
 
+def test_the_hold_target_also_counts_against_the_machines_stalls_over_1_ms() -> None:
+    results = _results(True)
+    for rep in results["reps"]:
+        rep["rest_control"] = _rest([0, 0, 0, 0], 1.0, tuple(f"no change ({i})" for i in range(4)))
+        rep["rest_changes"] = _rest([1, 1, 0, 0], 3.0)
+        for run in (rep["rest_control"], rep["rest_changes"]):
+            for e in run["events"]:
+                e["machine"] = {"stalls_over_2ms": 0, "stalls_over_1ms": 0, "stall_max_ms": 0.0}
+        # "promoted" had a 1.5 ms stall: no stall over 2 ms, but one over 1 ms.
+        rep["rest_changes"]["events"][1]["machine"] = {
+            "stalls_over_2ms": 0,
+            "stalls_over_1ms": 1,
+            "stall_max_ms": 1.5,
+        }
+    got = {t["key"]: t for t in targets(results)}["looplag"]
+    assert "no such stall was seen: 6 with changes, 0 in the control" in got["note"]
+    assert (
+        "(where it did not stall over 1 ms, as the lag probe reads up to 1 ms high: 3 and 0)"
+        in (got["note"])
+    )
+
+
 def test_a_window_no_probe_reported_on_is_left_out_of_the_machine_count() -> None:
     results = _results(True)
     unknown = {"stalls_over_2ms": math.nan, "stall_max_ms": math.nan}
