@@ -1,12 +1,14 @@
 # syntax=docker/dockerfile:1
 # Shadowline images.  Targets:
 #   scorer          the FastAPI scorer (base dependencies and the `s3` extra only: no training
-#                   libraries, so the `shadowline retrain` commands refuse to run there)
+#                   libraries, so the `shadowline retrain` commands stop there, naming the
+#                   optional dependencies they need)
 #   retrain-worker  the scheduled retrain worker (base + the `retrain` and `s3` extras, no
 #                   test tools); the topic archiver (`shadowline archive`) runs in it too
 # Dependencies are installed from the hash-locked requirements before the source is copied,
-# so a code change does not reinstall them (tests/test_images.py runs each lock's commands).  Both run as uid 10001, above the host's users
-# (the Kubernetes manifests set the same runAsUser).  `make test` lints this file (hadolint).
+# so a code change does not reinstall them (tests/test_images.py runs each lock's commands).
+# Both run as uid 10001, above the host's users (the Kubernetes manifests set the same
+# runAsUser).  `make test` lints this file (hadolint).
 
 FROM python:3.11-slim-bookworm AS base
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -180,11 +180,7 @@ def _metric(base: str, name: str) -> float:
     """The sum of a counter's series on the scorer's /metrics."""
     with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:  # noqa: S310
         text = response.read().decode()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name) and not line.startswith(f"{name}_created")
-    )
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
 def _live_traffic(
