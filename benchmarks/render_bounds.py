@@ -401,17 +401,25 @@ def history_section(results: dict[str, Any]) -> list[str]:
         "The control is the same ratio between the two shadows-off runs of each repetition "
         "(one configuration measured twice, minutes apart, the second after the 1- and "
         "3-shadow runs): how far apart the machine puts two runs of one configuration. "
-        "Runs from before it was measured show n/a.",
+        "The last two columns say what the machine was doing: the time the hypervisor gave its "
+        "CPUs to something else (steal, ms, summed over the CPUs) during each repetition's "
+        "shadows-off and 3-shadow runs together, and how fast it ran (the hello-world's "
+        "maximum, req/s). Runs from before a column was measured show n/a.",
         "",
-        "| run | code | per-repetition ratios | every rep within | control, each rep |",
-        "|---|---|---|---|---|",
+        "| run | code | per-repetition ratios | every rep within | control, each rep "
+        "| steal ms, each rep | hello-world req/s |",
+        "|---|---|---|---|---|---|---|",
     ]
     for h in history:
         ok = all(x <= 1.25 for x in h["per_rep"]) if h["per_rep"] else False
         control = _list(h["control_per_rep"]) if h.get("control_per_rep") else "n/a"
+        steal = h.get("steal_ms_per_rep")
+        steal_text = ", ".join("n/a" if v is None else f"{v:,}" for v in steal) if steal else "n/a"
+        hello = h.get("hello_max_rps")
         out.append(
             f"| {h['date_utc']} | {h['code'].split()[0]} | {_list(h['per_rep'])} | "
-            f"{'yes' if ok else '**no**'} | {control} |"
+            f"{'yes' if ok else '**no**'} | {control} | {steal_text} | "
+            f"{'n/a' if hello is None else f'{hello:,}'} |"
         )
     return [*out, ""]
 

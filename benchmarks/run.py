@@ -25,6 +25,7 @@ import importlib.util
 import json
 import os
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -58,6 +59,8 @@ PINNED_SERVERS = ("floor", "scorer", PROBE_OFF, "scorer-kafka-python", "naive")
 SECOND_CLIENT = "scorer-kafka-python"
 # The scorer measures its event loop's lag in the bench (docs/benchmarks.md reports it).
 SCORER_BENCH_ENV = {"SHADOWLINE_LAG_PROBE": "true"}
+# The two runs the 3-shadow bound compares, in each repetition.
+RUNS_COMPARED = ("shadows0", "shadows3")
 # PROBE_OFF, the scorer as it ships (the lag probe off, its default): max throughput, fixed
 # rate and pinned, beside the probed one.  The probe is the bench's instrument for the hold
 # bound, and it costs the scorer about 5% of its pinned throughput (3 interleaved pairs on the
@@ -299,8 +302,26 @@ def keep_history(results: dict[str, Any], out: Path) -> None:
         "bound": row["bound"],
         "met": row["met"],
         "load_average_at_start": results["machine"]["load_average_at_start"],
+        **machine_during(results),
     }
     results["history"] = update_history(out / "bench" / "history.json", entry)
+
+
+def machine_during(results: dict[str, Any]) -> dict[str, Any]:
+    """What the machine was doing while the 3-shadow bound was measured, for the history: the
+    hypervisor's steal over each repetition's shadows-off and 3-shadow runs together (ms, both
+    CPUs; None where not read), and how fast it ran (the hello-world's closed-loop maximum,
+    median of the repetitions), so that runs on a busy or slow host can be told apart."""
+    steal: list[int | None] = []
+    for rep in results["reps"]:
+        parts = [((rep.get(key) or {}).get("cpu") or {}).get("total") for key in RUNS_COMPARED]
+        known = [p for p in parts if p is not None]
+        steal.append(sum(p.get("steal_ms", 0) for p in known) if len(known) == len(parts) else None)
+    hello = [rep["max/hello"]["rate_achieved"] for rep in results["reps"] if "max/hello" in rep]
+    return {
+        "steal_ms_per_rep": steal,
+        "hello_max_rps": round(statistics.median(hello)) if hello else None,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,7 @@ from benchmarks.checks import (
 )
 from benchmarks.load import parse_exposition, scorer_deltas, select
 from benchmarks.report import count_targets
+from benchmarks.run import machine_during
 
 
 def _timeline(*p99s: float, completed: int = 1000) -> list[dict[str, Any]]:
@@ -98,6 +99,23 @@ def test_the_history_keeps_the_last_three_runs(tmp_path: Path) -> None:
     assert read_history(path) == kept
     path.write_text("not json")
     assert [h["run"] for h in update_history(path, {"run": 5})] == [5]
+
+
+def test_the_history_says_what_the_machine_was_doing_during_the_compared_runs() -> None:
+    def run(steal_ms: int) -> dict[str, Any]:
+        return {"cpu": {"total": {"busy_ms": 9000, "steal_ms": steal_ms, "total_ms": 16000}}}
+
+    reps = [
+        {"shadows0": run(1450), "shadows3": run(2180), "max/hello": {"rate_achieved": 17541.3}},
+        {"shadows0": run(20), "shadows3": run(0), "max/hello": {"rate_achieved": 18865.5}},
+        # No CPU reading (not Linux) in one of the two runs: unknown, not 0.
+        {"shadows0": run(5), "shadows3": {"cpu": None}, "max/hello": {"rate_achieved": 18234.0}},
+    ]
+    assert machine_during({"reps": reps}) == {
+        "steal_ms_per_rep": [3630, 20, None],
+        "hello_max_rps": 18234,
+    }
+    assert machine_during({"reps": [{}]}) == {"steal_ms_per_rep": [None], "hello_max_rps": None}
 
 
 EXPOSITION = """# HELP shadowline_decisions_total x

@@ -312,11 +312,18 @@ def test_the_control_run_measures_the_same_bounds_between_two_shadows_off_runs()
     results["targets"] = list(got.values())
     results["history"] = [
         {"date_utc": "then", "code": "abc", "per_rep": [1.1, 1.2, 1.0]},
-        {"date_utc": "now", "code": "def", "per_rep": [1.1, 1.2, 1.0], "control_per_rep": [1.3]},
+        {
+            "date_utc": "now",
+            "code": "def",
+            "per_rep": [1.1, 1.3, 1.0],
+            "control_per_rep": [1.3],
+            "steal_ms_per_rep": [1200, None, 30],
+            "hello_max_rps": 18234,
+        },
     ]
     page = markdown(results, PLOTS)
-    assert "| then | abc | 1.10, 1.20, 1.00 | yes | n/a |" in page
-    assert "| now | def | 1.10, 1.20, 1.00 | yes | 1.30 |" in page
+    assert "| then | abc | 1.10, 1.20, 1.00 | yes | n/a | n/a | n/a |" in page
+    assert "| now | def | 1.10, 1.30, 1.00 | **no** | 1.30 | 1,200, n/a, 30 | 18,234 |" in page
 
 
 def test_the_pinned_p99_splits_into_the_mean_and_the_tail_shape() -> None:
