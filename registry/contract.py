@@ -8,8 +8,9 @@ compiled once per model; ``check`` and ``encode`` do no per-call set-up.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 import numpy as np
 import numpy.typing as npt
@@ -100,6 +101,10 @@ class RowCodec:
             else None
         )
         self.field_count = len(schema.fields)
+        # encode's numeric values of a row in one C call; KeyError when a field is missing.
+        self._numeric_values: Callable[[Mapping[str, object]], tuple[object, ...]] | None = (
+            _values_of(tuple(f.name for f in self._numeric)) if self._numeric else None
+        )
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -162,21 +167,34 @@ class RowCodec:
     def encode(self, rows: Sequence[Mapping[str, object]]) -> dict[str, npt.NDArray[np.generic]]:
         """The graph inputs for already-checked rows (missing optional values: NaN and "")."""
         feeds: dict[str, npt.NDArray[np.generic]] = {}
-        if self._numeric:
-            nan = math.nan
-            feeds[NUMERIC_INPUT] = np.array(
-                [
+        if self._numeric_values is not None:
+            # Rows that hold every field (the usual case: 0.9 us a row of 30 fields against
+            # 2.5 field by field, the sidecar's shadow batches); numpy makes a None NaN.
+            values_of = self._numeric_values
+            try:
+                numeric: list[Sequence[object]] = [values_of(row) for row in rows]
+            except KeyError:  # a missing optional field: NaN
+                nan = math.nan
+                numeric = [
                     [nan if (v := row.get(f.name)) is None else v for f in self._numeric]
                     for row in rows
-                ],
-                dtype=np.float32,
-            )
+                ]
+            feeds[NUMERIC_INPUT] = np.array(numeric, dtype=np.float32)
         if self._categorical:
             feeds[CATEGORICAL_INPUT] = np.array(
                 [[row.get(f.name) or "" for f in self._categorical] for row in rows],
                 dtype=object,
             )
         return feeds
+
+
+def _values_of(names: tuple[str, ...]) -> Callable[[Mapping[str, object]], tuple[object, ...]]:
+    """A row's values under ``names``, as a tuple, in one C call (``itemgetter`` gives a bare
+    value, not a tuple, for one name)."""
+    if len(names) == 1:
+        get_one = itemgetter(names[0])
+        return lambda row: (get_one(row),)
+    return itemgetter(*names)
 
 
 Columns = Mapping[str, npt.NDArray[np.generic]]

@@ -18,6 +18,7 @@ adapter composed in front of it at registration takes the packed inputs
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -136,6 +137,20 @@ class Thresholds(_Strict):
         if score >= self.review:
             return Decision.REVIEW
         return Decision.ALLOW
+
+    def decisions(self, scores: Iterable[float]) -> list[str]:
+        """:meth:`decide`'s values (plain strings) for many scores: the sidecar's shadow
+        batches, where an enum member and its ``.value`` a score cost more than the rule."""
+        block, review = self.block, self.review
+        blocked, reviewed, allowed = (
+            Decision.BLOCK.value,
+            Decision.REVIEW.value,
+            Decision.ALLOW.value,
+        )
+        return [
+            blocked if score >= block else reviewed if score >= review else allowed
+            for score in scores
+        ]
 
 
 class OutputSpec(_Strict):

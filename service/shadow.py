@@ -274,12 +274,12 @@ class ShadowRunner:
         seconds: float,
         entries: list[list[ShadowEntry]],
     ) -> None:
-        version, decide = model.version, model.decide
+        version = model.version
         latency_ms = seconds * 1000
         values = scores.tolist()
+        decisions = model.manifest.thresholds.decisions(values)
         counts: dict[str, int] = {}
-        for i, score in zip(valid, values, strict=True):
-            decision = decide(score).value
+        for i, score, decision in zip(valid, values, decisions, strict=True):
             counts[decision] = counts.get(decision, 0) + 1
             entries[i].append(
                 {

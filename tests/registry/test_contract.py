@@ -76,6 +76,32 @@ def test_encode_packs_numeric_and_categorical_inputs() -> None:
     assert feeds["categorical"].tolist() == [["US", ""], ["US", "travel"]]
 
 
+def test_rows_holding_every_field_encode_as_field_by_field_does_with_or_without_gaps() -> None:
+    # encode reads a row's numeric values in one call when the row has every field, and
+    # falls back to field by field (NaN for a missing one) when a row lacks one.
+    def by_field(rows: list[dict[str, object]]) -> list[list[float]]:
+        fields = [f.name for f in DEFAULT_SCHEMA.numeric]
+        return [[math.nan if r.get(f) is None else float(r[f]) for f in fields] for r in rows]  # type: ignore[arg-type]
+
+    full = {**GOOD, "device_age_days": 3.0}
+    cases = [
+        [full, {**full, "amount": 7}],  # every field in every row
+        [full, GOOD],  # the second row lacks an optional field
+        [GOOD, full],  # the first one does
+        [{**full, "device_age_days": None}],  # present but null: NaN too
+    ]
+    for rows in cases:
+        got = codec.encode(rows)["numeric"]
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, np.array(by_field(rows), dtype=np.float32))
+
+
+def test_a_schema_of_one_numeric_field_encodes_one_column() -> None:
+    one = RowCodec(InputSchema(fields=(InputField(name="amount", type=FieldType.FLOAT),)))
+    assert one.encode([{"amount": 1.5}, {"amount": 2.0}])["numeric"].tolist() == [[1.5], [2.0]]
+    assert one.encode([{"amount": 1.5}, {}])["numeric"].shape == (2, 1)
+
+
 def test_scores_from_output_shapes() -> None:
     spec = OutputSpec()
     assert scores_from_output(spec, np.array([[0.2], [0.4]], dtype=np.float32)).tolist() == (
@@ -87,6 +113,15 @@ def test_scores_from_output_shapes() -> None:
         scores_from_output(spec, np.array([[0.8, 0.2]]))
     with pytest.raises(ValueError, match="has 2 columns; column 3 requested"):
         scores_from_output(OutputSpec(name="p", column=3), np.array([[0.8, 0.2]]))
+
+
+def test_thresholds_decisions_are_decide_for_many_scores_as_plain_strings() -> None:
+    scores = [0.0, 0.1, 0.3, 0.2999999, 0.5, 0.8, 0.79999, 1.0, math.nan]
+    for t in (Thresholds(review=0.3, block=0.8), Thresholds(review=0.5, block=0.5)):
+        got = t.decisions(scores)
+        assert got == [t.decide(s).value for s in scores]
+        assert all(type(d) is str for d in got)  # not enum members: records and counts
+    assert Thresholds(review=0.3, block=0.8).decisions([]) == []
 
 
 def test_thresholds_decide() -> None:
