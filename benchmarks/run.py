@@ -309,9 +309,10 @@ def keep_history(results: dict[str, Any], out: Path) -> None:
 
 def machine_during(results: dict[str, Any]) -> dict[str, Any]:
     """What the machine was doing while the 3-shadow bound was measured, for the history: the
-    hypervisor's steal over each repetition's shadows-off and 3-shadow runs together (ms, both
-    CPUs; None where not read), and how fast it ran (the hello-world's closed-loop maximum,
-    median of the repetitions), so that runs on a busy or slow host can be told apart."""
+    hypervisor's steal over each repetition's shadows-off and 3-shadow runs together (ms,
+    summed over the CPUs; None where not read), and how fast it ran (the hello-world's
+    closed-loop maximum, median of the repetitions), so that runs on a busy or slow host can
+    be told apart."""
     steal: list[int | None] = []
     for rep in results["reps"]:
         parts = [((rep.get(key) or {}).get("cpu") or {}).get("total") for key in RUNS_COMPARED]
