@@ -406,6 +406,7 @@ def history_section(results: dict[str, Any]) -> list[str]:
         "shadows-off and 3-shadow runs together, and how fast it ran (the hello-world's "
         "maximum, req/s). Runs from before a column was measured show n/a.",
         "",
+        *_shared_cores_note(results),
         "| run | code | per-repetition ratios | every rep within | control, each rep "
         "| steal ms, each rep | hello-world req/s |",
         "|---|---|---|---|---|---|---|",
@@ -422,6 +423,21 @@ def history_section(results: dict[str, Any]) -> list[str]:
             f"{'n/a' if hello is None else f'{hello:,}'} |"
         )
     return [*out, ""]
+
+
+def _shared_cores_note(results: dict[str, Any]) -> list[str]:
+    """On a machine of 2 cores or fewer, what the bound also measures (the load generator
+    shares the cores with the scorer and its shadows)."""
+    if (results.get("machine") or {}).get("nproc", 0) > 2:
+        return []
+    return [
+        "On this machine the load generator shares the cores with the scorer and its "
+        "sidecar: the shadows' CPU delays either the scorer's event loop or the generator, "
+        "and the bound measures both ([loadtest.md](loadtest.md#the-3-shadow-bound-on-a-2-core-"
+        "machine): on a quiet 2-core machine the loop's waits for a core were mostly behind "
+        "the generator).",
+        "",
+    ]
 
 
 def _settled(worst: dict[str, Any] | None) -> str:

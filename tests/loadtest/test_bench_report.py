@@ -324,6 +324,12 @@ def test_the_control_run_measures_the_same_bounds_between_two_shadows_off_runs()
     page = markdown(results, PLOTS)
     assert "| then | abc | 1.10, 1.20, 1.00 | yes | n/a | n/a | n/a |" in page
     assert "| now | def | 1.10, 1.30, 1.00 | **no** | 1.30 | 1,200, n/a, 30 | 18,234 |" in page
+    # On 2 cores the page says the generator shares them; on more it does not.
+    shared = "the load generator shares the cores with the scorer"
+    results["machine"]["nproc"] = 2
+    assert shared in markdown(results, PLOTS)
+    results["machine"]["nproc"] = 8
+    assert shared not in markdown(results, PLOTS)
 
 
 def test_the_pinned_p99_splits_into_the_mean_and_the_tail_shape() -> None:
