@@ -14,7 +14,7 @@ its destructor, which Python calls holding the lock), so its own duration is als
 Each size is measured ``REPS`` times; the idle row is the same probe with no worker, what the
 machine alone gives.
 
-    .venv/bin/python -m benchmarks.model_swap            # about 2 minutes on 2 cores
+    .venv/bin/python -m benchmarks.model_swap            # about a minute on 2 cores
 
 Models: the benchmark model's recipe (:mod:`benchmarks.model`) with more or fewer trees.
 """
@@ -37,16 +37,22 @@ PROBE_SLEEP_S = 0.0002
 
 def worst_wake_ms(work: Callable[[], object]) -> tuple[float, float]:
     """Run ``work`` on a thread; the main thread's largest wake lateness meanwhile (ms), the
-    final wake included, and the work's own duration (ms)."""
+    final wake included, and the work's own duration (ms).  What ``work`` raises is raised
+    here (a model that fails to load ends the study instead of leaving the probe waiting)."""
     go, done = threading.Event(), threading.Event()
     took: list[float] = []
+    failed: list[BaseException] = []
 
     def run() -> None:
         go.wait()
         t0 = time.perf_counter()
-        work()
-        took.append(time.perf_counter() - t0)
-        done.set()
+        try:
+            work()
+            took.append(time.perf_counter() - t0)
+        except BaseException as exc:  # handed to the caller's thread
+            failed.append(exc)
+        finally:
+            done.set()
 
     worst = 0.0
     thread = threading.Thread(target=run)
@@ -61,6 +67,8 @@ def worst_wake_ms(work: Callable[[], object]) -> tuple[float, float]:
         if done.is_set():
             break
     thread.join()
+    if failed:
+        raise failed[0]
     return worst * 1e3, took[0] * 1e3
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from benchmarks.model_swap import table, worst_wake_ms
 
 
@@ -23,6 +25,14 @@ def test_work_that_lets_go_of_the_lock_is_not_counted_as_holding_it() -> None:
     # The probe wakes every 0.2 ms while the work sleeps: its worst lateness is the machine's,
     # far below the 300 ms a probe that waited for the work would show.
     assert hold_ms < 100
+
+
+def test_work_that_fails_raises_its_error_instead_of_leaving_the_probe_waiting() -> None:
+    def fail() -> None:
+        raise RuntimeError("the model does not load")
+
+    with pytest.raises(RuntimeError, match="the model does not load"):
+        worst_wake_ms(fail)
 
 
 def test_the_table_has_a_row_per_size_and_the_idle_row() -> None:
