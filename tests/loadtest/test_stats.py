@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import pickle
+import random
 
+import numpy as np
 import pytest
+from hdrh.histogram import HdrHistogram
 
-from loadtest.stats import Recorder, clamp_us, summarize
+import loadtest.stats
+from loadtest.stats import (
+    HIGHEST_US,
+    LOWEST_US,
+    Recorder,
+    clamp_all_us,
+    clamp_us,
+    new_histogram,
+    record_all,
+    summarize,
+)
 
 
 def _filled(latencies_ms: list[float], second: int = 0, status: int = 200) -> Recorder:
@@ -83,3 +96,88 @@ def test_send_lag_is_recorded_separately_from_latency() -> None:
     rec.send_lag(0.003)
     assert summarize(rec.lag)["max"] == pytest.approx(3.0, rel=1e-3)
     assert rec.completed == 0
+
+
+@pytest.mark.parametrize("digits", [2, 3])
+def test_record_all_fills_a_histogram_as_record_value_does_value_by_value(digits: int) -> None:
+    rng = np.random.default_rng(7)
+    seconds = np.concatenate(
+        [
+            rng.lognormal(-6.0, 2.5, 20_000),  # microseconds to minutes
+            [0.0, 1e-7, 1.9e-6, 2**20 / 1e6, (2**20 - 1) / 1e6, 59.9999, 60.0, 1e9],
+        ]
+    )
+    one_by_one, at_once = new_histogram(digits), new_histogram(digits)
+    for value in seconds.tolist():
+        one_by_one.record_value(clamp_us(value))
+    values = clamp_all_us(seconds)
+    assert values.tolist() == [clamp_us(value) for value in seconds.tolist()]
+    assert values.min() == LOWEST_US
+    assert values.max() == HIGHEST_US
+    record_all(at_once, values[:7])  # in two steps, as a long run folds
+    record_all(at_once, values[7:])
+    record_all(at_once, values[:0])  # nothing: a no-op
+    assert at_once.encode() == one_by_one.encode()
+    assert at_once.get_total_count() == one_by_one.get_total_count() == seconds.size
+    assert at_once.get_min_value() == one_by_one.get_min_value()
+    assert at_once.get_max_value() == one_by_one.get_max_value()
+    assert at_once.get_value_at_percentile(99.0) == one_by_one.get_value_at_percentile(99.0)
+
+
+def _reference_wire(responses: list[tuple[float, float, int, bool]]) -> dict[str, bytes]:
+    """The histograms of ``responses`` filled with ``record_value``, one value at a time, as the
+    recorder once filled them: the truth its folds are checked against."""
+    names = ("latency", "service", "first", "settled")
+    hists = {name: new_histogram() for name in names}
+    per_second: dict[int, tuple[HdrHistogram, HdrHistogram]] = {}
+    for latency_s, service_s, second, first in responses:
+        us = clamp_us(latency_s)
+        hists["latency"].record_value(us)
+        hists["service"].record_value(clamp_us(service_s))
+        hist, settled = per_second.setdefault(second, (new_histogram(2), new_histogram(2)))
+        hist.record_value(us)
+        if first:
+            hists["first"].record_value(clamp_us(service_s))
+        else:
+            hists["settled"].record_value(us)
+            settled.record_value(us)
+    wire = {name: hist.encode() for name, hist in hists.items()}
+    for second, (hist, settled) in per_second.items():
+        wire[f"second {second}"] = hist.encode()
+        wire[f"settled {second}"] = settled.encode()
+    return wire
+
+
+@pytest.mark.parametrize("fold_every", [3, 1000, 2_000_000])
+def test_held_responses_reach_every_histogram_as_if_recorded_one_by_one(
+    fold_every: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loadtest.stats, "FOLD_EVERY", fold_every)
+    rng = random.Random(3)
+    # Seconds out of order, as the answers to late requests arrive; a tenth are first requests.
+    responses = [
+        (
+            rng.expovariate(200.0),
+            rng.expovariate(300.0),
+            rng.choice([4, 0, 2, 9]),
+            rng.random() < 0.1,
+        )
+        for _ in range(5000)
+    ]
+    rec = Recorder()
+    for latency_s, service_s, second, first in responses:
+        rec.response(latency_s, service_s, 200, "valid", True, second, first=first)
+    wire = rec.to_wire()
+    expected = _reference_wire(responses)
+    for name in ("latency", "service", "first", "settled"):
+        assert HdrHistogram.decode(wire[name]).encode() == expected[name], name
+    assert sorted(wire["seconds"]) == [0, 2, 4, 9]
+    for second, (completed, _, _, hist, settled) in wire["seconds"].items():
+        assert completed == sum(1 for r in responses if r[2] == second)
+        assert HdrHistogram.decode(hist).encode() == expected[f"second {second}"]
+        assert HdrHistogram.decode(settled).encode() == expected[f"settled {second}"]
+    assert rec.completed == 5000
+    # Reading folded everything: more responses after a read are counted too.
+    rec.response(0.5, 0.5, 200, "valid", True, 0)
+    assert rec.completed == 5001
+    assert summarize(rec.latency)["max"] == pytest.approx(500.0, rel=1e-3)
