@@ -8,12 +8,12 @@ change to that path can be judged by its numbers.
 A :class:`~service.sidecar_loop.SidecarLoop` runs in a thread of this process, on a real pipe,
 with the product's settings (``SHADOWLINE_*`` defaults) and its real producer, against a broker
 of the project's local stack on 127.0.0.1.  This process plays the scorer: it sends batches of
-the size the scorer sends at ``--rate`` (one every 20 ms), already pickled as the scorer packs
-them, and reads the CPU time of the loop's thread, of the shadows' threads and of the whole
-process (the producer's threads included) over the run.  Each shadow count runs ``--reps``
-times, interleaved.
+the size the scorer sends at ``--rate`` (one every 20 ms), pickled as the scorer packs them,
+and reads the CPU time of the loop's thread, of the shadows' threads and of the rest of the
+process but its own thread (the producer's threads, mostly) over the run.  Each shadow count
+runs ``--reps`` times, interleaved.
 
-    .venv/bin/python -m benchmarks.sidecar_batch            # about 2 minutes on 2 cores
+    .venv/bin/python -m benchmarks.sidecar_batch            # about 75 s on 2 cores
 
 The shadows are variants of the benchmark model (:mod:`benchmarks.model`, 200 trees).
 """
@@ -21,6 +21,7 @@ The shadows are variants of the benchmark model (:mod:`benchmarks.model`, 200 tr
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing
 import statistics
@@ -62,9 +63,14 @@ def shadows_of(onnx: bytes, count: int = 3) -> Shadows:
     return Shadows(tuple(versions), load_model(*versions[0]).schema_key)
 
 
+@functools.cache
+def _rows() -> list[dict[str, float]]:
+    return sample_rows(64, seed=11)
+
+
 def transactions(n: int, *, schema_key: str, start: int = 0) -> list[Scored]:
     """``n`` scored transactions of the benchmark model, as the scorer hands them over."""
-    rows = sample_rows(64, seed=11)
+    rows = _rows()
     now = time.time()
     return [
         Scored(
